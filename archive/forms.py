@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.models import Group
+
+from archive.models import ArchiveSettings, FieldDefinition, FieldType
+from archive.services import clean_field_value
+
+
+class DocumentFieldsForm(forms.Form):
+    """The Fields tab: one form field per non-internal field definition."""
+
+    def __init__(self, *args, definitions: list[FieldDefinition], initial_values: dict, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.definitions = [d for d in definitions if not d.internal or d.name in ("title", "date")]
+        for d in self.definitions:
+            initial = initial_values.get(d.name, "")
+            if d.type == FieldType.YESNO:
+                field: forms.Field = forms.BooleanField(label=d.label, required=False, initial=bool(initial))
+            elif d.type == FieldType.DATE:
+                field = forms.CharField(
+                    label=d.label, required=False, initial=initial,
+                    widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD"}),
+                )
+            elif d.type == FieldType.NUMBER:
+                field = forms.CharField(label=d.label, required=False, initial=initial,
+                                        widget=forms.TextInput(attrs={"inputmode": "decimal"}))
+            else:
+                field = forms.CharField(label=d.label, required=False, initial=initial, max_length=2000)
+                if d.type == FieldType.SELECTION:
+                    field.widget.attrs["list"] = f"choices-{d.name}"
+                    field.widget.attrs["data-field"] = d.name
+            self.fields[d.name] = field
+
+    def clean(self) -> dict:
+        cleaned = super().clean() or {}
+        for d in self.definitions:
+            try:
+                cleaned[d.name] = clean_field_value(d, cleaned.get(d.name))
+            except forms.ValidationError as exc:
+                self.add_error(d.name, exc)
+        return cleaned
+
+
+class NotesForm(forms.Form):
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 12}), required=False, max_length=100_000)
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):  # type: ignore[no-untyped-def]
+        single = super().clean
+        if isinstance(data, (list, tuple)):
+            return [single(d, initial) for d in data]
+        return [single(data, initial)]
+
+
+class UploadForm(forms.Form):
+    files = MultipleFileField(label="Files")
+    owner_group = forms.ModelChoiceField(queryset=Group.objects.none(), label="Owner group")
+
+    def __init__(self, *args, groups, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.fields["owner_group"].queryset = groups
+        first = groups.first()
+        if first is not None:
+            self.fields["owner_group"].initial = first.pk
+
+
+class ArchiveSettingsForm(forms.ModelForm):
+    class Meta:
+        model = ArchiveSettings
+        fields = [
+            "primary_usage", "theme", "hide_extended_icons", "field_columns",
+            "start_reduced_table", "hide_internal_in_reduced", "suppress_title", "title_width",
+            "publish_field", "filename_field", "versioning", "version_key_field",
+            "combobox_elements", "show_notes", "dns_name", "link_title_field",
+        ]
+        widgets = {"dns_name": forms.TextInput(attrs={"placeholder": "https://archive.example.com"})}
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.fields["publish_field"].queryset = FieldDefinition.objects.filter(type=FieldType.YESNO)
+        self.fields["filename_field"].queryset = FieldDefinition.objects.filter(
+            type__in=[FieldType.TEXT, FieldType.SELECTION], internal=False
+        )
+        self.fields["version_key_field"].queryset = FieldDefinition.objects.filter(internal=False)
+        self.fields["field_columns"].widget.attrs.update({"min": 1, "max": 3})
+        self.fields["title_width"].min_value = 1
+        self.fields["combobox_elements"].widget.attrs["min"] = 0
+
+    def clean_dns_name(self) -> str:
+        from archive.links import validate_dns_name
+
+        value = (self.cleaned_data.get("dns_name") or "").strip().rstrip("/")
+        validate_dns_name(value)
+        return value
+
+    def clean(self) -> dict:
+        cleaned = super().clean() or {}
+        if cleaned.get("versioning") and not cleaned.get("version_key_field"):
+            self.add_error("version_key_field", "Versioning needs a field for the version key.")
+        return cleaned

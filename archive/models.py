@@ -1,0 +1,220 @@
+"""The archive: field definitions, documents, their files and the archive settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.contrib.auth.models import Group
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class FieldType(models.TextChoices):
+    TEXT = "text", "Text"
+    NUMBER = "number", "Number"
+    DATE = "date", "Date"
+    YESNO = "yesno", "Yes/No"
+    SELECTION = "selection", "Selection"
+
+
+class FieldDefinition(models.Model):
+    """An administrator-defined field; a document's values are keyed by ``name``."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    label = models.CharField(max_length=100)
+    type = models.CharField(max_length=16, choices=FieldType.choices, default=FieldType.TEXT)
+    internal = models.BooleanField(
+        default=False, help_text="A system field (number, owner, created…), not typed by users."
+    )
+    in_reduced_table = models.BooleanField(
+        default=True, help_text="Shown when the table is in its reduced form."
+    )
+    order = models.PositiveIntegerField(default=100)
+    choices = models.TextField(
+        blank=True, help_text="Selection fields: one allowed value per line (empty: free text)."
+    )
+
+    class Meta:
+        ordering = ["order", "id"]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def choice_list(self) -> list[str]:
+        return [line.strip() for line in self.choices.splitlines() if line.strip()]
+
+
+class DocumentKind(models.TextChoices):
+    DOCUMENT = "document", "Document"
+    MAIL = "mail", "Mail"
+
+
+class Document(models.Model):
+    """An archived document. Its primary key is the document number (``go=`` of
+    access links): AUTO_INCREMENT on MariaDB and AUTOINCREMENT on SQLite never
+    hand out a number twice, not even after a delete."""
+
+    kind = models.CharField(max_length=16, choices=DocumentKind.choices, default=DocumentKind.DOCUMENT)
+    owner_group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="documents")
+    values = models.JSONField(default=dict, blank=True)
+    # Mirrors of the "title" and "date" field values: indexed, for sorting a big table.
+    title = models.CharField(max_length=500, blank=True, db_index=True)
+    date = models.DateTimeField(null=True, blank=True, db_index=True)
+    notes = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    modified = models.DateTimeField(auto_now=True)
+    # Set when a mail could not be parsed; the raw file is still the record.
+    parse_error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner_group", "date"])]
+
+    def __str__(self) -> str:
+        return f"{self.pk}: {self.title}"
+
+    @property
+    def number(self) -> int:
+        return self.pk
+
+    def original(self) -> DocumentFile | None:
+        return (
+            self.files.filter(role=FileRole.ORIGINAL).order_by("-version", "-id").first()
+        )
+
+
+class FileRole(models.TextChoices):
+    ORIGINAL = "original", "Original"
+    ATTACHMENT = "attachment", "Attachment"
+
+
+class ExtractionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    NONE = "none", "Not extractable"
+
+
+class DocumentFile(models.Model):
+    """A file of a document; the bytes live in the content-addressed store."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="files")
+    role = models.CharField(max_length=16, choices=FileRole.choices, default=FileRole.ORIGINAL)
+    name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=255, default="application/octet-stream")
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size = models.PositiveBigIntegerField()
+    # Versions of the original: 0 → "1.0", 1 → "1.1", …; attachments carry their original's.
+    version = models.PositiveIntegerField(default=0)
+    # MIME part path for attachments derived from a mail (".eml" stays the record).
+    part = models.CharField(max_length=64, blank=True)
+    content_id = models.CharField(max_length=255, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    extraction_status = models.CharField(
+        max_length=16, choices=ExtractionStatus.choices, default=ExtractionStatus.PENDING
+    )
+    extraction_error = models.TextField(blank=True)
+    extraction_attempts = models.PositiveSmallIntegerField(default=0)
+    text = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["role", "-version", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def version_label(self) -> str:
+        return f"1.{self.version}"
+
+
+class PublicAccess(models.Model):
+    """A visitor without login opened a published document."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="public_accesses")
+    at = models.DateTimeField(auto_now_add=True)
+    ip = models.GenericIPAddressField(null=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    path = models.CharField(max_length=300, blank=True)
+
+
+class PrimaryUsage(models.TextChoices):
+    DOCUMENTS = "documents", "Documents"
+    MAILS = "mails", "Mails"
+    MEDIA = "media", "Media"
+
+
+class Theme(models.TextChoices):
+    BRIGHT = "bright", "New icons with bright design"
+    DARK = "dark", "Dark design"
+
+
+class ArchiveSettings(models.Model):
+    """The "Archive administration" form of the original: one row per archive."""
+
+    primary_usage = models.CharField(
+        "Primary archive usage", max_length=16, choices=PrimaryUsage.choices,
+        default=PrimaryUsage.DOCUMENTS,
+    )
+    theme = models.CharField("Layout (Theme)", max_length=16, choices=Theme.choices, default=Theme.BRIGHT)
+    hide_extended_icons = models.BooleanField("Hide extended icons", default=False)
+    field_columns = models.PositiveSmallIntegerField(
+        "Number of columns for fields (1,2,3)", default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(3)],
+    )
+    start_reduced_table = models.BooleanField("Start with reduced table", default=False)
+    hide_internal_in_reduced = models.BooleanField("Hide internal fields in reduced table", default=False)
+    suppress_title = models.BooleanField("Suppress field 'Title' in main view", default=False)
+    title_width = models.PositiveIntegerField(
+        "Width of field 'Title' in table", default=3000, validators=[MinValueValidator(1)],
+        help_text="In the original's unit, 1/15 px: 3000 → 200 px.",
+    )
+    publish_field = models.ForeignKey(
+        FieldDefinition, verbose_name="Field for publishing", null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="+",
+    )
+    filename_field = models.ForeignKey(
+        FieldDefinition, verbose_name="Save filename in field", null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="+",
+    )
+    versioning = models.BooleanField("Versioning", default=False)
+    version_key_field = models.ForeignKey(
+        FieldDefinition, verbose_name="Field for version key", null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="+",
+    )
+    combobox_elements = models.PositiveIntegerField("Elements in combobox fields (0-x)", default=0)
+    show_notes = models.BooleanField("Show note field", default=True)
+    dns_name = models.CharField(
+        "DNS name for API call", max_length=255, blank=True,
+        help_text="Base URL of access links, e.g. https://archive.example.com",
+    )
+    link_title_field = models.ForeignKey(
+        FieldDefinition, verbose_name="Title field for API link (Ctrl+C WebDMS)", null=True,
+        blank=True, on_delete=models.SET_NULL, related_name="+",
+    )
+
+    class Meta:
+        verbose_name = "archive settings"
+        verbose_name_plural = "archive settings"
+
+    @property
+    def title_width_px(self) -> int:
+        return max(1, round(self.title_width / 15))
+
+    @classmethod
+    def load(cls) -> ArchiveSettings:
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+
+def parse_field_date(value: str) -> dt.datetime | None:
+    """A date field's stored value (ISO date or datetime) as an aware datetime."""
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed

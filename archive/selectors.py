@@ -1,0 +1,104 @@
+"""Reads. ``document_get_for_user`` is the one access check for a document:
+every route that touches a document or one of its files goes through it."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.db.models import F, QuerySet
+from django.db.models.fields.json import KeyTextTransform
+from django.http import Http404
+
+from archive.models import ArchiveSettings, Document, DocumentFile, FieldDefinition
+
+# Internal fields whose value lives in a column of Document, not in ``values``.
+COLUMN_FIELDS = {
+    "number": "id",
+    "owner": "owner_group__name",
+    "created": "created",
+    "modified": "modified",
+    "title": "title",
+    "date": "date",
+}
+
+User = AbstractBaseUser | AnonymousUser
+
+
+def groups_for_user(user: User) -> QuerySet[Group]:
+    if not user.is_authenticated:
+        return Group.objects.none()
+    if user.is_superuser:
+        return Group.objects.all()
+    return user.groups.all()  # type: ignore[union-attr]
+
+
+def documents_visible_to(user: User) -> QuerySet[Document]:
+    if not user.is_authenticated or not user.is_active:
+        return Document.objects.none()
+    if user.is_superuser:
+        return Document.objects.all()
+    return Document.objects.filter(owner_group__in=user.groups.all())  # type: ignore[union-attr]
+
+
+def document_get_for_user(user: User, number: int) -> Document:
+    """The document, or Http404 — the same for "does not exist" and "not yours"."""
+    try:
+        return documents_visible_to(user).select_related("owner_group").get(pk=number)
+    except (Document.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such document") from None
+
+
+def documents_get_for_user(user: User, numbers: list[int]) -> list[Document]:
+    """Several documents in the given order; 404 if any one is not visible."""
+    found = {d.pk: d for d in documents_visible_to(user).filter(pk__in=numbers)}
+    if len(found) != len(set(numbers)):
+        raise Http404("No such document")
+    return [found[n] for n in numbers]
+
+
+def document_is_published(document: Document, settings: ArchiveSettings) -> bool:
+    field = settings.publish_field
+    if field is None:
+        return False
+    return field_value(document, field) in (True, "1", "true", "yes", 1)
+
+
+def document_get_public(number: int) -> Document:
+    """A document a visitor without login may open: published through the
+    "Field for publishing". Anything else is a 404 for them."""
+    settings = ArchiveSettings.load()
+    try:
+        document = Document.objects.select_related("owner_group").get(pk=number)
+    except (Document.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such document") from None
+    if not document_is_published(document, settings):
+        raise Http404("No such document")
+    return document
+
+
+def file_get_for_document(document: Document, file_id: int) -> DocumentFile:
+    try:
+        return document.files.get(pk=file_id)
+    except (DocumentFile.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such file") from None
+
+
+def field_value(document: Document, field: FieldDefinition) -> object:
+    if field.name in COLUMN_FIELDS:
+        if field.name == "number":
+            return document.pk
+        if field.name == "owner":
+            return document.owner_group.name
+        return getattr(document, field.name)
+    return document.values.get(field.name, "")
+
+
+def field_definitions() -> list[FieldDefinition]:
+    return list(FieldDefinition.objects.all())
+
+
+def order_expression(field: FieldDefinition, descending: bool):  # type: ignore[no-untyped-def]
+    if field.name in COLUMN_FIELDS:
+        expr = F(COLUMN_FIELDS[field.name])
+    else:
+        expr = KeyTextTransform(field.name, "values")
+    return expr.desc(nulls_last=True) if descending else expr.asc(nulls_first=True)

@@ -1,0 +1,175 @@
+"""Writes to the archive. Each is one transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import mimetypes
+from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+
+from archive import storage
+from archive.models import (
+    ArchiveSettings,
+    Document,
+    DocumentFile,
+    DocumentKind,
+    FieldDefinition,
+    FieldType,
+    FileRole,
+    parse_field_date,
+)
+from archive.selectors import COLUMN_FIELDS, field_value
+
+
+@dataclasses.dataclass(frozen=True)
+class NewFile:
+    name: str
+    blob: storage.StoredBlob
+    content_type: str = ""
+    role: str = FileRole.ORIGINAL
+    part: str = ""
+    content_id: str = ""
+
+
+def guess_content_type(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def clean_field_value(field: FieldDefinition, raw: object) -> object:
+    """Normalise a value for storage in ``Document.values``; ValidationError if bad."""
+    if raw is None or raw == "":
+        return False if field.type == FieldType.YESNO else ""
+    if field.type == FieldType.YESNO:
+        if isinstance(raw, bool):
+            return raw
+        return str(raw).strip().lower() in ("1", "true", "yes", "on")
+    text = str(raw).strip()
+    if field.type == FieldType.NUMBER:
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            raise ValidationError(f"{field.label}: {text!r} is not a number") from None
+        return str(number.normalize()) if number == number.to_integral() else str(number)
+    if field.type == FieldType.DATE:
+        if isinstance(raw, dt.datetime):
+            return raw.isoformat()
+        if isinstance(raw, dt.date):
+            return raw.isoformat()
+        if parse_field_date(text) is None:
+            raise ValidationError(f"{field.label}: {text!r} is not a date (YYYY-MM-DD)")
+        return text
+    if field.type == FieldType.SELECTION and field.choice_list and text not in field.choice_list:
+        raise ValidationError(f"{field.label}: {text!r} is not one of the allowed values")
+    return text
+
+
+def _apply_values(document: Document, values: Mapping[str, object]) -> None:
+    fields = {f.name: f for f in FieldDefinition.objects.filter(name__in=list(values))}
+    for name, raw in values.items():
+        field = fields.get(name)
+        if field is None:
+            raise ValidationError(f"Unknown field {name!r}")
+        if field.internal and name in COLUMN_FIELDS and name not in ("title", "date"):
+            raise ValidationError(f"{field.label} is set by the archive")
+        document.values[name] = clean_field_value(field, raw)
+    document.title = str(document.values.get("title", ""))[:500]
+    document.date = parse_field_date(str(document.values.get("date", "") or ""))
+
+
+@transaction.atomic
+def document_create(
+    *,
+    owner_group: Group,
+    values: Mapping[str, object],
+    files: Iterable[NewFile] = (),
+    kind: str = DocumentKind.DOCUMENT,
+    parse_error: str = "",
+) -> Document:
+    document = Document(kind=kind, owner_group=owner_group, values={}, parse_error=parse_error)
+    _apply_values(document, values)
+    document.save()
+    DocumentFile.objects.bulk_create(
+        DocumentFile(
+            document=document,
+            role=f.role,
+            name=f.name[:255],
+            content_type=f.content_type or guess_content_type(f.name),
+            sha256=f.blob.sha256,
+            size=f.blob.size,
+            part=f.part,
+            content_id=f.content_id[:255],
+        )
+        for f in files
+    )
+    return document
+
+
+@transaction.atomic
+def document_update_values(document: Document, values: Mapping[str, object]) -> Document:
+    document = Document.objects.select_for_update().get(pk=document.pk)
+    _apply_values(document, values)
+    document.save()
+    return document
+
+
+@transaction.atomic
+def document_set_notes(document: Document, notes: str) -> Document:
+    Document.objects.filter(pk=document.pk).update(notes=notes)
+    document.notes = notes
+    return document
+
+
+def _version_target(
+    settings: ArchiveSettings, values: Mapping[str, object], owner_group: Group
+) -> Document | None:
+    key_field = settings.version_key_field
+    if not settings.versioning or key_field is None:
+        return None
+    key = values.get(key_field.name)
+    if key in (None, ""):
+        return None
+    return (
+        Document.objects.select_for_update()
+        .filter(owner_group=owner_group, **{f"values__{key_field.name}": key})
+        .order_by("pk")
+        .first()
+    )
+
+
+@transaction.atomic
+def document_create_from_upload(
+    *, name: str, blob: storage.StoredBlob, content_type: str, owner_group: Group,
+    values: Mapping[str, object] | None = None,
+) -> tuple[Document, bool]:
+    """One uploaded file → a new document, or the next version of an existing
+    one when versioning matches its version key. Returns (document, is_new_version)."""
+    settings = ArchiveSettings.load()
+    values = dict(values or {})
+    values.setdefault("title", name)
+    if settings.filename_field is not None:
+        values[settings.filename_field.name] = name
+    target = _version_target(settings, values, owner_group)
+    new_file = NewFile(name=name, blob=blob, content_type=content_type or guess_content_type(name))
+    if target is None:
+        return document_create(owner_group=owner_group, values=values, files=[new_file]), False
+    current = target.files.filter(role=FileRole.ORIGINAL).aggregate(v=Max("version"))["v"] or 0
+    DocumentFile.objects.create(
+        document=target, role=FileRole.ORIGINAL, name=name[:255],
+        content_type=new_file.content_type, sha256=blob.sha256, size=blob.size,
+        version=current + 1,
+    )
+    _apply_values(target, values)
+    target.save()
+    return target, True
+
+
+def document_values_for_display(
+    document: Document, fields: list[FieldDefinition]
+) -> list[tuple[FieldDefinition, object]]:
+    return [(f, field_value(document, f)) for f in fields]

@@ -1,0 +1,160 @@
+"""The content-addressed, write-once store for every archived byte.
+
+A blob lives at ``<STORAGE_DIR>/sha256/ab/cd/<hex digest>``. Writing goes to a
+temporary file in the same directory tree, which is fsynced, then atomically
+renamed into place, then the directory is fsynced: after ``put_*`` returns, the
+bytes survive a power cut, and a crash before the rename leaves no file under
+the final name (only a ``.tmp-*`` file that ``sweep_temporary`` removes).
+Identical bytes are stored once. Blobs are never modified or deleted here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from django.conf import settings
+
+CHUNK = 1024 * 1024
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class StorageError(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredBlob:
+    sha256: str
+    size: int
+    created: bool  # False when identical bytes were already stored
+
+
+def _root() -> Path:
+    return Path(settings.STORAGE_DIR)
+
+
+def blob_path(sha256: str) -> Path:
+    if not _HEX64.match(sha256):
+        raise StorageError(f"not a SHA-256 hex digest: {sha256!r}")
+    return _root() / "sha256" / sha256[:2] / sha256[2:4] / sha256
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ensure_dir(path: Path) -> None:
+    if path.is_dir():
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    # Make the new directory entries themselves durable.
+    for parent in (path, path.parent, path.parent.parent):
+        _fsync_dir(parent)
+
+
+def put_bytes(data: bytes) -> StoredBlob:
+    return put_chunks([data])
+
+
+def put_stream(stream: BinaryIO) -> StoredBlob:
+    return put_chunks(iter(lambda: stream.read(CHUNK), b""))
+
+
+def put_chunks(chunks: Iterable[bytes]) -> StoredBlob:
+    """Hash and store ``chunks`` durably; returns the digest and size."""
+    staging = _root() / "tmp"
+    _ensure_dir(staging)
+    digest = hashlib.sha256()
+    size = 0
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=staging)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        sha = digest.hexdigest()
+        final = blob_path(sha)
+        if final.exists():
+            tmp.unlink()
+            return StoredBlob(sha, size, created=False)
+        _ensure_dir(final.parent)
+        os.chmod(tmp, 0o444)
+        # rename is atomic within one file system; a concurrent writer of the
+        # same bytes renames identical content over it, which is harmless.
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        return StoredBlob(sha, size, created=True)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def exists(sha256: str) -> bool:
+    return blob_path(sha256).is_file()
+
+
+def open_blob(sha256: str) -> BinaryIO:
+    try:
+        return open(blob_path(sha256), "rb")
+    except FileNotFoundError:
+        raise StorageError(f"blob {sha256} is missing from the store") from None
+
+
+def read_bytes(sha256: str) -> bytes:
+    with open_blob(sha256) as fh:
+        return fh.read()
+
+
+def iter_range(sha256: str, start: int, length: int) -> Iterator[bytes]:
+    with open_blob(sha256) as fh:
+        fh.seek(start)
+        remaining = length
+        while remaining > 0:
+            chunk = fh.read(min(CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+
+
+def verify(sha256: str) -> bool:
+    """Re-read a stored blob and check that its bytes still hash to its name."""
+    digest = hashlib.sha256()
+    try:
+        with open_blob(sha256) as fh:
+            for chunk in iter(lambda: fh.read(CHUNK), b""):
+                digest.update(chunk)
+    except StorageError:
+        return False
+    return digest.hexdigest() == sha256
+
+
+def sweep_temporary(older_than_seconds: float = 3600) -> int:
+    """Remove staging files left by a crash between write and rename."""
+    import time
+
+    staging = _root() / "tmp"
+    if not staging.is_dir():
+        return 0
+    removed = 0
+    cutoff = time.time() - older_than_seconds
+    for entry in staging.iterdir():
+        if entry.name.startswith(".tmp-") and entry.stat().st_mtime < cutoff:
+            entry.unlink(missing_ok=True)
+            removed += 1
+    return removed

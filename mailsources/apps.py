@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MailsourcesConfig(AppConfig):
+    name = "mailsources"
+    verbose_name = "Mail sources"

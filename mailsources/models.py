@@ -1,0 +1,209 @@
+"""Mail sources (IMAP accounts, Microsoft 365 tenants), their cursors, the
+location ledger and the run history."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from archive.models import Document, FieldDefinition
+
+
+class SourceKind(models.TextChoices):
+    IMAP = "imap", "IMAP"
+    M365 = "m365", "Microsoft 365"
+
+
+class Security(models.TextChoices):
+    TLS = "tls", "Implicit TLS (IMAPS, port 993)"
+    STARTTLS = "starttls", "STARTTLS (port 143)"
+    NONE = "none", "None (unencrypted)"
+
+
+class AfterArchive(models.TextChoices):
+    KEEP = "keep", "Keep on the server"
+    MOVE = "move", "Move to a folder"
+    DELETE = "delete", "Delete from the server"
+
+
+class SourceStatus(models.TextChoices):
+    IDLE = "idle", "Idle"
+    RUNNING = "running", "Running"
+    OK = "ok", "OK"
+    RETRYING = "retrying", "Retrying"
+    ERROR = "error", "Stopped: error"
+    DISABLED = "disabled", "Disabled"
+
+
+class MailSource(models.Model):
+    kind = models.CharField(max_length=8, choices=SourceKind.choices)
+    name = models.CharField(max_length=100, unique=True)
+    enabled = models.BooleanField(default=True)
+    interval_minutes = models.PositiveIntegerField(
+        "Interval (minutes)", default=15, validators=[MinValueValidator(1)]
+    )
+    # "" = all folders; else a comma-separated list ("INBOX, Archive/2024").
+    folders = models.CharField(
+        max_length=2000, blank=True, default="INBOX",
+        help_text="Comma-separated folder names; empty for all folders.",
+    )
+    owner_group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="+")
+    from_field = models.ForeignKey(
+        FieldDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    to_field = models.ForeignKey(
+        FieldDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cc_field = models.ForeignKey(
+        FieldDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    subject_field = models.ForeignKey(
+        FieldDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    min_age_days = models.PositiveIntegerField("Minimum age (days)", default=0)
+    after_archive = models.CharField(max_length=8, choices=AfterArchive.choices, default=AfterArchive.KEEP)
+    move_to_folder = models.CharField(max_length=255, blank=True)
+
+    # IMAP
+    host = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(65535)])
+    security = models.CharField(max_length=8, choices=Security.choices, default=Security.TLS)
+    allow_unencrypted = models.BooleanField(default=False)
+    username = models.CharField(max_length=255, blank=True)
+    ca_file = models.CharField("Custom CA file", max_length=500, blank=True)
+
+    # Microsoft 365
+    tenant = models.CharField(max_length=255, blank=True)
+    client_id = models.CharField("Client ID", max_length=255, blank=True)
+    mailboxes = models.TextField(blank=True, help_text="One mailbox address per line.")
+    page_size = models.PositiveIntegerField(
+        "Number of mails (Office 365)", default=25,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+    )
+
+    # The IMAP password or the client secret, Fernet-encrypted with a key
+    # derived from SOURCE_SECRET_KEY (never stored in the database).
+    secret_encrypted = models.BinaryField(blank=True, default=b"", editable=False)
+
+    # Scheduling and lease: a run holds the lease; a killed worker's expires.
+    status = models.CharField(max_length=16, choices=SourceStatus.choices, default=SourceStatus.IDLE)
+    status_message = models.TextField(blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    archived_count = models.PositiveBigIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def folder_list(self) -> list[str]:
+        return [f.strip() for f in self.folders.split(",") if f.strip()]
+
+    @property
+    def mailbox_list(self) -> list[str]:
+        return [m.strip() for m in self.mailboxes.replace(",", "\n").splitlines() if m.strip()]
+
+
+class ArchivedMail(models.Model):
+    """One distinct raw message per mailbox: the dedup key of mail ingestion."""
+
+    source = models.ForeignKey(MailSource, on_delete=models.PROTECT, related_name="mails")
+    mailbox = models.CharField(max_length=255)  # IMAP username or the M365 address
+    sha256 = models.CharField(max_length=64)
+    document = models.ForeignKey(Document, on_delete=models.PROTECT, related_name="+")
+    message_id = models.CharField(max_length=500, blank=True)
+    size = models.PositiveBigIntegerField()
+    created = models.DateTimeField(auto_now_add=True)
+    # Set once the stored copy was re-read and its hash checked (before move/delete).
+    verified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "mailbox", "sha256"], name="uniq_mail_per_mailbox")
+        ]
+
+
+class MailLocation(models.Model):
+    """Every place a message was seen: (source, mailbox, folder, epoch, location).
+    epoch is the IMAP UIDVALIDITY ("" for Graph immutable ids)."""
+
+    source = models.ForeignKey(MailSource, on_delete=models.CASCADE, related_name="locations")
+    mailbox = models.CharField(max_length=255)
+    folder = models.CharField(max_length=500)
+    epoch = models.CharField(max_length=32)
+    location = models.CharField(max_length=255)
+    mail = models.ForeignKey(ArchivedMail, on_delete=models.PROTECT, related_name="locations")
+    seen_at = models.DateTimeField(auto_now_add=True)
+    removed_at = models.DateTimeField(null=True, blank=True)  # gone at the source; we keep our copy
+    acted_at = models.DateTimeField(null=True, blank=True)  # moved/deleted at the source by us
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "mailbox", "folder", "epoch", "location"], name="uniq_mail_location"
+            )
+        ]
+
+
+class FolderCursor(models.Model):
+    """Where incremental sync of one folder stands (client-specific JSON)."""
+
+    source = models.ForeignKey(MailSource, on_delete=models.CASCADE, related_name="cursors")
+    mailbox = models.CharField(max_length=255)
+    folder = models.CharField(max_length=500)
+    cursor = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, default="ok")
+    status_message = models.TextField(blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "mailbox", "folder"], name="uniq_folder_cursor")
+        ]
+
+
+class MailboxStatus(models.Model):
+    """Per-mailbox status of a Microsoft 365 source (one failing does not stop the others)."""
+
+    source = models.ForeignKey(MailSource, on_delete=models.CASCADE, related_name="mailbox_statuses")
+    mailbox = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=SourceStatus.choices, default=SourceStatus.IDLE)
+    message = models.TextField(blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "mailbox"], name="uniq_mailbox_status")
+        ]
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    OK = "ok", "Finished"
+    PARTIAL = "partial", "Finished with errors"
+    RETRY = "retry", "Interrupted, will retry"
+    FAILED = "failed", "Failed"
+
+
+class SyncRun(models.Model):
+    source = models.ForeignKey(MailSource, on_delete=models.CASCADE, related_name="runs")
+    started = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    new = models.PositiveIntegerField(default=0)
+    duplicate = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(null=True, blank=True)
+    errors = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started"]

@@ -1,0 +1,22 @@
+# Shared by run.sh, test.sh and bench.sh: the virtualenv and the project install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3.11}
+VENV=${VENV:-.venv}
+
+die() { echo "ERROR: $*" >&2; exit 1; }
+
+ensure_venv() {  # $1: pip extras, e.g. "" or "[test,mariadb]"
+  command -v "$PYTHON" >/dev/null || die "$PYTHON not found: install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv)"
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "==> creating virtualenv $VENV"
+    "$PYTHON" -m venv "$VENV" || die "could not create a virtualenv (Debian: apt-get install python3.11-venv)"
+  fi
+  local stamp="$VENV/.installed$1"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "==> installing WebAdmin$1 into $VENV"
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet -e ".$1"
+    touch "$stamp"
+  fi
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make run`: the whole product on one machine with no external service —
+# SQLite, local storage, Celery on kombu's filesystem broker — until Ctrl+C.
+source "$(dirname "$0")/common.sh"
+ensure_venv ""
+
+export DATA_DIR=${DATA_DIR:-$PWD/var}
+mkdir -p "$DATA_DIR"
+if [ -z "${SECRET_KEY:-}${SECRET_KEY_FILE:-}" ]; then
+  if [ ! -s "$DATA_DIR/secret_key" ]; then
+    (umask 077; "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(50))' > "$DATA_DIR/secret_key")
+  fi
+  export SECRET_KEY_FILE="$DATA_DIR/secret_key"
+fi
+# Plain HTTP on localhost: no HTTPS redirect, no secure-only cookies.
+export HTTPS=${HTTPS:-false}
+export DEBUG=${DEBUG:-false}
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-8000}
+
+PY="$VENV/bin/python"
+"$PY" manage.py migrate --noinput
+"$PY" manage.py collectstatic --noinput >/dev/null
+"$PY" manage.py ensure_admin
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo; echo "==> stopping"
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+"$VENV/bin/celery" -A webadmin worker --loglevel=INFO --concurrency=2 & pids+=($!)
+"$VENV/bin/celery" -A webadmin beat --loglevel=INFO & pids+=($!)
+"$VENV/bin/gunicorn" webadmin.wsgi --bind "$HOST:$PORT" --workers 2 --access-logfile - & pids+=($!)
+echo "==> WebAdmin is running at http://$HOST:$PORT/  (Ctrl+C stops web server, worker and beat)"
+wait -n "${pids[@]}"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make test`: install what the suite needs, then run the whole suite on SQLite
+# and on MariaDB, with Redis. A missing service fails the run with a clear
+# message; nothing is skipped.
+source "$(dirname "$0")/common.sh"
+
+DEB_PACKAGES=(chromium dovecot-imapd isync openssl libmariadb-dev pkg-config)
+missing=()
+for pkg in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "==> installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    die "missing Debian packages; run: sudo apt-get install ${missing[*]}"
+  fi
+fi
+ensure_venv "[test,mariadb]"
+
+MARIADB_URL=${TEST_MARIADB_URL:-mysql://root@127.0.0.1:3306/test}
+export TEST_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
+"$VENV/bin/python" scripts/check_services.py "$MARIADB_URL" "$TEST_REDIS_URL"
+
+run_suite() {  # $1: label, $2: DATABASE_URL
+  echo "==> test suite on $1"
+  local data; data=$(mktemp -d /tmp/webadmin-test-XXXXXX)
+  DATABASE_URL="$2" DATA_DIR="$data" "$VENV/bin/pytest" "${PYTEST_ARGS[@]}" || status=1
+  rm -rf "$data"
+}
+
+PYTEST_ARGS=("$@")
+status=0
+[ "${ONLY:-sqlite}" = mariadb ] || run_suite SQLite "sqlite:////tmp/webadmin-test-unused.sqlite3"
+[ "${ONLY:-mariadb}" = sqlite ] || run_suite MariaDB "$MARIADB_URL"
+exit $status

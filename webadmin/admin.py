@@ -1,0 +1,14 @@
+from django.contrib import admin
+
+from archive.models import FieldDefinition
+
+admin.site.site_header = "WebAdmin"
+admin.site.site_url = "/dms/"
+
+
+@admin.register(FieldDefinition)
+class FieldDefinitionAdmin(admin.ModelAdmin):
+    list_display = ("label", "name", "type", "internal", "in_reduced_table", "order")
+    list_editable = ("order", "in_reduced_table")
+    list_filter = ("type", "internal")
+    ordering = ("order", "id")

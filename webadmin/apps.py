@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class WebadminConfig(AppConfig):
+    name = "webadmin"
+    verbose_name = "WebAdmin"
