@@ -3,53 +3,87 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group, User
-
-from archive import services, storage
 
 
 @pytest.fixture(autouse=True)
-def isolated_store(settings, tmp_path):
+def isolated_store(request, tmp_path):
     """Every test writes blobs into its own empty store."""
+    if not request.config.pluginmanager.hasplugin("django"):
+        return None  # a client-only run with `-p no:django`
+    settings = request.getfixturevalue("settings")
     settings.STORAGE_DIR = tmp_path / "store"
     return settings.STORAGE_DIR
 
 
+@pytest.fixture(autouse=True)
+def archive_defaults(request):
+    """Transactional tests flush the database, data migrations included:
+    put the default fields and settings back for every test that uses it."""
+    if not request.config.pluginmanager.hasplugin("django"):
+        return
+    uses_db = {"db", "transactional_db", "live_server"} & set(request.fixturenames)
+    marker = request.node.get_closest_marker("django_db")
+    if not uses_db and marker is None:
+        return
+    transactional = "transactional_db" in request.fixturenames or "live_server" in request.fixturenames or (
+        marker is not None and (marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
+    )
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from django.contrib.auth.models import Group
+
+    from archive.defaults import ensure_defaults
+    from archive.models import ArchiveSettings, FieldDefinition
+
+    ensure_defaults(FieldDefinition, ArchiveSettings, Group)
+
+
 @pytest.fixture
-def group_a(db) -> Group:
+def group_a(db):
+    from django.contrib.auth.models import Group
+
     return Group.objects.create(name="Sales")
 
 
 @pytest.fixture
-def group_b(db) -> Group:
+def group_b(db):
+    from django.contrib.auth.models import Group
+
     return Group.objects.create(name="Legal")
 
 
 @pytest.fixture
-def alice(group_a) -> User:
+def alice(group_a):
+    from django.contrib.auth.models import User
+
     user = User.objects.create_user("alice", password="alice-pass-123")
     user.groups.add(group_a)
     return user
 
 
 @pytest.fixture
-def bob(group_b) -> User:
+def bob(group_b):
+    from django.contrib.auth.models import User
+
     user = User.objects.create_user("bob", password="bob-pass-123")
     user.groups.add(group_b)
     return user
 
 
 @pytest.fixture
-def admin_user(db) -> User:
+def admin_user(db):
+    from django.contrib.auth.models import User
+
     return User.objects.create_superuser("admin", password="admin-pass-123")
 
 
 @pytest.fixture
 def make_document(group_a):
+    from archive import services, storage
+
     def make(
         content: bytes = b"hello world\n",
         name: str = "hello.txt",
-        owner_group: Group | None = None,
+        owner_group=None,
         values: dict | None = None,
     ):
         blob = storage.put_bytes(content)
