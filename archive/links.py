@@ -30,7 +30,11 @@ def validate_dns_name(value: str) -> None:
         raise ValidationError("Only http(s)://host[:port] — no path, query, fragment or user.")
     if not _HOST.match(parts.netloc):
         raise ValidationError(f"{parts.netloc!r} is not a valid host name or address")
-    if parts.port is not None and not 0 < parts.port < 65536:
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
         raise ValidationError("Port must be between 1 and 65535")
 
 

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from archive import selectors, services, storage
@@ -119,6 +120,7 @@ def _viewer_kind(document: Document, original) -> str:  # type: ignore[no-untype
     return "download"
 
 
+@xframe_options_sameorigin  # shown inside the View tab's frame
 @require_GET
 def document_file(request: HttpRequest, number: int, file_id: int) -> HttpResponse:
     try:

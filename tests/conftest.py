@@ -16,6 +16,15 @@ def isolated_store(request, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(request):
+    # PBKDF2's deliberate slowness costs ~0.3 s per persona; tests need no such protection.
+    if request.config.pluginmanager.hasplugin("django"):
+        request.getfixturevalue("settings").PASSWORD_HASHERS = [
+            "django.contrib.auth.hashers.MD5PasswordHasher"
+        ]
+
+
+@pytest.fixture(autouse=True)
 def archive_defaults(request):
     """Transactional tests flush the database, data migrations included:
     put the default fields and settings back for every test that uses it."""

@@ -1,0 +1,99 @@
+"""The content-addressed store: write-once, dedup, durable, no partial files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from archive import storage
+
+
+def test_it_stores_bytes_under_their_sha256():
+    blob = storage.put_bytes(b"archived forever")
+    digest = hashlib.sha256(b"archived forever").hexdigest()
+    assert blob.sha256 == digest
+    assert blob.size == len(b"archived forever")
+    assert blob.created
+    path = storage.blob_path(digest)
+    assert path.read_bytes() == b"archived forever"
+    assert path.parent.name == digest[2:4] and path.parent.parent.name == digest[:2]
+
+
+def test_identical_bytes_are_stored_once():
+    first = storage.put_bytes(b"same")
+    second = storage.put_chunks([b"sa", b"me"])
+    assert first.sha256 == second.sha256
+    assert first.created and not second.created
+    assert len(list((storage.blob_path(first.sha256).parent).iterdir())) == 1
+
+
+def test_stored_blobs_are_read_only(isolated_store):
+    blob = storage.put_bytes(b"immutable")
+    mode = storage.blob_path(blob.sha256).stat().st_mode
+    assert mode & 0o222 == 0
+
+
+def test_it_fsyncs_the_file_and_its_directory(monkeypatch):
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", recording_fsync)
+    blob = storage.put_bytes(b"durable")
+    final = storage.blob_path(blob.sha256)
+    assert any("/tmp/.tmp-" in p for p in synced), "the temporary file was not fsynced"
+    assert str(final.parent) in synced, "the directory was not fsynced after the rename"
+    # The file is fsynced before it gets its final name.
+    file_sync = next(i for i, p in enumerate(synced) if "/tmp/.tmp-" in p)
+    assert file_sync < synced.index(str(final.parent))
+
+
+def test_a_crash_between_write_and_rename_leaves_no_visible_partial_file(monkeypatch):
+    def crash(src, dst):  # the process dies right before the rename
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(storage.os, "replace", crash)
+    content = b"x" * 100_000
+    with pytest.raises(KeyboardInterrupt):
+        storage.put_bytes(content)
+    digest = hashlib.sha256(content).hexdigest()
+    assert not storage.exists(digest)
+    assert not storage.blob_path(digest).exists()
+    leftovers = list((storage.blob_path(digest).parents[3] / "tmp").iterdir())
+    assert leftovers == []
+
+
+def test_a_leftover_temporary_file_is_never_taken_for_a_blob_and_is_swept():
+    storage.put_bytes(b"create the staging dir")
+    staging = storage.blob_path("0" * 64).parents[3] / "tmp"
+    orphan = staging / ".tmp-orphan"
+    orphan.write_bytes(b"half a mail")
+    os.utime(orphan, (0, 0))
+    assert storage.sweep_temporary(older_than_seconds=60) == 1
+    assert not orphan.exists()
+
+
+def test_verify_detects_a_changed_blob():
+    blob = storage.put_bytes(b"original")
+    assert storage.verify(blob.sha256)
+    path = storage.blob_path(blob.sha256)
+    path.chmod(0o644)
+    path.write_bytes(b"tampered")
+    assert not storage.verify(blob.sha256)
+    assert not storage.verify("f" * 64)
+
+
+def test_bad_digests_are_refused():
+    with pytest.raises(storage.StorageError):
+        storage.blob_path("../../etc/passwd")
+
+
+def test_ranges_are_read_exactly():
+    blob = storage.put_bytes(bytes(range(256)) * 10_000)
+    assert b"".join(storage.iter_range(blob.sha256, 1000, 5)) == bytes([232, 233, 234, 235, 236])
+    assert len(b"".join(storage.iter_range(blob.sha256, 0, blob.size))) == blob.size
