@@ -37,6 +37,15 @@ class NewFile:
     content_id: str = ""
 
 
+@dataclasses.dataclass
+class NewDocument:
+    owner_group: Group
+    values: dict[str, object]
+    files: list[NewFile]
+    kind: str = DocumentKind.DOCUMENT
+    parse_error: str = ""
+
+
 def guess_content_type(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
@@ -69,8 +78,12 @@ def clean_field_value(field: FieldDefinition, raw: object) -> object:
     return text
 
 
-def _apply_values(document: Document, values: Mapping[str, object]) -> None:
-    fields = {f.name: f for f in FieldDefinition.objects.filter(name__in=list(values))}
+def _apply_values(
+    document: Document, values: Mapping[str, object],
+    fields: Mapping[str, FieldDefinition] | None = None,
+) -> None:
+    if fields is None:
+        fields = {f.name: f for f in FieldDefinition.objects.filter(name__in=list(values))}
     for name, raw in values.items():
         field = fields.get(name)
         if field is None:
@@ -91,23 +104,9 @@ def document_create(
     kind: str = DocumentKind.DOCUMENT,
     parse_error: str = "",
 ) -> Document:
-    document = Document(kind=kind, owner_group=owner_group, values={}, parse_error=parse_error)
-    _apply_values(document, values)
-    document.save()
-    DocumentFile.objects.bulk_create(
-        DocumentFile(
-            document=document,
-            role=f.role,
-            name=f.name[:255],
-            content_type=f.content_type or guess_content_type(f.name),
-            sha256=f.blob.sha256,
-            size=f.blob.size,
-            part=f.part,
-            content_id=f.content_id[:255],
-        )
-        for f in files
-    )
-    return document
+    spec = NewDocument(owner_group=owner_group, values=dict(values), files=list(files),
+                       kind=kind, parse_error=parse_error)
+    return documents_create_many([spec])[0]
 
 
 @transaction.atomic
@@ -134,9 +133,15 @@ def _version_target(
     key = values.get(key_field.name)
     if key in (None, ""):
         return None
+    # Compare with the value as it would be stored ("007" and "7" are one number).
+    key = clean_field_value(key_field, key)
+    if key_field.name in COLUMN_FIELDS:
+        lookup = {COLUMN_FIELDS[key_field.name]: key}
+    else:
+        lookup = {f"values__{key_field.name}": key}
     return (
         Document.objects.select_for_update()
-        .filter(owner_group=owner_group, **{f"values__{key_field.name}": key})
+        .filter(owner_group=owner_group, **lookup)
         .order_by("pk")
         .first()
     )
@@ -151,13 +156,16 @@ def document_create_from_upload(
     one when versioning matches its version key. Returns (document, is_new_version)."""
     settings = ArchiveSettings.load()
     values = dict(values or {})
-    values.setdefault("title", name)
     if settings.filename_field is not None:
         values[settings.filename_field.name] = name
-    target = _version_target(settings, values, owner_group)
+    # The file name is the default title; as such it can be the version key too.
+    target = _version_target(settings, {"title": name, **values}, owner_group)
     new_file = NewFile(name=name, blob=blob, content_type=content_type or guess_content_type(name))
     if target is None:
+        values.setdefault("title", name)
         return document_create(owner_group=owner_group, values=values, files=[new_file]), False
+    # A new version keeps the document's own fields (a title typed by a user
+    # stays); only the file name and values given with the upload change.
     current = target.files.filter(role=FileRole.ORIGINAL).aggregate(v=Max("version"))["v"] or 0
     DocumentFile.objects.create(
         document=target, role=FileRole.ORIGINAL, name=name[:255],
@@ -173,3 +181,28 @@ def document_values_for_display(
     document: Document, fields: list[FieldDefinition]
 ) -> list[tuple[FieldDefinition, object]]:
     return [(f, field_value(document, f)) for f in fields]
+
+
+def documents_create_many(specs: list[NewDocument]) -> list[Document]:
+    """Create many documents in few queries (mail ingestion). Call inside the
+    caller's transaction; values are cleaned like ``document_create``'s."""
+    fields = {f.name: f for f in FieldDefinition.objects.all()}
+    documents = []
+    for spec in specs:
+        document = Document(kind=spec.kind, owner_group=spec.owner_group, values={},
+                            parse_error=spec.parse_error)
+        _apply_values(document, spec.values, fields)
+        documents.append(document)
+    Document.objects.bulk_create(documents)
+    if any(d.pk is None for d in documents):  # a backend without INSERT … RETURNING
+        raise RuntimeError("bulk insert did not return primary keys")
+    DocumentFile.objects.bulk_create(
+        DocumentFile(
+            document=document, role=f.role, name=f.name[:255],
+            content_type=f.content_type or guess_content_type(f.name),
+            sha256=f.blob.sha256, size=f.blob.size, part=f.part, content_id=f.content_id[:255],
+        )
+        for document, spec in zip(documents, specs, strict=True)
+        for f in spec.files
+    )
+    return documents

@@ -6,4 +6,10 @@ app_name = "mailsources"
 
 urlpatterns = [
     path("", views.source_list, name="list"),
+    path("new/<str:kind>/", views.source_create, name="create"),
+    path("<int:pk>/", views.source_detail, name="detail"),
+    path("<int:pk>/edit/", views.source_edit, name="edit"),
+    path("<int:pk>/test/", views.source_test, name="test"),
+    path("<int:pk>/sync/", views.source_sync_now, name="sync"),
+    path("<int:pk>/progress/", views.source_progress, name="progress"),
 ]

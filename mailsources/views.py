@@ -1,12 +1,104 @@
+"""WebAdmin pages for mail sources (administrators only)."""
+
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from mailsources.models import MailSource
+from mailsources import services, tasks
+from mailsources.clients.base import SourceError
+from mailsources.forms import FORMS
+from mailsources.models import MailSource, SourceKind, SyncRun
+from mailsources.secrets import SecretUnavailable
+
+administrators_only = staff_member_required(login_url="login")
 
 
-@staff_member_required(login_url="login")
+@administrators_only
+@require_GET
 def source_list(request: HttpRequest) -> HttpResponse:
     return render(request, "mailsources/list.html", {"sources": MailSource.objects.all()})
+
+
+@administrators_only
+@require_http_methods(["GET", "POST"])
+def source_create(request: HttpRequest, kind: str) -> HttpResponse:
+    if kind not in FORMS:
+        raise Http404("Unknown kind of source")
+    initial = {"folders": "Inbox"} if kind == SourceKind.M365 else {}
+    form = FORMS[kind](request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        source = form.save()
+        messages.success(request, f"Mail source “{source.name}” created. Test the connection next.")
+        return redirect("mailsources:detail", source.pk)
+    return render(request, "mailsources/form.html", {"form": form, "kind": SourceKind(kind)})
+
+
+@administrators_only
+@require_http_methods(["GET", "POST"])
+def source_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    source = get_object_or_404(MailSource, pk=pk)
+    form = FORMS[source.kind](request.POST or None, instance=source)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Mail source saved.")
+        return redirect("mailsources:detail", source.pk)
+    return render(request, "mailsources/form.html", {
+        "form": form, "kind": SourceKind(source.kind), "source": source,
+    })
+
+
+@administrators_only
+@require_GET
+def source_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    source = get_object_or_404(MailSource, pk=pk)
+    return render(request, "mailsources/detail.html", {
+        "source": source,
+        "runs": source.runs.all()[:25],
+        "mailbox_statuses": source.mailbox_statuses.order_by("mailbox"),
+        "folder_cursors": source.cursors.order_by("mailbox", "folder"),
+    })
+
+
+@administrators_only
+@require_POST
+def source_test(request: HttpRequest, pk: int) -> HttpResponse:
+    source = get_object_or_404(MailSource, pk=pk)
+    try:
+        reports = services.source_test_connection(source)
+    except (SourceError, SecretUnavailable) as exc:
+        messages.error(request, f"Connection test failed: {exc}")
+    else:
+        lines = [line for report in reports for line in report.lines]
+        messages.success(request, "Connection test passed. " + " · ".join(lines))
+    return redirect("mailsources:detail", source.pk)
+
+
+@administrators_only
+@require_POST
+def source_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
+    source = get_object_or_404(MailSource, pk=pk)
+    services.source_request_sync(source)
+    tasks.sync_source.delay(source.pk)
+    messages.success(request, "Sync started.")
+    return redirect("mailsources:detail", source.pk)
+
+
+@administrators_only
+@require_GET
+def source_progress(request: HttpRequest, pk: int) -> JsonResponse:
+    source = get_object_or_404(MailSource, pk=pk)
+    run: SyncRun | None = source.runs.first()
+    return JsonResponse({
+        "status": source.status, "status_display": source.get_status_display(),
+        "status_message": source.status_message, "archived": source.archived_count,
+        "run": None if run is None else {
+            "id": run.pk, "status": run.status, "status_display": run.get_status_display(),
+            "done": run.done, "total": run.total, "new": run.new, "duplicate": run.duplicate,
+            "skipped": run.skipped, "failed": run.failed,
+            "finished": run.finished.isoformat() if run.finished else None,
+        },
+    })

@@ -86,6 +86,10 @@ class FolderBatch:
     # The cursor was reset by the server (UIDVALIDITY change, Graph 410):
     # the batch is a resync by content; dedup happens on the raw bytes' hash.
     resync: bool = False
+    # Locations listed in this slice that ``known`` reported as already archived
+    # (not downloaded again), e.g. a Graph mail moved into this folder: the
+    # pipeline may record that it was seen here.
+    known_locations: list[str] = dataclasses.field(default_factory=list)
 
 
 # Returns the subset of ``locations`` already recorded in the ledger for this
@@ -109,8 +113,16 @@ class MailClient(Protocol):
         """Yield batches of new messages since ``cursor`` (None: from the start)."""
         ...
 
-    def move(self, folder: str, locations: list[str], target_folder: str) -> None: ...
+    def check_action_supported(self, action: str) -> None:
+        """PermanentSourceError when "move"/"delete" cannot work on this server."""
+        ...
 
-    def delete(self, folder: str, locations: list[str]) -> None: ...
+    # ``epoch``: the one the locations belong to (IMAP UIDVALIDITY); clients refuse
+    # to act when the folder's epoch has changed since.
+    def move(
+        self, folder: str, locations: list[str], target_folder: str, *, epoch: str | None = None
+    ) -> None: ...
+
+    def delete(self, folder: str, locations: list[str], *, epoch: str | None = None) -> None: ...
 
     def close(self) -> None: ...

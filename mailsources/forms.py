@@ -1,0 +1,135 @@
+"""WebAdmin forms for mail sources. Secrets are write-only: never rendered
+back, required again when the account they belong to changes."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.models import Group
+from django.core.validators import validate_email
+
+from archive.models import FieldDefinition
+from mailsources.models import AfterArchive, MailSource, Security, SourceKind
+from mailsources.services import source_set_secret
+
+ENTRA_HELP = (
+    "Register an app in Microsoft Entra (App registrations → New registration). Under API "
+    "permissions add the application permission Microsoft Graph → Mail.Read (Mail.ReadWrite if "
+    "mails are to be moved or deleted after archiving) and grant admin consent. Create a client "
+    "secret under Certificates & secrets and enter its value here. Optionally restrict the app "
+    "to the archived mailboxes with an application access policy (Exchange Online PowerShell: "
+    "New-ApplicationAccessPolicy -AccessRight RestrictAccess)."
+)
+
+COMMON_FIELDS = [
+    "name", "enabled", "interval_minutes", "folders", "owner_group", "from_field", "to_field",
+    "cc_field", "subject_field", "min_age_days", "after_archive", "move_to_folder",
+]
+
+
+class SourceForm(forms.ModelForm):
+    secret_label = "Password"
+    # Changing one of these re-targets the secret: it must be entered again.
+    identity_fields: tuple[str, ...] = ()
+
+    secret = forms.CharField(
+        required=False, strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.fields["secret"].label = self.secret_label
+        has_secret = bool(self.instance.pk and self.instance.secret_encrypted)
+        self.fields["secret"].help_text = (
+            "Stored encrypted. Leave empty to keep the stored one." if has_secret
+            else "Stored encrypted; it is never shown again."
+        )
+        self.fields["owner_group"].queryset = Group.objects.order_by("name")
+        for name in ("from", "to", "cc", "subject"):
+            field = self.fields[f"{name}_field"]
+            field.queryset = FieldDefinition.objects.filter(internal=False)
+            if not self.instance.pk:
+                field.initial = FieldDefinition.objects.filter(name=name).values_list("pk", flat=True).first()
+
+    def clean(self) -> dict:
+        cleaned = super().clean() or {}
+        secret = cleaned.get("secret") or ""
+        creating = not self.instance.pk or not self.instance.secret_encrypted
+        changed_identity = [f for f in self.identity_fields if f in self.changed_data]
+        if not secret and (creating or (self.instance.pk and changed_identity)):
+            reason = "" if creating else " because " + " / ".join(
+                str(self.fields[f].label) for f in changed_identity) + " changed"
+            self.add_error("secret", f"Enter the {self.secret_label.lower()}{reason}.")
+        if cleaned.get("after_archive") == AfterArchive.MOVE and not cleaned.get("move_to_folder"):
+            self.add_error("move_to_folder", "Name the folder archived mails are moved to.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> MailSource:
+        source = super().save(commit=False)
+        source.kind = self.kind
+        if self.cleaned_data.get("secret"):
+            source_set_secret(source, self.cleaned_data["secret"])
+        if commit:
+            source.save()
+        return source
+
+
+class ImapSourceForm(SourceForm):
+    kind = SourceKind.IMAP
+    identity_fields = ("host", "username")
+
+    class Meta:
+        model = MailSource
+        fields = ["host", "port", "security", "allow_unencrypted", "username", "ca_file", *COMMON_FIELDS]
+        help_texts = {
+            "port": "Empty: 993 for implicit TLS, 143 for STARTTLS or none.",
+            "ca_file": "Path of a PEM file with the CA of an in-house server; empty: the system's CAs.",
+            "allow_unencrypted": "Allow security 'None': the password crosses the network in clear.",
+        }
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not cleaned.get("host"):
+            self.add_error("host", "Enter the IMAP server's host name.")
+        if not cleaned.get("username"):
+            self.add_error("username", "Enter the user name.")
+        if cleaned.get("security") == Security.NONE and not cleaned.get("allow_unencrypted"):
+            self.add_error("security", "Unencrypted IMAP needs the 'allow unencrypted' switch.")
+        return cleaned
+
+
+class M365SourceForm(SourceForm):
+    kind = SourceKind.M365
+    secret_label = "Client secret"
+    identity_fields = ("tenant", "client_id")
+
+    class Meta:
+        model = MailSource
+        fields = ["tenant", "client_id", "mailboxes", "page_size", *COMMON_FIELDS]
+        help_texts = {"tenant": ENTRA_HELP, "page_size": "How many mails one request delivers (1–1000)."}
+        widgets = {"mailboxes": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.fields["folders"].help_text = (
+            "Comma-separated folder paths (e.g. Inbox, Inbox/Projects); empty for all folders."
+        )
+
+    def clean_mailboxes(self) -> str:
+        value = self.cleaned_data.get("mailboxes", "")
+        addresses = [m.strip() for m in value.replace(",", "\n").splitlines() if m.strip()]
+        if not addresses:
+            raise forms.ValidationError("Enter at least one mailbox address.")
+        for address in addresses:
+            validate_email(address)
+        return "\n".join(addresses)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        for name in ("tenant", "client_id"):
+            if not cleaned.get(name):
+                self.add_error(name, "Required.")
+        return cleaned
+
+
+FORMS = {SourceKind.IMAP: ImapSourceForm, SourceKind.M365: M365SourceForm}

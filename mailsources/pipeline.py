@@ -1,0 +1,368 @@
+"""The ingestion pipeline: one readable function from a client's batches to
+archive rows (SPEC §2, rules 1–5). Shared by IMAP and Microsoft 365.
+
+Order of events for every batch, so that no mail is ever lost or doubled:
+1. the raw bytes are stored write-once and fsynced (``archive.storage``);
+2. one transaction records the documents, the dedup rows, the locations and,
+   last, the folder cursor — a crash before the commit repeats the batch,
+   which the unique keys turn into no-ops;
+3. only then, for "move"/"delete", each stored copy is re-read and its hash
+   checked before the server is told to act.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from archive import storage
+from archive.mail import parse_headers
+from archive.models import DocumentKind, FileRole
+from archive.services import NewDocument, NewFile, documents_create_many
+from mailsources.clients.base import (
+    FetchedMessage,
+    FolderBatch,
+    MailClient,
+    PermanentSourceError,
+    SourceError,
+    TransientSourceError,
+)
+from mailsources.models import (
+    AfterArchive,
+    ArchivedMail,
+    FolderCursor,
+    MailboxStatus,
+    MailLocation,
+    MailSource,
+    RunStatus,
+    SourceKind,
+    SourceStatus,
+    SyncRun,
+)
+
+logger = logging.getLogger(__name__)
+
+# Called after each committed batch with the list of new document ids, e.g. to
+# enqueue full parsing and text extraction. Set by mailsources.tasks.
+AfterCommitHook = Callable[[list[int]], None]
+
+
+# --------------------------------------------------------------------------- lease
+
+
+def lease_acquire(source_id: int, owner: str, seconds: int | None = None) -> bool:
+    """Claim the source for one run with a conditional UPDATE: exactly one of
+    several workers (on any machine) wins; an expired lease can be taken over."""
+    now = timezone.now()
+    until = now + timedelta(seconds=seconds or settings.MAIL_SOURCE_LEASE_SECONDS)
+    claimed = MailSource.objects.filter(pk=source_id).filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner)
+    ).update(lease_owner=owner, lease_until=until)
+    return claimed == 1
+
+
+def lease_renew(source_id: int, owner: str) -> None:
+    until = timezone.now() + timedelta(seconds=settings.MAIL_SOURCE_LEASE_SECONDS)
+    renewed = MailSource.objects.filter(pk=source_id, lease_owner=owner).update(lease_until=until)
+    if not renewed:
+        # Someone took over an expired lease: stop, the other run continues.
+        raise TransientSourceError("the run lost its lease to another worker", code="lease_lost")
+
+
+def lease_release(source_id: int, owner: str) -> None:
+    MailSource.objects.filter(pk=source_id, lease_owner=owner).update(lease_owner="", lease_until=None)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def mailbox_key(source: MailSource, mailbox: str | None = None) -> str:
+    if source.kind == SourceKind.IMAP:
+        return f"{source.username}@{source.host}"
+    return (mailbox or "").lower()
+
+
+_UNSAFE_NAME = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
+
+
+def eml_name(subject: str, sha256: str) -> str:
+    base = _UNSAFE_NAME.sub("_", subject).strip(" ._")[:80]
+    return f"{base or 'mail-' + sha256[:12]}.eml"
+
+
+def field_mapping(source: MailSource) -> dict[str, str]:
+    """header → archive field name, per the source's mapping."""
+    mapping = {}
+    for header, field in (("from", source.from_field), ("to", source.to_field),
+                          ("cc", source.cc_field), ("subject", source.subject_field)):
+        if field is not None:
+            mapping[header] = field.name
+    return mapping
+
+
+@dataclasses.dataclass
+class BatchResult:
+    new: int = 0
+    duplicate: int = 0
+    new_document_ids: list[int] = dataclasses.field(default_factory=list)
+    # (sha256, location) of every message of the batch, for move/delete.
+    archived: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+def known_filter(source: MailSource, mailbox: str, folder: str) -> Callable[[str, Iterable[str]], set[str]]:
+    def known(epoch: str, locations: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        pending = list(locations)
+        for i in range(0, len(pending), 500):
+            found.update(
+                MailLocation.objects.filter(
+                    source=source, mailbox=mailbox, folder=folder, epoch=epoch,
+                    location__in=pending[i:i + 500],
+                ).values_list("location", flat=True)
+            )
+        return found
+
+    return known
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def batch_ingest(
+    source: MailSource, mailbox: str, folder: str, batch: FolderBatch, run: SyncRun
+) -> BatchResult:
+    """Store, then commit one batch (documents, dedup rows, locations, cursor)."""
+    # Rule 1: raw bytes durable before anything is parsed.
+    stored = [(message, storage.put_bytes(message.raw)) for message in batch.messages]
+    mapping = field_mapping(source)
+    result = BatchResult()
+    with transaction.atomic():
+        shas = {blob.sha256 for _, blob in stored}
+        existing = dict(
+            ArchivedMail.objects.filter(source=source, mailbox=mailbox, sha256__in=shas)
+            .values_list("sha256", "pk")
+        )
+        to_create: dict[str, tuple[FetchedMessage, storage.StoredBlob]] = {}
+        for message, blob in stored:
+            if blob.sha256 in existing or blob.sha256 in to_create:
+                result.duplicate += 1
+            else:
+                to_create[blob.sha256] = (message, blob)
+        specs, headers_list = [], []
+        for message, blob in to_create.values():
+            headers = parse_headers(message.raw)
+            headers_list.append(headers)
+            values: dict[str, object] = {"title": headers.subject or "(no subject)"}
+            date = headers.date or message.received_at
+            if date is not None:
+                values["date"] = date.isoformat()
+            for header, field_name in mapping.items():
+                values[field_name] = getattr(headers, "from_" if header == "from" else header)
+            specs.append(NewDocument(
+                owner_group=source.owner_group, values=values, kind=DocumentKind.MAIL,
+                parse_error=headers.error,
+                files=[NewFile(name=eml_name(headers.subject, blob.sha256), blob=blob,
+                               content_type="message/rfc822", role=FileRole.ORIGINAL)],
+            ))
+        documents = documents_create_many(specs)
+        new_mails = ArchivedMail.objects.bulk_create(
+            ArchivedMail(source=source, mailbox=mailbox, sha256=sha, document=document,
+                         message_id=headers.message_id, size=blob.size)
+            for (sha, (_, blob)), document, headers in zip(
+                to_create.items(), documents, headers_list, strict=True)
+        )
+        mail_ids = existing | {m.sha256: m.pk for m in new_mails}
+        if any(m.pk is None for m in new_mails):
+            mail_ids.update(ArchivedMail.objects.filter(
+                source=source, mailbox=mailbox, sha256__in=list(to_create)
+            ).values_list("sha256", "pk"))
+        MailLocation.objects.bulk_create(
+            [MailLocation(source=source, mailbox=mailbox, folder=folder, epoch=batch.epoch,
+                          location=message.location, mail_id=mail_ids[blob.sha256])
+             for message, blob in stored],
+            ignore_conflicts=True,
+        )
+        if batch.removed:
+            MailLocation.objects.filter(
+                source=source, mailbox=mailbox, folder=folder, epoch=batch.epoch,
+                location__in=batch.removed, removed_at__isnull=True,
+            ).update(removed_at=timezone.now())
+        # The cursor moves with (never before) the rows it covers.
+        FolderCursor.objects.update_or_create(
+            source=source, mailbox=mailbox, folder=folder,
+            defaults={"cursor": batch.cursor, "status": "ok", "status_message": ""},
+        )
+        result.new = len(documents)
+        result.new_document_ids = [d.pk for d in documents]
+        SyncRun.objects.filter(pk=run.pk).update(
+            new=F("new") + result.new, duplicate=F("duplicate") + result.duplicate,
+            done=F("done") + len(batch.messages),
+        )
+        MailSource.objects.filter(pk=source.pk).update(archived_count=F("archived_count") + result.new)
+    result.archived = [(blob.sha256, message.location) for message, blob in stored]
+    return result
+
+
+def act_after_archive(
+    client: MailClient, source: MailSource, mailbox: str, folder: str, epoch: str,
+    archived: list[tuple[str, str]],
+) -> int:
+    """Move or delete at the source, only messages whose stored copy was
+    re-read and hash-verified just now. Returns how many were acted on."""
+    if source.after_archive == AfterArchive.KEEP or not archived:
+        return 0
+    verified = [(sha, loc) for sha, loc in archived if storage.verify(sha)]
+    if len(verified) != len(archived):
+        logger.error("source %s: %d stored copies failed verification; they stay on the server",
+                     source.pk, len(archived) - len(verified))
+    if not verified:
+        return 0
+    locations = [loc for _, loc in verified]
+    ArchivedMail.objects.filter(
+        source=source, mailbox=mailbox, sha256__in={sha for sha, _ in verified}, verified_at__isnull=True
+    ).update(verified_at=timezone.now())
+    if source.after_archive == AfterArchive.MOVE:
+        client.move(folder, locations, source.move_to_folder, epoch=epoch)
+    else:
+        client.delete(folder, locations, epoch=epoch)
+    MailLocation.objects.filter(
+        source=source, mailbox=mailbox, folder=folder, epoch=epoch, location__in=locations
+    ).update(acted_at=timezone.now())
+    return len(verified)
+
+
+def mailbox_sync(
+    client: MailClient, source: MailSource, mailbox: str, run: SyncRun, owner: str,
+    after_commit: AfterCommitHook | None = None,
+) -> list[str]:
+    """Sync every configured folder of one mailbox; returns per-folder errors
+    (a missing folder does not stop the others). Other errors propagate."""
+    errors: list[str] = []
+    if source.after_archive != AfterArchive.KEEP:
+        client.check_action_supported(source.after_archive)
+    folders = source.folder_list or [f.name for f in client.list_folders()]
+    if source.after_archive == AfterArchive.MOVE:
+        # Never archive the folder we move into (it would loop).
+        folders = [f for f in folders if f != source.move_to_folder]
+    for folder in folders:
+        cursor_row = FolderCursor.objects.filter(source=source, mailbox=mailbox, folder=folder).first()
+        cursor = cursor_row.cursor if cursor_row and cursor_row.cursor else None
+        try:
+            first = True
+            for batch in client.sync_folder(folder, cursor, known_filter(source, mailbox, folder),
+                                            min_age_days=source.min_age_days):
+                if first and batch.total is not None:
+                    SyncRun.objects.filter(pk=run.pk).update(total=F("done") + batch.total)
+                    first = False
+                result = batch_ingest(source, mailbox, folder, batch, run)
+                if after_commit and result.new_document_ids:
+                    ids = result.new_document_ids
+                    transaction.on_commit(lambda ids=ids: after_commit(ids))
+                act_after_archive(client, source, mailbox, folder, batch.epoch, result.archived)
+                lease_renew(source.pk, owner)
+        except PermanentSourceError as exc:
+            if exc.code != "folder_not_found":
+                raise
+            FolderCursor.objects.update_or_create(
+                source=source, mailbox=mailbox, folder=folder,
+                defaults={"status": "error", "status_message": str(exc)},
+            )
+            errors.append(f"{mailbox} / {folder}: {exc}")
+    return errors
+
+
+# --------------------------------------------------------------------------- run
+
+ClientFactory = Callable[[MailSource, str], MailClient]
+
+
+def source_sync(
+    source_id: int, *, client_factory: ClientFactory, owner: str | None = None,
+    after_commit: AfterCommitHook | None = None,
+) -> SyncRun | None:
+    """One run of one source. Returns None when another run holds the lease.
+
+    Raises TransientSourceError (after recording it) so the task can retry;
+    a PermanentSourceError stops the source with a visible status.
+    """
+    owner = owner or uuid.uuid4().hex
+    if not lease_acquire(source_id, owner):
+        return None
+    source = MailSource.objects.select_related(
+        "owner_group", "from_field", "to_field", "cc_field", "subject_field"
+    ).get(pk=source_id)
+    run = SyncRun.objects.create(source=source)
+    MailSource.objects.filter(pk=source.pk).update(status=SourceStatus.RUNNING, status_message="")
+    errors: list[str] = []
+    mailboxes = source.mailbox_list if source.kind == SourceKind.M365 else [""]
+    permanent: list[str] = []
+    try:
+        for address in mailboxes:
+            key = mailbox_key(source, address)
+            client = client_factory(source, address)
+            try:
+                errors += mailbox_sync(client, source, key, run, owner, after_commit)
+                if source.kind == SourceKind.M365:
+                    _mailbox_status(source, key, SourceStatus.OK, "")
+            except PermanentSourceError as exc:
+                if source.kind != SourceKind.M365 or len(mailboxes) == 1:
+                    raise
+                # One mailbox failing (403, unknown mailbox) does not stop the others.
+                _mailbox_status(source, key, SourceStatus.ERROR, str(exc))
+                permanent.append(f"{address}: {exc}")
+            finally:
+                client.close()
+    except TransientSourceError as exc:
+        _finish(run, source, RunStatus.RETRY, errors + [str(exc)], SourceStatus.RETRYING, str(exc))
+        lease_release(source.pk, owner)
+        raise
+    except SourceError as exc:
+        # Permanent: stop scheduling until someone fixes the configuration.
+        _finish(run, source, RunStatus.FAILED, errors + [str(exc)], SourceStatus.ERROR, str(exc))
+        lease_release(source.pk, owner)
+        return run
+    except BaseException as exc:
+        _finish(run, source, RunStatus.RETRY, errors + [f"internal error: {exc!r}"],
+                SourceStatus.RETRYING, "internal error; will retry")
+        lease_release(source.pk, owner)
+        raise
+    all_errors = errors + permanent
+    if permanent and len(permanent) == len(mailboxes):
+        _finish(run, source, RunStatus.FAILED, all_errors, SourceStatus.ERROR, "; ".join(permanent))
+    elif all_errors:
+        _finish(run, source, RunStatus.PARTIAL, all_errors, SourceStatus.OK,
+                f"{len(all_errors)} problem(s), see the run history")
+    else:
+        _finish(run, source, RunStatus.OK, [], SourceStatus.OK, "")
+    lease_release(source.pk, owner)
+    return run
+
+
+def _mailbox_status(source: MailSource, mailbox: str, status: str, message: str) -> None:
+    MailboxStatus.objects.update_or_create(
+        source=source, mailbox=mailbox, defaults={"status": status, "message": message}
+    )
+
+
+def _finish(run: SyncRun, source: MailSource, status: str, errors: list[str],
+            source_status: str, message: str) -> None:
+    now = timezone.now()
+    run.refresh_from_db()
+    run.status = status
+    run.finished = now
+    run.errors = "\n".join(errors)
+    run.save(update_fields=["status", "finished", "errors"])
+    update: dict[str, object] = {"status": source_status, "status_message": message[:2000],
+                                 "last_run_at": now}
+    if source_status == SourceStatus.ERROR:
+        update["next_run_at"] = None
+    MailSource.objects.filter(pk=source.pk).update(**update)

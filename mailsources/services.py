@@ -1,0 +1,91 @@
+"""Writes and actions on mail sources: secrets, clients, runs, dispatch."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from mailsources.clients.base import ConnectionReport, MailClient
+from mailsources.models import MailSource, SourceKind, SourceStatus
+from mailsources.secrets import decrypt_secret, encrypt_secret
+
+
+def source_set_secret(source: MailSource, secret: str) -> None:
+    """Store the IMAP password / client secret encrypted; never readable back."""
+    source.secret_encrypted = encrypt_secret(secret)
+
+
+def client_for_source(source: MailSource, mailbox: str = "") -> MailClient:
+    """A client for one mailbox of ``source`` (plain values only cross over)."""
+    secret = decrypt_secret(source.secret_encrypted)
+    if source.kind == SourceKind.IMAP:
+        from mailsources.clients.imap import ImapClient
+
+        return ImapClient(
+            source.host, source.port, security=source.security, username=source.username,
+            password=secret, ca_file=source.ca_file or settings.MAIL_CA_FILE,
+            max_message_bytes=settings.MAIL_MAX_MESSAGE_BYTES,
+            allow_unencrypted=source.allow_unencrypted,
+        )
+    from mailsources.clients.graph import GraphClient
+
+    return GraphClient(
+        source.tenant, source.client_id, secret, mailbox or source.mailbox_list[0],
+        page_size=source.page_size, authority_host=settings.GRAPH_AUTHORITY_HOST,
+        graph_url=settings.GRAPH_URL, ca_bundle=settings.MAIL_CA_FILE,
+        request_gate=graph_request_gate(),
+    )
+
+
+def graph_request_gate():  # type: ignore[no-untyped-def]
+    """Cross-worker limit of concurrent Graph requests per mailbox (Redis), or
+    None on the embedded broker, where all workers share one machine."""
+    from mailsources.throttle import redis_request_gate
+
+    return redis_request_gate()
+
+
+def source_test_connection(source: MailSource) -> list[ConnectionReport]:
+    """Log in and look around; raises SourceError with a specific message."""
+    reports = []
+    mailboxes = source.mailbox_list if source.kind == SourceKind.M365 else [""]
+    for mailbox in mailboxes:
+        client = client_for_source(source, mailbox)
+        try:
+            reports.append(client.test_connection())
+            if source.after_archive != "keep":
+                client.check_action_supported(source.after_archive)
+        finally:
+            client.close()
+    return reports
+
+
+def sources_due(now=None) -> list[int]:  # type: ignore[no-untyped-def]
+    """Ids of enabled sources whose next run is due, claimed so the next
+    dispatcher tick does not enqueue them again."""
+    now = now or timezone.now()
+    due = []
+    candidates = MailSource.objects.filter(enabled=True).exclude(status=SourceStatus.ERROR).filter(
+        Q(next_run_at__isnull=True) | Q(next_run_at__lte=now)
+    ).filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+    for source in candidates.only("pk", "interval_minutes", "next_run_at"):
+        with transaction.atomic():
+            # Conditional update: with two dispatchers, only one claims the slot.
+            claimed = MailSource.objects.filter(pk=source.pk, next_run_at=source.next_run_at).update(
+                next_run_at=now + timedelta(minutes=source.interval_minutes)
+            )
+        if claimed:
+            due.append(source.pk)
+    return due
+
+
+def source_request_sync(source: MailSource) -> None:
+    """"Sync now": clear a stopped state and run at the next opportunity."""
+    MailSource.objects.filter(pk=source.pk).update(
+        next_run_at=timezone.now(),
+        status=SourceStatus.IDLE if source.status == SourceStatus.ERROR else source.status,
+    )
