@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# Dovecot on loopback, IMAP mailboxes per test, a TCP proxy that can cut connections.
+pytest_plugins = ["tests.conftest_imap"]
+
 
 @pytest.fixture(autouse=True)
 def isolated_store(request, tmp_path):
