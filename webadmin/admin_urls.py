@@ -1,4 +1,4 @@
-from django.urls import include, path
+from django.urls import path
 
 from webadmin import views
 
@@ -7,5 +7,4 @@ app_name = "webadmin"
 urlpatterns = [
     path("", views.home, name="home"),
     path("archive/", views.archive_settings, name="archive_settings"),
-    path("sources/", include("mailsources.urls")),
 ]

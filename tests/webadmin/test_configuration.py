@@ -64,3 +64,12 @@ def test_every_response_carries_the_security_headers(client, alice):
         assert "default-src 'self'" in response["Content-Security-Policy"]
         assert "script-src 'self'" in response["Content-Security-Policy"]
         assert response["Referrer-Policy"] == "same-origin"
+
+
+def test_webadmin_home_links_every_administration_page(client, admin_user):
+    client.force_login(admin_user)
+    page = client.get("/webadmin/").content.decode()
+    for target in ("/webadmin/archive/", "/webadmin/sources/", "/webadmin/manage/archive/fielddefinition/",
+                   "/webadmin/manage/auth/user/", "/webadmin/manage/auth/group/"):
+        assert f'href="{target}"' in page
+        assert client.get(target).status_code == 200, target
