@@ -66,12 +66,33 @@ class UploadForm(forms.Form):
     files = MultipleFileField(label="Files")
     owner_group = forms.ModelChoiceField(queryset=Group.objects.none(), label="Owner group")
 
-    def __init__(self, *args, groups, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, *args, groups, version_key_field: FieldDefinition | None = None, **kwargs):  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self.fields["owner_group"].queryset = groups
         first = groups.first()
         if first is not None:
             self.fields["owner_group"].initial = first.pk
+        # With versioning on, the uploader may give the version key; an
+        # existing document with that value gets the upload as its next version.
+        self.version_key_field = version_key_field
+        if version_key_field is not None:
+            self.fields["version_key"] = forms.CharField(
+                label=f"Version key ({version_key_field.label})", required=False, max_length=2000,
+                help_text="Optional: a document with this value gets the upload as its next version.",
+            )
+
+    def clean_version_key(self) -> object:
+        value = self.cleaned_data.get("version_key", "")
+        if not value or self.version_key_field is None:
+            return ""
+        return clean_field_value(self.version_key_field, value)
+
+    def upload_values(self) -> dict[str, object]:
+        """Field values given with the upload (the version key, if any)."""
+        key = self.cleaned_data.get("version_key")
+        if self.version_key_field is None or key in (None, ""):
+            return {}
+        return {self.version_key_field.name: key}
 
 
 class ArchiveSettingsForm(forms.ModelForm):

@@ -11,12 +11,14 @@ import dataclasses
 import datetime as dt
 import email
 import email.policy
-from email.header import decode_header, make_header
+import re
+from email.header import Header, decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
 _HEADER_PARSER = BytesHeaderParser(policy=email.policy.compat32)
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 _EXTENSIONS = {"message/rfc822": ".eml", "text/plain": ".txt", "text/html": ".html"}
 
 
@@ -41,30 +43,59 @@ class MailHeaders:
     error: str = ""  # set when the header block itself could not be read
 
 
+def _header_str(value: object) -> str:
+    """A header value as an unfolded str (RFC 5322 §2.2.3). compat32 wraps raw
+    8-bit header bytes in an "unknown-8bit" Header whose str() turns each such
+    byte into U+FFFD; take them as UTF-8 (RFC 6532), else as Windows-1252
+    (what old mailers sent)."""
+    if not isinstance(value, Header):
+        return _FOLD.sub("", str(value))
+    parts = []
+    for chunk, _charset in decode_header(value):
+        if isinstance(chunk, bytes):
+            try:
+                parts.append(chunk.decode("utf-8"))
+            except UnicodeDecodeError:
+                parts.append(chunk.decode("cp1252", errors="replace"))
+        else:
+            parts.append(chunk)
+    return _FOLD.sub("", "".join(parts))
+
+
 def decode_text(value: object) -> str:
     """An RFC 2047 header value as text; undecodable pieces are kept, replaced."""
     if value is None:
         return ""
-    raw = str(value)
-    try:
-        return str(make_header(decode_header(raw))).strip()
-    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
-        # Unknown charset or broken encoded-word: fall back piece by piece.
-        parts = []
-        for chunk, charset in decode_header(raw):
-            if isinstance(chunk, bytes):
-                try:
-                    parts.append(chunk.decode(charset or "ascii", errors="replace"))
-                except LookupError:
-                    parts.append(chunk.decode("latin-1"))
-            else:
-                parts.append(chunk)
-        return "".join(parts).strip()
+    raw = _header_str(value)
+    if raw.isascii():
+        try:
+            return _without_surrogates(str(make_header(decode_header(raw))).strip())
+        except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+            pass
+    # Unknown charset, broken encoded-word, or non-ASCII text beside an
+    # encoded-word (decode_header hands that back raw-unicode-escaped).
+    parts = []
+    for chunk, charset in decode_header(raw):
+        if isinstance(chunk, bytes):
+            try:
+                parts.append(chunk.decode(charset or "raw-unicode-escape", errors="replace"))
+            except LookupError:
+                parts.append(chunk.decode("latin-1"))
+        else:
+            parts.append(chunk)
+    return _without_surrogates("".join(parts).strip())
+
+
+def _without_surrogates(text: str) -> str:
+    # A hostile header can decode to a lone surrogate ("=?unicode-escape?q?=5Cudc80?=",
+    # a literal "\\udc80" beside 8-bit text), which no database accepts: it
+    # must not make a whole batch fail again and again.
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _addresses(values: list[str]) -> str:
     # Split on the raw header first: an encoded display name may decode to a comma.
-    pairs = getaddresses([str(v) for v in values if v])
+    pairs = getaddresses([_header_str(v) for v in values if v])
     out = []
     for raw_name, addr in pairs:
         name = decode_text(raw_name)
@@ -77,10 +108,19 @@ def _addresses(values: list[str]) -> str:
     return ", ".join(out)
 
 
+def header_block(raw: bytes) -> bytes:
+    """The header block up to and including its first empty line (the whole mail
+    if it has none): the header parser reads the whole body otherwise."""
+    # "\n\n" and "\n\r\n" always end a line with an empty one (also for CRLF);
+    # a lone-CR empty line is caught by the parser itself in the longer slice.
+    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if i >= 0]
+    return raw[: min(ends) + 1] if ends else raw
+
+
 def parse_headers(raw: bytes) -> MailHeaders:
     """Only the header block: ~4× faster than a full parse; never raises."""
     try:
-        msg = _HEADER_PARSER.parsebytes(raw)
+        msg = _HEADER_PARSER.parsebytes(header_block(raw))
         headers = MailHeaders(
             from_=_addresses(msg.get_all("From", [])),
             to=_addresses(msg.get_all("To", [])),
@@ -94,7 +134,10 @@ def parse_headers(raw: bytes) -> MailHeaders:
                 parsed = parsedate_to_datetime(str(date))
                 if parsed.tzinfo is None:
                     parsed = parsed.replace(tzinfo=dt.UTC)
-                headers.date = parsed
+                # Stored in UTC, in years 1000–9999 (MariaDB DATETIME): a bogus date
+                # beyond (OverflowError at the calendar's ends) is no date at all.
+                if 1000 <= parsed.astimezone(dt.UTC).year <= 9998:
+                    headers.date = parsed
             except (TypeError, ValueError, IndexError, OverflowError):
                 pass
         if not msg.keys():
@@ -134,11 +177,16 @@ def _decode_body(part: Message) -> str:
         return payload.decode("utf-8", errors="replace")
 
 
-def parse_message(raw: bytes, limits: MailLimits | None = None) -> ParsedMail:
-    """Walk the MIME tree within ``limits``; never raises on bad input."""
+def parse_message(
+    raw: bytes, limits: MailLimits | None = None, *, policy: email.policy.Policy = email.policy.default
+) -> ParsedMail:
+    """Walk the MIME tree within ``limits``; never raises on bad input.
+
+    ``policy=email.policy.compat32`` finds the same parts about 2× faster (no
+    structured header objects): for callers that only want the parts."""
     limits = limits or MailLimits()
     try:
-        msg = BytesParser(policy=email.policy.default).parsebytes(raw)
+        msg = BytesParser(policy=policy).parsebytes(raw)
     except Exception as exc:  # noqa: BLE001 - the raw mail stays archived
         return ParsedMail(message=None, error=f"unparseable: {exc.__class__.__name__}: {exc}")
     result = ParsedMail(message=msg)  # type: ignore[arg-type]

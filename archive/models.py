@@ -128,6 +128,20 @@ class DocumentFile(models.Model):
         return f"1.{self.version}"
 
 
+class SearchEntry(models.Model):
+    """The full-text index row of a document: its fields, notes, file names and
+    extracted file text as one normalised token stream (see ``archive/search``).
+    MariaDB indexes ``text`` with an InnoDB FULLTEXT index; SQLite with an FTS5
+    table kept in sync by triggers (migration 0003). Written only by
+    ``archive.search.index_document``."""
+
+    document = models.OneToOneField(
+        Document, on_delete=models.CASCADE, primary_key=True, related_name="search_entry"
+    )
+    text = models.TextField(blank=True)
+    indexed = models.DateTimeField(auto_now=True)
+
+
 class PublicAccess(models.Model):
     """A visitor without login opened a published document."""
 

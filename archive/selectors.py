@@ -4,11 +4,12 @@ every route that touches a document or one of its files goes through it."""
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
-from django.db.models import F, QuerySet
+from django.db.models import CharField, Count, F, QuerySet
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.http import Http404
 
-from archive.models import ArchiveSettings, Document, DocumentFile, FieldDefinition
+from archive.models import ArchiveSettings, Document, DocumentFile, FieldDefinition, FieldType, FileRole
 
 # Internal fields whose value lives in a column of Document, not in ``values``.
 COLUMN_FIELDS = {
@@ -82,6 +83,21 @@ def file_get_for_document(document: Document, file_id: int) -> DocumentFile:
         raise Http404("No such file") from None
 
 
+def file_get_public(document: Document, file_id: int) -> DocumentFile:
+    """For a visitor of a published document: only what its View tab shows —
+    the newest version of the original and that version's attachments, not
+    older versions (those are in the Files tab, which visitors do not get)."""
+    original = document.original()
+    if original is None:
+        raise Http404("No such file")
+    if str(file_id) == str(original.pk):
+        return original
+    try:
+        return document.files.get(pk=file_id, version=original.version, role=FileRole.ATTACHMENT)
+    except (DocumentFile.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such file") from None
+
+
 def field_value(document: Document, field: FieldDefinition) -> object:
     if field.name in COLUMN_FIELDS:
         if field.name == "number":
@@ -94,6 +110,35 @@ def field_value(document: Document, field: FieldDefinition) -> object:
 
 def field_definitions() -> list[FieldDefinition]:
     return list(FieldDefinition.objects.all())
+
+
+def field_suggestions(
+    user: User, definitions: list[FieldDefinition], limit: int
+) -> dict[str, list[str]]:
+    """Per selection field, up to ``limit`` values to suggest while typing:
+    the most used values among the documents the user can see (most used
+    first), then allowed values not used yet. ``limit`` 0 means none."""
+    if limit <= 0:
+        return {}
+    visible = documents_visible_to(user)
+    suggestions: dict[str, list[str]] = {}
+    for field in definitions:
+        if field.type != FieldType.SELECTION or field.name in COLUMN_FIELDS:
+            continue
+        used = (
+            # Cast: compare as plain text, not as JSON.
+            visible.annotate(_value=Cast(KeyTextTransform(field.name, "values"), CharField()))
+            .exclude(_value__isnull=True)
+            .exclude(_value="")
+            .values("_value")
+            .annotate(_uses=Count("pk"))
+            .order_by("-_uses", "_value")
+        )
+        values = [str(row["_value"]) for row in used[:limit]]
+        values += [c for c in field.choice_list if c not in values][: limit - len(values)]
+        if values:
+            suggestions[field.name] = values
+    return suggestions
 
 
 def order_expression(field: FieldDefinition, descending: bool):  # type: ignore[no-untyped-def]

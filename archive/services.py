@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from archive import storage
+from archive import extraction, search, storage
 from archive.models import (
     ArchiveSettings,
     Document,
@@ -64,7 +64,8 @@ def clean_field_value(field: FieldDefinition, raw: object) -> object:
             number = Decimal(text)
         except InvalidOperation:
             raise ValidationError(f"{field.label}: {text!r} is not a number") from None
-        return str(number.normalize()) if number == number.to_integral() else str(number)
+        # "f": 10 stays "10" (str() of a normalised Decimal would say "1E+1").
+        return format(number.normalize(), "f")
     if field.type == FieldType.DATE:
         if isinstance(raw, dt.datetime):
             return raw.isoformat()
@@ -114,6 +115,7 @@ def document_update_values(document: Document, values: Mapping[str, object]) -> 
     document = Document.objects.select_for_update().get(pk=document.pk)
     _apply_values(document, values)
     document.save()
+    search.index_document(document)
     return document
 
 
@@ -121,6 +123,7 @@ def document_update_values(document: Document, values: Mapping[str, object]) -> 
 def document_set_notes(document: Document, notes: str) -> Document:
     Document.objects.filter(pk=document.pk).update(notes=notes)
     document.notes = notes
+    search.index_document(document.pk)
     return document
 
 
@@ -163,6 +166,7 @@ def document_create_from_upload(
     new_file = NewFile(name=name, blob=blob, content_type=content_type or guess_content_type(name))
     if target is None:
         values.setdefault("title", name)
+        values.setdefault("date", dt.date.today().isoformat())
         return document_create(owner_group=owner_group, values=values, files=[new_file]), False
     # A new version keeps the document's own fields (a title typed by a user
     # stays); only the file name and values given with the upload change.
@@ -174,6 +178,8 @@ def document_create_from_upload(
     )
     _apply_values(target, values)
     target.save()
+    search.index_document(target)
+    extraction.schedule_for_document(target.pk)
     return target, True
 
 
@@ -183,9 +189,11 @@ def document_values_for_display(
     return [(f, field_value(document, f)) for f in fields]
 
 
-def documents_create_many(specs: list[NewDocument]) -> list[Document]:
+def documents_create_many(specs: list[NewDocument], *, schedule_extraction: bool = True) -> list[Document]:
     """Create many documents in few queries (mail ingestion). Call inside the
-    caller's transaction; values are cleaned like ``document_create``'s."""
+    caller's transaction; values are cleaned like ``document_create``'s.
+    ``schedule_extraction=False``: the caller schedules text extraction itself
+    (mail ingestion does, in batches, once attachments are files)."""
     fields = {f.name: f for f in FieldDefinition.objects.all()}
     documents = []
     for spec in specs:
@@ -205,4 +213,10 @@ def documents_create_many(specs: list[NewDocument]) -> list[Document]:
         for document, spec in zip(documents, specs, strict=True)
         for f in spec.files
     )
+    # Searchable by fields at commit; file text follows from the background.
+    numbers = [d.pk for d in documents]
+    search.index_documents(numbers)
+    if schedule_extraction:
+        for number in numbers:
+            extraction.schedule_for_document(number)
     return documents

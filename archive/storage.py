@@ -6,6 +6,12 @@ renamed into place, then the directory is fsynced: after ``put_*`` returns, the
 bytes survive a power cut, and a crash before the rename leaves no file under
 the final name (only a ``.tmp-*`` file that ``sweep_temporary`` removes).
 Identical bytes are stored once. Blobs are never modified or deleted here.
+
+``put_many`` stores a batch with the same guarantee for every blob, faster: on
+this kind of disk creating and flushing a file mostly waits, so a few threads
+write and fsync the batch's files side by side, and each directory that got
+new entries is fsynced once, after all of its renames, before ``put_many``
+returns.
 """
 
 from __future__ import annotations
@@ -15,13 +21,16 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
 
 CHUNK = 1024 * 1024
+# Files written and fsynced at once by put_many; more did not help on the disks measured.
+PUT_MANY_THREADS = 8
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -99,6 +108,53 @@ def put_chunks(chunks: Iterable[bytes]) -> StoredBlob:
         os.replace(tmp, final)
         _fsync_dir(final.parent)
         return StoredBlob(sha, size, created=True)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def put_many(items: Sequence[bytes]) -> list[StoredBlob]:
+    """Store every item durably, like ``put_bytes`` each (same order in the
+    result); when it returns, every blob and its directory entry are fsynced."""
+    if len(items) <= 1:
+        return [put_bytes(data) for data in items]
+    staging = _root() / "tmp"
+    _ensure_dir(staging)
+    with ThreadPoolExecutor(min(PUT_MANY_THREADS, len(items))) as pool:
+        # hashlib and file I/O release the GIL: hashing is parallel too.
+        digests = list(pool.map(lambda data: hashlib.sha256(data).hexdigest(), items))
+        unique = {sha: data for sha, data in zip(digests, items, strict=True)}
+        created = dict(zip(unique, pool.map(lambda sha: _place(staging, sha, unique[sha]), unique),
+                           strict=True))
+        # One fsync per directory for all the renames into it (a rename is
+        # durable once its directory is); none returns before all are done.
+        directories = {blob_path(sha).parent for sha, new in created.items() if new}
+        list(pool.map(_fsync_dir, directories))
+    seen: set[str] = set()
+    blobs = []
+    for sha, data in zip(digests, items, strict=True):
+        blobs.append(StoredBlob(sha, len(data), created=created[sha] and sha not in seen))
+        seen.add(sha)
+    return blobs
+
+
+def _place(staging: Path, sha: str, data: bytes) -> bool:
+    """Write ``data`` to a fsynced temporary file and rename it to its blob path
+    (the caller fsyncs the directory). False when the blob was already stored."""
+    final = blob_path(sha)
+    if final.exists():
+        return False
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=staging)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        _ensure_dir(final.parent)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, final)
+        return True
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

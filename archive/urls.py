@@ -12,4 +12,6 @@ urlpatterns = [
     path("doc/<int:number>/fields/", views.document_fields, name="document_fields"),
     path("doc/<int:number>/notes/", views.document_notes, name="document_notes"),
     path("doc/<int:number>/file/<int:file_id>/", views.document_file, name="file"),
+    path("doc/<int:number>/mail/body/", views.mail_body, name="mail_body"),
+    path("doc/<int:number>/mail/part/<str:part>/", views.mail_part, name="mail_part"),
 ]

@@ -1,40 +1,72 @@
 """The "fully processed" stage of a mail: after it is archived (raw stored,
 header fields committed), its MIME tree is parsed, attachments and inline
-images become files of the document. Re-running is a no-op."""
+images become files of the document. Re-running is a no-op.
+
+A task's documents are processed in chunks: the parts of a chunk are stored
+with one ``put_many`` and recorded in one transaction (one commit instead of
+one per mail); a chunk whose transaction fails is redone mail by mail, so one
+hostile mail still cannot stop the others. Parsing uses ``compat32``, which
+finds the same parts as ``policy.default`` several times faster."""
 
 from __future__ import annotations
 
+import dataclasses
+import email.policy
 import logging
 
 from django.conf import settings
 from django.db import transaction
 
 from archive import storage
-from archive.mail import MailLimits, parse_message
+from archive.mail import MailLimits, MailPart, ParsedMail, parse_message
 from archive.models import Document, DocumentFile, DocumentKind, FileRole
 from archive.services import guess_content_type
 
 logger = logging.getLogger(__name__)
 
 
+# Raw bytes parsed per chunk (its parts are held in memory until stored).
+CHUNK_BYTES = 16 * 1024 * 1024
+
+
 def mail_limits() -> MailLimits:
     return MailLimits(max_depth=settings.MAIL_MAX_MIME_DEPTH, max_parts=settings.MAIL_MAX_MIME_PARTS)
+
+
+def _parse(raw: bytes) -> ParsedMail:
+    return parse_message(raw, mail_limits(), policy=email.policy.compat32)
+
+
+def _over_limit_error(size: int) -> str:
+    limit = settings.MAIL_MAX_MESSAGE_BYTES
+    return (f"not parsed: {size} bytes is over the limit of {limit} bytes "
+            "(MAIL_MAX_MESSAGE_BYTES); the raw mail is archived")
+
+
+def _attachment_file(document_id: int, part: MailPart, blob: storage.StoredBlob) -> DocumentFile:
+    content_type = part.content_type or guess_content_type(part.filename)
+    if len(content_type) > 255:  # hostile; would not fit the column
+        content_type = "application/octet-stream"
+    return DocumentFile(
+        document_id=document_id, role=FileRole.ATTACHMENT,
+        name=(part.filename or f"part-{part.path}")[:255], content_type=content_type,
+        sha256=blob.sha256, size=blob.size, part=part.path[:64], content_id=part.content_id[:255],
+    )
 
 
 def mail_document_process(document: Document) -> None:
     original = document.files.filter(role=FileRole.ORIGINAL).order_by("id").first()
     if original is None or document.files.filter(role=FileRole.ATTACHMENT).exists():
         return
-    parsed = parse_message(storage.read_bytes(original.sha256), mail_limits())
-    files = []
-    for part in parsed.attachments + parsed.inline:
-        blob = storage.put_bytes(part.payload)
-        content_type = part.content_type or guess_content_type(part.filename)
-        files.append(DocumentFile(
-            document=document, role=FileRole.ATTACHMENT, name=(part.filename or f"part-{part.path}")[:255],
-            content_type=content_type, sha256=blob.sha256, size=blob.size,
-            part=part.path, content_id=part.content_id[:255],
-        ))
+    if original.size > settings.MAIL_MAX_MESSAGE_BYTES:
+        # Parsing it could exhaust the worker; the raw mail stays the record.
+        Document.objects.filter(pk=document.pk, parse_error="").update(
+            parse_error=_over_limit_error(original.size))
+        return
+    parsed = _parse(storage.read_bytes(original.sha256))
+    parts = parsed.attachments + parsed.inline
+    blobs = storage.put_many([part.payload for part in parts])
+    files = [_attachment_file(document.pk, part, blob) for part, blob in zip(parts, blobs, strict=True)]
     with transaction.atomic():
         locked = Document.objects.select_for_update().get(pk=document.pk)
         if locked.files.filter(role=FileRole.ATTACHMENT).exists():
@@ -44,13 +76,88 @@ def mail_document_process(document: Document) -> None:
             Document.objects.filter(pk=document.pk).update(parse_error=parsed.error)
 
 
+def _process_one(document: Document) -> None:
+    try:
+        mail_document_process(document)
+    except storage.StorageError:
+        logger.exception("mail document %s: original missing from the store", document.pk)
+    except Exception as exc:  # noqa: BLE001 - one hostile mail must not stop the others
+        logger.exception("mail document %s: processing failed", document.pk)
+        Document.objects.filter(pk=document.pk, parse_error="").update(
+            parse_error=f"processing failed: {exc.__class__.__name__}: {exc}"[:2000])
+
+
+@dataclasses.dataclass
+class _Pending:
+    document: Document
+    original: DocumentFile
+
+
 def mail_documents_process(document_ids: list[int]) -> None:
-    for document in Document.objects.filter(pk__in=document_ids, kind=DocumentKind.MAIL):
-        try:
-            mail_document_process(document)
-        except storage.StorageError:
-            logger.exception("mail document %s: original missing from the store", document.pk)
+    documents = {d.pk: d for d in Document.objects.filter(pk__in=document_ids, kind=DocumentKind.MAIL)}
+    originals: dict[int, DocumentFile] = {}
+    for file in DocumentFile.objects.filter(document_id__in=list(documents), role=FileRole.ORIGINAL).order_by("id"):
+        originals.setdefault(file.document_id, file)
+    done = set(DocumentFile.objects.filter(document_id__in=list(documents), role=FileRole.ATTACHMENT)
+               .values_list("document_id", flat=True))
+    chunk: list[_Pending] = []
+    size = 0
+    for pk in sorted(documents):
+        original = originals.get(pk)
+        if original is None or pk in done:
+            continue
+        chunk.append(_Pending(documents[pk], original))
+        size += min(original.size, settings.MAIL_MAX_MESSAGE_BYTES)
+        if size >= CHUNK_BYTES:
+            _process_chunk(chunk)
+            chunk, size = [], 0
+    if chunk:
+        _process_chunk(chunk)
     _after_processing(document_ids)
+
+
+def _process_chunk(chunk: list[_Pending]) -> None:
+    """Parse the chunk's mails, store all their parts at once, record them in
+    one transaction; on a database error, mail by mail instead."""
+    errors: dict[int, str] = {}
+    parts: list[tuple[int, MailPart]] = []
+    for item in chunk:
+        pk = item.document.pk
+        if item.original.size > settings.MAIL_MAX_MESSAGE_BYTES:
+            errors[pk] = _over_limit_error(item.original.size)
+            continue
+        try:
+            parsed = _parse(storage.read_bytes(item.original.sha256))
+        except storage.StorageError:
+            logger.exception("mail document %s: original missing from the store", pk)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one hostile mail must not stop the others
+            logger.exception("mail document %s: processing failed", pk)
+            errors[pk] = f"processing failed: {exc.__class__.__name__}: {exc}"
+            continue
+        if parsed.error:
+            errors[pk] = parsed.error
+        parts += [(pk, part) for part in parsed.attachments + parsed.inline]
+    try:
+        blobs = storage.put_many([part.payload for _, part in parts])
+        files = [_attachment_file(pk, part, blob) for (pk, part), blob in zip(parts, blobs, strict=True)]
+        with transaction.atomic():
+            # Lock in one order (by pk): two tasks on overlapping documents cannot deadlock.
+            locked = dict(Document.objects.select_for_update().filter(pk__in=[i.document.pk for i in chunk])
+                          .order_by("pk").values_list("pk", "parse_error"))
+            # Processed concurrently meanwhile: leave those alone.
+            again = set(DocumentFile.objects.filter(document_id__in=list(locked), role=FileRole.ATTACHMENT)
+                        .values_list("document_id", flat=True))
+            DocumentFile.objects.bulk_create(f for f in files if f.document_id in locked
+                                             and f.document_id not in again)
+            for pk, error in errors.items():
+                if pk in locked and pk not in again and not locked[pk]:
+                    Document.objects.filter(pk=pk).update(parse_error=error[:2000])
+    except Exception:  # noqa: BLE001 - e.g. one hostile value the database refuses
+        logger.warning("processing %d mail documents together failed; one by one instead",
+                       len(chunk), exc_info=True)
+        for item in chunk:
+            _process_one(item.document)
 
 
 def _after_processing(document_ids: list[int]) -> None:

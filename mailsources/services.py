@@ -9,9 +9,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from mailsources.clients.base import ConnectionReport, MailClient
+from mailsources.clients.base import ConnectionReport, MailClient, PermanentSourceError
 from mailsources.models import MailSource, SourceKind, SourceStatus
-from mailsources.secrets import decrypt_secret, encrypt_secret
+from mailsources.secrets import SecretUnavailable, decrypt_secret, encrypt_secret
 
 
 def source_set_secret(source: MailSource, secret: str) -> None:
@@ -21,7 +21,11 @@ def source_set_secret(source: MailSource, secret: str) -> None:
 
 def client_for_source(source: MailSource, mailbox: str = "") -> MailClient:
     """A client for one mailbox of ``source`` (plain values only cross over)."""
-    secret = decrypt_secret(source.secret_encrypted)
+    try:
+        secret = decrypt_secret(source.secret_encrypted)
+    except SecretUnavailable as exc:
+        # Retrying cannot help: someone must enter the password / secret again.
+        raise PermanentSourceError(str(exc), code="secret_unavailable") from None
     if source.kind == SourceKind.IMAP:
         from mailsources.clients.imap import ImapClient
 
@@ -37,16 +41,21 @@ def client_for_source(source: MailSource, mailbox: str = "") -> MailClient:
         source.tenant, source.client_id, secret, mailbox or source.mailbox_list[0],
         page_size=source.page_size, authority_host=settings.GRAPH_AUTHORITY_HOST,
         graph_url=settings.GRAPH_URL, ca_bundle=settings.MAIL_CA_FILE,
-        request_gate=graph_request_gate(),
+        rate_limit=graph_rate_limit(), request_gate=graph_request_gate(),
     )
 
 
+def graph_rate_limit() -> tuple[int, float]:
+    return (settings.GRAPH_RATE_LIMIT_REQUESTS, float(settings.GRAPH_RATE_LIMIT_SECONDS))
+
+
 def graph_request_gate():  # type: ignore[no-untyped-def]
-    """Cross-worker limit of concurrent Graph requests per mailbox (Redis), or
-    None on the embedded broker, where all workers share one machine."""
+    """Graph's per-mailbox limits shared by all workers (Redis: at most 4 requests in
+    flight, paced together), or None on the embedded broker, where all workers share
+    one machine and each client paces itself."""
     from mailsources.throttle import redis_request_gate
 
-    return redis_request_gate()
+    return redis_request_gate(rate_limit=graph_rate_limit())
 
 
 def source_test_connection(source: MailSource) -> list[ConnectionReport]:

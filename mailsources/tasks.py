@@ -4,7 +4,9 @@ in arguments; ``acks_late`` is safe because every task is idempotent."""
 from __future__ import annotations
 
 import logging
+import math
 import random
+import uuid
 
 from celery import shared_task
 
@@ -25,15 +27,24 @@ def sync_source(self, source_id: int) -> None:  # type: ignore[no-untyped-def]
     try:
         pipeline.source_sync(
             source_id, client_factory=services.client_for_source,
-            owner=f"{self.request.hostname}:{self.request.id}",
+            # Unique per attempt (a message redelivered to another process of the
+            # same worker must not share the lease) and within lease_owner's 64 chars.
+            owner=f"{uuid.uuid4().hex[:16]}@{self.request.hostname or 'direct'}"[:64],
             after_commit=_enqueue_processing,
         )
     except TransientSourceError as exc:
-        # Exponential backoff with jitter; a server's Retry-After wins when longer.
-        backoff = min(3600, 30 * 2 ** self.request.retries) * random.uniform(0.5, 1.0)
-        countdown = max(backoff, exc.retry_after or 0)
+        countdown = retry_countdown(self.request.retries, exc.retry_after)
         logger.warning("source %s: transient error, retry in %.0f s: %s", source_id, countdown, exc)
         raise self.retry(countdown=countdown, exc=exc) from None
+
+
+def retry_countdown(retries: int, retry_after: float | None, *, jitter: float | None = None) -> float:
+    """Seconds until the next attempt: exponential backoff (30 s doubling, at most an hour)
+    with jitter; a server's Retry-After wins when it is longer, rounded up so the retry
+    never comes early (Graph sends fractions such as 2.128)."""
+    jitter = random.uniform(0.5, 1.0) if jitter is None else jitter
+    backoff = min(3600, 30 * 2 ** retries) * jitter
+    return float(max(backoff, math.ceil(retry_after or 0)))
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -107,6 +107,8 @@
 
   document.addEventListener("copy", onCopy);
   document.addEventListener("DOMContentLoaded", () => {
+    const print = document.getElementById("print");
+    if (print) print.addEventListener("click", () => window.print());
     const doc = document.getElementById("document");
     if (doc) setUpDocument(doc);
     const table = document.querySelector("table.documents");

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 # Dovecot on loopback, IMAP mailboxes per test, a TCP proxy that can cut connections.
-pytest_plugins = ["tests.conftest_imap"]
+pytest_plugins = ["tests.conftest_imap", "tests.mailsources.imap_pipeline"]
 
 
 @pytest.fixture(autouse=True)
@@ -109,3 +109,18 @@ def make_document(group_a):
         return document
 
     return make
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """On SQLite the test database is a file, not Django's in-memory default, so
+    that a real Celery worker process can share it (tests/mailsources/test_worker_kill.py)."""
+    import tempfile
+    from pathlib import Path
+
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3" and not database.get("TEST", {}).get("NAME"):
+        folder = Path(tempfile.mkdtemp(prefix="webadmin-testdb-"))
+        database.setdefault("TEST", {})["NAME"] = str(folder / "test.sqlite3")

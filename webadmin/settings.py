@@ -177,7 +177,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mailsources.tasks.dispatch_due_sources",
         "schedule": float(MAIL_DISPATCH_SECONDS),
     },
+    # Text extraction's safety net: files whose task was lost get queued again.
+    "extraction-sweep": {"task": "archive.tasks.extraction_sweep", "schedule": 600.0},
 }
+
+# --- Text extraction for search (archive/extraction.py): limits per file ---
+EXTRACTION_TIMEOUT_SECONDS = env_int("EXTRACTION_TIMEOUT_SECONDS", 60, minimum=1)
+EXTRACTION_MEMORY_MB = env_int("EXTRACTION_MEMORY_MB", 1024, minimum=128)
+EXTRACTION_MAX_BYTES = env_int("EXTRACTION_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
+EXTRACTION_MAX_TEXT_CHARS = env_int("EXTRACTION_MAX_TEXT_CHARS", 2_000_000, minimum=1000)
+EXTRACTION_MAX_ATTEMPTS = env_int("EXTRACTION_MAX_ATTEMPTS", 3, minimum=1)
+EXTRACTION_RETRY_SECONDS = env_int("EXTRACTION_RETRY_SECONDS", 300, minimum=1)
+SEARCH_MAX_INDEX_CHARS = env_int("SEARCH_MAX_INDEX_CHARS", 4_000_000, minimum=10_000)
 
 # --- Mail ingestion ---
 MAIL_MAX_MESSAGE_BYTES = env_int("MAIL_MAX_MESSAGE_BYTES", 100 * 1024 * 1024, minimum=1024)
@@ -186,6 +197,10 @@ MAIL_MAX_MIME_PARTS = env_int("MAIL_MAX_MIME_PARTS", 500, minimum=1)
 MAIL_SOURCE_LEASE_SECONDS = env_int("MAIL_SOURCE_LEASE_SECONDS", 900, minimum=30)
 GRAPH_AUTHORITY_HOST = env_url("GRAPH_AUTHORITY_HOST", "https://login.microsoftonline.com")
 GRAPH_URL = env_url("GRAPH_URL", "https://graph.microsoft.com")
+# Graph's request window per app + mailbox (10,000 per 600 s); the client paces itself under it.
+# Change it only for a scaled-down test or bench Graph.
+GRAPH_RATE_LIMIT_REQUESTS = env_int("GRAPH_RATE_LIMIT_REQUESTS", 10_000, minimum=10)
+GRAPH_RATE_LIMIT_SECONDS = env_int("GRAPH_RATE_LIMIT_SECONDS", 600, minimum=1)
 # Extra CA bundle for in-house IMAP servers / a test Graph; system CAs otherwise.
 MAIL_CA_FILE = env_str("MAIL_CA_FILE", "") or None
 

@@ -97,3 +97,61 @@ def test_ranges_are_read_exactly():
     blob = storage.put_bytes(bytes(range(256)) * 10_000)
     assert b"".join(storage.iter_range(blob.sha256, 1000, 5)) == bytes([232, 233, 234, 235, 236])
     assert len(b"".join(storage.iter_range(blob.sha256, 0, blob.size))) == blob.size
+
+
+def test_put_many_stores_a_batch_like_put_bytes_each():
+    items = [b"first mail", b"second mail", b"first mail", b"x" * 300_000]
+    already = storage.put_bytes(b"second mail")
+    blobs = storage.put_many(items)
+    assert [b.sha256 for b in blobs] == [hashlib.sha256(i).hexdigest() for i in items]
+    assert [b.size for b in blobs] == [len(i) for i in items]
+    # Created once: a duplicate in the batch and a blob stored before are not new.
+    assert [b.created for b in blobs] == [True, False, False, True]
+    assert already.created
+    for blob, item in zip(blobs, items, strict=True):
+        assert storage.blob_path(blob.sha256).read_bytes() == item
+        assert storage.blob_path(blob.sha256).stat().st_mode & 0o222 == 0
+
+
+def test_put_many_fsyncs_every_file_before_its_rename_and_every_directory_before_returning(monkeypatch):
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def recording_fsync(fd: int) -> None:
+        real_fsync(fd)
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+
+    def recording_replace(src, dst) -> None:  # type: ignore[no-untyped-def]
+        events.append(("rename", str(src)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(storage.os, "fsync", recording_fsync)
+    monkeypatch.setattr(storage.os, "replace", recording_replace)
+    items = [f"mail {i}".encode() * 100 for i in range(40)]
+    blobs = storage.put_many(items)
+    synced = [path for kind, path in events if kind == "fsync"]
+    for kind, path in events:
+        if kind == "rename":  # the temporary file was fsynced before it got its name
+            assert path in synced[: synced.index(path) + 1]
+            assert ("fsync", path) in events[: events.index((kind, path))]
+    for blob in blobs:
+        assert str(storage.blob_path(blob.sha256).parent) in synced
+    # A directory is fsynced after every rename into it.
+    last_rename = max(i for i, (kind, _) in enumerate(events) if kind == "rename")
+    for blob in blobs:
+        directory = str(storage.blob_path(blob.sha256).parent)
+        assert any(e == ("fsync", directory) for e in events[last_rename + 1:])
+
+
+def test_put_many_leaves_no_partial_file_when_a_write_fails(monkeypatch):
+    def crash(src, dst):  # e.g. the disk is full at the rename
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(storage.os, "replace", crash)
+    items = [b"a" * 1000, b"b" * 1000, b"c" * 1000]
+    with pytest.raises(OSError):
+        storage.put_many(items)
+    for item in items:
+        assert not storage.exists(hashlib.sha256(item).hexdigest())
+    staging = storage.blob_path("0" * 64).parents[3] / "tmp"
+    assert [p for p in staging.iterdir() if p.name.startswith(".tmp-")] == []

@@ -1,0 +1,501 @@
+"""Showing an archived mail in the View tab: the header block, the body as
+text or as sanitised HTML, inline (``cid:``) images and the attachments.
+
+Everything is derived from the ``.eml`` original (the record), so a mail can
+be shown before the ingestion pipeline has split it into files; when it has,
+parts are served from those files instead of re-parsing the message.
+
+The HTML body is hostile input. Three independent layers keep it inert:
+``nh3`` with an explicit e-mail allowlist (this module), an ``<iframe
+sandbox>`` without scripts or same-origin (the template), and a strict CSP on
+the body response (``body_csp``). Remote content (images, CSS ``url()``) is
+blocked unless the user asks for it per message: loading it tells the sender
+that, when and where the mail was read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from urllib.parse import unquote
+
+import nh3
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core import signing
+from django.http import HttpResponse
+from django.template.defaultfilters import filesizeformat
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils.html import escape, urlize
+
+from archive import storage
+from archive.mail import MailHeaders, MailLimits, MailPart, ParsedMail, parse_headers, parse_message
+from archive.models import Document, DocumentFile, FileRole
+from archive.serving import FILE_CSP, content_disposition, is_inline_type
+
+# --- The allowlist -------------------------------------------------------------------------
+# What mail clients need to lay out a message; nothing that runs, submits, embeds
+# or fetches. Tags not listed are dropped with their markup but keep their text.
+MAIL_TAGS = frozenset({
+    "a", "abbr", "acronym", "address", "article", "aside", "b", "bdi", "bdo", "big", "blockquote",
+    "br", "caption", "center", "cite", "code", "col", "colgroup", "dd", "del", "details", "dfn",
+    "div", "dl", "dt", "em", "figcaption", "figure", "font", "footer", "h1", "h2", "h3", "h4", "h5",
+    "h6", "header", "hr", "i", "img", "ins", "kbd", "li", "main", "mark", "nav", "ol", "p", "pre",
+    "q", "rp", "rt", "ruby", "s", "samp", "section", "small", "span", "strike", "strong", "sub",
+    "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "time", "tr", "tt", "u", "ul",
+    "var", "wbr",
+})
+# Dropped together with their content: code, stylesheets (ammonia cannot filter
+# whole stylesheets, and they may @import or url() remote content), embedded
+# documents and foreign markup whose text would only be noise.
+MAIL_DROP_WITH_CONTENT = frozenset({
+    "script", "style", "title", "svg", "math", "iframe", "frame", "frameset", "object", "embed",
+    "applet", "noscript", "noembed", "noframes", "template", "textarea", "select", "xmp",
+    "plaintext", "button", "datalist", "audio", "video", "canvas", "map",
+})
+_LAYOUT = {"align", "valign", "width", "height", "bgcolor", "border"}
+MAIL_ATTRIBUTES: dict[str, set[str]] = {
+    "*": {"style", "class", "dir", "lang", "title", "align"},
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height", "border", "align", "hspace", "vspace"},
+    "font": {"color", "face", "size"},
+    "table": _LAYOUT | {"cellpadding", "cellspacing", "summary", "frame", "rules"},
+    "tr": _LAYOUT,
+    "td": _LAYOUT | {"colspan", "rowspan", "nowrap", "scope", "abbr"},
+    "th": _LAYOUT | {"colspan", "rowspan", "nowrap", "scope", "abbr"},
+    "thead": _LAYOUT, "tbody": _LAYOUT, "tfoot": _LAYOUT,
+    "col": _LAYOUT | {"span"}, "colgroup": _LAYOUT | {"span"},
+    "div": _LAYOUT, "p": _LAYOUT, "center": _LAYOUT,
+    "hr": {"align", "color", "noshade", "size", "width"},
+    "ol": {"start", "type", "reversed"}, "ul": {"type"}, "li": {"type", "value"},
+    "time": {"datetime"}, "details": {"open"},
+}
+# Inline CSS that shapes text and boxes. Not listed, so removed: anything that
+# loads (background-image, list-style-image, border-image, cursor, mask,
+# filter, content) and anything that lets a mail draw over the page
+# (position, z-index, transform).
+MAIL_STYLE_PROPERTIES = frozenset({
+    "background", "background-color", "border", "border-bottom", "border-bottom-color",
+    "border-bottom-left-radius", "border-bottom-right-radius", "border-bottom-style",
+    "border-bottom-width", "border-collapse", "border-color", "border-left", "border-left-color",
+    "border-left-style", "border-left-width", "border-radius", "border-right", "border-right-color",
+    "border-right-style", "border-right-width", "border-spacing", "border-style", "border-top",
+    "border-top-color", "border-top-left-radius", "border-top-right-radius", "border-top-style",
+    "border-top-width", "border-width", "box-sizing", "caption-side", "clear", "color", "direction",
+    "display", "empty-cells", "float", "font", "font-family", "font-size", "font-style",
+    "font-variant", "font-weight", "height", "letter-spacing", "line-height", "list-style",
+    "list-style-position", "list-style-type", "margin", "margin-bottom", "margin-left",
+    "margin-right", "margin-top", "max-height", "max-width", "min-height", "min-width", "opacity",
+    "overflow", "overflow-wrap", "padding", "padding-bottom", "padding-left", "padding-right",
+    "padding-top", "table-layout", "text-align", "text-decoration", "text-indent",
+    "text-transform", "vertical-align", "white-space", "width", "word-break", "word-spacing",
+    "word-wrap",
+})
+# CSS functions a declaration may call; anything else (expression(), image-set(),
+# image(), element(), var(), env()…) drops the declaration.
+_CSS_FUNCTIONS = frozenset({"rgb", "rgba", "hsl", "hsla", "calc", "min", "max", "clamp", "url"})
+_CSS_FUNCTION = re.compile(r"([a-z0-9_-]+)\s*\(", re.IGNORECASE)
+_CSS_URL = re.compile(r"url\(\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s\"')]*))\s*\)", re.IGNORECASE)
+# Escapes and comments could hide a url( or an expression( from the checks
+# (ammonia decodes escapes after our filter has run): such declarations go.
+_CSS_SUSPICIOUS = ("\\", "/*", "*/", "javascript", "vbscript", "expression", "behavior", "binding")
+_SAFE_CSS_URL = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!$&*+,=%-]+$")
+
+REMOTE_PLACEHOLDER = "mail-remote-image.svg"
+_URLIZE_MAX = 512 * 1024
+_HEAD_BYTES = 1024 * 1024
+
+BODY_STYLE = (
+    "html{background:#fff;color:#1b1f24}"
+    "body{margin:12px;font:15px/1.45 system-ui,sans-serif;overflow-wrap:anywhere}"
+    "pre.mail-text{white-space:pre-wrap;font:14px/1.45 ui-monospace,monospace;margin:0}"
+    "img{max-width:100%;height:auto}"
+    ".mail-empty{color:#59636e;font-style:italic}"
+)
+
+
+@dataclasses.dataclass
+class SanitizedHtml:
+    html: str
+    remote_blocked: int = 0
+    # Content-IDs the HTML referenced (their images are shown in the body).
+    cids_used: set[str] = dataclasses.field(default_factory=set)
+
+
+def _is_remote(url: str) -> bool:
+    lowered = url.lower()
+    return lowered.startswith(("http://", "https://", "//"))
+
+
+def _remote_url(url: str) -> str:
+    # A scheme-relative URL would inherit our scheme; say which one it is.
+    return "https:" + url if url.startswith("//") else url
+
+
+def normalise_cid(value: str) -> str:
+    """A Content-ID or a ``cid:`` URL's target, comparable: RFC 2392 URLs are
+    %-encoded, headers carry angle brackets."""
+    return unquote(value.strip()).strip().strip("<>").strip().lower()
+
+
+def sanitize_mail_html(
+    html: str,
+    *,
+    cid_url: Callable[[str], str | None],
+    allow_remote: bool = False,
+    placeholder_url: str | None = None,
+) -> SanitizedHtml:
+    """``html`` (a whole mail body, hostile) as a safe fragment.
+
+    ``cid_url`` maps a normalised Content-ID to the URL serving that part, or
+    None when the message has no such part. Remote images become
+    ``placeholder_url`` unless ``allow_remote``; remote CSS backgrounds are
+    removed unless ``allow_remote``.
+    """
+    result = SanitizedHtml(html="")
+    placeholder = placeholder_url if placeholder_url is not None else static(REMOTE_PLACEHOLDER)
+    # Relative URLs in the output are only the ones produced here: a mail's own
+    # relative link would resolve against our site.
+    produced: set[str] = set()
+
+    def local(url: str) -> str:
+        produced.add(url)
+        return url
+
+    def image_url(value: str) -> str | None:
+        value = value.strip()
+        if value.lower().startswith("cid:"):
+            cid = normalise_cid(value[4:])
+            url = cid_url(cid)
+            if url is None:
+                return None
+            result.cids_used.add(cid)
+            return local(url)
+        if _is_remote(value):
+            if allow_remote:
+                return _remote_url(value)
+            result.remote_blocked += 1
+            return local(placeholder)
+        return None  # data:, javascript:, relative, file:…
+
+    def style_value(value: str) -> str | None:
+        kept = []
+        for declaration in value.split(";"):
+            name, sep, rest = declaration.partition(":")
+            name = name.strip().lower()
+            rest = rest.strip()
+            if not sep or not name or not rest:
+                continue
+            lowered = rest.lower()
+            if name not in MAIL_STYLE_PROPERTIES or any(s in lowered for s in _CSS_SUSPICIOUS):
+                continue
+            if any(f.lower() not in _CSS_FUNCTIONS for f in _CSS_FUNCTION.findall(rest)):
+                continue
+            if "url" in lowered:
+                rest = _style_urls(rest)
+                if rest is None:
+                    continue
+            kept.append(f"{name}:{rest}")
+        return ";".join(kept) or None
+
+    def _style_urls(value: str) -> str | None:
+        # Every url( must be one we understand; count each as one url() token.
+        if value.lower().count("url(") != len(_CSS_URL.findall(value)):
+            return None
+        blocked = False
+
+        def replace(match: re.Match[str]) -> str:
+            nonlocal blocked
+            url = next((g for g in match.groups() if g is not None), "")
+            target = image_url(url)
+            if target is None or target == placeholder or not _SAFE_CSS_URL.match(target):
+                blocked = True
+                return ""
+            return f'url("{target}")'
+
+        rewritten = _CSS_URL.sub(replace, value)
+        return None if blocked else rewritten
+
+    def attribute(tag: str, name: str, value: str) -> str | None:
+        if name == "style":
+            return style_value(value)
+        if tag == "img" and name == "src":
+            return image_url(value)
+        if tag == "a" and name == "href":
+            scheme = value.strip().lower()
+            return value.strip() if scheme.startswith(("http://", "https://", "mailto:")) else None
+        return value
+
+    result.html = nh3.clean(
+        html,
+        tags=set(MAIL_TAGS),
+        clean_content_tags=set(MAIL_DROP_WITH_CONTENT),
+        attributes={tag: set(names) for tag, names in MAIL_ATTRIBUTES.items()},
+        attribute_filter=attribute,
+        url_schemes={"http", "https", "mailto", "cid"},
+        url_relative=lambda url: url if url in produced else None,
+        filter_style_properties=set(MAIL_STYLE_PROPERTIES),
+        # Links leave the sandboxed frame for a new tab, without telling the
+        # target where they came from.
+        link_rel="noopener noreferrer",
+        set_tag_attribute_values={"a": {"target": "_blank"}},
+        strip_comments=True,
+    )
+    return result
+
+
+def text_to_html(text: str) -> str:
+    """A text/plain body as HTML: escaped, web and mail addresses linked (the
+    links, too, open in a new tab)."""
+    # urlize is slow on huge inputs; a giant text body is shown unlinked.
+    linked = urlize(text, nofollow=False, autoescape=True) if len(text) < _URLIZE_MAX else escape(text)
+    cleaned = nh3.clean(
+        linked, tags={"a"}, attributes={"a": {"href"}}, url_schemes={"http", "https", "mailto"},
+        url_relative="deny", link_rel="noopener noreferrer",
+        set_tag_attribute_values={"a": {"target": "_blank"}},
+    )
+    return f'<pre class="mail-text">{cleaned}</pre>'
+
+
+def body_csp(*, allow_remote: bool) -> str:
+    """The body frame's own policy. ``sandbox`` repeats the iframe's sandbox so
+    the body stays inert when opened on its own."""
+    images = "'self' https: http:" if allow_remote else "'self'"
+    return (
+        f"default-src 'none'; img-src {images}; style-src 'unsafe-inline'; "
+        "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; "
+        "sandbox allow-popups allow-popups-to-escape-sandbox"
+    )
+
+
+# --- Reading the message -------------------------------------------------------------------
+
+def mail_limits() -> MailLimits:
+    return MailLimits(
+        max_depth=getattr(settings, "MAIL_MAX_MIME_DEPTH", MailLimits.max_depth),
+        max_parts=getattr(settings, "MAIL_MAX_MIME_PARTS", MailLimits.max_parts),
+    )
+
+
+def _view_max_bytes() -> int:
+    return int(getattr(settings, "MAIL_MAX_MESSAGE_BYTES", 100 * 1024 * 1024))
+
+
+@dataclasses.dataclass
+class MailAttachment:
+    part: str
+    name: str
+    content_type: str
+    size: int
+    inline: bool = False  # an image the body shows through its Content-ID
+
+
+@dataclasses.dataclass
+class LoadedMail:
+    headers: MailHeaders
+    parsed: ParsedMail | None
+    # Why the mail cannot be shown (completely); empty when all is well.
+    problem: str = ""
+
+    @property
+    def parts(self) -> list[MailPart]:
+        return [] if self.parsed is None else self.parsed.attachments + self.parsed.inline
+
+
+def mail_load(document: Document, original: DocumentFile) -> LoadedMail:
+    """The mail's headers and MIME tree; never raises on a bad message."""
+    try:
+        if original.size > _view_max_bytes():
+            # Parsing it would hold the request (and memory) for long; its
+            # header block is at the start and still worth showing.
+            with storage.open_blob(original.sha256) as fh:
+                head = fh.read(_HEAD_BYTES)
+            return LoadedMail(
+                headers=parse_headers(head), parsed=None,
+                problem=f"The message is too large to show in the browser "
+                        f"({filesizeformat(original.size)}).",
+            )
+        raw = storage.read_bytes(original.sha256)
+    except storage.StorageError:
+        return LoadedMail(headers=MailHeaders(), parsed=None,
+                          problem="The original message is missing from the archive store.")
+    headers = parse_headers(raw)
+    parsed = parse_message(raw, mail_limits())
+    problems = []
+    if document.parse_error:
+        problems.append(f"When it was archived, the message could not be read: {document.parse_error}.")
+    if headers.error and headers.error not in document.parse_error:
+        problems.append(f"The message headers could not be read: {headers.error}.")
+    if parsed.error and parsed.error not in document.parse_error:
+        problems.append(f"The message could not be read completely: {parsed.error}.")
+    return LoadedMail(headers=headers, parsed=parsed, problem=" ".join(problems))
+
+
+def is_inline_image(content_type: str) -> bool:
+    """An image a browser may show from our origin (never SVG, which can script)."""
+    return content_type.startswith("image/") and is_inline_type(content_type)
+
+
+def _cid_map(parts: list[MailPart]) -> dict[str, MailPart]:
+    found: dict[str, MailPart] = {}
+    for part in parts:
+        if part.content_id:
+            found.setdefault(normalise_cid(part.content_id), part)
+    return found
+
+
+@dataclasses.dataclass
+class MailBody:
+    html: str  # the inner HTML of the frame's <body>
+    remote_blocked: int = 0
+    cids_used: set[str] = dataclasses.field(default_factory=set)
+    format: str = "empty"  # "html", "text" or "empty"
+
+
+def mail_body(
+    loaded: LoadedMail, *, part_url: Callable[[str], str], allow_remote: bool = False,
+    prefer_text: bool = False,
+) -> MailBody:
+    """The body to show: sanitised HTML when the mail has it (unless the user
+    asked for text), else its text."""
+    parsed = loaded.parsed
+    if parsed is None or not (parsed.html or parsed.text):
+        return MailBody(html='<p class="mail-empty">This mail has no text to show.</p>')
+    if parsed.html and not (prefer_text and parsed.text):
+        cids = _cid_map(loaded.parts)
+
+        def cid_url(cid: str) -> str | None:
+            part = cids.get(cid)
+            # Only images are embedded; anything else stays an attachment.
+            if part is None or not is_inline_image(part.content_type):
+                return None
+            return part_url(part.path)
+
+        clean = sanitize_mail_html(parsed.html, cid_url=cid_url, allow_remote=allow_remote)
+        return MailBody(html=clean.html, remote_blocked=clean.remote_blocked,
+                        cids_used=clean.cids_used, format="html")
+    return MailBody(html=text_to_html(parsed.text), format="text")
+
+
+def mail_attachments(loaded: LoadedMail, cids_used: set[str]) -> list[MailAttachment]:
+    """What the attachment list shows: every part that is not the body; inline
+    images that the body shows are marked so."""
+    out = []
+    for part in loaded.parts:
+        inline = bool(part.content_id) and normalise_cid(part.content_id) in cids_used
+        out.append(MailAttachment(
+            part=part.path, name=part.filename or f"part-{part.path}",
+            content_type=part.content_type, size=len(part.payload), inline=inline,
+        ))
+    return out
+
+
+@dataclasses.dataclass
+class PartContent:
+    name: str
+    content_type: str
+    # Either a stored file (the mail was processed) or bytes from the .eml.
+    file: DocumentFile | None = None
+    payload: bytes = b""
+
+
+_PART_PATH = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,4}){0,40}$")
+
+
+def mail_part_get(document: Document, original: DocumentFile, path: str) -> PartContent | None:
+    """One MIME part of the mail by its path ("1.2"): the stored file when the
+    pipeline has extracted it, else read from the ``.eml`` itself."""
+    if not _PART_PATH.match(path):
+        return None
+    stored = (
+        document.files.filter(role=FileRole.ATTACHMENT, part=path, version=original.version)
+        .order_by("id").first()
+    )
+    if stored is not None and storage.exists(stored.sha256):
+        return PartContent(name=stored.name, content_type=stored.content_type, file=stored)
+    loaded = mail_load(document, original)
+    for part in loaded.parts:
+        if part.path == path:
+            return PartContent(name=part.filename or f"part-{part.path}",
+                               content_type=part.content_type, payload=part.payload)
+    return None
+
+
+# --- Signed image URLs ----------------------------------------------------------------------
+# The body frame has an opaque origin (sandbox without allow-same-origin), so
+# browsers treat its image requests as cross-site and send no SameSite session
+# cookie. The body view, after the access check, signs (document, user) into
+# the URLs of the images it shows; the part view checks access again for that
+# user. Short-lived, and only good for inline images (see views.mail_part).
+_PART_TOKEN_SALT = "archive.mailview.part-token"
+PART_TOKEN_MAX_AGE = 3600
+
+
+def part_token(number: int, user_id: int) -> str:
+    return signing.dumps([number, user_id], salt=_PART_TOKEN_SALT)
+
+
+def part_token_user(token: str, number: int) -> AbstractBaseUser | None:
+    """The user a valid token for document ``number`` was issued to."""
+    try:
+        signed_number, user_id = signing.loads(token, salt=_PART_TOKEN_SALT, max_age=PART_TOKEN_MAX_AGE)
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+    if signed_number != number:
+        return None
+    return get_user_model().objects.filter(pk=user_id, is_active=True).first()
+
+
+def part_url_builder(
+    number: int, user: AbstractBaseUser | AnonymousUser | None
+) -> Callable[[str], str]:
+    """URLs of the mail's parts for its body frame; signed for a logged-in user
+    (a visitor of a published mail needs no session anyway)."""
+    token = part_token(number, user.pk) if user is not None and user.is_authenticated else ""
+
+    def build(path: str) -> str:
+        url = reverse("archive:mail_part", args=[number, path])
+        return f"{url}?t={token}" if token else url
+
+    return build
+
+
+def serve_part_bytes(content: PartContent, *, download: bool) -> HttpResponse:
+    """A part read from the .eml, hardened like a stored file (``serve_file``)."""
+    inline = not download and is_inline_image(content.content_type)
+    response = HttpResponse(
+        content.payload, content_type=content.content_type if inline else "application/octet-stream"
+    )
+    response["Content-Disposition"] = content_disposition("inline" if inline else "attachment", content.name)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = FILE_CSP
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@dataclasses.dataclass
+class MailSummary:
+    """What the View tab shows around the body frame."""
+
+    headers: MailHeaders
+    problem: str
+    attachments: list[MailAttachment]
+    remote_blocked: int  # remote images the default rendering blocks
+    body_format: str
+    has_text_alternative: bool  # an HTML mail that also has a text part
+
+
+def mail_summary(document: Document, original: DocumentFile) -> MailSummary:
+    loaded = mail_load(document, original)
+    # The frame renders the body itself; this rendering only counts what it blocks.
+    body = mail_body(loaded, part_url=lambda path: f"/{path}/")
+    parsed = loaded.parsed
+    return MailSummary(
+        headers=loaded.headers, problem=loaded.problem,
+        attachments=mail_attachments(loaded, body.cids_used), remote_blocked=body.remote_blocked,
+        body_format=body.format,
+        has_text_alternative=body.format == "html" and parsed is not None and bool(parsed.text),
+    )

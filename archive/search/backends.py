@@ -1,0 +1,176 @@
+"""The two full-text engines behind one small interface, chosen by the database
+in use: SQLite FTS5 (the embedded default) and MariaDB InnoDB FULLTEXT.
+
+Both match the token stream of ``SearchEntry.text`` (see ``tokens.py``); each
+turns a parsed query into its own match syntax and adds it to a Document
+queryset as a filter and, for ordering by relevance, as an annotation
+``search_rank`` (higher is better)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from django.db import connections
+from django.db.models import Expression, F, FloatField, Lookup, QuerySet
+from django.db.models.expressions import RawSQL
+
+from archive.models import Document
+from archive.search import tokens as tk
+from archive.search.query import TextTerm
+
+FTS5_TABLE = "archive_searchentry_fts"
+
+
+class SearchBackend(Protocol):
+    shingles: bool  # index word pairs (tokens.shingles) for this engine's phrase search
+
+    def filter(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
+        """Documents matching all positive terms and none of the negative ones."""
+
+    def with_rank(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
+        """Annotate ``search_rank`` (higher = more relevant); needs positive terms."""
+
+    def rebuild(self) -> None:
+        """Make the engine's index agree with the SearchEntry table again."""
+
+
+class _MatchExpression(Expression):
+    """``<template>`` around the compiled SQL of a column, with one parameter:
+    the column reference keeps Django's table aliases and joins right."""
+
+    def __init__(self, column: Any, template: str, param: str, output_field: Any = None) -> None:
+        super().__init__(output_field=output_field or FloatField())
+        self.column = column
+        self.template = template
+        self.param = param
+
+    def get_source_expressions(self) -> list[Any]:
+        return [self.column]
+
+    def set_source_expressions(self, exprs: list[Any]) -> None:
+        (self.column,) = exprs
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        sql, params = compiler.compile(self.column)
+        return self.template % {"column": sql}, [*params, self.param]
+
+
+class _BooleanModeMatch(Lookup):  # type: ignore[type-arg]
+    """``MATCH (column) AGAINST (%s IN BOOLEAN MODE)`` as a WHERE condition. A
+    Lookup, so that Django puts it in WHERE as it is — a bare boolean expression
+    would become ``… = 1`` on MySQL, which neither uses the index nor means the same."""
+
+    lookup_name = "boolean_mode_match"
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs_sql, lhs_params = self.process_lhs(compiler, connection)
+        rhs_sql, rhs_params = self.process_rhs(compiler, connection)
+        return f"MATCH ({lhs_sql}) AGAINST ({rhs_sql} IN BOOLEAN MODE)", [*lhs_params, *rhs_params]
+
+
+# --- SQLite FTS5 ---------------------------------------------------------------
+
+
+def _fts5_term(term: TextTerm) -> str:
+    # Tokens are letters, digits and "_" only; quoting keeps FTS5 keywords inert.
+    phrase = '"' + " ".join(term.tokens) + '"'
+    return phrase + " *" if term.prefix else phrase
+
+
+def fts5_expression(terms: list[TextTerm]) -> str:
+    return " AND ".join(_fts5_term(t) for t in terms)
+
+
+class SQLiteFTS5:
+    shingles = False  # FTS5 keeps word positions: phrases are cheap
+
+    def filter(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
+        positive = [t for t in terms if not t.negate]
+        negative = [t for t in terms if t.negate]
+        if positive:
+            expr = fts5_expression(positive)
+            if negative:
+                expr = f"({expr}) NOT ({' OR '.join(_fts5_term(t) for t in negative)})"
+            qs = qs.filter(pk__in=RawSQL(
+                f"SELECT rowid FROM {FTS5_TABLE} WHERE {FTS5_TABLE} MATCH %s", [expr]
+            ))
+        elif negative:
+            qs = qs.exclude(pk__in=RawSQL(
+                f"SELECT rowid FROM {FTS5_TABLE} WHERE {FTS5_TABLE} MATCH %s",
+                [" OR ".join(_fts5_term(t) for t in negative)],
+            ))
+        return qs
+
+    def with_rank(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
+        expr = fts5_expression([t for t in terms if not t.negate])
+        # bm25 is "lower is better"; FTS5 seeks to the rowid, it does not rescan.
+        rank = _MatchExpression(
+            F("pk"),
+            f"(SELECT -bm25({FTS5_TABLE}) FROM {FTS5_TABLE}"
+            f" WHERE {FTS5_TABLE} MATCH %%s AND rowid = %(column)s)",
+            expr,
+        )
+        return qs.annotate(search_rank=rank)
+
+    def rebuild(self) -> None:
+        with connections["default"].cursor() as cursor:
+            cursor.execute(f"INSERT INTO {FTS5_TABLE}({FTS5_TABLE}) VALUES ('rebuild')")
+
+
+# --- MariaDB / MySQL InnoDB FULLTEXT ----------------------------------------------
+
+
+def _boolean_term(term: TextTerm, op: str) -> str:
+    if term.prefix:
+        return f"{op}{term.tokens[0]}*"
+    if len(term.tokens) == 1:
+        return f"{op}{term.tokens[0]}"
+    # A phrase: its word pairs (tokens.shingles), not InnoDB's "…", which
+    # re-reads every document that has all the words.
+    pairs = tk.shingles(list(term.words), term.field_prefix)
+    if len(pairs) == 1:
+        return f"{op}{pairs[0]}"
+    if op == "+":
+        return " ".join(f"+{p}" for p in pairs)
+    return f"{op}(" + " ".join(f"+{p}" for p in pairs) + ")"
+
+
+def boolean_mode_expression(terms: list[TextTerm]) -> str:
+    return " ".join(_boolean_term(t, "-" if t.negate else "+") for t in terms)
+
+
+_AGAINST = "MATCH (%(column)s) AGAINST (%%s IN BOOLEAN MODE)"
+
+
+class MariaDBFulltext:
+    shingles = True
+
+    def filter(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
+        positive = [t for t in terms if not t.negate]
+        if positive:
+            return qs.filter(_BooleanModeMatch(F("search_entry__text"), boolean_mode_expression(terms)))
+        if terms:  # only exclusions: boolean mode cannot match "everything but"
+            return qs.exclude(pk__in=RawSQL(
+                "SELECT document_id FROM archive_searchentry"
+                " WHERE MATCH (text) AGAINST (%s IN BOOLEAN MODE)",
+                [" ".join(_boolean_term(t, "") for t in terms)],
+            ))
+        return qs
+
+    def with_rank(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
+        # The same expression as the filter, so MariaDB evaluates the search once.
+        return qs.annotate(search_rank=_MatchExpression(
+            F("search_entry__text"), _AGAINST, boolean_mode_expression(terms)
+        ))
+
+    def rebuild(self) -> None:
+        pass  # InnoDB maintains the FULLTEXT index with the rows
+
+
+def backend_for(alias: str = "default") -> SearchBackend:
+    vendor = connections[alias].vendor
+    if vendor == "sqlite":
+        return SQLiteFTS5()
+    if vendor == "mysql":
+        return MariaDBFulltext()
+    raise NotImplementedError(f"no full-text search for database vendor {vendor!r}")

@@ -1,0 +1,137 @@
+"""Writing the index: a document's fields, notes, file names and extracted text
+become the token stream of its ``SearchEntry``.
+
+Called inside the transaction that changes a document (``archive.services``),
+so fields are searchable as soon as the document is committed, and again by
+text extraction when a file's text is known. Cheap: one read of the files'
+text, one upsert."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.db.models import Max
+
+from archive.models import Document, DocumentFile, FieldDefinition, FieldType, FileRole, SearchEntry
+from archive.search import tokens as tk
+
+# Types whose value is not words: a date matches by range (date:2024-03), yes/no by field:yes.
+_NOT_WORDS = {FieldType.DATE, FieldType.YESNO}
+
+
+def _max_index_chars() -> int:
+    return int(getattr(settings, "SEARCH_MAX_INDEX_CHARS", 4_000_000))
+
+
+def _shingles() -> bool:
+    from archive.search.backends import backend_for
+
+    return backend_for(SearchEntry.objects.db).shingles
+
+
+def _field_types() -> dict[str, str]:
+    return dict(FieldDefinition.objects.values_list("name", "type"))
+
+
+def entry_text(
+    document: Document, files: Iterable[tuple[str, str]], field_types: dict[str, str],
+    *, shingles: bool = False,
+) -> str:
+    """The token stream of a document. ``files`` are (name, extracted text);
+    ``shingles``: add word-pair tokens (the MariaDB engine matches phrases by them).
+
+    Fields, notes and file names come first and file text last, so the cap on
+    a huge attachment's text never cuts a field off."""
+    plain: list[str] = []
+    fielded: list[str] = []
+
+    def add(text: str, field: str) -> None:
+        folded = tk.words(text)
+        plain.extend(tk.pad(w) for w in folded)
+        prefix = tk.field_prefix(field)
+        fielded.extend(tk.field_token(prefix, w) for w in folded)
+        if shingles:
+            plain.extend(tk.shingles(folded))
+            fielded.extend(tk.shingles(folded, prefix))
+
+    for name, value in document.values.items():
+        if value in (None, "") or isinstance(value, bool):
+            continue
+        if field_types.get(name, FieldType.TEXT) in _NOT_WORDS:
+            continue
+        add(str(value), name)
+    if document.notes:
+        add(document.notes, "notes")
+    texts = []
+    for name, text in files:
+        add(name, "file")
+        if text:
+            texts.append(text)
+    out = " ".join(plain + fielded)
+    limit = _max_index_chars()
+    for text in texts:
+        room = limit - len(out) - 1
+        if room <= 0:
+            break
+        folded = tk.words(text[:room])
+        chunk = " ".join(tk.pad(w) for w in folded)
+        if shingles:
+            chunk += " " + " ".join(tk.shingles(folded))
+        out = f"{out} {chunk}" if out and chunk else out or chunk
+    if len(out) > limit:  # padding and pairs make the tokens longer than their text
+        out = out[:limit].rsplit(" ", 1)[0]
+    return out
+
+
+def _current_files(files: list[DocumentFile]) -> list[tuple[str, str]]:
+    """The newest version of the original and the files of that version: older
+    versions are kept, but a search should find what the document says now."""
+    originals = [f.version for f in files if f.role == FileRole.ORIGINAL]
+    newest = max(originals) if originals else None
+    return [(f.name, f.text) for f in files if newest is None or f.version == newest]
+
+
+@transaction.atomic
+def index_document(document: Document | int) -> None:
+    """(Re)write the index entry of one document from what the database holds now."""
+    if isinstance(document, int):
+        # Lock the row: a concurrent field edit and this rewrite cannot interleave.
+        found = Document.objects.select_for_update().filter(pk=document).first()
+        if found is None:
+            return
+        document = found
+    files = list(
+        DocumentFile.objects.filter(document_id=document.pk).only("name", "text", "role", "version")
+    )
+    text = entry_text(document, _current_files(files), _field_types(), shingles=_shingles())
+    SearchEntry.objects.update_or_create(document_id=document.pk, defaults={"text": text})
+
+
+def index_documents(numbers: list[int]) -> int:
+    """Rewrite the entries of many documents in a few queries (``reindex``)."""
+    documents = list(Document.objects.filter(pk__in=numbers).only("pk", "values", "notes"))
+    newest = dict(
+        DocumentFile.objects.filter(document_id__in=numbers, role=FileRole.ORIGINAL)
+        .values("document_id").annotate(v=Max("version")).values_list("document_id", "v")
+    )
+    files: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for doc_id, name, text, version in DocumentFile.objects.filter(document_id__in=numbers).values_list(
+        "document_id", "name", "text", "version"
+    ).order_by("document_id", "role", "id"):
+        if doc_id not in newest or version == newest[doc_id]:
+            files[doc_id].append((name, text))
+    field_types = _field_types()
+    shingles = _shingles()
+    entries = [
+        SearchEntry(document_id=d.pk, text=entry_text(d, files[d.pk], field_types, shingles=shingles))
+        for d in documents
+    ]
+    # MySQL's upsert has no conflict target (the primary key is the only unique key).
+    target = ["document"] if connections[SearchEntry.objects.db].features.supports_update_conflicts_with_target else None
+    SearchEntry.objects.bulk_create(
+        entries, update_conflicts=True, unique_fields=target, update_fields=["text", "indexed"]
+    )
+    return len(entries)

@@ -1,0 +1,95 @@
+"""One tokenizer for the index, the query and the snippets.
+
+Both databases only ever see text this module produced: tokens separated by
+spaces. So SQLite FTS5 and MariaDB FULLTEXT match the same words, and the
+database's own rules matter little:
+
+- case and accents are folded here (``Müller`` = ``muller``, ``Straße`` = ``strasse``);
+- a word is a run of letters and digits; ``_`` separates words in the source
+  text, so it is free for the two kinds of synthetic token below;
+- words shorter than ``MIN_TOKEN_CHARS`` are padded with ``_`` (``ag`` → ``ag_``)
+  because InnoDB does not index tokens below ``innodb_ft_min_token_size`` (3);
+  a prefix query ``ag*`` still matches the padded token;
+- tokens are cut at ``MAX_TOKEN_CHARS`` (``innodb_ft_max_token_size``, 84);
+- a field value is indexed twice: as plain words, and as field tokens
+  ``<field>_<word>`` (``from_alice``) which ``from:alice`` matches;
+- on MariaDB, pairs of adjacent words are indexed too (``annual__report``),
+  for phrases (see ``shingles``).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Iterator
+
+MIN_TOKEN_CHARS = 3
+MAX_TOKEN_CHARS = 84
+_WORD = re.compile(r"[^\W_]+")
+
+
+@functools.cache
+def _combining_marks() -> dict[int, None]:
+    """A str.translate table deleting every combining mark (accents after NFKD)."""
+    return {cp: None for cp in range(0x300, 0x20000) if unicodedata.combining(chr(cp))}
+
+
+def _fold(text: str) -> str:
+    if text.isascii():
+        return text.lower()
+    return unicodedata.normalize("NFKD", text.casefold()).translate(_combining_marks())
+
+
+def words(text: str) -> list[str]:
+    """The folded words of ``text``, unpadded."""
+    return _WORD.findall(_fold(text))
+
+
+def word_spans(text: str) -> Iterator[tuple[int, int, list[str]]]:
+    """(start, end, folded words) for each word of ``text`` as written: lets a
+    snippet highlight the original characters of a matching word."""
+    for match in _WORD.finditer(text):
+        folded = _WORD.findall(_fold(match.group()))
+        if folded:
+            yield match.start(), match.end(), folded
+
+
+def pad(word: str) -> str:
+    if len(word) < MIN_TOKEN_CHARS:
+        word = word + "_" * (MIN_TOKEN_CHARS - len(word))
+    return word[:MAX_TOKEN_CHARS]
+
+
+def field_prefix(field_name: str) -> str:
+    """``from`` → ``from``, ``e-mail_2`` → ``email2``: letters and digits only."""
+    return "".join(_WORD.findall(_fold(field_name))) or "field"
+
+
+def field_token(prefix: str, word: str) -> str:
+    return f"{prefix}_{word}"[:MAX_TOKEN_CHARS]
+
+
+def shingle(first: str, second: str, prefix: str = "") -> str:
+    """The token of two adjacent words, ``annual__report`` (``subject_annual__report``
+    in a field): what a phrase is matched by on MariaDB (see ``shingles``)."""
+    return (f"{prefix}_{first}__{second}" if prefix else f"{first}__{second}")[:MAX_TOKEN_CHARS]
+
+
+def shingles(folded: list[str], prefix: str = "") -> list[str]:
+    """Tokens of each pair of adjacent words. InnoDB checks a phrase by reading
+    and re-parsing every document that has all its words — for common words,
+    most of the archive. A phrase is matched by its word pairs instead: one
+    index lookup per pair (exact for two words; for longer phrases every pair
+    must occur, in practice the phrase)."""
+    return [shingle(a, b, prefix) for a, b in zip(folded, folded[1:])]
+
+
+def tokens(text: str) -> list[str]:
+    """Index/query tokens of free text."""
+    return [pad(w) for w in words(text)]
+
+
+def field_tokens(field_name: str, text: str) -> list[str]:
+    prefix = field_prefix(field_name)
+    return [field_token(prefix, w) for w in words(text)]

@@ -1,0 +1,26 @@
+"""Celery adapters for the archive: ids in, one service call each."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from archive import extraction
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def extract_document(document_id: int) -> None:
+    # Idempotent: files already extracted are skipped; an attempt is claimed
+    # in the database, so a redelivered task cannot run the same attempt twice.
+    extraction.extract_document(document_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def extract_documents(document_ids: list[int]) -> None:
+    # A batch from mail ingestion; idempotent like extract_document.
+    for document_id in document_ids:
+        extraction.extract_document(document_id)
+
+
+@shared_task(ignore_result=True)
+def extraction_sweep() -> None:
+    extraction.extraction_sweep()

@@ -1,0 +1,440 @@
+"""Mail in the View tab (issue 3 item 6): headers, the body as text or
+sanitised HTML in a sandboxed frame with its own CSP, remote images blocked
+until asked for, cid: images and attachments served from the message itself,
+an unparseable mail explained — and every route behind the one access check."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from archive.mailview import body_csp, sanitize_mail_html, text_to_html
+from archive.models import ArchiveSettings, Document, FieldDefinition, FieldType, FileRole, PublicAccess
+from tests.archive.mail_samples import PNG, archive_mail, html_mail, text_mail
+
+PART_URL = "/dms/doc/7/mail/part/1.2/"
+
+
+def clean(html: str, *, allow_remote: bool = False, cids: dict[str, str] | None = None):
+    known = {"logo@example.com": PART_URL} if cids is None else cids
+    return sanitize_mail_html(html, cid_url=known.get, allow_remote=allow_remote,
+                              placeholder_url="/static/placeholder.svg")
+
+
+# --- The sanitiser -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("payload", [
+    "<script>alert(1)</script>",
+    "<SCRIPT SRC=http://evil.example/x.js></SCRIPT>",
+    '<img src="x" onerror="alert(1)">',
+    "<body onload=alert(1)>",
+    '<div onmouseover="alert(1)">hover</div>',
+    '<a href="javascript:alert(1)">click</a>',
+    '<a href=" JaVaScRiPt:alert(1)">click</a>',
+    '<a href="java&#x09;script:alert(1)">click</a>',
+    '<a href="vbscript:msgbox(1)">click</a>',
+    '<a href="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==">click</a>',
+    '<img src="data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+">',
+    '<form action="http://evil.example/steal"><input name="password"><button>Log in</button></form>',
+    '<meta http-equiv="refresh" content="0;url=http://evil.example/">',
+    '<base href="http://evil.example/">',
+    '<link rel="stylesheet" href="http://evil.example/x.css">',
+    '<iframe src="http://evil.example/"></iframe>',
+    '<object data="http://evil.example/x.swf"></object><embed src="http://evil.example/x.swf">',
+    '<svg onload="alert(1)"><script>alert(1)</script></svg>',
+    '<svg><a xlink:href="javascript:alert(1)"><text>x</text></a></svg>',
+    '<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>',
+    '<style>@import url(http://evil.example/x.css); body{background:url(http://evil.example/t.png)}</style>',
+    '<p style="background:url(javascript:alert(1))">x</p>',
+    '<p style="width: expression(alert(1))">x</p>',
+    '<p style="behavior: url(x.htc); -moz-binding: url(http://evil.example/x.xml#x)">x</p>',
+    '<p style="background: u\\72l(http://evil.example/t.png)">x</p>',
+    '<p style="background: image-set(\'http://evil.example/t.png\' 1x)">x</p>',
+    '<noscript><p title="</noscript><img src=x onerror=alert(1)>"></noscript>',
+    '<template><script>alert(1)</script></template>',
+    '<textarea><script>alert(1)</script></textarea>',
+    '<video poster="http://evil.example/p.png"><source src="http://evil.example/v.mp4"></video>',
+    '<table background="http://evil.example/bg.png"><tr><td background="http://evil.example/x">c</td></tr></table>',
+    '<img src="x" srcset="http://evil.example/x.png 1x">',
+    '<!--[if mso]><img src="http://evil.example/x.png"><![endif]-->',
+])
+def test_nothing_that_runs_submits_embeds_or_fetches_survives(payload):
+    html = clean(payload).html.lower()
+    for needle in ("<script", "onerror", "onload", "onmouseover", "javascript:", "vbscript:", "data:",
+                   "<form", "<input", "<button", "<meta", "<base", "<link", "<iframe", "<object",
+                   "<embed", "<svg", "<math", "<style", "<video", "<source", "<template",
+                   "<textarea", "expression", "behavior", "binding", "evil.example", "url(", "srcset"):
+        assert needle not in html, (payload, html)
+
+
+def test_the_layout_of_an_ordinary_newsletter_survives():
+    html = clean(
+        '<table width="600" cellpadding="4" bgcolor="#ffffff" align="center"><tr>'
+        '<td style="color:#333; font-family: Arial, sans-serif; padding: 8px" valign="top">'
+        '<h1>News</h1><p><b>Bold</b> <font color="red" face="Verdana">red</font></p>'
+        '<ul><li>one</li></ul><a href="https://example.com/read?id=1&amp;x=2">Read more</a>'
+        "</td></tr></table>"
+    ).html
+    assert 'width="600"' in html and 'bgcolor="#ffffff"' in html and 'valign="top"' in html
+    assert "color:#333" in html and "padding:8px" in html
+    assert '<font color="red" face="Verdana">' in html
+    assert "<h1>News</h1>" in html and "<li>one</li>" in html
+
+
+def test_links_open_in_a_new_tab_without_opener_or_referrer():
+    html = clean('<a href="https://example.com/">x</a><a href="mailto:bob@example.com">m</a>').html
+    assert html.count('target="_blank"') == 2
+    assert html.count('rel="noopener noreferrer"') == 2
+    assert 'href="https://example.com/"' in html and 'href="mailto:bob@example.com"' in html
+
+
+def test_relative_links_are_dropped_they_would_point_into_the_archive():
+    html = clean('<a href="/dms/doc/1/">x</a><a href="../../">y</a><img src="/static/x.png">').html
+    assert "href" not in html and "src" not in html
+
+
+def test_style_keeps_text_and_box_properties_and_drops_positioning():
+    result = clean('<p style="COLOR: Red; position: fixed; top: 0; z-index: 9; margin: 0 auto; '
+                   'background-color: rgb(1, 2, 3); content: \'x\'; cursor: url(x.cur)">x</p>')
+    style = re.search(r'style="([^"]*)"', result.html).group(1)
+    assert "color:red" in style.replace(" ", "").lower()
+    assert "margin" in style and "background-color" in style
+    for gone in ("position", "top", "z-index", "content", "cursor"):
+        assert gone not in style
+
+
+def test_remote_images_become_a_placeholder_and_are_counted():
+    result = clean('<img src="https://tracker.example/p.gif" width="1" height="1" alt="pixel">'
+                   '<img src="//cdn.example/logo.png">'
+                   '<p style="background: #fff url(https://cdn.example/bg.png)">x</p>')
+    assert "tracker.example" not in result.html and "cdn.example" not in result.html
+    assert result.html.count('src="/static/placeholder.svg"') == 2
+    assert 'alt="pixel"' in result.html  # the placeholder keeps the image's size and text
+    assert result.remote_blocked == 3
+
+
+def test_remote_images_load_only_when_asked_for():
+    result = clean('<img src="https://cdn.example/logo.png"><img src="//cdn.example/x.png">'
+                   '<p style="background: url(https://cdn.example/bg.png)">x</p>', allow_remote=True)
+    assert 'src="https://cdn.example/logo.png"' in result.html
+    assert 'src="https://cdn.example/x.png"' in result.html
+    assert "https://cdn.example/bg.png" in result.html
+    assert result.remote_blocked == 0
+    # Asking for remote images never lets anything else through.
+    assert "javascript" not in clean('<img src="javascript:alert(1)">', allow_remote=True).html
+
+
+def test_cid_images_point_at_the_part_of_the_message():
+    result = clean('<img src="cid:logo@example.com"><img src="CID:%3Clogo%40Example.com%3E">'
+                   '<img src="cid:unknown@example.com">'
+                   '<td style="background:url(cid:logo@example.com)">x</td>')
+    assert result.html.count(f'src="{PART_URL}"') == 2
+    assert result.html.count("<img>") == 1  # an unknown Content-ID shows nothing
+    assert result.cids_used == {"logo@example.com"}
+
+
+def test_a_text_body_is_escaped_and_its_links_open_in_a_new_tab():
+    html = text_to_html('<script>alert(1)</script> see https://example.com/a?b=1 & <b>x</b>')
+    assert "<script" not in html and "&lt;script&gt;" in html and "<b>" not in html
+    assert '<a href="https://example.com/a?b=1" target="_blank" rel="noopener noreferrer">' in html
+
+
+def test_the_body_policy_allows_remote_images_only_when_asked_for():
+    strict = body_csp(allow_remote=False)
+    assert "default-src 'none'" in strict and "img-src 'self';" in strict and "http" not in strict
+    assert "script-src" not in strict  # default-src 'none' covers scripts
+    for directive in ("frame-ancestors 'self'", "base-uri 'none'", "form-action 'none'", "sandbox"):
+        assert directive in strict
+    assert "allow-scripts" not in strict and "allow-same-origin" not in strict
+    assert "img-src 'self' https: http:" in body_csp(allow_remote=True)
+
+
+# --- The viewer ----------------------------------------------------------------------------
+
+NEWSLETTER = (
+    '<h1>Hello</h1><img src="cid:logo@example.com" alt="logo">'
+    '<img src="https://tracker.example/open.gif" alt="t"><script>alert(1)</script>'
+)
+
+
+@pytest.fixture
+def mail(group_a) -> Document:
+    return archive_mail(html_mail(NEWSLETTER), group_a)
+
+
+def document_url(doc: Document) -> str:
+    return reverse("archive:document", args=[doc.pk])
+
+
+def body_url(doc: Document) -> str:
+    return reverse("archive:mail_body", args=[doc.pk])
+
+
+def part_url(doc: Document, part: str) -> str:
+    return reverse("archive:mail_part", args=[doc.pk, part])
+
+
+def parts_in(html: str) -> list[str]:
+    return re.findall(r"/mail/part/([0-9.]+)/", html)
+
+
+def process(doc: Document) -> None:
+    from mailsources.processing import mail_document_process
+
+    mail_document_process(doc)
+    assert doc.files.filter(role=FileRole.ATTACHMENT).exists()
+
+
+def test_the_view_tab_shows_the_decoded_headers_and_a_sandboxed_body_frame(client, alice, mail):
+    client.force_login(alice)
+    page = client.get(document_url(mail)).content.decode()
+    assert 'id="mail-from">Jürg Müller &lt;juerg@example.com&gt;' in page
+    assert 'id="mail-to">Alice &lt;alice@example.com&gt;, bob@example.com' in page
+    assert 'id="mail-cc">Carol &lt;carol@example.com&gt;' in page
+    assert 'id="mail-subject">Grüße aus Zürich' in page
+    assert 'datetime="2024-03-05T14:30:00+00:00"' in page
+    frame = re.search(r"<iframe[^>]*id=\"mail-body\"[^>]*>", page, re.S).group(0)
+    assert 'sandbox="allow-popups allow-popups-to-escape-sandbox"' in frame
+    assert "allow-scripts" not in frame and "allow-same-origin" not in frame
+    assert f'src="{body_url(mail)}"' in frame
+    original = mail.original()
+    assert f'{reverse("archive:file", args=[mail.pk, original.pk])}?download=1' in page
+    assert "1 remote image blocked" in page
+    assert f'href="{body_url(mail)}?remote=1" target="mail-body-{mail.pk}"' in page
+    assert "<script>alert(1)" not in page and "tracker.example" not in page
+
+
+def test_the_body_is_sanitised_and_carries_its_own_strict_policy(client, alice, mail):
+    client.force_login(alice)
+    response = client.get(body_url(mail))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<h1>Hello</h1>" in html
+    assert "<script>alert" not in html and "tracker.example" not in html
+    assert response["Content-Security-Policy"] == body_csp(allow_remote=False)
+    assert response["X-Frame-Options"] == "SAMEORIGIN"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "no-referrer"
+    [inline] = parts_in(html)
+    image = client.get(part_url(mail, inline))
+    assert image.status_code == 200 and image["Content-Type"] == "image/png"
+
+
+def test_load_remote_images_is_a_per_request_choice(client, alice, mail):
+    client.force_login(alice)
+    response = client.get(body_url(mail) + "?remote=1")
+    assert 'src="https://tracker.example/open.gif"' in response.content.decode()
+    assert "img-src 'self' https: http:" in response["Content-Security-Policy"]
+    # The next view blocks them again.
+    assert "tracker.example" not in client.get(body_url(mail)).content.decode()
+
+
+def test_a_mail_with_a_text_alternative_can_be_shown_as_text(client, alice, mail):
+    client.force_login(alice)
+    assert 'id="mail-show-text"' in client.get(document_url(mail)).content.decode()
+    html = client.get(body_url(mail) + "?format=text").content.decode()
+    assert '<pre class="mail-text">plain text version' in html and "<h1>" not in html
+
+
+def test_a_text_mail_is_shown_escaped(client, alice, group_a):
+    doc = archive_mail(text_mail("Hi <b>Alice</b>,\n<script>alert(1)</script>\nhttps://example.com"), group_a)
+    client.force_login(alice)
+    html = client.get(body_url(doc)).content.decode()
+    assert "&lt;b&gt;Alice&lt;/b&gt;" in html and "<script>alert" not in html
+    assert 'href="https://example.com"' in html
+
+
+@pytest.mark.parametrize("processed", [False, True], ids=["from-the-eml", "from-extracted-files"])
+def test_attachments_are_listed_and_download_as_attachments(client, alice, mail, processed):
+    if processed:
+        process(mail)
+    client.force_login(alice)
+    page = client.get(document_url(mail)).content.decode()
+    listed = re.search(r'<ul class="mail-attachments".*?</ul>', page, re.S).group(0)
+    assert "report.pdf" in listed and "application/pdf" in listed
+    assert "shown in the mail" in listed  # the inline logo
+    report_part = re.search(r'/mail/part/([0-9.]+)/\?download=1">report.pdf<', listed).group(1)
+    response = client.get(part_url(mail, report_part) + "?download=1")
+    assert response.status_code == 200
+    assert response["Content-Disposition"].startswith("attachment;")
+    assert 'filename="report.pdf"' in response["Content-Disposition"]
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Content-Type"] == "application/octet-stream"
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    assert content == b"%PDF-1.4 report"
+    # Without ?download=1 a non-image part still never renders in the browser.
+    response = client.get(part_url(mail, report_part))
+    assert response["Content-Disposition"].startswith("attachment;")
+
+
+@pytest.mark.parametrize("processed", [False, True], ids=["from-the-eml", "from-extracted-files"])
+def test_inline_images_are_served_from_the_message(client, alice, mail, processed):
+    if processed:
+        process(mail)
+    client.force_login(alice)
+    [inline] = parts_in(client.get(body_url(mail)).content.decode())
+    response = client.get(part_url(mail, inline))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    assert content == PNG
+
+
+def test_an_svg_part_is_never_shown_inline(client, alice, group_a):
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>'
+    doc = archive_mail(html_mail('<img src="cid:logo@example.com">', inline_cid=None,
+                                 attachment=("x.svg", "image/svg+xml", svg)), group_a)
+    client.force_login(alice)
+    page = client.get(document_url(doc)).content.decode()
+    part = re.search(r'/mail/part/([0-9.]+)/\?download=1">x.svg<', page).group(1)
+    response = client.get(part_url(doc, part))
+    assert response["Content-Type"] == "application/octet-stream"
+    assert response["Content-Disposition"].startswith("attachment;")
+
+
+def test_an_unknown_part_is_a_404(client, alice, mail):
+    client.force_login(alice)
+    assert client.get(part_url(mail, "9.9")).status_code == 404
+    assert client.get(reverse("archive:mail_part", args=[mail.pk, "x"])).status_code == 404
+
+
+def test_an_unparseable_mail_says_why_and_offers_the_raw_file(client, alice, group_a):
+    doc = archive_mail(b"\x00\xff garbage without headers", group_a, parse_error="no mail headers found")
+    client.force_login(alice)
+    page = client.get(document_url(doc)).content.decode()
+    problem = re.search(r'<div class="mail-problem".*?</div>', page, re.S).group(0)
+    assert "no mail headers found" in problem
+    raw_link = f'{reverse("archive:file", args=[doc.pk, doc.original().pk])}?download=1'
+    assert raw_link in problem
+    raw = client.get(raw_link)
+    assert raw["Content-Disposition"].startswith("attachment;")
+    assert b"".join(raw.streaming_content) == b"\x00\xff garbage without headers"
+
+
+def test_a_mail_beyond_the_mime_limits_is_explained(client, alice, group_a, settings):
+    settings.MAIL_MAX_MIME_PARTS = 2
+    doc = archive_mail(html_mail("<p>many parts</p>"), group_a)
+    client.force_login(alice)
+    page = client.get(document_url(doc)).content.decode()
+    assert "more than 2 MIME parts" in re.search(r'<div class="mail-problem".*?</div>', page, re.S).group(0)
+    assert client.get(body_url(doc)).status_code == 200
+
+
+def test_a_mail_whose_original_is_missing_from_the_store_is_explained(client, alice, mail, settings,
+                                                                      tmp_path):
+    settings.STORAGE_DIR = tmp_path / "empty-store"
+    client.force_login(alice)
+    page = client.get(document_url(mail)).content.decode()
+    assert "missing from the archive store" in page
+
+
+def test_mail_routes_refuse_other_documents(client, alice, make_document):
+    doc = make_document(content=b"not a mail", name="note.txt")
+    client.force_login(alice)
+    assert client.get(body_url(doc)).status_code == 404
+    assert client.get(part_url(doc, "1")).status_code == 404
+
+
+def test_an_uploaded_eml_opens_in_the_mail_view_in_a_mail_archive(client, alice, make_document):
+    settings = ArchiveSettings.load()
+    settings.primary_usage = "mails"
+    settings.save()
+    doc = make_document(content=html_mail("<p>uploaded</p>"), name="uploaded.eml")
+    client.force_login(alice)
+    assert 'id="mail-headers"' in client.get(document_url(doc)).content.decode()
+    assert "<p>uploaded</p>" in client.get(body_url(doc)).content.decode()
+
+
+# --- Access ------------------------------------------------------------------------------
+
+def mail_routes(number: int) -> list[str]:
+    return [
+        reverse("archive:mail_body", args=[number]),
+        reverse("archive:mail_body", args=[number]) + "?remote=1",
+        reverse("archive:mail_part", args=[number, "1.2"]),
+        reverse("archive:mail_part", args=[number, "2"]) + "?download=1",
+    ]
+
+
+def test_bob_gets_404_on_the_mail_routes_exactly_like_a_missing_document(client, bob, mail):
+    client.force_login(bob)
+    for url, missing_url in zip(mail_routes(mail.pk), mail_routes(mail.pk + 1000), strict=True):
+        response, missing = client.get(url), client.get(missing_url)
+        assert response.status_code == 404, url
+        assert missing.status_code == 404, missing_url
+        assert response.content == missing.content
+
+
+def test_a_logged_out_visitor_is_asked_to_log_in(client, mail):
+    for url in mail_routes(mail.pk):
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith(reverse("login") + "?next=")
+
+
+def test_a_published_mail_opens_without_login_and_every_request_is_logged(client, group_a):
+    field = FieldDefinition.objects.create(name="published", label="Published", type=FieldType.YESNO)
+    settings = ArchiveSettings.load()
+    settings.publish_field = field
+    settings.save()
+    doc = archive_mail(html_mail(NEWSLETTER), group_a, values={"published": True})
+    body = client.get(body_url(doc))
+    assert body.status_code == 200 and body["Cache-Control"] == "no-store"
+    [inline] = parts_in(body.content.decode())
+    image = client.get(part_url(doc, inline))
+    assert image.status_code == 200 and image["Cache-Control"] == "no-store"
+    assert PublicAccess.objects.filter(document=doc).count() == 2
+
+
+# The body frame is sandboxed without allow-same-origin: browsers send its image
+# requests without the SameSite session cookie, so the body signs its image URLs.
+
+def signed_image_url(client, doc: Document) -> str:
+    [url] = re.findall(r'src="(/dms/doc/\d+/mail/part/[0-9.]+/\?t=[^"]+)"', client.get(body_url(doc)).content.decode())
+    return url.replace("&amp;", "&")
+
+
+def test_the_bodys_images_load_without_a_session_through_a_signed_url(client, alice, mail):
+    client.force_login(alice)
+    url = signed_image_url(client, mail)
+    client.logout()
+    response = client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    # The signature is for images only: the same URL does not download anything.
+    assert client.get(url + "&download=1").status_code == 302
+
+
+def test_a_signed_url_is_bound_to_its_document_and_to_current_access(client, alice, mail, group_a):
+    other = archive_mail(html_mail(NEWSLETTER), group_a)
+    client.force_login(alice)
+    url = signed_image_url(client, mail)
+    client.logout()
+    token = url.split("?t=")[1]
+    [inline] = parts_in(url)
+    assert client.get(part_url(other, inline) + f"?t={token}").status_code == 302
+    assert client.get(part_url(mail, inline) + "?t=" + token[:-2] + "xx").status_code == 302
+    alice.groups.remove(group_a)  # access withdrawn: the signature no longer helps
+    assert client.get(url).status_code == 302
+
+
+def test_a_signed_url_expires(client, alice, mail, monkeypatch):
+    from archive import mailview
+
+    client.force_login(alice)
+    url = signed_image_url(client, mail)
+    client.logout()
+    monkeypatch.setattr(mailview, "PART_TOKEN_MAX_AGE", -1)
+    assert client.get(url).status_code == 302
+
+
+def test_a_mail_too_large_to_show_still_shows_its_headers_and_the_raw_file(client, alice, mail, settings):
+    settings.MAIL_MAX_MESSAGE_BYTES = 100
+    client.force_login(alice)
+    page = client.get(document_url(mail)).content.decode()
+    assert "too large to show in the browser" in page
+    assert 'id="mail-subject">Grüße aus Zürich' in page
+    assert f'{reverse("archive:file", args=[mail.pk, mail.original().pk])}?download=1' in page
+    assert 'id="mail-body"' not in page
