@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -29,6 +30,7 @@ from typing import BinaryIO
 from django.conf import settings
 
 CHUNK = 1024 * 1024
+logger = logging.getLogger(__name__)
 # Files written and fsynced at once by put_many; more did not help on the disks measured.
 PUT_MANY_THREADS = 8
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -98,7 +100,7 @@ def put_chunks(chunks: Iterable[bytes]) -> StoredBlob:
             os.fsync(out.fileno())
         sha = digest.hexdigest()
         final = blob_path(sha)
-        if final.exists():
+        if _intact(final, sha, size):
             tmp.unlink()
             return StoredBlob(sha, size, created=False)
         _ensure_dir(final.parent)
@@ -124,12 +126,13 @@ def put_many(items: Sequence[bytes]) -> list[StoredBlob]:
         # hashlib and file I/O release the GIL: hashing is parallel too.
         digests = list(pool.map(lambda data: hashlib.sha256(data).hexdigest(), items))
         unique = {sha: data for sha, data in zip(digests, items, strict=True)}
-        created = dict(zip(unique, pool.map(lambda sha: _place(staging, sha, unique[sha]), unique),
-                           strict=True))
-        # One fsync per directory for all the renames into it (a rename is
-        # durable once its directory is); none returns before all are done.
-        directories = {blob_path(sha).parent for sha, new in created.items() if new}
+        placed = dict(zip(unique, pool.map(lambda sha: _place(staging, sha, unique[sha]), unique),
+                          strict=True))
+        # One fsync per directory for all the renames and new subdirectories in
+        # it (an entry is durable once its directory is), after all of them.
+        directories = set().union(*(changed for _, changed in placed.values()))
         list(pool.map(_fsync_dir, directories))
+    created = {sha: new for sha, (new, _) in placed.items()}
     seen: set[str] = set()
     blobs = []
     for sha, data in zip(digests, items, strict=True):
@@ -138,12 +141,17 @@ def put_many(items: Sequence[bytes]) -> list[StoredBlob]:
     return blobs
 
 
-def _place(staging: Path, sha: str, data: bytes) -> bool:
-    """Write ``data`` to a fsynced temporary file and rename it to its blob path
-    (the caller fsyncs the directory). False when the blob was already stored."""
+def _place(staging: Path, sha: str, data: bytes) -> tuple[bool, set[Path]]:
+    """Write ``data`` to a fsynced temporary file and rename it to its blob path.
+    Returns (created, the directories that got new entries): the caller fsyncs
+    those. Not created when the blob was already stored."""
     final = blob_path(sha)
-    if final.exists():
-        return False
+    if _intact(final, sha, len(data)):
+        return False, set()
+    changed = {final.parent}
+    if not final.parent.is_dir():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        changed |= {final.parent.parent, final.parent.parent.parent}  # as _ensure_dir fsyncs
     fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=staging)
     tmp = Path(tmp_name)
     try:
@@ -151,13 +159,27 @@ def _place(staging: Path, sha: str, data: bytes) -> bool:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        _ensure_dir(final.parent)
         os.chmod(tmp, 0o444)
         os.replace(tmp, final)
-        return True
+        return True, changed
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _intact(final: Path, sha256: str, size: int) -> bool:
+    """Whether identical bytes are stored already. A damaged copy (bit rot, a
+    tampered file) is not: the fresh bytes replace it, atomically."""
+    try:
+        if final.stat().st_size != size:
+            intact = False
+        else:
+            intact = verify(sha256)
+    except FileNotFoundError:
+        return False
+    if not intact:
+        logger.error("blob %s was damaged in the store; replacing it with verified bytes", sha256)
+    return intact
 
 
 def exists(sha256: str) -> bool:

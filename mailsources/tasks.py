@@ -9,6 +9,7 @@ import random
 import uuid
 
 from celery import shared_task
+from django.db import OperationalError
 
 from mailsources import pipeline, processing, services
 from mailsources.clients.base import TransientSourceError
@@ -36,6 +37,22 @@ def sync_source(self, source_id: int) -> None:  # type: ignore[no-untyped-def]
         countdown = retry_countdown(self.request.retries, exc.retry_after)
         logger.warning("source %s: transient error, retry in %.0f s: %s", source_id, countdown, exc)
         raise self.retry(countdown=countdown, exc=exc) from None
+    except OperationalError as exc:
+        if not is_transient_db_error(exc):
+            raise
+        countdown = retry_countdown(self.request.retries, None)
+        logger.warning("source %s: database busy, retry in %.0f s: %s", source_id, countdown, exc)
+        raise self.retry(countdown=countdown, exc=exc) from None
+
+
+# MariaDB: deadlock, lock wait timeout, server gone away / lost; SQLite: locked.
+_TRANSIENT_DB_CODES = {1205, 1213, 2006, 2013}
+
+
+def is_transient_db_error(exc: OperationalError) -> bool:
+    """Errors a later attempt of the same idempotent run can succeed after."""
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    return code in _TRANSIENT_DB_CODES or "database is locked" in str(exc)
 
 
 def retry_countdown(retries: int, retry_after: float | None, *, jitter: float | None = None) -> float:

@@ -155,3 +155,17 @@ def test_put_many_leaves_no_partial_file_when_a_write_fails(monkeypatch):
         assert not storage.exists(hashlib.sha256(item).hexdigest())
     staging = storage.blob_path("0" * 64).parents[3] / "tmp"
     assert [p for p in staging.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_storing_the_same_bytes_again_repairs_a_damaged_copy():
+    blob = storage.put_bytes(b"the original mail")
+    path = storage.blob_path(blob.sha256)
+    path.chmod(0o644)
+    path.write_bytes(b"the 0riginal mail")  # same size, one byte rotted
+    again = storage.put_bytes(b"the original mail")
+    assert again.created
+    assert storage.verify(blob.sha256)
+    path.chmod(0o644)
+    path.write_bytes(b"short")
+    repaired = storage.put_many([b"the original mail", b"another"])
+    assert repaired[0].created and storage.verify(blob.sha256)

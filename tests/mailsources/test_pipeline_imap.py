@@ -209,6 +209,9 @@ def test_a_missing_folder_is_reported_and_does_not_stop_the_others(imap_mailbox,
 # --------------------------------------------------------------------------- a cut connection
 
 
+# Transactional, as in production: outside a transaction the pipeline downloads
+# the next batch in a second thread while it commits this one.
+@pytest.mark.django_db(transaction=True)
 def test_a_connection_cut_in_the_middle_of_a_fetch_loses_and_doubles_nothing(
     dovecot, imap_mailbox, imap_source_factory, tcp_proxy_factory, imap_commands
 ):
@@ -351,6 +354,19 @@ def test_move_after_archive_moves_verified_mails_and_never_archives_the_target(
     imap_commands.clear()
     assert sync(source).new == 0
     assert body_fetches(imap_commands) == []
+
+
+def test_moving_into_a_folder_that_does_not_exist_keeps_the_mails_and_says_why(
+    imap_mailbox, imap_source_factory
+):
+    imap_mailbox.append_many("INBOX", [mail("one"), mail("two")])
+    source = imap_source_factory(imap_mailbox, after_archive="move", move_to_folder="Nowhere")
+
+    run = sync(source)
+
+    assert run.status == RunStatus.PARTIAL and "'Nowhere' was not found" in run.errors
+    assert run.new == 2 and Document.objects.count() == 2  # archived all the same
+    assert imap_mailbox.uids("INBOX") == [1, 2]
 
 
 @pytest.mark.parametrize("action, missing", [("delete", "UIDPLUS"), ("move", "MOVE")])

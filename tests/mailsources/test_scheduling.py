@@ -200,3 +200,15 @@ def test_the_task_does_not_retry_permanent_errors(monkeypatch):
 
     with pytest.raises(PermanentSourceError):
         tasks.sync_source(4711)
+
+
+def test_only_transient_database_errors_are_retried():
+    from django.db import OperationalError
+
+    from mailsources.tasks import is_transient_db_error
+
+    assert is_transient_db_error(OperationalError(1213, "Deadlock found when trying to get lock"))
+    assert is_transient_db_error(OperationalError(1205, "Lock wait timeout exceeded"))
+    assert is_transient_db_error(OperationalError("database is locked"))
+    assert not is_transient_db_error(OperationalError(1054, "Unknown column 'x'"))
+    assert not is_transient_db_error(OperationalError("no such table: archive_document"))
