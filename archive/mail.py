@@ -113,8 +113,10 @@ def header_block(raw: bytes) -> bytes:
     if it has none): the header parser reads the whole body otherwise."""
     # "\n\n" and "\n\r\n" always end a line with an empty one (also for CRLF);
     # a lone-CR empty line is caught by the parser itself in the longer slice.
-    ends = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if i >= 0]
-    return raw[: min(ends) + 1] if ends else raw
+    end = raw.find(b"\n\r\n")
+    lf_end = raw.find(b"\n\n", 0, end if end >= 0 else len(raw))  # not the whole of a CRLF mail
+    end = lf_end if lf_end >= 0 else end
+    return raw[: end + 1] if end >= 0 else raw
 
 
 def parse_headers(raw: bytes) -> MailHeaders:

@@ -217,6 +217,5 @@ def documents_create_many(specs: list[NewDocument], *, schedule_extraction: bool
     numbers = [d.pk for d in documents]
     search.index_documents(numbers)
     if schedule_extraction:
-        for number in numbers:
-            extraction.schedule_for_document(number)
+        extraction.schedule_for_documents(numbers)
     return documents

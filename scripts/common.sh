@@ -20,3 +20,19 @@ ensure_venv() {  # $1: pip extras, e.g. "" or "[test,mariadb]"
     touch "$stamp"
   fi
 }
+
+ensure_debian_packages() {  # installs them as root; otherwise says exactly what to install
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ]; then
+    echo "==> installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    die "missing Debian packages; run: sudo apt-get install ${missing[*]}"
+  fi
+}

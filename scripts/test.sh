@@ -4,21 +4,7 @@
 # message; nothing is skipped.
 source "$(dirname "$0")/common.sh"
 
-DEB_PACKAGES=(chromium dovecot-imapd isync openssl libmariadb-dev pkg-config)
-missing=()
-for pkg in "${DEB_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "==> installing Debian packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    die "missing Debian packages; run: sudo apt-get install ${missing[*]}"
-  fi
-fi
+ensure_debian_packages chromium dovecot-imapd isync openssl libmariadb-dev pkg-config
 ensure_venv "[test,mariadb]"
 
 MARIADB_URL=${TEST_MARIADB_URL:-mysql://root@127.0.0.1:3306/test}

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): they print numbers and ratios; they are not tests."""
