@@ -112,7 +112,12 @@ class M365SourceForm(SourceForm):
     def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self.fields["folders"].help_text = (
-            "Comma-separated folder paths (e.g. Inbox, Inbox/Projects); empty for all folders."
+            "Comma-separated folder paths (e.g. Inbox, Inbox/Projects); empty for all folders "
+            "(search folders are skipped)."
+        )
+        self.fields["after_archive"].help_text = (
+            "Moving or deleting needs the application permission Mail.ReadWrite (Mail.Read only "
+            "reads); it happens only after the archived copy was verified."
         )
 
     def clean_mailboxes(self) -> str:

@@ -422,11 +422,16 @@ def source_sync(
                 if source.kind == SourceKind.M365:
                     _mailbox_status(source, key, SourceStatus.OK, "")
             except PermanentSourceError as exc:
+                if source.kind == SourceKind.M365:
+                    _mailbox_status(source, key, SourceStatus.ERROR, str(exc))
                 if source.kind != SourceKind.M365 or len(mailboxes) == 1:
                     raise
                 # One mailbox failing (403, unknown mailbox) does not stop the others.
-                _mailbox_status(source, key, SourceStatus.ERROR, str(exc))
                 permanent.append(f"{address}: {exc}")
+            except TransientSourceError as exc:
+                if source.kind == SourceKind.M365:
+                    _mailbox_status(source, key, SourceStatus.RETRYING, str(exc))
+                raise
             finally:
                 client.close()
     except TransientSourceError as exc:

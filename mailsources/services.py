@@ -37,11 +37,13 @@ def client_for_source(source: MailSource, mailbox: str = "") -> MailClient:
         )
     from mailsources.clients.graph import GraphClient
 
+    gate = graph_request_gate()
     return GraphClient(
         source.tenant, source.client_id, secret, mailbox or source.mailbox_list[0],
         page_size=source.page_size, authority_host=settings.GRAPH_AUTHORITY_HOST,
         graph_url=settings.GRAPH_URL, ca_bundle=settings.MAIL_CA_FILE,
-        rate_limit=graph_rate_limit(), request_gate=graph_request_gate(),
+        # Paced once: by the gate all workers share, else by the client itself.
+        rate_limit=None if gate is not None else graph_rate_limit(), request_gate=gate,
     )
 
 

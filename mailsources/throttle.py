@@ -60,17 +60,31 @@ end
 return 1
 """
 
-# KEYS[1] the theoretical arrival time; ARGV: interval, burst. Reserves the next send time
-# (GCRA, as the client's own limiter) and returns how long to wait for it, in seconds.
-_PACE = """
+# KEYS[1] the slots, KEYS[2] the pacing state (theoretical arrival time); ARGV: token, max in
+# flight, lease seconds, interval (0: no pacing), burst. Reserves the next send time (GCRA, as the
+# client's own limiter) and, when that is now, tries to take a slot in the same round trip.
+# Returns "0" (slot taken), "-1" (send now, but all slots busy) or the seconds to wait first.
+_ENTER = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local send_at = math.max(now, tat - interval * (tonumber(ARGV[2]) - 1))
-redis.call('SET', KEYS[1], string.format('%.6f', tat + interval), 'EX', 3600)
-return string.format('%.6f', send_at - now)
+local interval = tonumber(ARGV[4])
+if interval > 0 then
+  local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if tat < now then tat = now end
+  local send_at = math.max(now, tat - interval * (tonumber(ARGV[5]) - 1))
+  redis.call('SET', KEYS[2], string.format('%.6f', tat + interval), 'EX', 3600)
+  if send_at > now then
+    return string.format('%.6f', send_at - now)
+  end
+end
+local lease = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return '-1'
+end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(lease) * 2)
+return '0'
 """
 
 
@@ -104,7 +118,7 @@ class RedisRequestGate:
         self.prefix = prefix
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._renew = self._redis.register_script(_RENEW)
-        self._pace = self._redis.register_script(_PACE)
+        self._enter = self._redis.register_script(_ENTER)
         self._held: dict[str, str] = {}  # token -> slot set, renewed while held
         self._held_lock = threading.Lock()
         self._renewer: threading.Thread | None = None
@@ -121,12 +135,15 @@ class RedisRequestGate:
         name = self.slots_key(key)
         token = uuid.uuid4().hex
         try:
-            if self.interval:
-                wait = float(self._pace(keys=[f"{self.prefix}:pace:{key}"], args=[self.interval, self.max_concurrent]))
-                if wait > 0:
-                    time.sleep(wait)
+            entered = float(self._enter(
+                keys=[name, f"{self.prefix}:pace:{key}"],
+                args=[token, self.max_concurrent, self.lease_seconds, self.interval, self.max_concurrent],
+            ))
+            if entered > 0:
+                time.sleep(entered)  # paced: this request's turn comes then
             delay = 0.002
-            while not self._acquire(keys=[name], args=[token, self.max_concurrent, self.lease_seconds]):
+            slot_args = [token, self.max_concurrent, self.lease_seconds]
+            while entered != 0 and not self._acquire(keys=[name], args=slot_args):
                 # A slot frees when a request ends (milliseconds): poll briefly, with jitter.
                 time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 0.05)

@@ -42,10 +42,14 @@ Why intermediate pages may carry the nextLink: the pipeline stores a batch's cur
 its messages are committed, so a crash between pages resumes at the first uncommitted page. If
 that skip token has expired Graph answers 410 and the folder is resynced from scratch (immutable
 ids and the ledger make the repeat a no-op). The deltaLink is handed out only with the last page
-of a round, so it is never stored before every message of the round is. When one page carries
-more than ``max_batch_bytes`` of MIME it is split; the earlier parts carry the cursor that
-re-reads the same page. Mail younger than ``min_age_days`` is remembered in ``pending`` (the delta
-round moves past it) and fetched by id once it is old enough; ``@removed`` drops it.
+of a round, so it is never stored before every message of the round is. A page is handed out in
+batches of at most ``max_batch_messages`` / ``max_batch_bytes``; the earlier parts carry the
+cursor that re-reads the same page. So that the network never waits for the database, the next
+page is read (and checked with ``known``) before a page's last batch is handed out, and
+downloads run ahead of the batches, up to ``max_batch_bytes`` of finished MIME not yet taken;
+an id fetched earlier in the same run is not fetched again when a later page replays it. Mail
+younger than ``min_age_days`` is remembered in ``pending`` (the delta round moves past it) and
+fetched by id once it is old enough; ``@removed`` drops it.
 
 ``known("", ids)`` should answer across the whole mailbox for Graph (immutable ids are unique per
 mailbox and survive moves between folders), so a moved mail is not downloaded again; such ids are
@@ -244,6 +248,7 @@ class _GraphConnection(Connection):
         self._scope = scope
         self._token_lock = threading.Lock()
         self._bearer: str | None = None
+        self._bearer_fresh_until = 0.0  # monotonic; until then the token needs no msal call
 
     @property
     def msal_client(self) -> ConfidentialClientApplication:  # type: ignore[override]
@@ -278,9 +283,13 @@ class _GraphConnection(Connection):
         than 5 minutes remain, or when Graph ``rejected`` the current token (revoked, clock
         skew) - once, however many threads saw that token fail."""
         with self._token_lock:
+            if rejected is None and self._bearer and time.monotonic() < self._bearer_fresh_until:
+                # What msal would answer from its cache, without its per-call cost (every request).
+                return self._bearer
             backend = self.token_backend
             if rejected is not None and rejected == self._bearer and isinstance(backend, _MemoryTokenBackend):
                 backend.drop_access_tokens()
+            self._bearer_fresh_until = 0.0
             result = self.msal_client.acquire_token_for_client(scopes=[self._scope])
             if not result or "access_token" not in result:
                 raise _TokenError(result or {})
@@ -289,6 +298,11 @@ class _GraphConnection(Connection):
             if result["access_token"] != self._bearer:
                 self._bearer = result["access_token"]
                 self.session.headers["Authorization"] = f"Bearer {self._bearer}"
+            # msal renews 5 minutes before expiry (earlier when Entra says refresh_in): ask it again then.
+            fresh_for = float(result.get("expires_in") or 0) - 300
+            if result.get("refresh_in"):
+                fresh_for = min(fresh_for, float(result["refresh_in"]))
+            self._bearer_fresh_until = time.monotonic() + max(0.0, fresh_for)
             return self._bearer
 
     def token_roles(self) -> set[str] | None:
@@ -373,6 +387,14 @@ class _MailboxLimiter:
         self._pace()
         with self._slots:
             yield
+
+    def wait_turn(self) -> None:
+        """Sleep until this process may send (pacing, a 429's pause), holding no slot."""
+        self._pace()
+
+    def concurrency(self) -> threading.BoundedSemaphore:
+        """One of the ``max_concurrent`` slots, as a context manager."""
+        return self._slots
 
     def _pace(self) -> None:
         with self._lock:
@@ -496,6 +518,108 @@ class _FolderRef:
     total: int | None
 
 
+@dataclass
+class _DeltaPage:
+    """One page of a delta round, read and checked against the ledger."""
+
+    fresh: list[tuple[str, datetime | None]]  # to download: (immutable id, receivedDateTime)
+    removed: list[str]
+    known: list[str]  # listed, already archived (not downloaded)
+    after: dict[str, Any]  # the cursor once the whole page is committed
+    reread: dict[str, Any]  # the cursor for earlier parts of the page: read it again
+    resync: bool
+    last: bool  # the round's last page (it carries the deltaLink)
+
+
+class _Downloads:
+    """MIME downloads in order, running ahead of the consumer.
+
+    Up to ``max_in_flight`` requests are queued in the client's pool (which the mailbox limiter
+    keeps to 4 at Graph); finished downloads not yet taken are held up to ``budget_bytes``. More
+    are started as requests finish, not only when the consumer asks, so downloading goes on
+    while the pipeline stores and commits the previous batch.
+    """
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        fetch: Callable[[str, datetime | None], FetchedMessage | None],
+        *,
+        max_in_flight: int,
+        budget_bytes: int,
+    ) -> None:
+        self._pool = pool
+        self._fetch = fetch
+        self._max_in_flight = max(1, max_in_flight)
+        self._budget = budget_bytes
+        self._lock = threading.RLock()  # a callback may run at once, inside add_done_callback
+        self._waiting: collections.deque[tuple[str, datetime | None]] = collections.deque()
+        self._futures: collections.deque[Future[FetchedMessage | None]] = collections.deque()
+        self._sizes: dict[Future[FetchedMessage | None], int] = {}
+        self._taken: set[Future[FetchedMessage | None]] = set()
+        self._in_flight = 0
+        self._ready_bytes = 0
+        self._closed = False
+
+    def add(self, items: list[tuple[str, datetime | None]]) -> None:
+        with self._lock:
+            self._waiting.extend(items)
+            self._start_more()
+
+    def take(self) -> FetchedMessage | None:
+        """The next download's result, in the order added (its exception, if it failed)."""
+        with self._lock:
+            if not self._futures:
+                self._start_more(at_least_one=True)
+            future = self._futures.popleft()
+        result = future.result()
+        with self._lock:
+            size = self._sizes.pop(future, None)
+            if size is None:
+                self._taken.add(future)  # its callback has not run yet
+            else:
+                self._ready_bytes -= size
+            self._start_more()
+        return result
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._waiting.clear()
+            for future in self._futures:
+                future.cancel()
+            self._futures.clear()
+
+    def _start_more(self, *, at_least_one: bool = False) -> None:
+        while self._waiting and not self._closed and (
+            at_least_one or (self._in_flight < self._max_in_flight and self._ready_bytes < self._budget)
+        ):
+            at_least_one = False
+            location, received = self._waiting.popleft()
+            future = self._pool.submit(self._fetch, location, received)
+            self._in_flight += 1
+            self._futures.append(future)
+            future.add_done_callback(self._finished)
+
+    def _finished(self, future: Future[FetchedMessage | None]) -> None:
+        size = 0
+        if not future.cancelled() and future.exception() is None:
+            result = future.result()
+            size = len(result.raw) if result is not None else 0
+        with self._lock:
+            self._in_flight -= 1
+            if future in self._taken:
+                self._taken.discard(future)
+            elif not future.cancelled():
+                self._sizes[future] = size
+                self._ready_bytes += size
+            if not self._closed:
+                try:
+                    self._start_more()
+                except RuntimeError:  # the pool is shutting down (client closed)
+                    self._closed = True
+
+
 # ---------------------------------------------------------------------------------------------
 # The client
 # ---------------------------------------------------------------------------------------------
@@ -523,6 +647,7 @@ class GraphClient:
         max_attempts: int = 5,
         backoff_base: float = 1.0,
         max_batch_bytes: int = 64 * 1024 * 1024,
+        max_batch_messages: int = 250,
         include_hidden_folders: bool = False,
     ) -> None:
         """Plain values only; nothing talks to the network before the first call.
@@ -535,7 +660,8 @@ class GraphClient:
         the module docstring). A Retry-After (or backoff) up to ``max_inline_wait`` seconds is
         slept, at most ``max_attempts`` tries per request; longer waits raise
         ``TransientSourceError(retry_after=...)``. ``backoff_base`` is the first backoff when a
-        429/5xx carries no Retry-After. ``max_batch_bytes`` bounds the MIME held in one batch.
+        429/5xx carries no Retry-After. ``max_batch_bytes`` bounds the MIME held in one batch (and the
+        MIME downloaded ahead of the batches), ``max_batch_messages`` its number of messages.
         """
         if not 1 <= int(page_size) <= 1000:
             raise ValueError("page_size (Number of mails) must be between 1 and 1000")
@@ -556,6 +682,7 @@ class GraphClient:
         self._max_attempts = max(1, max_attempts)
         self._backoff_base = backoff_base
         self._max_batch_bytes = max_batch_bytes
+        self._max_batch_messages = max(1, max_batch_messages)
         self._include_hidden = include_hidden_folders
         self._gate = request_gate
         self._gate_key = f"graph:{self.tenant.lower()}:{self.client_id.lower()}:{self.mailbox.lower()}"
@@ -597,6 +724,15 @@ class GraphClient:
     # -- MailClient interface ---------------------------------------------------------------------
 
     def test_connection(self) -> ConnectionReport:
+        # Someone is waiting for the answer: one retry at most, not the sync's patient backoff
+        # (an unreachable Graph would otherwise take ~15 s to say so).
+        attempts, self._max_attempts = self._max_attempts, min(self._max_attempts, 2)
+        try:
+            return self._test_connection()
+        finally:
+            self._max_attempts = attempts
+
+    def _test_connection(self) -> ConnectionReport:
         with self._translate("opening the mailbox"):
             self._authenticate()
             lines = [
@@ -636,7 +772,7 @@ class GraphClient:
         *,
         min_age_days: int = 0,
     ) -> Iterator[FolderBatch]:
-        """One delta round of ``folder`` (from ``cursor``), one batch per delta page."""
+        """One delta round of ``folder`` (from ``cursor``), in batches (one or more per page)."""
         try:
             yield from self._sync_folder(folder, cursor, known, min_age_days)
         except _GraphError as err:
@@ -783,7 +919,7 @@ class GraphClient:
             link, link_kind, resync = None, "delta_link", True
         cutoff = datetime.now(UTC) - timedelta(days=min_age_days) if min_age_days > 0 else None
 
-        def make_cursor(kind: str, url: str | None, *, mid_round: bool) -> dict[str, Any]:
+        def make_cursor(kind: str, url: str | None, *, mid_round: bool, resync: bool) -> dict[str, Any]:
             result: dict[str, Any] = {"v": 1, "folder_id": ref.id}
             if url:
                 result[kind] = url
@@ -793,26 +929,101 @@ class GraphClient:
                 result["pending"] = dict(pending)
             return result
 
+        # Ids fetched in this run: a later delta page replaying one (its batch may not be
+        # committed yet when that page is read) does not fetch it again.
+        fetched_now: set[str] = set()
+
         # 1. Mail that was too young on an earlier run and has come of age.
         if pending:
             due = [i for i, r in pending.items() if cutoff is None or (_parse_time(r) or cutoff) <= cutoff]
             if due:
                 already = set(known("", due))
                 items = [(i, _parse_time(pending[i])) for i in due if i not in already]
-                fetched = self._fetch_all(items)
+                messages = self._fetch_all(items)
+                fetched_now.update(i for i, _ in items)
                 for location in due:
                     pending.pop(location, None)
                 yield FolderBatch(
                     epoch="",
-                    messages=fetched,
-                    cursor=make_cursor(link_kind, link, mid_round=link_kind == "next_link"),
+                    messages=messages,
+                    cursor=make_cursor(link_kind, link, mid_round=link_kind == "next_link", resync=resync),
                     total=ref.total,
                     resync=resync,
                     known_locations=sorted(already),
                 )
 
-        # 2. The delta round.
-        initial = self._delta_start_url(ref.id)
+        # 2. The delta round: pages are read one ahead and downloads run ahead of the batches
+        # handed out (see _Downloads), so the network keeps working while the pipeline stores
+        # and commits them. Batches: up to max_batch_messages / max_batch_bytes each, the last
+        # of a page with the page's cursor, removals and known ids.
+        pages = self._delta_pages(
+            folder, ref.id, link, link_kind, resync, known, cutoff, pending, fetched_now, make_cursor
+        )
+        downloads = _Downloads(self._executor(), self._fetch, max_in_flight=self._max_concurrent * 2,
+                               budget_bytes=self._max_batch_bytes)
+        try:
+            page: _DeltaPage | None = next(pages)
+            downloads.add(page.fresh)
+            while page is not None:
+                following: _DeltaPage | None = None
+                deferred: BaseException | None = None
+                part: list[FetchedMessage] = []
+                size = 0
+                for index in range(len(page.fresh) + 1):
+                    if index == len(page.fresh):
+                        if not page.last:
+                            # Read the next page (and start its downloads) before handing out
+                            # this one's last part; its errors wait until that part is out.
+                            try:
+                                following = next(pages)
+                                downloads.add(following.fresh)
+                            except Exception as exc:  # noqa: BLE001 - re-raised below
+                                deferred = exc
+                        yield FolderBatch(
+                            epoch="",
+                            messages=part,
+                            cursor=page.after,
+                            removed=page.removed,
+                            total=ref.total,
+                            resync=page.resync,
+                            known_locations=page.known,
+                        )
+                        break
+                    message = downloads.take()
+                    if message is not None:
+                        part.append(message)
+                        size += len(message.raw)
+                    if (size >= self._max_batch_bytes or len(part) >= self._max_batch_messages) and (
+                        index < len(page.fresh) - 1
+                    ):
+                        # An earlier part of a split page re-reads the same page if the run dies.
+                        yield FolderBatch(
+                            epoch="", messages=part, cursor=page.reread, total=ref.total, resync=page.resync
+                        )
+                        part, size = [], 0
+                if deferred is not None:
+                    raise deferred
+                page = following
+        finally:
+            downloads.close()
+            pages.close()
+
+    def _delta_pages(
+        self,
+        folder: str,
+        folder_id: str,
+        link: str | None,
+        link_kind: str,
+        resync: bool,
+        known: KnownFilter,
+        cutoff: datetime | None,
+        pending: dict[str, str | None],
+        fetched: set[str],
+        make_cursor: Callable[..., dict[str, Any]],
+    ) -> Iterator[_DeltaPage]:
+        """The pages of one delta round, each read, checked against the ledger (``known``) and
+        with the cursors that go with it fixed at the time it was read."""
+        initial = self._delta_start_url(folder_id)
         url = link or initial
         page_kind = link_kind if link else "delta_link"
         restarted = False
@@ -823,7 +1034,7 @@ class GraphClient:
             except _GraphError as err:
                 if self._is_delta_reset(err) and not restarted:
                     log.info("Graph delta reset for %s %r (%s): full resync", self.mailbox, folder, err.code)
-                    restarted, resync = True, True
+                    restarted = resync = True
                     url, page_kind = initial, "delta_link"
                     continue
                 raise
@@ -847,36 +1058,22 @@ class GraphClient:
                 else:
                     listed[item_id] = _parse_time(item.get("receivedDateTime"))  # replays collapse here
             already = set(known("", list(listed))) if listed else set()
-            fresh = [(i, r) for i, r in listed.items() if i not in already and i not in pending]
+            fresh = [(i, r) for i, r in listed.items() if i not in already and i not in pending and i not in fetched]
             if cutoff is not None:
                 fresh = self._defer_young(fresh, cutoff, pending)
-            after = (
-                make_cursor("next_link", next_link, mid_round=True)
-                if next_link
-                else make_cursor("delta_link", delta_link, mid_round=False)
-            )
-            # One part of lookahead (to know which part is the page's last): at most two parts
-            # of ~max_batch_bytes in memory, never the whole page.
-            parts = self._fetch_in_parts(fresh)
-            current = next(parts)
-            for following in parts:
-                yield FolderBatch(
-                    epoch="",
-                    messages=current,
-                    # An earlier part of a split page re-reads the same page if the run dies.
-                    cursor=make_cursor(page_kind, None if url == initial else url, mid_round=True),
-                    total=ref.total,
-                    resync=resync,
-                )
-                current = following
-            yield FolderBatch(
-                epoch="",
-                messages=current,
-                cursor=after,
+            fetched.update(i for i, _ in fresh)
+            yield _DeltaPage(
+                fresh=fresh,
                 removed=removed,
-                total=ref.total,
+                known=sorted(already),
+                after=(
+                    make_cursor("next_link", next_link, mid_round=True, resync=resync)
+                    if next_link
+                    else make_cursor("delta_link", delta_link, mid_round=False, resync=resync)
+                ),
+                reread=make_cursor(page_kind, None if url == initial else url, mid_round=True, resync=resync),
                 resync=resync,
-                known_locations=sorted(already),
+                last=not next_link,
             )
             if delta_link:
                 return
@@ -914,19 +1111,6 @@ class GraphClient:
         return err.status == 410 or err.code.lower() in _DELTA_RESET_CODES
 
     # -- downloads ---------------------------------------------------------------------------------
-
-    def _fetch_in_parts(self, items: list[tuple[str, datetime | None]]) -> Iterator[list[FetchedMessage]]:
-        """Download in order, in parts of at most ~max_batch_bytes (always yields ≥ 1 part)."""
-        part: list[FetchedMessage] = []
-        size = 0
-        for index, message in enumerate(self._fetch_stream(items)):
-            if message is not None:
-                part.append(message)
-                size += len(message.raw)
-            if size >= self._max_batch_bytes and index < len(items) - 1:
-                yield part
-                part, size = [], 0
-        yield part
 
     def _fetch_all(self, items: list[tuple[str, datetime | None]]) -> list[FetchedMessage]:
         return [m for m in self._fetch_stream(items) if m is not None]
@@ -1006,12 +1190,15 @@ class GraphClient:
 
     @contextlib.contextmanager
     def _slot(self) -> Iterator[None]:
-        with self._limiter.slot():
-            if self._gate is None:
+        if self._gate is None:
+            with self._limiter.slot():
                 yield
-            else:
-                with self._gate(self._gate_key):
-                    yield
+            return
+        # The cross-process gate may pace too: enter it before taking this process's own slot,
+        # so that a thread waiting for its turn there holds none of the 4 here.
+        self._limiter.wait_turn()
+        with self._gate(self._gate_key), self._limiter.concurrency():
+            yield
 
     def _request(
         self,
