@@ -386,3 +386,20 @@ def test_move_and_delete_are_refused_on_a_server_without_move_or_uidplus(
     assert "choose 'keep'" in source.status_message
     assert mailbox.uids("INBOX") == [1]
     assert Document.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_ledger_keys_compare_case_exactly(group_a):
+    """Folders "Archive" and "archive" are two folders; ids differing in case are two ids."""
+    from archive import services as archive_services
+    from archive import storage as archive_storage
+    from mailsources.models import ArchivedMail, MailLocation, MailSource
+
+    source = MailSource.objects.create(kind="imap", name="case", owner_group=group_a, host="h", username="u")
+    document = archive_services.document_create(owner_group=group_a, values={"title": "x"})
+    blob = archive_storage.put_bytes(b"x")
+    mail = ArchivedMail.objects.create(source=source, mailbox="u@h", sha256=blob.sha256, document=document, size=1)
+    for folder, location in (("Archive", "AbC"), ("archive", "AbC"), ("Archive", "abc")):
+        MailLocation.objects.create(source=source, mailbox="u@h", folder=folder, epoch="1", location=location, mail=mail)
+    assert MailLocation.objects.filter(folder="archive").count() == 1
+    assert MailLocation.objects.filter(location="abc").count() == 1
