@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from graph_pipeline are parameters here)
 """The Microsoft Graph client against the local Entra ID + Graph fake.
 
 No Django, no database: the client is exercised through its real code paths and only configured
@@ -12,7 +13,6 @@ import contextlib
 import email.utils
 import hashlib
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,38 +27,11 @@ from mailsources.clients.base import FolderBatch, PermanentSourceError, SourceEr
 from mailsources.clients.graph import GraphClient, parse_retry_after
 from tests.fakes.graph_fake import GraphFake, free_port, iter_mime_batch, make_mime
 
-ALICE = "alice@contoso.com"
-BOB = "bob@contoso.com"
+# The fake server, its per-test reset and the loopback-only guard are shared
+# with the pipeline tests.
+from tests.mailsources.graph_pipeline import ALICE, BOB, fake, graph_server, loopback_only  # noqa: E402, F401
 
-
-# ------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def graph_server() -> Iterator[GraphFake]:
-    with GraphFake() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(graph_server: GraphFake) -> Iterator[GraphFake]:
-    graph_server.reset()
-    yield graph_server
-    graph_server.reset()
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing in these tests may reach the internet (a stock O365 Account would)."""
-    real_connect = socket.socket.connect
-
-    def connect(self: socket.socket, address: Any) -> Any:
-        host = address[0] if isinstance(address, tuple) else address
-        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in ("127.0.0.1", "::1", "localhost"):
-            raise OSError(f"test tried to reach {host}")
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
+# ------------------------------------------------------------------------------------- helpers
 
 
 class Tenant:

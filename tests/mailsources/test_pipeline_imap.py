@@ -400,6 +400,8 @@ def test_ledger_keys_compare_case_exactly(group_a):
     blob = archive_storage.put_bytes(b"x")
     mail = ArchivedMail.objects.create(source=source, mailbox="u@h", sha256=blob.sha256, document=document, size=1)
     for folder, location in (("Archive", "AbC"), ("archive", "AbC"), ("Archive", "abc")):
-        MailLocation.objects.create(source=source, mailbox="u@h", folder=folder, epoch="1", location=location, mail=mail)
+        MailLocation.objects.create(
+            source=source, mailbox="u@h", folder=folder, epoch="1", location=location, mail=mail
+        )
     assert MailLocation.objects.filter(folder="archive").count() == 1
     assert MailLocation.objects.filter(location="abc").count() == 1
