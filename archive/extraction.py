@@ -5,6 +5,7 @@ How archiving code uses it (upload, IMAP, Microsoft 365): inside the
 transaction that creates the document or adds files, call
 
     archive.extraction.schedule_for_document(document.pk)
+    archive.extraction.schedule_for_documents([pk, …])   # a batch
 
 It only registers an ``on_commit`` hook: after the commit, a Celery task
 ``archive.tasks.extract_document`` is queued. Archiving never waits for it and

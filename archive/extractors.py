@@ -19,7 +19,7 @@ import re
 import sys
 import zipfile
 from collections.abc import Callable, Iterable
-from email.message import EmailMessage, Message
+from email.message import Message
 from html.parser import HTMLParser
 from xml.parsers import expat
 

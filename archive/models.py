@@ -142,6 +142,16 @@ class SearchEntry(models.Model):
     indexed = models.DateTimeField(auto_now=True)
 
 
+class SearchStatistic(models.Model):
+    """How common an index token is (share of documents that contain it), from
+    a sample (``archive.search.statistics``): lets the MariaDB search choose
+    between the full-text index and reading documents newest first. Tokens
+    rarer than the sample can tell are absent."""
+
+    token = models.CharField(max_length=100, primary_key=True)
+    fraction = models.FloatField()
+
+
 class PublicAccess(models.Model):
     """A visitor without login opened a published document."""
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.utils.functional import cached_property
 
 COUNT_LIMIT = 10_000
+# Search hits are counted up to here ("more than 500 hits"): counting reads a row per hit.
+SEARCH_COUNT_LIMIT = 500
 
 
 class CappedPaginator(Paginator):
@@ -32,3 +34,33 @@ class CappedPaginator(Paginator):
         return min(counted, self.limit)
 
     more = False  # True once counting stopped at the limit
+
+
+class WindowPaginator(CappedPaginator):
+    """For search hits: one query takes the ids of the first hits, in result
+    order, up to a little past the page; count and page come from that list,
+    and only the page's documents are then loaded (by ``fetch``, which keeps
+    the list's order). The search engine runs once per page view, and reads
+    no more hits than it shows — relevance order included."""
+
+    def __init__(self, object_list: Any, per_page: int, *, fetch: Any, page: object = 1,
+                 limit: int = SEARCH_COUNT_LIMIT) -> None:
+        super().__init__(object_list, per_page, page=page, limit=limit)
+        self.fetch = fetch
+
+    def _check_object_list_is_ordered(self) -> None:
+        pass  # relevance order can be the engine's own, without ORDER BY
+
+    @cached_property
+    def ids(self) -> list[int]:
+        return list(self.object_list.values_list("pk", flat=True)[: self.limit + 1])
+
+    @cached_property
+    def count(self) -> int:
+        self.more = len(self.ids) > self.limit
+        return min(len(self.ids), self.limit)
+
+    def page(self, number: Any) -> Page:
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        return self._get_page(self.fetch(self.ids[bottom:bottom + self.per_page]), number, self)

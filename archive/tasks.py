@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from archive import extraction
+from archive.search import statistics
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -24,3 +25,8 @@ def extract_documents(document_ids: list[int]) -> None:
 @shared_task(ignore_result=True)
 def extraction_sweep() -> None:
     extraction.extraction_sweep()
+
+
+@shared_task(ignore_result=True)
+def refresh_search_statistics() -> None:
+    statistics.refresh()

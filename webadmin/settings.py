@@ -179,6 +179,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Text extraction's safety net: files whose task was lost get queued again.
     "extraction-sweep": {"task": "archive.tasks.extraction_sweep", "schedule": 600.0},
+    # How common words are, for the MariaDB search planner (archive/search/statistics.py).
+    "search-statistics": {"task": "archive.tasks.refresh_search_statistics", "schedule": 86400.0},
 }
 
 # --- Text extraction for search (archive/extraction.py): limits per file ---

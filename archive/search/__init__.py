@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from django.db.models import F, QuerySet
 
 from archive import selectors
 from archive.models import Document, FieldDefinition
+from archive.paging import SEARCH_COUNT_LIMIT, WindowPaginator
 from archive.search.backends import backend_for
 from archive.search.indexing import index_document, index_documents
 from archive.search.query import ParsedQuery, SearchQueryError, parse_query
@@ -39,16 +41,23 @@ __all__ = [
 @dataclasses.dataclass
 class SearchResults:
     query: ParsedQuery
-    documents: QuerySet[Document]
+    documents: QuerySet[Document]  # visible, matching, in result order
     definitions: list[FieldDefinition]
-
-    @property
-    def by_relevance(self) -> bool:
-        return "search_rank" in self.documents.query.annotations
+    user: selectors.User
+    by_relevance: bool = False
 
     def snippets(self, page: Sequence[Document]) -> dict[int, Snippet]:
         """Snippets for documents taken from ``documents`` (one page of them)."""
         return snippets_for(page, self.query.highlights, self.definitions)
+
+    def paginator(self, per_page: int, page: object = 1) -> WindowPaginator:
+        """Pages of hits: the engine runs once per page shown (see WindowPaginator)."""
+        return WindowPaginator(self.documents, per_page, fetch=self.fetch, page=page)
+
+    def fetch(self, numbers: list[int]) -> list[Document]:
+        """These documents in this order — through the access rule once more."""
+        found = selectors.documents_visible_to(self.user).select_related("owner_group").in_bulk(numbers)
+        return [found[n] for n in numbers if n in found]
 
 
 def search_documents(
@@ -58,24 +67,46 @@ def search_documents(
     definitions: list[FieldDefinition] | None = None,
     sort_field: FieldDefinition | None = None,
     descending: bool = True,
+    allow_scan: bool = True,
 ) -> SearchResults:
     """Documents visible to ``user`` matching the query ``text``, ordered by
-    relevance (``sort_field`` None) or by that field. Raises SearchQueryError."""
+    relevance (``sort_field`` None) or by that field. Raises SearchQueryError.
+    ``allow_scan=False``: relevance even where reading documents one by one
+    (newest first) would be faster — when the user asked for relevance."""
     if definitions is None:
         definitions = selectors.field_definitions()
     parsed = parse_query(text, definitions)
     qs = selectors.documents_visible_to(user)
     if parsed.is_empty():
-        return SearchResults(parsed, qs.none(), definitions)
+        return SearchResults(parsed, qs.none(), definitions, user)
     backend = backend_for(qs.db)
     for condition in parsed.filters:
         qs = qs.filter(condition)
-    qs = backend.filter(qs, parsed.terms)
-    tiebreak = "-pk" if descending else "pk"
+    by_date = sort_field is None or sort_field.name == "date"
+    plan = backend.plan(parsed, qs, _group_ids(user), window=SEARCH_COUNT_LIMIT,
+                        allow_scan=allow_scan and by_date)
+    qs = backend.filter(qs, parsed.terms, plan)
+    if plan.scan:  # read newest first (planner.py): no relevance, date order
+        ascending = sort_field is not None and not descending
+        return SearchResults(parsed, qs.order_by(*_date_order(ascending)), definitions, user)
     if sort_field is None and parsed.positive_terms:
-        qs = backend.with_rank(qs, parsed.terms).order_by("-search_rank", "-pk")
-    elif sort_field is not None:
-        qs = qs.order_by(selectors.order_expression(sort_field, descending), tiebreak)
+        return SearchResults(parsed, backend.order_by_relevance(qs, parsed.terms), definitions, user,
+                             by_relevance=True)
+    if sort_field is not None:
+        qs = qs.order_by(selectors.order_expression(sort_field, descending), "-pk" if descending else "pk")
     else:  # only filters and exclusions: no relevance to speak of
-        qs = qs.order_by(F("date").desc(nulls_last=True), "-pk")
-    return SearchResults(parsed, qs, definitions)
+        qs = qs.order_by(*_date_order(ascending=False))
+    return SearchResults(parsed, qs, definitions, user)
+
+
+def _date_order(ascending: bool) -> tuple[Any, str]:
+    if ascending:
+        return F("date").asc(nulls_first=True), "pk"
+    return F("date").desc(nulls_last=True), "-pk"
+
+
+def _group_ids(user: selectors.User) -> list[int] | None:
+    """None for a user who sees every document."""
+    if user.is_superuser:
+        return None
+    return [g.pk for g in selectors.groups_for_user(user)]

@@ -11,12 +11,15 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from django.db import connections
-from django.db.models import Expression, F, FloatField, Lookup, QuerySet
+from django.db.models import Expression, F, FloatField, Lookup, Q, QuerySet, TextField, Value
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Concat
 
 from archive.models import Document
+from archive.search import planner
 from archive.search import tokens as tk
-from archive.search.query import TextTerm
+from archive.search.planner import Plan
+from archive.search.query import ParsedQuery, TextTerm
 
 FTS5_TABLE = "archive_searchentry_fts"
 
@@ -24,11 +27,15 @@ FTS5_TABLE = "archive_searchentry_fts"
 class SearchBackend(Protocol):
     shingles: bool  # index word pairs (tokens.shingles) for this engine's phrase search
 
-    def filter(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
+    def plan(self, parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | None, *,
+             window: int, allow_scan: bool) -> Plan:
+        """How to run the query (``planner.Plan``); ``qs`` has the other conditions."""
+
+    def filter(self, qs: QuerySet[Document], terms: list[TextTerm], plan: Plan) -> QuerySet[Document]:
         """Documents matching all positive terms and none of the negative ones."""
 
-    def with_rank(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
-        """Annotate ``search_rank`` (higher = more relevant); needs positive terms."""
+    def order_by_relevance(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
+        """The filtered queryset, best match first (needs positive terms)."""
 
     def rebuild(self) -> None:
         """Make the engine's index agree with the SearchEntry table again."""
@@ -84,24 +91,24 @@ def fts5_expression(terms: list[TextTerm]) -> str:
 class SQLiteFTS5:
     shingles = False  # FTS5 keeps word positions: phrases are cheap
 
-    def filter(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
+    def plan(self, parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | None, *,
+             window: int, allow_scan: bool) -> Plan:
+        return Plan()  # FTS5 seeks its posting lists by rowid: the index is always right
+
+    def filter(self, qs: QuerySet[Document], terms: list[TextTerm], plan: Plan) -> QuerySet[Document]:
         positive = [t for t in terms if not t.negate]
         negative = [t for t in terms if t.negate]
+        match = f"SELECT rowid FROM {FTS5_TABLE} WHERE {FTS5_TABLE} MATCH %s"
         if positive:
             expr = fts5_expression(positive)
             if negative:
                 expr = f"({expr}) NOT ({' OR '.join(_fts5_term(t) for t in negative)})"
-            qs = qs.filter(pk__in=RawSQL(
-                f"SELECT rowid FROM {FTS5_TABLE} WHERE {FTS5_TABLE} MATCH %s", [expr]
-            ))
+            qs = qs.filter(pk__in=RawSQL(match, [expr]))
         elif negative:
-            qs = qs.exclude(pk__in=RawSQL(
-                f"SELECT rowid FROM {FTS5_TABLE} WHERE {FTS5_TABLE} MATCH %s",
-                [" OR ".join(_fts5_term(t) for t in negative)],
-            ))
+            qs = qs.exclude(pk__in=RawSQL(match, [" OR ".join(_fts5_term(t) for t in negative)]))
         return qs
 
-    def with_rank(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
+    def order_by_relevance(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
         expr = fts5_expression([t for t in terms if not t.negate])
         # bm25 is "lower is better"; FTS5 seeks to the rowid, it does not rescan.
         rank = _MatchExpression(
@@ -110,7 +117,7 @@ class SQLiteFTS5:
             f" WHERE {FTS5_TABLE} MATCH %%s AND rowid = %(column)s)",
             expr,
         )
-        return qs.annotate(search_rank=rank)
+        return qs.annotate(search_rank=rank).order_by("-search_rank", "-pk")
 
     def rebuild(self) -> None:
         with connections["default"].cursor() as cursor:
@@ -139,32 +146,72 @@ def boolean_mode_expression(terms: list[TextTerm]) -> str:
     return " ".join(_boolean_term(t, "-" if t.negate else "+") for t in terms)
 
 
-_AGAINST = "MATCH (%(column)s) AGAINST (%%s IN BOOLEAN MODE)"
-
-
 class MariaDBFulltext:
+    """InnoDB FULLTEXT. What keeps it fast at a million documents:
+
+    - the search table drives the query (an INNER JOIN to the documents, so
+      MariaDB starts with the full-text index), and relevance order is the
+      order in which InnoDB returns the hits: *no ORDER BY*, so with a LIMIT
+      MariaDB reads the rows of the first hits only, not of all of them;
+    - the access rule stays on the document row, not in the full-text
+      expression: InnoDB reads the whole posting list of every term, and a
+      group token would be in every document of the group;
+    - phrases are matched by word pairs (tokens.shingles);
+    - where the posting lists are long (common words) or a date range is
+      short, documents are read newest first and matched one by one instead
+      (``planner.py``), with LIKE on the same token stream.
+    """
+
     shingles = True
 
-    def filter(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
+    def plan(self, parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | None, *,
+             window: int, allow_scan: bool) -> Plan:
+        return planner.plan(parsed, qs, group_ids, window=window, allow_scan=allow_scan)
+
+    def filter(self, qs: QuerySet[Document], terms: list[TextTerm], plan: Plan) -> QuerySet[Document]:
+        if plan.scan:
+            return _like(qs, terms)
         positive = [t for t in terms if not t.negate]
+        in_index = [t for t in terms if t not in plan.late_exclusions]
         if positive:
-            return qs.filter(_BooleanModeMatch(F("search_entry__text"), boolean_mode_expression(terms)))
-        if terms:  # only exclusions: boolean mode cannot match "everything but"
-            return qs.exclude(pk__in=RawSQL(
+            # isnull=False makes the join an INNER one, which lets MariaDB start from the index.
+            qs = qs.filter(search_entry__isnull=False).filter(
+                _BooleanModeMatch(F("search_entry__text"), boolean_mode_expression(in_index)))
+        elif in_index:  # only exclusions: boolean mode cannot match "everything but"
+            qs = qs.exclude(pk__in=RawSQL(
                 "SELECT document_id FROM archive_searchentry"
                 " WHERE MATCH (text) AGAINST (%s IN BOOLEAN MODE)",
-                [" ".join(_boolean_term(t, "") for t in terms)],
+                [" ".join(_boolean_term(t, "") for t in in_index)],
             ))
-        return qs
+        return _like(qs, list(plan.late_exclusions)) if plan.late_exclusions else qs
 
-    def with_rank(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
-        # The same expression as the filter, so MariaDB evaluates the search once.
-        return qs.annotate(search_rank=_MatchExpression(
-            F("search_entry__text"), _AGAINST, boolean_mode_expression(terms)
-        ))
+    def order_by_relevance(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
+        # InnoDB returns full-text hits best first, as long as the query has no
+        # ORDER BY (an ORDER BY on the relevance would make MariaDB read and sort
+        # every hit before the first row). Tested in tests/archive/test_search.py.
+        return qs.order_by()
 
     def rebuild(self) -> None:
         pass  # InnoDB maintains the FULLTEXT index with the rows
+
+
+def _like(qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
+    """The terms matched on the row: LIKE on the token stream (`contains` is
+    LIKE BINARY on MariaDB; the tokens are folded already)."""
+    qs = qs.filter(search_entry__isnull=False).annotate(
+        _search_text=Concat(Value(" "), F("search_entry__text"), Value(" "), output_field=TextField()))
+    for term in terms:
+        if term.prefix:
+            pieces = [f" {term.tokens[0]}"]
+        elif len(term.tokens) == 1:
+            pieces = [f" {term.tokens[0]} "]
+        else:
+            pieces = [f" {pair} " for pair in tk.shingles(list(term.words), term.field_prefix)]
+        condition = Q()
+        for piece in pieces:
+            condition &= Q(_search_text__contains=piece)
+        qs = qs.exclude(condition) if term.negate else qs.filter(condition)
+    return qs
 
 
 def backend_for(alias: str = "default") -> SearchBackend:

@@ -96,7 +96,10 @@ def _current_files(files: list[DocumentFile]) -> list[tuple[str, str]]:
 
 @transaction.atomic
 def index_document(document: Document | int) -> None:
-    """(Re)write the index entry of one document from what the database holds now."""
+    """(Re)write the index entry of one document from what the database holds now.
+    Call it in the transaction of any change to a document's fields, notes or
+    files' text. (The owner group is not in the entry: access is checked on the
+    document row, so an owner change takes effect at once.)"""
     if isinstance(document, int):
         # Lock the row: a concurrent field edit and this rewrite cannot interleave.
         found = Document.objects.select_for_update().filter(pk=document).first()
@@ -130,7 +133,8 @@ def index_documents(numbers: list[int]) -> int:
         for d in documents
     ]
     # MySQL's upsert has no conflict target (the primary key is the only unique key).
-    target = ["document"] if connections[SearchEntry.objects.db].features.supports_update_conflicts_with_target else None
+    features = connections[SearchEntry.objects.db].features
+    target = ["document"] if features.supports_update_conflicts_with_target else None
     SearchEntry.objects.bulk_create(
         entries, update_conflicts=True, unique_fields=target, update_fields=["text", "indexed"]
     )

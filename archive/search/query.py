@@ -73,6 +73,9 @@ class ParsedQuery:
     text: str
     terms: list[TextTerm] = dataclasses.field(default_factory=list)
     filters: list[Q] = dataclasses.field(default_factory=list)
+    # A positive range on an indexed column (date, created, modified, number):
+    # it may leave few enough documents to search them one by one (backends).
+    narrows_by_index: bool = False
 
     @property
     def positive_terms(self) -> list[TextTerm]:
@@ -180,8 +183,10 @@ def _add_field_condition(
         condition = Q(owner_group__name__icontains=value)
     elif field.name == "number":
         condition = _number_condition("pk", value, field.label, integer=True)
+        query.narrows_by_index |= not negate
     elif field.type == FieldType.DATE or field.name in _DATE_COLUMNS:
         condition = _date_condition(field, value)
+        query.narrows_by_index |= not negate and field.name in _DATE_COLUMNS
     elif field.type == FieldType.YESNO:
         condition = _yesno_condition(field, value)
     elif field.type == FieldType.NUMBER and ".." in value and not quoted:

@@ -20,7 +20,7 @@ from archive.search import tokens as tk
 
 # Scan this much of each text for a passage (a hit deeper in a huge attachment
 # still matches; it just gets no snippet from there).
-SCAN_CHARS = 200_000
+SCAN_CHARS = 60_000
 WINDOW_WORDS = 30
 LEAD_WORDS = 8
 
@@ -38,15 +38,21 @@ def _word_matches(word: str, wanted: str, prefix: bool) -> bool:
     return word.startswith(wanted) if prefix else word == wanted
 
 
-def _find(words: Sequence[str], highlight: Highlight, limit: int = 200) -> list[tuple[int, int]]:
-    """(start, length) of each occurrence of a highlight's word sequence."""
+def _find(words: Sequence[str], positions: dict[str, list[int]], highlight: Highlight,
+          limit: int = 200) -> list[tuple[int, int]]:
+    """(start, length) of each occurrence of a highlight's word sequence;
+    ``positions``: where each word occurs in ``words``."""
     wanted, prefix = highlight
     n = len(wanted)
+    if n == 1 and prefix:
+        starts = sorted(i for w, at in positions.items() if w.startswith(wanted[0]) for i in at)
+    else:
+        starts = positions.get(wanted[0], [])
     found = []
-    for i in range(len(words) - n + 1):
-        if words[i] != wanted[0] and not (n == 1 and prefix and words[i].startswith(wanted[0])):
-            continue
-        if all(_word_matches(words[i + k], wanted[k], prefix and k == n - 1) for k in range(n)):
+    for i in starts:
+        if i + n <= len(words) and all(
+            _word_matches(words[i + k], wanted[k], prefix and k == n - 1) for k in range(1, n)
+        ):
             found.append((i, n))
             if len(found) >= limit:
                 break
@@ -55,16 +61,23 @@ def _find(words: Sequence[str], highlight: Highlight, limit: int = 200) -> list[
 
 def passage(text: str, highlights: list[Highlight]) -> tuple[int, SafeString] | None:
     """(number of distinct highlights shown, HTML) of the best passage, or None."""
-    spans = list(tk.word_spans(text[:SCAN_CHARS]))
+    text = text[:SCAN_CHARS]
+    folded = tk.fold(text)
+    if not any(words[0] in folded for words, _ in highlights):
+        return None  # cheap: most sources of a hit do not have the words
+    spans = list(tk.word_spans(text))
     # One entry per folded word, remembering the written word it came from.
     words: list[str] = []
     owner: list[int] = []
     for index, (_, _, folded) in enumerate(spans):
         words += folded
         owner += [index] * len(folded)
+    positions: dict[str, list[int]] = {}
+    for i, word in enumerate(words):
+        positions.setdefault(word, []).append(i)
     hits: list[tuple[int, int, int]] = []  # (word index, length, highlight id)
     for hid, highlight in enumerate(highlights):
-        hits += [(i, n, hid) for i, n in _find(words, highlight)]
+        hits += [(i, n, hid) for i, n in _find(words, positions, highlight)]
     if not hits:
         return None
     hits.sort()
@@ -81,18 +94,22 @@ def passage(text: str, highlights: list[Highlight]) -> tuple[int, SafeString] | 
     # The punctuation glued to the first word ("<b>team"), not the line before.
     gap = text[spans[best_start - 1][1] if best_start else 0:spans[best_start][0]]
     out = ["…"] if best_start > 0 else []
-    out.append(escape(gap.split()[-1] if gap.split() and not gap[-1].isspace() else ""))
+    plain = [gap.split()[-1] if gap.split() and not gap[-1].isspace() else ""]
     pos = spans[best_start][0]
     for index in range(best_start, end):
         s, e, _ = spans[index]
         gap = text[pos:s] if index > best_start else ""
-        out.append(escape(gap if len(gap) <= 40 else " … "))
-        word = escape(text[s:e])
-        out.append(f"<mark>{word}</mark>" if index in marked else word)
+        plain.append(gap if len(gap) <= 40 else " … ")
+        if index in marked:  # escape runs of text at once, mark the words
+            out += [escape("".join(plain)), "<mark>", escape(text[s:e]), "</mark>"]
+            plain = []
+        else:
+            plain.append(text[s:e])
         pos = e
     # The punctuation right after the last word ("alice@example.com>"), not the next line.
     tail = text[pos:spans[end][0]] if end < len(spans) else text[pos:pos + 40]
-    out.append(escape(tail.split()[0] if tail[:1].strip() and tail.split() else ""))
+    plain.append(tail.split()[0] if tail[:1].strip() and tail.split() else "")
+    out.append(escape("".join(plain)))
     if end < len(spans):
         out.append(" …")
     html = "".join(out)

@@ -35,6 +35,11 @@ def _combining_marks() -> dict[int, None]:
     return {cp: None for cp in range(0x300, 0x20000) if unicodedata.combining(chr(cp))}
 
 
+def fold(text: str) -> str:
+    """Lower case without accents, as the tokens are."""
+    return _fold(text)
+
+
 def _fold(text: str) -> str:
     if text.isascii():
         return text.lower()
@@ -49,8 +54,13 @@ def words(text: str) -> list[str]:
 def word_spans(text: str) -> Iterator[tuple[int, int, list[str]]]:
     """(start, end, folded words) for each word of ``text`` as written: lets a
     snippet highlight the original characters of a matching word."""
+    if text.isascii():  # folding keeps every position: one pass
+        for match in _WORD.finditer(text.lower()):
+            yield match.start(), match.end(), [match.group()]
+        return
     for match in _WORD.finditer(text):
-        folded = _WORD.findall(_fold(match.group()))
+        word = match.group()
+        folded = [word.lower()] if word.isascii() else _WORD.findall(_fold(word))
         if folded:
             yield match.start(), match.end(), folded
 
@@ -82,7 +92,7 @@ def shingles(folded: list[str], prefix: str = "") -> list[str]:
     most of the archive. A phrase is matched by its word pairs instead: one
     index lookup per pair (exact for two words; for longer phrases every pair
     must occur, in practice the phrase)."""
-    return [shingle(a, b, prefix) for a, b in zip(folded, folded[1:])]
+    return [shingle(a, b, prefix) for a, b in zip(folded, folded[1:], strict=False)]
 
 
 def tokens(text: str) -> list[str]:

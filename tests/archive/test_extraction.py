@@ -64,7 +64,8 @@ def make_docx(*paragraphs: str, document_xml: str | None = None) -> bytes:
     body = "".join(f"<w:p><w:r><w:t>{p}</w:t></w:r></w:p>" for p in paragraphs)
     return make_zip({
         "[Content_Types].xml": CT,
-        "word/document.xml": document_xml or f'<?xml version="1.0"?><w:document {W}><w:body>{body}</w:body></w:document>',
+        "word/document.xml": document_xml
+        or f'<?xml version="1.0"?><w:document {W}><w:body>{body}</w:body></w:document>',
         "word/footer1.xml": f'<w:ftr {W}><w:p><w:r><w:t>Footer Zeile</w:t></w:r></w:p></w:ftr>',
     })
 
@@ -246,14 +247,21 @@ def _archive(group, name: str, data: bytes, *, kind: str = DocumentKind.DOCUMENT
     )
 
 
-def test_archiving_schedules_extraction_after_commit(db, group_a, monkeypatch,
-                                                     django_capture_on_commit_callbacks):
-    queued = []
-    monkeypatch.setattr(extraction, "enqueue_document", lambda number, countdown=None: queued.append(number))
+@pytest.fixture
+def queued(monkeypatch) -> list[tuple[int, float | None]]:
+    """Tasks queued for extraction: (document number, countdown), instead of a broker."""
+    sent: list[tuple[int, float | None]] = []
+    monkeypatch.setattr(extraction, "enqueue_document",
+                        lambda number, countdown=None: sent.append((number, countdown)))
+    monkeypatch.setattr(extraction, "enqueue_documents", lambda numbers: sent.extend((n, None) for n in numbers))
+    return sent
+
+
+def test_archiving_schedules_extraction_after_commit(db, group_a, queued, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         document = _archive(group_a, "notes.txt", b"some text")
         assert queued == []  # nothing is queued before the commit
-    assert queued == [document.pk]
+    assert queued == [(document.pk, None)]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -282,10 +290,7 @@ def test_a_mail_body_is_extracted_from_the_eml(group_a, alice):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_failed_extraction_is_recorded_retried_and_leaves_the_fields_searchable(group_a, alice, monkeypatch):
-    queued = []
-    monkeypatch.setattr(extraction, "enqueue_document",
-                        lambda number, countdown=None: queued.append((number, countdown)))
+def test_a_failed_extraction_is_recorded_retried_and_leaves_the_fields_searchable(group_a, alice, queued):
     document = _archive(group_a, "broken.pdf", b"%PDF-1.4 not really", content_type="application/pdf",
                         values={"subject": "Kaputtes Dokument"})
     assert queued == [(document.pk, None)]  # at commit
@@ -313,10 +318,9 @@ def test_a_failed_extraction_is_recorded_retried_and_leaves_the_fields_searchabl
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_hanging_extractor_is_killed_at_the_timeout(group_a, monkeypatch, settings):
+def test_a_hanging_extractor_is_killed_at_the_timeout(group_a, monkeypatch, settings, queued):
     settings.EXTRACTION_TIMEOUT_SECONDS = 1
     monkeypatch.setattr(extraction, "EXTRACTOR_COMMAND", [sys.executable, "-c", "import time; time.sleep(60)"])
-    monkeypatch.setattr(extraction, "enqueue_document", lambda *a, **k: None)
     document = _archive(group_a, "slow.pdf", make_pdf("x"))
     import time
 
@@ -361,15 +365,13 @@ def test_files_over_the_size_limit_are_not_extracted(tmp_path, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_sweep_requeues_stale_pending_files_and_gives_up_on_exhausted_ones(group_a, monkeypatch):
+def test_the_sweep_requeues_stale_pending_files_and_gives_up_on_exhausted_ones(group_a, queued):
     import datetime as dt
 
     from django.utils import timezone
 
-    queued = []
-    monkeypatch.setattr(extraction, "enqueue_document", lambda number, countdown=None: queued.append(number))
     lost = _archive(group_a, "lost.txt", b"lost task")
-    fresh = _archive(group_a, "fresh.txt", b"just archived")
+    _archive(group_a, "fresh.txt", b"just archived")  # not stale yet: left alone
     exhausted = _archive(group_a, "exhausted.txt", b"killed three times")
     old = timezone.now() - dt.timedelta(hours=2)
     DocumentFile.objects.filter(document__in=[lost, exhausted]).update(created=old)
@@ -377,8 +379,17 @@ def test_the_sweep_requeues_stale_pending_files_and_gives_up_on_exhausted_ones(g
     queued.clear()  # the tasks queued at archiving "were lost"
 
     assert extraction.extraction_sweep() == 1
-    assert queued == [lost.pk]
-    assert fresh.pk not in queued
+    assert queued == [(lost.pk, None)]
     file = DocumentFile.objects.get(document=exhausted)
     assert file.extraction_status == ExtractionStatus.FAILED and "gave up" in file.extraction_error
 
+
+
+def test_a_batch_of_documents_is_scheduled_after_commit(db, monkeypatch, django_capture_on_commit_callbacks):
+    queued: list[list[int]] = []
+    monkeypatch.setattr(extraction, "enqueue_documents", queued.append)
+    numbers = list(range(1, extraction.DOCUMENTS_PER_TASK + 3))
+    with django_capture_on_commit_callbacks(execute=True):
+        extraction.schedule_for_documents(numbers)
+        assert queued == []
+    assert queued == [numbers[:extraction.DOCUMENTS_PER_TASK], numbers[extraction.DOCUMENTS_PER_TASK:]]

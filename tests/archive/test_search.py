@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import connection
 
 from archive import search, services, storage
 from archive.models import Document, DocumentFile, ExtractionStatus, FieldDefinition, FieldType, SearchEntry
@@ -242,3 +243,61 @@ def test_an_empty_or_meaningless_query_finds_nothing(alice, archive):
 def test_a_bad_query_says_why(alice):
     with pytest.raises(SearchQueryError, match="not a date"):
         search.search_documents(alice, "date:someday")
+
+
+def test_relevance_order_holds_with_filters_and_through_pages(alice, archive):
+    """MariaDB returns hits best first without an ORDER BY; filters must not break that."""
+    for i in range(3):
+        archive(f"Filler {i}", date="2024-05-01")
+    once = archive("Solar", text="solar once, then other words", date="2024-05-02")
+    twice = archive("Solar solar", text="solar", date="2024-05-03")
+    often = archive("Solar solar solar", text="solar solar solar", date="2024-05-04")
+    archive("Solar out of range", text="solar solar solar solar", date="2023-01-01")
+    results = search.search_documents(alice, "solar date:2024-05")
+    assert list(results.documents) == [often, twice, once]
+    paginator = results.paginator(2)
+    assert (paginator.count, paginator.num_pages) == (3, 2)
+    assert list(paginator.page(1).object_list) == [often, twice]
+    assert list(paginator.page(2).object_list) == [once]
+
+
+def test_an_owner_change_takes_effect_at_once(alice, bob, archive, group_b):
+    moved = archive("Moved contract", text="handover protocol")
+    Document.objects.filter(pk=moved.pk).update(owner_group=group_b)  # no re-indexing needed
+    assert found(alice, "handover") == []
+    assert found(bob, "handover") == [moved]
+
+
+SCAN_QUERIES = [
+    "solar", '"solar panels"', "sol*", "solar -roof", 'solar -"solar roof"', "from:alice solar",
+    "subject:offer", 'subject:"annual offer"', "ag", "-solar", "solar date:2024-01",
+]
+
+
+def test_matching_document_by_document_finds_what_the_index_finds(alice, archive, monkeypatch):
+    """The MariaDB planner may read documents newest first and match them one
+    by one (LIKE on the token stream), or check an excluded word on the row:
+    the hits must be the same as through the full-text index."""
+    from archive.search import planner
+
+    docs = [
+        archive("Panels", text="solar panels on the roof", date="2024-01-02"),
+        archive("Roof", text="the solar roof", date="2024-01-03", **{"from": "Alice <alice@example.com>"}),
+        archive("Offer", text="solar", date="2024-01-04", subject="Annual offer"),
+        archive("Muster AG", text="nothing else", date="2024-01-05"),
+        archive("Solarium", text="a solarium", date="2024-01-06"),
+        archive("Old", text="solar panels", date="2019-01-01"),
+    ]
+    assert len(docs) == 6
+    for query in SCAN_QUERIES:
+        by_index = set(found(alice, query))
+        parsed = search.parse_query(query, FieldDefinition.objects.all())
+        late = tuple(t for t in parsed.terms if t.negate)
+        for plan in (planner.Plan(scan=True), planner.Plan(late_exclusions=late)):
+            monkeypatch.setattr(planner, "plan", lambda *a, plan=plan, **k: plan)
+            results = search.search_documents(alice, query)
+            assert set(results.documents) == by_index, (query, plan)
+            if connection.vendor == "mysql" and plan.scan and parsed.positive_terms:
+                dates = [d.date for d in results.documents]
+                assert not results.by_relevance and dates == sorted(dates, reverse=True), query
+        monkeypatch.undo()

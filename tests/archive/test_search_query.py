@@ -137,3 +137,14 @@ def test_the_engines_get_the_same_terms_in_their_own_syntax():
     assert boolean_mode_expression(parsed) == "+invoice +annual__report -draft +invoi*"
     three = terms('"a b c" -"x y z" subject:"annual report"')
     assert boolean_mode_expression(three) == "+a__b +b__c -(+x__y +y__z) +subject_annual__report"
+
+
+def test_a_passage_marks_prefixes_and_phrases_and_escapes_the_rest():
+    from archive.search.snippets import passage
+
+    score, html = passage("Invoices & invoicing: the annual report <now>", [
+        (("invoic",), True), (("annual", "report"), False)])
+    assert score == 2
+    assert html == ("<mark>Invoices</mark> &amp; <mark>invoicing</mark>: the <mark>annual</mark>"
+                    " <mark>report</mark> &lt;now&gt;")
+    assert passage("nothing here", [(("invoice",), False)]) is None

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from archive import search, services, storage
-from archive.models import DocumentFile, ExtractionStatus, SearchEntry
+from archive.models import DocumentFile, ExtractionStatus, SearchEntry, SearchStatistic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,6 +29,7 @@ def test_it_rebuilds_a_lost_index(alice, group_a):
     call_command("reindex", "--batch-size", "3", stdout=out, stderr=err)
 
     assert SearchEntry.objects.count() == 7
+    assert SearchStatistic.objects.get(token="#documents").fraction == 7  # the planner's figures
     assert list(search.search_documents(alice, "number3").documents) == [documents[3]]
     assert "Indexed 7 document(s)." in out.getvalue()
     assert "100%" in err.getvalue() and "7/7" in err.getvalue()

@@ -12,6 +12,8 @@ from django.db import connection
 
 from archive import extraction, search
 from archive.models import Document, DocumentFile, ExtractionStatus
+from archive.search import statistics
+from archive.search.tokens import MIN_TOKEN_CHARS
 
 
 class Progress:
@@ -68,6 +70,7 @@ class Command(BaseCommand):
                             help="Afterwards, compact the index (FTS5 optimize / OPTIMIZE TABLE).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.check_server()
         numbers: list[int] = options["numbers"]
         documents = Document.objects.all()
         if numbers:
@@ -83,6 +86,7 @@ class Command(BaseCommand):
         progress.finish()
         if options["optimize"]:
             self.optimize()
+        statistics.refresh()  # the planner's figures, from the new index
         self.stdout.write(self.style.SUCCESS(f"Indexed {indexed:,} document(s)."))
 
     @staticmethod
@@ -117,6 +121,19 @@ class Command(BaseCommand):
         progress.finish()
         summary = ", ".join(f"{count:,} {status}" for status, count in sorted(outcomes.items())) or "nothing to do"
         self.stdout.write(f"Extraction: {summary}.")
+
+    def check_server(self) -> None:
+        """Short words are padded to MIN_TOKEN_CHARS for InnoDB; a server that
+        indexes only longer tokens would lose them."""
+        if connection.vendor != "mysql":
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT @@innodb_ft_min_token_size")
+            (size,) = cursor.fetchone()
+        if int(size) > MIN_TOKEN_CHARS:
+            self.stderr.write(self.style.WARNING(
+                f"innodb_ft_min_token_size is {size}: words shorter than that are not found."
+                f" Set it to {MIN_TOKEN_CHARS} or less in the server configuration, then reindex."))
 
     def optimize(self) -> None:
         with connection.cursor() as cursor:

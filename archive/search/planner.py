@@ -1,0 +1,94 @@
+"""For MariaDB: the full-text index or documents one by one, newest first?
+
+InnoDB answers a FULLTEXT query by reading the complete posting list of every
+term (about 2 µs per document that has the term) before it returns a row. For a
+rare word that is nothing; for a word in 30 % of a million documents it is
+0.6 s. Reading documents newest first and matching their token stream with
+LIKE costs about 45 µs per document, but stops as soon as a page's worth of
+hits (the count window) is found — for a common word, after a few thousand.
+A small date range bounds it the same way. The token figures come from
+``statistics.py``; the costs were measured with ``bench/search_bench.py``
+(MariaDB 10.11, the tables in the buffer pool).
+
+An excluded word that is common is checked on the row rather than in the
+index, for the same reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from django.db.models import QuerySet
+
+from archive.models import Document
+from archive.search import statistics
+from archive.search import tokens as tk
+from archive.search.query import ParsedQuery, TextTerm
+
+SECONDS_PER_POSTING = 2e-6
+SECONDS_PER_HIT_ROW = 15e-6  # a hit's search row and document row
+SECONDS_PER_SCANNED_DOCUMENT = 45e-6
+UNKNOWN_FRACTION = 0.0005  # not in the figures: rarer than the sample can tell
+LATE_EXCLUSION_FRACTION = 0.01
+RANGE_PROBE = 20_000  # documents of a date range counted to size it
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    scan: bool = False  # documents newest first, matched one by one
+    late_exclusions: tuple[TextTerm, ...] = ()  # excluded terms checked on the row
+
+
+def _index_tokens(term: TextTerm) -> list[str]:
+    """The tokens InnoDB looks up for a term (word pairs for a phrase)."""
+    if len(term.tokens) > 1 and not term.prefix:
+        return tk.shingles(list(term.words), term.field_prefix)
+    return list(term.tokens)
+
+
+def plan(parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | None, *,
+         window: int, allow_scan: bool) -> Plan:
+    terms = parsed.terms
+    est = statistics.lookup(
+        (t for term in terms if not term.prefix for t in _index_tokens(term)),
+        (term.tokens[0] for term in terms if term.prefix),
+        group_ids,
+    )
+    if not est.total:
+        return Plan()
+
+    def postings(term: TextTerm) -> float:  # documents InnoDB reads for the term
+        if term.prefix:
+            return est.prefix(term.tokens[0], UNKNOWN_FRACTION)
+        return sum(est.fraction(t, UNKNOWN_FRACTION) for t in _index_tokens(term))
+
+    def share(term: TextTerm) -> float:  # documents that have the term
+        if term.prefix:
+            return est.prefix(term.tokens[0], UNKNOWN_FRACTION)
+        # A phrase as if its pairs were independent: rarer than it may be, which
+        # errs towards the index (bounded by the pairs' lists) over a long scan.
+        return math.prod(est.fraction(t, UNKNOWN_FRACTION) for t in _index_tokens(term))
+
+    positive = [t for t in terms if not t.negate]
+    late = tuple(t for t in terms if t.negate and share(t) >= LATE_EXCLUSION_FRACTION)
+    if not allow_scan or not positive:
+        return Plan(late_exclusions=late)
+    n, visible = est.total, max(est.visible, 1e-6)
+    scan_limit = n * visible  # documents the user may open
+    in_range = 1.0  # share of those the other conditions leave
+    if parsed.narrows_by_index:
+        counted = qs.order_by()[: RANGE_PROBE + 1].count()
+        if counted <= RANGE_PROBE:
+            in_range = min(1.0, counted / scan_limit)
+            scan_limit = counted
+    matching = math.prod(share(t) for t in positive)
+    selectivity = matching * math.prod(1 - share(t) for t in terms if t.negate)
+    # The index: every posting list, then rows in index order until the window is full.
+    hit_rows = min(n * matching, window / max(visible * in_range, 1e-9))
+    index_cost = (n * sum(postings(t) for t in terms if t not in late) * SECONDS_PER_POSTING
+                  + hit_rows * (SECONDS_PER_SCANNED_DOCUMENT if late else SECONDS_PER_HIT_ROW))
+    # One by one: until the window is full, or the end of the range.
+    scanned = min(scan_limit, window / max(selectivity, 1e-9))
+    scan_cost = scanned * SECONDS_PER_SCANNED_DOCUMENT
+    return Plan(scan=scan_cost < index_cost, late_exclusions=late)

@@ -1,0 +1,88 @@
+"""The MariaDB search planner: the full-text index, or documents newest first
+one by one — chosen from how common the words are (search statistics)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from archive import search, services, storage
+from archive.models import Document, FieldDefinition, SearchStatistic
+from archive.search import planner, statistics
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def figures(total: int, groups: dict[int, float], tokens: dict[str, float]) -> None:
+    SearchStatistic.objects.all().delete()
+    SearchStatistic.objects.create(token=statistics.TOTAL, fraction=total)
+    for group_id, share in groups.items():
+        SearchStatistic.objects.create(token=f"{statistics.GROUP}{group_id}", fraction=share)
+    for token, share in tokens.items():
+        SearchStatistic.objects.create(token=token, fraction=share)
+
+
+def plan_for(text: str, group_ids=None, allow_scan: bool = True) -> planner.Plan:
+    parsed = search.parse_query(text, FieldDefinition.objects.all())
+    qs = Document.objects.all()
+    for condition in parsed.filters:
+        qs = qs.filter(condition)
+    return planner.plan(parsed, qs, group_ids, window=500, allow_scan=allow_scan)
+
+
+def test_without_figures_the_index_is_used():
+    assert plan_for("the") == planner.Plan()
+
+
+def test_a_common_word_is_read_newest_first_a_rare_one_through_the_index(group_a):
+    figures(1_000_000, {group_a.pk: 0.5}, {"the": 0.6, "invoice": 0.03})
+    assert plan_for("the", [group_a.pk]).scan
+    assert not plan_for("invoice", [group_a.pk]).scan
+    assert not plan_for("zebra", [group_a.pk]).scan  # not in the figures: rare
+    assert not plan_for("the zebra", [group_a.pk]).scan  # the rare word bounds the index's work
+    assert not plan_for("the", [group_a.pk], allow_scan=False).scan  # relevance asked for
+
+
+def test_a_common_phrase_and_prefix_count_by_their_pairs_and_words():
+    figures(1_000_000, {}, {"of__the": 0.4, "invoice": 0.2, "invoices": 0.2, "of_": 0.7, "the": 0.7})
+    assert plan_for('"of the"').scan
+    assert plan_for("invoic*").scan
+    assert not plan_for('"of zebras"').scan
+
+
+def test_a_common_excluded_word_is_checked_on_the_row():
+    figures(1_000_000, {}, {"the": 0.6, "draft": 0.001})
+    plan = plan_for("zebra -the -draft")
+    assert [t.tokens for t in plan.late_exclusions] == [("the",)]
+    assert not plan.scan
+
+
+def test_a_short_date_range_is_read_document_by_document(group_a):
+    blob = storage.put_bytes(b"x")
+    for day in range(1, 4):
+        services.document_create(owner_group=group_a, values={"title": "x", "date": f"2024-01-0{day}"},
+                                 files=[services.NewFile(name="x.txt", blob=blob)])
+    figures(1_000_000, {group_a.pk: 1.0}, {"invoice": 0.05})
+    assert plan_for("invoice date:2024-01").scan  # three documents to read
+    assert not plan_for("invoice").scan
+
+
+def test_statistics_come_from_a_sample_of_the_index(group_a, group_b):
+    blob = storage.put_bytes(b"x")
+    for i in range(30):
+        services.document_create(
+            owner_group=group_a if i % 3 else group_b,
+            values={"title": f"common word{i}" + (" half" if i % 2 else "")},
+            files=[services.NewFile(name="x.txt", blob=blob)],
+        )
+    kept = statistics.refresh(sample=1000, rng=random.Random(1))
+    shares = dict(SearchStatistic.objects.values_list("token", "fraction"))
+    assert kept == len(shares)
+    assert shares["common"] == 1.0 and shares["half"] == 0.5
+    assert "word7" not in shares  # rarer than the sample can tell
+    assert shares[statistics.TOTAL] == 30
+    assert shares[f"{statistics.GROUP}{group_b.pk}"] == pytest.approx(10 / 30)
+    est = statistics.lookup(["common", "zebra"], ["hal"], [group_a.pk])
+    assert est.total == 30 and est.visible == pytest.approx(20 / 30)
+    assert est.fraction("zebra", 0.001) == 0.001 and est.prefix("hal", 0.001) == 0.5
