@@ -11,9 +11,11 @@ The interface the rest of the archive uses:
 - ``parse_query`` / ``SearchQueryError`` — the query language (``query.py``).
 
 Which engine runs the match is decided by the database in use (``backends.py``):
-SQLite FTS5 or MariaDB InnoDB FULLTEXT. The access rule is the queryset from
-``selectors.documents_visible_to``: the match only narrows it, so hits, counts
-and snippets never include a document the user cannot open.
+SQLite FTS5 or MariaDB InnoDB FULLTEXT; on MariaDB ``planner.py`` may read
+documents newest first instead where the index would read long posting lists
+(common words; figures from ``statistics.py``). The access rule is the
+queryset from ``selectors.documents_visible_to``: the match only narrows it,
+so hits, counts and snippets never include a document the user cannot open.
 """
 
 from __future__ import annotations

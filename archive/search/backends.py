@@ -3,15 +3,14 @@ in use: SQLite FTS5 (the embedded default) and MariaDB InnoDB FULLTEXT.
 
 Both match the token stream of ``SearchEntry.text`` (see ``tokens.py``); each
 turns a parsed query into its own match syntax and adds it to a Document
-queryset as a filter and, for ordering by relevance, as an annotation
-``search_rank`` (higher is better)."""
+queryset: as a filter, and for ordering by relevance."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
 from django.db import connections
-from django.db.models import Expression, F, FloatField, Lookup, Q, QuerySet, TextField, Value
+from django.db.models import F, Lookup, Q, QuerySet, TextField, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat
 
@@ -39,27 +38,6 @@ class SearchBackend(Protocol):
 
     def rebuild(self) -> None:
         """Make the engine's index agree with the SearchEntry table again."""
-
-
-class _MatchExpression(Expression):
-    """``<template>`` around the compiled SQL of a column, with one parameter:
-    the column reference keeps Django's table aliases and joins right."""
-
-    def __init__(self, column: Any, template: str, param: str, output_field: Any = None) -> None:
-        super().__init__(output_field=output_field or FloatField())
-        self.column = column
-        self.template = template
-        self.param = param
-
-    def get_source_expressions(self) -> list[Any]:
-        return [self.column]
-
-    def set_source_expressions(self, exprs: list[Any]) -> None:
-        (self.column,) = exprs
-
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        sql, params = compiler.compile(self.column)
-        return self.template % {"column": sql}, [*params, self.param]
 
 
 class _BooleanModeMatch(Lookup):  # type: ignore[type-arg]
@@ -98,26 +76,28 @@ class SQLiteFTS5:
     def filter(self, qs: QuerySet[Document], terms: list[TextTerm], plan: Plan) -> QuerySet[Document]:
         positive = [t for t in terms if not t.negate]
         negative = [t for t in terms if t.negate]
-        match = f"SELECT rowid FROM {FTS5_TABLE} WHERE {FTS5_TABLE} MATCH %s"
         if positive:
             expr = fts5_expression(positive)
             if negative:
                 expr = f"({expr}) NOT ({' OR '.join(_fts5_term(t) for t in negative)})"
-            qs = qs.filter(pk__in=RawSQL(match, [expr]))
-        elif negative:
-            qs = qs.exclude(pk__in=RawSQL(match, [" OR ".join(_fts5_term(t) for t in negative)]))
+            # The FTS5 table joined (Django has no relation to it): SQLite starts
+            # from the match and looks the documents up by rowid; its rank
+            # (bm25, lower is better) is there for ordering, computed once per hit.
+            return qs.extra(
+                tables=[FTS5_TABLE],
+                where=[f'"{FTS5_TABLE}".rowid = "archive_document"."id"', f'"{FTS5_TABLE}" MATCH %s'],
+                params=[expr],
+                select={"search_rank": f'-"{FTS5_TABLE}".rank'},
+            )
+        if negative:
+            return qs.exclude(pk__in=RawSQL(
+                f"SELECT rowid FROM {FTS5_TABLE} WHERE {FTS5_TABLE} MATCH %s",
+                [" OR ".join(_fts5_term(t) for t in negative)],
+            ))
         return qs
 
     def order_by_relevance(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
-        expr = fts5_expression([t for t in terms if not t.negate])
-        # bm25 is "lower is better"; FTS5 seeks to the rowid, it does not rescan.
-        rank = _MatchExpression(
-            F("pk"),
-            f"(SELECT -bm25({FTS5_TABLE}) FROM {FTS5_TABLE}"
-            f" WHERE {FTS5_TABLE} MATCH %%s AND rowid = %(column)s)",
-            expr,
-        )
-        return qs.annotate(search_rank=rank).order_by("-search_rank", "-pk")
+        return qs.order_by("-search_rank", "-pk")
 
     def rebuild(self) -> None:
         with connections["default"].cursor() as cursor:
