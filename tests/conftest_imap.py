@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import imaplib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -52,3 +54,17 @@ def tcp_proxy_factory() -> Iterator[Callable[..., TcpProxy]]:
     yield make
     for proxy in proxies:
         proxy.close()
+
+
+@pytest.fixture
+def imap_commands(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """Every IMAP command sent from now on, as (name, *args) strings."""
+    sent: list[tuple[str, ...]] = []
+    original = imaplib.IMAP4._command  # type: ignore[attr-defined]
+
+    def recording(self: imaplib.IMAP4, name: str, *args: Any) -> Any:
+        sent.append((name, *(a.decode() if isinstance(a, bytes) else str(a) for a in args)))
+        return original(self, name, *args)
+
+    monkeypatch.setattr(imaplib.IMAP4, "_command", recording)
+    return sent

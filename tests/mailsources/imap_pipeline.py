@@ -8,7 +8,6 @@ holds byte for byte, and a record of the IMAP commands a run sent.
 
 from __future__ import annotations
 
-import imaplib
 import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -119,20 +118,6 @@ def imap_source_factory(db: Any, dovecot: Any) -> Callable[..., Any]:
 @pytest.fixture
 def imap_source(imap_source_factory: Callable[..., Any], imap_mailbox: Mailbox) -> Any:
     return imap_source_factory(imap_mailbox)
-
-
-@pytest.fixture
-def imap_commands(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
-    """Every IMAP command sent from now on, as (name, *args) strings."""
-    sent: list[tuple[str, ...]] = []
-    original = imaplib.IMAP4._command  # type: ignore[attr-defined]
-
-    def recording(self: imaplib.IMAP4, name: str, *args: Any) -> Any:
-        sent.append((name, *(a.decode() if isinstance(a, bytes) else str(a) for a in args)))
-        return original(self, name, *args)
-
-    monkeypatch.setattr(imaplib.IMAP4, "_command", recording)
-    return sent
 
 
 def body_fetches(sent: list[tuple[str, ...]]) -> list[tuple[str, ...]]:

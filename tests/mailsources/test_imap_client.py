@@ -5,7 +5,6 @@ Run alone with: .venv/bin/pytest -p no:django tests/mailsources/test_imap_client
 
 from __future__ import annotations
 
-import imaplib
 import ssl
 import zlib
 from collections.abc import Callable, Iterator
@@ -91,20 +90,6 @@ def make_client(imap_mailbox: Mailbox) -> Iterator[Callable[..., ImapClient]]:
         client.close()
 
 
-@pytest.fixture
-def commands(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
-    """Every IMAP command sent from now on, as (name, *args) strings."""
-    sent: list[tuple[str, ...]] = []
-    original = imaplib.IMAP4._command  # type: ignore[attr-defined]
-
-    def recording(self: imaplib.IMAP4, name: str, *args: Any) -> Any:
-        sent.append((name, *(a.decode() if isinstance(a, bytes) else str(a) for a in args)))
-        return original(self, name, *args)
-
-    monkeypatch.setattr(imaplib.IMAP4, "_command", recording)
-    return sent
-
-
 def fetches(sent: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
     return [c for c in sent if c[:2] == ("UID", "FETCH") or c[0] == "FETCH"]
 
@@ -175,11 +160,11 @@ def test_wrong_password_is_an_authentication_failure_without_the_password(
 
 
 def test_a_non_ascii_password_logs_in_with_sasl_plain(
-    dovecot: Any, make_client: Callable[..., ImapClient], commands: list[tuple[str, ...]]
+    dovecot: Any, make_client: Callable[..., ImapClient], imap_commands: list[tuple[str, ...]]
 ) -> None:
     mailbox = dovecot.mailbox(dovecot.add_user(password="Grüezi-€-pässwort"))
     assert make_client(mailbox).test_connection().folders
-    assert ("AUTHENTICATE", "PLAIN") in commands
+    assert ("AUTHENTICATE", "PLAIN") in imap_commands
 
 
 def test_a_certificate_from_an_unknown_ca_is_not_trusted(
@@ -306,22 +291,22 @@ def test_first_sync_yields_every_mail_byte_for_byte(
 
 def test_incremental_sync_yields_only_new_mail(
     imap_mailbox: Mailbox, make_client: Callable[..., ImapClient],
-    commands: list[tuple[str, ...]]
+    imap_commands: list[tuple[str, ...]]
 ) -> None:
     imap_mailbox.append_many("INBOX", [mail("a"), mail("b")])
     ledger = Ledger()
     assert uids_of(ledger.run(make_client())) == [1, 2]
     new = imap_mailbox.append_many("INBOX", [mail("c"), mail("d")])
-    commands.clear()
+    imap_commands.clear()
 
     assert uids_of(ledger.run(make_client())) == new == [3, 4]
     # Only the new UIDs were fetched.
-    assert all(c[2] == "3:4" for c in fetches(commands))
+    assert all(c[2] == "3:4" for c in fetches(imap_commands))
 
 
 def test_a_rerun_on_an_unchanged_mailbox_fetches_nothing(
     imap_mailbox: Mailbox, make_client: Callable[..., ImapClient],
-    commands: list[tuple[str, ...]]
+    imap_commands: list[tuple[str, ...]]
 ) -> None:
     imap_mailbox.append_many("INBOX", [mail("a"), mail("b")])
     ledger = Ledger()
@@ -330,25 +315,25 @@ def test_a_rerun_on_an_unchanged_mailbox_fetches_nothing(
     with imap_mailbox.connect() as conn:  # a flag change elsewhere is no new mail either
         conn.select("INBOX")
         conn.uid("STORE", "1", "+FLAGS", "(\\Flagged)")
-    commands.clear()
+    imap_commands.clear()
 
     assert ledger.run(make_client()) == []
-    assert fetches(commands) == []
+    assert fetches(imap_commands) == []
 
 
 def test_a_run_without_cursor_downloads_no_known_bodies(
     imap_mailbox: Mailbox, make_client: Callable[..., ImapClient],
-    commands: list[tuple[str, ...]]
+    imap_commands: list[tuple[str, ...]]
 ) -> None:
     imap_mailbox.append_many("INBOX", [mail("a"), mail("b")])
     ledger = Ledger()
     ledger.run(make_client())
     ledger.cursor = None  # e.g. the cursor was lost; the ledger was not
-    commands.clear()
+    imap_commands.clear()
 
     batches = ledger.run(make_client())
 
-    assert uids_of(batches) == [] and body_fetches(commands) == []
+    assert uids_of(batches) == [] and body_fetches(imap_commands) == []
     assert batches[-1].cursor["last_uid"] == 2
 
 
@@ -458,7 +443,7 @@ def test_sync_leaves_seen_flags_untouched(
 
 def test_minimum_age_holds_young_mail_back_until_it_is_old_enough(
     imap_mailbox: Mailbox, make_client: Callable[..., ImapClient],
-    commands: list[tuple[str, ...]]
+    imap_commands: list[tuple[str, ...]]
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     imap_mailbox.append("INBOX", mail("old"), internal_date=now - timedelta(days=10))
@@ -470,13 +455,13 @@ def test_minimum_age_holds_young_mail_back_until_it_is_old_enough(
     assert uids_of(ledger.run(make_client(), min_age_days=5)) == [1, 3]
     assert ledger.cursor is not None and ledger.cursor["last_uid"] == 1  # not past the young one
 
-    commands.clear()  # while the young mail is still young: no work at all
+    imap_commands.clear()  # while the young mail is still young: no work at all
     assert ledger.run(make_client(), min_age_days=5) == []
-    assert fetches(commands) == []
+    assert fetches(imap_commands) == []
 
     # Four days later (what a 1-day minimum age sees now): it is archived, once.
     later = ledger.run(make_client(), min_age_days=0)
-    assert uids_of(later) == [2] and len(body_fetches(commands)) == 1
+    assert uids_of(later) == [2] and len(body_fetches(imap_commands)) == 1
     assert ledger.cursor["last_uid"] == 3 and ledger.cursor["held_since"] is None
 
 
