@@ -17,7 +17,7 @@ import logging
 from django.conf import settings
 from django.db import transaction
 
-from archive import storage
+from archive import extraction, storage
 from archive.mail import MailLimits, MailPart, ParsedMail, parse_message
 from archive.models import Document, DocumentFile, DocumentKind, FileRole
 from archive.services import guess_content_type
@@ -161,11 +161,5 @@ def _process_chunk(chunk: list[_Pending]) -> None:
 
 
 def _after_processing(document_ids: list[int]) -> None:
-    """Text extraction for search, when the archive provides it."""
-    try:
-        from archive import extraction
-    except ImportError:
-        return
-    schedule = getattr(extraction, "schedule_for_documents", None)
-    if schedule is not None:
-        schedule(document_ids)
+    """Text extraction for search, now that the attachments exist as files."""
+    extraction.schedule_for_documents(document_ids)
