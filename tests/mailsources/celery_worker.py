@@ -18,7 +18,6 @@ The environment says where everything is (``DATABASE_URL``: the test database,
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,8 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.db import connection  # noqa: E402
-
 from mailsources import services  # noqa: E402
+from tests.mailsources.kill_points import pause_at_cursor_write  # noqa: E402
 from webadmin.celery import app  # noqa: E402
 
 
@@ -45,21 +43,6 @@ def small_batches(size: int) -> None:
     services.client_for_source = factory  # tasks.sync_source looks it up at call time
 
 
-def pause_at_cursor_write(number: int, marker: Path) -> None:
-    writes = 0
-
-    def hang_after(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        nonlocal writes
-        result = execute(sql, params, many, context)
-        if "mailsources_foldercursor" in sql and sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
-            writes += 1
-            if writes == number:
-                marker.write_text(str(os.getpid()))
-                while True:  # the transaction stays open until SIGKILL
-                    time.sleep(3600)
-        return result
-
-    connection.execute_wrappers.append(hang_after)  # the solo pool runs tasks in this thread
 
 
 def main() -> None:

@@ -12,9 +12,7 @@ marker file and hang until killed.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webadmin.settings")
 
@@ -22,26 +20,8 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.db import connection  # noqa: E402
-
 from mailsources import pipeline, services  # noqa: E402
-
-
-def pause_at_cursor_write(number: int, marker: Path) -> None:
-    writes = 0
-
-    def hang_after(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        nonlocal writes
-        result = execute(sql, params, many, context)
-        if "mailsources_foldercursor" in sql and sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
-            writes += 1
-            if writes == number:
-                marker.write_text(str(os.getpid()))
-                while True:  # the transaction stays open until SIGKILL
-                    time.sleep(3600)
-        return result
-
-    connection.execute_wrappers.append(hang_after)
+from tests.mailsources.kill_points import pause_at_cursor_write  # noqa: E402
 
 
 def main() -> None:
