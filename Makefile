@@ -21,7 +21,7 @@ bench:
 	@PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/bench.sh
 
 lint:
-	$(VENV)/bin/ruff check .
+	@PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/lint.sh
 
 clean:
 	rm -rf var .pytest_cache

@@ -23,8 +23,7 @@ def ensure_defaults(field_model, settings_model, group_model) -> None:  # type: 
     for name, label, type_, internal, reduced, order in DEFAULT_FIELDS:
         field_model.objects.get_or_create(
             name=name,
-            defaults={"label": label, "type": type_, "internal": internal,
-                      "in_reduced_table": reduced, "order": order},
+            defaults={"label": label, "type": type_, "internal": internal, "in_reduced_table": reduced, "order": order},
         )
     filename = field_model.objects.get(name="filename")
     settings_model.objects.get_or_create(pk=1, defaults={"filename_field": filename})

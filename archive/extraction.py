@@ -85,8 +85,7 @@ def schedule_for_documents(document_ids: list[int]) -> None:
     per DOCUMENTS_PER_TASK of them."""
     ids = list(document_ids)
     for i in range(0, len(ids), DOCUMENTS_PER_TASK):
-        transaction.on_commit(functools.partial(enqueue_documents, ids[i:i + DOCUMENTS_PER_TASK]),
-                              robust=True)
+        transaction.on_commit(functools.partial(enqueue_documents, ids[i : i + DOCUMENTS_PER_TASK]), robust=True)
 
 
 def enqueue_documents(document_ids: list[int]) -> None:
@@ -128,8 +127,12 @@ def run_sandboxed(path: str, content_type: str, name: str, skip_sha256: list[str
     try:
         proc = subprocess.run(
             EXTRACTOR_COMMAND,
-            input=json.dumps(request).encode(), capture_output=True, timeout=timeout,
-            cwd=str(settings.BASE_DIR), env=env, check=False,
+            input=json.dumps(request).encode(),
+            capture_output=True,
+            timeout=timeout,
+            cwd=str(settings.BASE_DIR),
+            env=env,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         return Outcome(ExtractionStatus.FAILED, error=f"timed out after {timeout} s")
@@ -170,8 +173,9 @@ def extract_file(file_id: int) -> str | None:
     if file.role == FileRole.ORIGINAL and file.document.kind == "mail":
         # Attachments archived as files of their own are extracted there, not twice.
         skip = list(
-            DocumentFile.objects.filter(document_id=file.document_id, role=FileRole.ATTACHMENT)
-            .values_list("sha256", flat=True)
+            DocumentFile.objects.filter(document_id=file.document_id, role=FileRole.ATTACHMENT).values_list(
+                "sha256", flat=True
+            )
         )
     try:
         path = str(storage.blob_path(file.sha256))
@@ -185,7 +189,8 @@ def extract_file(file_id: int) -> str | None:
         error = f"attempt {attempts} of {max_attempts()}: {error}"
         log.warning("extraction of file %s (%s) failed: %s", file.pk, file.name, error)
     DocumentFile.objects.filter(pk=file.pk).update(
-        extraction_status=outcome.status, extraction_error=error[:2000],
+        extraction_status=outcome.status,
+        extraction_error=error[:2000],
         text=outcome.text if outcome.status == ExtractionStatus.DONE else "",
     )
     return outcome.status
@@ -200,9 +205,12 @@ def extract_document(document_id: int, *, reschedule: bool = True) -> dict[str, 
     remain. Returns counts per outcome."""
     file_ids = list(
         DocumentFile.objects.filter(
-            document_id=document_id, extraction_status__in=_RETRYABLE,
+            document_id=document_id,
+            extraction_status__in=_RETRYABLE,
             extraction_attempts__lt=max_attempts(),
-        ).order_by("role", "id").values_list("pk", flat=True)
+        )
+        .order_by("role", "id")
+        .values_list("pk", flat=True)
     )
     counts: dict[str, int] = {}
     for file_id in file_ids:
@@ -212,14 +220,18 @@ def extract_document(document_id: int, *, reschedule: bool = True) -> dict[str, 
     if counts:
         index_document(document_id)
     if reschedule and counts.get(ExtractionStatus.FAILED):
-        retry = DocumentFile.objects.filter(
-            document_id=document_id, extraction_status=ExtractionStatus.FAILED,
-            extraction_attempts__lt=max_attempts(),
-        ).order_by("extraction_attempts").values_list("extraction_attempts", flat=True).first()
-        if retry is not None:
-            transaction.on_commit(
-                functools.partial(enqueue_document, document_id, _retry_delay(retry)), robust=True
+        retry = (
+            DocumentFile.objects.filter(
+                document_id=document_id,
+                extraction_status=ExtractionStatus.FAILED,
+                extraction_attempts__lt=max_attempts(),
             )
+            .order_by("extraction_attempts")
+            .values_list("extraction_attempts", flat=True)
+            .first()
+        )
+        if retry is not None:
+            transaction.on_commit(functools.partial(enqueue_document, document_id, _retry_delay(retry)), robust=True)
     return counts
 
 
@@ -229,7 +241,8 @@ def extraction_sweep(*, stale_minutes: int = 30, limit: int = 1000) -> int:
     files that used up their attempts without finishing as failed."""
     cutoff = timezone.now() - dt.timedelta(minutes=stale_minutes)
     DocumentFile.objects.filter(
-        extraction_status=ExtractionStatus.PENDING, extraction_attempts__gte=max_attempts(),
+        extraction_status=ExtractionStatus.PENDING,
+        extraction_attempts__gte=max_attempts(),
         created__lt=cutoff,
     ).update(
         extraction_status=ExtractionStatus.FAILED,
@@ -238,8 +251,12 @@ def extraction_sweep(*, stale_minutes: int = 30, limit: int = 1000) -> int:
     waiting = (
         DocumentFile.objects.filter(
             Q(extraction_status=ExtractionStatus.PENDING) | Q(extraction_status=ExtractionStatus.FAILED),
-            extraction_attempts__lt=max_attempts(), created__lt=cutoff,
-        ).values_list("document_id", flat=True).distinct().order_by("document_id")[:limit]
+            extraction_attempts__lt=max_attempts(),
+            created__lt=cutoff,
+        )
+        .values_list("document_id", flat=True)
+        .distinct()
+        .order_by("document_id")[:limit]
     )
     documents = list(waiting)
     for document_id in documents:

@@ -73,8 +73,20 @@ def _tidy(text: str) -> str:
 # --- detection ---------------------------------------------------------------
 
 _TEXT_EXTENSIONS = {
-    ".txt", ".text", ".csv", ".tsv", ".md", ".log", ".json", ".xml", ".ics", ".vcf", ".ini",
-    ".yaml", ".yml", ".rtf",
+    ".txt",
+    ".text",
+    ".csv",
+    ".tsv",
+    ".md",
+    ".log",
+    ".json",
+    ".xml",
+    ".ics",
+    ".vcf",
+    ".ini",
+    ".yaml",
+    ".yml",
+    ".rtf",
 }
 _HTML_EXTENSIONS = {".htm", ".html", ".xhtml"}
 
@@ -130,8 +142,30 @@ def decode_text(data: bytes) -> str:
 # --- HTML --------------------------------------------------------------------
 
 _BLOCK = {
-    "p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "section", "article",
-    "blockquote", "pre", "hr", "dd", "dt", "ul", "ol", "header", "footer", "address",
+    "p",
+    "div",
+    "br",
+    "li",
+    "tr",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "section",
+    "article",
+    "blockquote",
+    "pre",
+    "hr",
+    "dd",
+    "dt",
+    "ul",
+    "ol",
+    "header",
+    "footer",
+    "address",
 }
 _SKIP = {"script", "style", "head", "template", "noscript", "svg", "object"}
 
@@ -170,7 +204,7 @@ def html_to_text(html: str, limit: int = 2_000_000) -> str:
     parser = _HTMLToText(out)
     # Feed in pieces so a huge page stops being parsed once the text is full.
     for start in range(0, len(html), 65536):
-        parser.feed(html[start:start + 65536])
+        parser.feed(html[start : start + 65536])
         if out.full:
             break
     parser.close()
@@ -195,8 +229,20 @@ def pdf_text(data: bytes, limits: Limits) -> str:
                 break
             out.add(page.extract_text() or "")
             out.add("\n\n")
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, AssertionError,
-            RecursionError, NotImplementedError, OSError, UnicodeError, ZeroDivisionError) as exc:
+    except (
+        PyPdfError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        AssertionError,
+        RecursionError,
+        NotImplementedError,
+        OSError,
+        UnicodeError,
+        ZeroDivisionError,
+    ) as exc:
         # pypdf reports damaged files through many exception types.
         raise ExtractionError(f"unreadable PDF: {type(exc).__name__}: {exc}"[:500]) from None
     return out.value()
@@ -212,8 +258,9 @@ class _XMLRules:
     spaces: frozenset[str] = frozenset()  # a space at these
 
 
-def _xml_text(stream: Iterable[bytes], rules: _XMLRules, out: _Text,
-              on_start: Callable[[str, dict[str, str]], bool] | None = None) -> None:
+def _xml_text(
+    stream: Iterable[bytes], rules: _XMLRules, out: _Text, on_start: Callable[[str, dict[str, str]], bool] | None = None
+) -> None:
     """Streaming (expat): no tree in memory, no recursion. Refuses DTDs, so no
     entity expansion ("billion laughs") — office files never carry one.
     ``on_start`` may veto collecting the text of an element (returns False)."""
@@ -279,13 +326,17 @@ def _member_chunks(zf: zipfile.ZipFile, name: str, limits: Limits) -> Iterable[b
             yield chunk
 
 
-_DOCX = _XMLRules(text_in=frozenset({"t", "delText"}), breaks=frozenset({"p", "br", "cr", "tr"}),
-                  spaces=frozenset({"tab", "tc"}))
+_DOCX = _XMLRules(
+    text_in=frozenset({"t", "delText"}), breaks=frozenset({"p", "br", "cr", "tr"}), spaces=frozenset({"tab", "tc"})
+)
 _PPTX = _XMLRules(text_in=frozenset({"t"}), breaks=frozenset({"p"}))
 _XLSX_STRINGS = _XMLRules(text_in=frozenset({"t"}), breaks=frozenset({"si"}))
 _XLSX_SHEET = _XMLRules(text_in=frozenset({"v", "t"}), breaks=frozenset({"row"}), spaces=frozenset({"c"}))
-_ODF = _XMLRules(text_in=None, breaks=frozenset({"p", "h", "table-row", "line-break", "list-item"}),
-                 spaces=frozenset({"s", "tab", "table-cell"}))
+_ODF = _XMLRules(
+    text_in=None,
+    breaks=frozenset({"p", "h", "table-row", "line-break", "list-item"}),
+    spaces=frozenset({"s", "tab", "table-cell"}),
+)
 
 
 def _numbered(names: list[str], pattern: str) -> list[str]:
@@ -428,8 +479,9 @@ class _MailWalker:
             return
         name = part.get_filename() or ""
         try:
-            text = extract_text(payload, part.get_content_type(), name, self.limits,
-                                skip_sha256=self.skip, depth=self.depth + 1)
+            text = extract_text(
+                payload, part.get_content_type(), name, self.limits, skip_sha256=self.skip, depth=self.depth + 1
+            )
         except (NotExtractable, ExtractionError):
             text = ""
         if name or text:
@@ -450,8 +502,13 @@ def mail_text(data: bytes, limits: Limits, skip_sha256: frozenset[str] = frozens
 
 
 def extract_text(
-    data: bytes, content_type: str, name: str, limits: Limits | None = None,
-    *, skip_sha256: frozenset[str] = frozenset(), depth: int = 0,
+    data: bytes,
+    content_type: str,
+    name: str,
+    limits: Limits | None = None,
+    *,
+    skip_sha256: frozenset[str] = frozenset(),
+    depth: int = 0,
 ) -> str:
     """The text of a file; NotExtractable or ExtractionError otherwise."""
     limits = limits or Limits()
@@ -497,7 +554,10 @@ def child_main() -> int:
     else:
         try:
             text = extract_text(
-                data, request["content_type"], request["name"], Limits(**request["limits"]),
+                data,
+                request["content_type"],
+                request["name"],
+                Limits(**request["limits"]),
                 skip_sha256=frozenset(request.get("skip_sha256", ())),
             )
             result = {"status": "done", "text": text}

@@ -19,12 +19,18 @@ class DocumentFieldsForm(forms.Form):
                 field: forms.Field = forms.BooleanField(label=d.label, required=False, initial=bool(initial))
             elif d.type == FieldType.DATE:
                 field = forms.CharField(
-                    label=d.label, required=False, initial=initial,
+                    label=d.label,
+                    required=False,
+                    initial=initial,
                     widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD"}),
                 )
             elif d.type == FieldType.NUMBER:
-                field = forms.CharField(label=d.label, required=False, initial=initial,
-                                        widget=forms.TextInput(attrs={"inputmode": "decimal"}))
+                field = forms.CharField(
+                    label=d.label,
+                    required=False,
+                    initial=initial,
+                    widget=forms.TextInput(attrs={"inputmode": "decimal"}),
+                )
             else:
                 field = forms.CharField(label=d.label, required=False, initial=initial, max_length=2000)
                 if d.type == FieldType.SELECTION:
@@ -77,7 +83,9 @@ class UploadForm(forms.Form):
         self.version_key_field = version_key_field
         if version_key_field is not None:
             self.fields["version_key"] = forms.CharField(
-                label=f"Version key ({version_key_field.label})", required=False, max_length=2000,
+                label=f"Version key ({version_key_field.label})",
+                required=False,
+                max_length=2000,
                 help_text="Optional: a document with this value gets the upload as its next version.",
             )
 
@@ -99,10 +107,22 @@ class ArchiveSettingsForm(forms.ModelForm):
     class Meta:
         model = ArchiveSettings
         fields = [
-            "primary_usage", "theme", "hide_extended_icons", "field_columns",
-            "start_reduced_table", "hide_internal_in_reduced", "suppress_title", "title_width",
-            "publish_field", "filename_field", "versioning", "version_key_field",
-            "combobox_elements", "show_notes", "dns_name", "link_title_field",
+            "primary_usage",
+            "theme",
+            "hide_extended_icons",
+            "field_columns",
+            "start_reduced_table",
+            "hide_internal_in_reduced",
+            "suppress_title",
+            "title_width",
+            "publish_field",
+            "filename_field",
+            "versioning",
+            "version_key_field",
+            "combobox_elements",
+            "show_notes",
+            "dns_name",
+            "link_title_field",
         ]
         widgets = {"dns_name": forms.TextInput(attrs={"placeholder": "https://archive.example.com"})}
 

@@ -234,8 +234,12 @@ def parse_message(
             result.defects.append(f"{path}: payload unreadable ({exc.__class__.__name__})")
             return
         item = MailPart(
-            path=path or "1", content_type=ctype, filename=filename, content_id=cid,
-            disposition=disposition, payload=payload,
+            path=path or "1",
+            content_type=ctype,
+            filename=filename,
+            content_id=cid,
+            disposition=disposition,
+            payload=payload,
         )
         if cid and disposition != "attachment" and ctype.startswith("image/"):
             result.inline.append(item)

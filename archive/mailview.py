@@ -39,23 +39,118 @@ from archive.serving import FILE_CSP, content_disposition, is_inline_type
 # --- The allowlist -------------------------------------------------------------------------
 # What mail clients need to lay out a message; nothing that runs, submits, embeds
 # or fetches. Tags not listed are dropped with their markup but keep their text.
-MAIL_TAGS = frozenset({
-    "a", "abbr", "acronym", "address", "article", "aside", "b", "bdi", "bdo", "big", "blockquote",
-    "br", "caption", "center", "cite", "code", "col", "colgroup", "dd", "del", "details", "dfn",
-    "div", "dl", "dt", "em", "figcaption", "figure", "font", "footer", "h1", "h2", "h3", "h4", "h5",
-    "h6", "header", "hr", "i", "img", "ins", "kbd", "li", "main", "mark", "nav", "ol", "p", "pre",
-    "q", "rp", "rt", "ruby", "s", "samp", "section", "small", "span", "strike", "strong", "sub",
-    "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "time", "tr", "tt", "u", "ul",
-    "var", "wbr",
-})
+MAIL_TAGS = frozenset(
+    {
+        "a",
+        "abbr",
+        "acronym",
+        "address",
+        "article",
+        "aside",
+        "b",
+        "bdi",
+        "bdo",
+        "big",
+        "blockquote",
+        "br",
+        "caption",
+        "center",
+        "cite",
+        "code",
+        "col",
+        "colgroup",
+        "dd",
+        "del",
+        "details",
+        "dfn",
+        "div",
+        "dl",
+        "dt",
+        "em",
+        "figcaption",
+        "figure",
+        "font",
+        "footer",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "i",
+        "img",
+        "ins",
+        "kbd",
+        "li",
+        "main",
+        "mark",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "q",
+        "rp",
+        "rt",
+        "ruby",
+        "s",
+        "samp",
+        "section",
+        "small",
+        "span",
+        "strike",
+        "strong",
+        "sub",
+        "summary",
+        "sup",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "time",
+        "tr",
+        "tt",
+        "u",
+        "ul",
+        "var",
+        "wbr",
+    }
+)
 # Dropped together with their content: code, stylesheets (ammonia cannot filter
 # whole stylesheets, and they may @import or url() remote content), embedded
 # documents and foreign markup whose text would only be noise.
-MAIL_DROP_WITH_CONTENT = frozenset({
-    "script", "style", "title", "svg", "math", "iframe", "frame", "frameset", "object", "embed",
-    "applet", "noscript", "noembed", "noframes", "template", "textarea", "select", "xmp",
-    "plaintext", "button", "datalist", "audio", "video", "canvas", "map",
-})
+MAIL_DROP_WITH_CONTENT = frozenset(
+    {
+        "script",
+        "style",
+        "title",
+        "svg",
+        "math",
+        "iframe",
+        "frame",
+        "frameset",
+        "object",
+        "embed",
+        "applet",
+        "noscript",
+        "noembed",
+        "noframes",
+        "template",
+        "textarea",
+        "select",
+        "xmp",
+        "plaintext",
+        "button",
+        "datalist",
+        "audio",
+        "video",
+        "canvas",
+        "map",
+    }
+)
 _LAYOUT = {"align", "valign", "width", "height", "bgcolor", "border"}
 MAIL_ATTRIBUTES: dict[str, set[str]] = {
     "*": {"style", "class", "dir", "lang", "title", "align"},
@@ -66,34 +161,106 @@ MAIL_ATTRIBUTES: dict[str, set[str]] = {
     "tr": _LAYOUT,
     "td": _LAYOUT | {"colspan", "rowspan", "nowrap", "scope", "abbr"},
     "th": _LAYOUT | {"colspan", "rowspan", "nowrap", "scope", "abbr"},
-    "thead": _LAYOUT, "tbody": _LAYOUT, "tfoot": _LAYOUT,
-    "col": _LAYOUT | {"span"}, "colgroup": _LAYOUT | {"span"},
-    "div": _LAYOUT, "p": _LAYOUT, "center": _LAYOUT,
+    "thead": _LAYOUT,
+    "tbody": _LAYOUT,
+    "tfoot": _LAYOUT,
+    "col": _LAYOUT | {"span"},
+    "colgroup": _LAYOUT | {"span"},
+    "div": _LAYOUT,
+    "p": _LAYOUT,
+    "center": _LAYOUT,
     "hr": {"align", "color", "noshade", "size", "width"},
-    "ol": {"start", "type", "reversed"}, "ul": {"type"}, "li": {"type", "value"},
-    "time": {"datetime"}, "details": {"open"},
+    "ol": {"start", "type", "reversed"},
+    "ul": {"type"},
+    "li": {"type", "value"},
+    "time": {"datetime"},
+    "details": {"open"},
 }
 # Inline CSS that shapes text and boxes. Not listed, so removed: anything that
 # loads (background-image, list-style-image, border-image, cursor, mask,
 # filter, content) and anything that lets a mail draw over the page
 # (position, z-index, transform).
-MAIL_STYLE_PROPERTIES = frozenset({
-    "background", "background-color", "border", "border-bottom", "border-bottom-color",
-    "border-bottom-left-radius", "border-bottom-right-radius", "border-bottom-style",
-    "border-bottom-width", "border-collapse", "border-color", "border-left", "border-left-color",
-    "border-left-style", "border-left-width", "border-radius", "border-right", "border-right-color",
-    "border-right-style", "border-right-width", "border-spacing", "border-style", "border-top",
-    "border-top-color", "border-top-left-radius", "border-top-right-radius", "border-top-style",
-    "border-top-width", "border-width", "box-sizing", "caption-side", "clear", "color", "direction",
-    "display", "empty-cells", "float", "font", "font-family", "font-size", "font-style",
-    "font-variant", "font-weight", "height", "letter-spacing", "line-height", "list-style",
-    "list-style-position", "list-style-type", "margin", "margin-bottom", "margin-left",
-    "margin-right", "margin-top", "max-height", "max-width", "min-height", "min-width", "opacity",
-    "overflow", "overflow-wrap", "padding", "padding-bottom", "padding-left", "padding-right",
-    "padding-top", "table-layout", "text-align", "text-decoration", "text-indent",
-    "text-transform", "vertical-align", "white-space", "width", "word-break", "word-spacing",
-    "word-wrap",
-})
+MAIL_STYLE_PROPERTIES = frozenset(
+    {
+        "background",
+        "background-color",
+        "border",
+        "border-bottom",
+        "border-bottom-color",
+        "border-bottom-left-radius",
+        "border-bottom-right-radius",
+        "border-bottom-style",
+        "border-bottom-width",
+        "border-collapse",
+        "border-color",
+        "border-left",
+        "border-left-color",
+        "border-left-style",
+        "border-left-width",
+        "border-radius",
+        "border-right",
+        "border-right-color",
+        "border-right-style",
+        "border-right-width",
+        "border-spacing",
+        "border-style",
+        "border-top",
+        "border-top-color",
+        "border-top-left-radius",
+        "border-top-right-radius",
+        "border-top-style",
+        "border-top-width",
+        "border-width",
+        "box-sizing",
+        "caption-side",
+        "clear",
+        "color",
+        "direction",
+        "display",
+        "empty-cells",
+        "float",
+        "font",
+        "font-family",
+        "font-size",
+        "font-style",
+        "font-variant",
+        "font-weight",
+        "height",
+        "letter-spacing",
+        "line-height",
+        "list-style",
+        "list-style-position",
+        "list-style-type",
+        "margin",
+        "margin-bottom",
+        "margin-left",
+        "margin-right",
+        "margin-top",
+        "max-height",
+        "max-width",
+        "min-height",
+        "min-width",
+        "opacity",
+        "overflow",
+        "overflow-wrap",
+        "padding",
+        "padding-bottom",
+        "padding-left",
+        "padding-right",
+        "padding-top",
+        "table-layout",
+        "text-align",
+        "text-decoration",
+        "text-indent",
+        "text-transform",
+        "vertical-align",
+        "white-space",
+        "width",
+        "word-break",
+        "word-spacing",
+        "word-wrap",
+    }
+)
 # CSS functions a declaration may call; anything else (expression(), image-set(),
 # image(), element(), var(), env()…) drops the declaration.
 _CSS_FUNCTIONS = frozenset({"rgb", "rgba", "hsl", "hsla", "calc", "min", "max", "clamp", "url"})
@@ -253,8 +420,12 @@ def text_to_html(text: str) -> str:
     # urlize is slow on huge inputs; a giant text body is shown unlinked.
     linked = urlize(text, nofollow=False, autoescape=True) if len(text) < _URLIZE_MAX else escape(text)
     cleaned = nh3.clean(
-        linked, tags={"a"}, attributes={"a": {"href"}}, url_schemes={"http", "https", "mailto"},
-        url_relative="deny", link_rel="noopener noreferrer",
+        linked,
+        tags={"a"},
+        attributes={"a": {"href"}},
+        url_schemes={"http", "https", "mailto"},
+        url_relative="deny",
+        link_rel="noopener noreferrer",
         set_tag_attribute_values={"a": {"target": "_blank"}},
     )
     return f'<pre class="mail-text">{cleaned}</pre>'
@@ -272,6 +443,7 @@ def body_csp(*, allow_remote: bool) -> str:
 
 
 # --- Reading the message -------------------------------------------------------------------
+
 
 def mail_limits() -> MailLimits:
     return MailLimits(
@@ -314,14 +486,15 @@ def mail_load(document: Document, original: DocumentFile) -> LoadedMail:
             with storage.open_blob(original.sha256) as fh:
                 head = fh.read(_HEAD_BYTES)
             return LoadedMail(
-                headers=parse_headers(head), parsed=None,
-                problem=f"The message is too large to show in the browser "
-                        f"({filesizeformat(original.size)}).",
+                headers=parse_headers(head),
+                parsed=None,
+                problem=f"The message is too large to show in the browser ({filesizeformat(original.size)}).",
             )
         raw = storage.read_bytes(original.sha256)
     except storage.StorageError:
-        return LoadedMail(headers=MailHeaders(), parsed=None,
-                          problem="The original message is missing from the archive store.")
+        return LoadedMail(
+            headers=MailHeaders(), parsed=None, problem="The original message is missing from the archive store."
+        )
     headers = parse_headers(raw)
     parsed = parse_message(raw, mail_limits())
     problems = []
@@ -356,7 +529,10 @@ class MailBody:
 
 
 def mail_body(
-    loaded: LoadedMail, *, part_url: Callable[[str], str], allow_remote: bool = False,
+    loaded: LoadedMail,
+    *,
+    part_url: Callable[[str], str],
+    allow_remote: bool = False,
     prefer_text: bool = False,
 ) -> MailBody:
     """The body to show: sanitised HTML when the mail has it (unless the user
@@ -375,8 +551,7 @@ def mail_body(
             return part_url(part.path)
 
         clean = sanitize_mail_html(parsed.html, cid_url=cid_url, allow_remote=allow_remote)
-        return MailBody(html=clean.html, remote_blocked=clean.remote_blocked,
-                        cids_used=clean.cids_used, format="html")
+        return MailBody(html=clean.html, remote_blocked=clean.remote_blocked, cids_used=clean.cids_used, format="html")
     return MailBody(html=text_to_html(parsed.text), format="text")
 
 
@@ -386,10 +561,15 @@ def mail_attachments(loaded: LoadedMail, cids_used: set[str]) -> list[MailAttach
     out = []
     for part in loaded.parts:
         inline = bool(part.content_id) and normalise_cid(part.content_id) in cids_used
-        out.append(MailAttachment(
-            part=part.path, name=part.filename or f"part-{part.path}",
-            content_type=part.content_type, size=len(part.payload), inline=inline,
-        ))
+        out.append(
+            MailAttachment(
+                part=part.path,
+                name=part.filename or f"part-{part.path}",
+                content_type=part.content_type,
+                size=len(part.payload),
+                inline=inline,
+            )
+        )
     return out
 
 
@@ -410,17 +590,15 @@ def mail_part_get(document: Document, original: DocumentFile, path: str) -> Part
     pipeline has extracted it, else read from the ``.eml`` itself."""
     if not _PART_PATH.match(path):
         return None
-    stored = (
-        document.files.filter(role=FileRole.ATTACHMENT, part=path, version=original.version)
-        .order_by("id").first()
-    )
+    stored = document.files.filter(role=FileRole.ATTACHMENT, part=path, version=original.version).order_by("id").first()
     if stored is not None and storage.exists(stored.sha256):
         return PartContent(name=stored.name, content_type=stored.content_type, file=stored)
     loaded = mail_load(document, original)
     for part in loaded.parts:
         if part.path == path:
-            return PartContent(name=part.filename or f"part-{part.path}",
-                               content_type=part.content_type, payload=part.payload)
+            return PartContent(
+                name=part.filename or f"part-{part.path}", content_type=part.content_type, payload=part.payload
+            )
     return None
 
 
@@ -449,9 +627,7 @@ def part_token_user(token: str, number: int) -> AbstractBaseUser | None:
     return get_user_model().objects.filter(pk=user_id, is_active=True).first()
 
 
-def part_url_builder(
-    number: int, user: AbstractBaseUser | AnonymousUser | None
-) -> Callable[[str], str]:
+def part_url_builder(number: int, user: AbstractBaseUser | AnonymousUser | None) -> Callable[[str], str]:
     """URLs of the mail's parts for its body frame; signed for a logged-in user
     (a visitor of a published mail needs no session anyway)."""
     token = part_token(number, user.pk) if user is not None and user.is_authenticated else ""
@@ -494,8 +670,10 @@ def mail_summary(document: Document, original: DocumentFile) -> MailSummary:
     body = mail_body(loaded, part_url=lambda path: f"/{path}/")
     parsed = loaded.parsed
     return MailSummary(
-        headers=loaded.headers, problem=loaded.problem,
-        attachments=mail_attachments(loaded, body.cids_used), remote_blocked=body.remote_blocked,
+        headers=loaded.headers,
+        problem=loaded.problem,
+        attachments=mail_attachments(loaded, body.cids_used),
+        remote_blocked=body.remote_blocked,
         body_format=body.format,
         has_text_alternative=body.format == "html" and parsed is not None and bool(parsed.text),
     )

@@ -26,13 +26,9 @@ class FieldDefinition(models.Model):
     internal = models.BooleanField(
         default=False, help_text="A system field (number, owner, created…), not typed by users."
     )
-    in_reduced_table = models.BooleanField(
-        default=True, help_text="Shown when the table is in its reduced form."
-    )
+    in_reduced_table = models.BooleanField(default=True, help_text="Shown when the table is in its reduced form.")
     order = models.PositiveIntegerField(default=100)
-    choices = models.TextField(
-        blank=True, help_text="Selection fields: one allowed value per line (empty: free text)."
-    )
+    choices = models.TextField(blank=True, help_text="Selection fields: one allowed value per line (empty: free text).")
 
     class Meta:
         ordering = ["order", "id"]
@@ -78,9 +74,7 @@ class Document(models.Model):
         return self.pk
 
     def original(self) -> DocumentFile | None:
-        return (
-            self.files.filter(role=FileRole.ORIGINAL).order_by("-version", "-id").first()
-        )
+        return self.files.filter(role=FileRole.ORIGINAL).order_by("-version", "-id").first()
 
 
 class FileRole(models.TextChoices):
@@ -135,9 +129,7 @@ class SearchEntry(models.Model):
     table kept in sync by triggers (migration 0003). Written only by
     ``archive.search.index_document``."""
 
-    document = models.OneToOneField(
-        Document, on_delete=models.CASCADE, primary_key=True, related_name="search_entry"
-    )
+    document = models.OneToOneField(Document, on_delete=models.CASCADE, primary_key=True, related_name="search_entry")
     text = models.TextField(blank=True)
     indexed = models.DateTimeField(auto_now=True)
 
@@ -177,44 +169,67 @@ class ArchiveSettings(models.Model):
     """The "Archive administration" form of the original: one row per archive."""
 
     primary_usage = models.CharField(
-        "Primary archive usage", max_length=16, choices=PrimaryUsage.choices,
+        "Primary archive usage",
+        max_length=16,
+        choices=PrimaryUsage.choices,
         default=PrimaryUsage.DOCUMENTS,
     )
     theme = models.CharField("Layout (Theme)", max_length=16, choices=Theme.choices, default=Theme.BRIGHT)
     hide_extended_icons = models.BooleanField("Hide extended icons", default=False)
     field_columns = models.PositiveSmallIntegerField(
-        "Number of columns for fields (1,2,3)", default=1,
+        "Number of columns for fields (1,2,3)",
+        default=1,
         validators=[MinValueValidator(1), MaxValueValidator(3)],
     )
     start_reduced_table = models.BooleanField("Start with reduced table", default=False)
     hide_internal_in_reduced = models.BooleanField("Hide internal fields in reduced table", default=False)
     suppress_title = models.BooleanField("Suppress field 'Title' in main view", default=False)
     title_width = models.PositiveIntegerField(
-        "Width of field 'Title' in table", default=3000, validators=[MinValueValidator(1)],
+        "Width of field 'Title' in table",
+        default=3000,
+        validators=[MinValueValidator(1)],
         help_text="In the original's unit, 1/15 px: 3000 → 200 px.",
     )
     publish_field = models.ForeignKey(
-        FieldDefinition, verbose_name="Field for publishing", null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="+",
+        FieldDefinition,
+        verbose_name="Field for publishing",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     filename_field = models.ForeignKey(
-        FieldDefinition, verbose_name="Save filename in field", null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="+",
+        FieldDefinition,
+        verbose_name="Save filename in field",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     versioning = models.BooleanField("Versioning", default=False)
     version_key_field = models.ForeignKey(
-        FieldDefinition, verbose_name="Field for version key", null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="+",
+        FieldDefinition,
+        verbose_name="Field for version key",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     combobox_elements = models.PositiveIntegerField("Elements in combobox fields (0-x)", default=0)
     show_notes = models.BooleanField("Show note field", default=True)
     dns_name = models.CharField(
-        "DNS name for API call", max_length=255, blank=True,
+        "DNS name for API call",
+        max_length=255,
+        blank=True,
         help_text="Base URL of access links, e.g. https://archive.example.com",
     )
     link_title_field = models.ForeignKey(
-        FieldDefinition, verbose_name="Title field for API link (Ctrl+C WebDMS)", null=True,
-        blank=True, on_delete=models.SET_NULL, related_name="+",
+        FieldDefinition,
+        verbose_name="Title field for API link (Ctrl+C WebDMS)",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
 
     class Meta:

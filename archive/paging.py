@@ -16,8 +16,7 @@ SEARCH_COUNT_LIMIT = 500
 
 
 class CappedPaginator(Paginator):
-    def __init__(self, object_list: Any, per_page: int, *, page: object = 1,
-                 limit: int = COUNT_LIMIT) -> None:
+    def __init__(self, object_list: Any, per_page: int, *, page: object = 1, limit: int = COUNT_LIMIT) -> None:
         super().__init__(object_list, per_page)
         try:
             wanted = max(1, int(str(page)))
@@ -43,8 +42,9 @@ class WindowPaginator(CappedPaginator):
     the list's order). The search engine runs once per page view, and reads
     no more hits than it shows — relevance order included."""
 
-    def __init__(self, object_list: Any, per_page: int, *, fetch: Any, page: object = 1,
-                 limit: int = SEARCH_COUNT_LIMIT) -> None:
+    def __init__(
+        self, object_list: Any, per_page: int, *, fetch: Any, page: object = 1, limit: int = SEARCH_COUNT_LIMIT
+    ) -> None:
         super().__init__(object_list, per_page, page=page, limit=limit)
         self.fetch = fetch
 
@@ -63,4 +63,4 @@ class WindowPaginator(CappedPaginator):
     def page(self, number: Any) -> Page:
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
-        return self._get_page(self.fetch(self.ids[bottom:bottom + self.per_page]), number, self)
+        return self._get_page(self.fetch(self.ids[bottom : bottom + self.per_page]), number, self)

@@ -116,9 +116,7 @@ def field_definitions() -> list[FieldDefinition]:
     return list(FieldDefinition.objects.all())
 
 
-def field_suggestions(
-    user: User, definitions: list[FieldDefinition], limit: int
-) -> dict[str, list[str]]:
+def field_suggestions(user: User, definitions: list[FieldDefinition], limit: int) -> dict[str, list[str]]:
     """Per selection field, up to ``limit`` values to suggest while typing:
     the most used values among the documents the user can see (most used
     first), then allowed values not used yet. ``limit`` 0 means none."""

@@ -80,7 +80,8 @@ def clean_field_value(field: FieldDefinition, raw: object) -> object:
 
 
 def _apply_values(
-    document: Document, values: Mapping[str, object],
+    document: Document,
+    values: Mapping[str, object],
     fields: Mapping[str, FieldDefinition] | None = None,
 ) -> None:
     if fields is None:
@@ -105,8 +106,9 @@ def document_create(
     kind: str = DocumentKind.DOCUMENT,
     parse_error: str = "",
 ) -> Document:
-    spec = NewDocument(owner_group=owner_group, values=dict(values), files=list(files),
-                       kind=kind, parse_error=parse_error)
+    spec = NewDocument(
+        owner_group=owner_group, values=dict(values), files=list(files), kind=kind, parse_error=parse_error
+    )
     return documents_create_many([spec])[0]
 
 
@@ -127,9 +129,7 @@ def document_set_notes(document: Document, notes: str) -> Document:
     return document
 
 
-def _version_target(
-    settings: ArchiveSettings, values: Mapping[str, object], owner_group: Group
-) -> Document | None:
+def _version_target(settings: ArchiveSettings, values: Mapping[str, object], owner_group: Group) -> Document | None:
     key_field = settings.version_key_field
     if not settings.versioning or key_field is None:
         return None
@@ -142,17 +142,16 @@ def _version_target(
         lookup = {COLUMN_FIELDS[key_field.name]: key}
     else:
         lookup = {f"values__{key_field.name}": key}
-    return (
-        Document.objects.select_for_update()
-        .filter(owner_group=owner_group, **lookup)
-        .order_by("pk")
-        .first()
-    )
+    return Document.objects.select_for_update().filter(owner_group=owner_group, **lookup).order_by("pk").first()
 
 
 @transaction.atomic
 def document_create_from_upload(
-    *, name: str, blob: storage.StoredBlob, content_type: str, owner_group: Group,
+    *,
+    name: str,
+    blob: storage.StoredBlob,
+    content_type: str,
+    owner_group: Group,
     values: Mapping[str, object] | None = None,
 ) -> tuple[Document, bool]:
     """One uploaded file → a new document, or the next version of an existing
@@ -172,8 +171,12 @@ def document_create_from_upload(
     # stays); only the file name and values given with the upload change.
     current = target.files.filter(role=FileRole.ORIGINAL).aggregate(v=Max("version"))["v"] or 0
     DocumentFile.objects.create(
-        document=target, role=FileRole.ORIGINAL, name=name[:255],
-        content_type=new_file.content_type, sha256=blob.sha256, size=blob.size,
+        document=target,
+        role=FileRole.ORIGINAL,
+        name=name[:255],
+        content_type=new_file.content_type,
+        sha256=blob.sha256,
+        size=blob.size,
         version=current + 1,
     )
     _apply_values(target, values)
@@ -197,8 +200,7 @@ def documents_create_many(specs: list[NewDocument], *, schedule_extraction: bool
     fields = {f.name: f for f in FieldDefinition.objects.all()}
     documents = []
     for spec in specs:
-        document = Document(kind=spec.kind, owner_group=spec.owner_group, values={},
-                            parse_error=spec.parse_error)
+        document = Document(kind=spec.kind, owner_group=spec.owner_group, values={}, parse_error=spec.parse_error)
         _apply_values(document, spec.values, fields)
         documents.append(document)
     Document.objects.bulk_create(documents)
@@ -206,9 +208,14 @@ def documents_create_many(specs: list[NewDocument], *, schedule_extraction: bool
         raise RuntimeError("bulk insert did not return primary keys")
     DocumentFile.objects.bulk_create(
         DocumentFile(
-            document=document, role=f.role, name=f.name[:255],
+            document=document,
+            role=f.role,
+            name=f.name[:255],
             content_type=f.content_type or guess_content_type(f.name),
-            sha256=f.blob.sha256, size=f.blob.size, part=f.part, content_id=f.content_id[:255],
+            sha256=f.blob.sha256,
+            size=f.blob.size,
+            part=f.part,
+            content_id=f.content_id[:255],
         )
         for document, spec in zip(documents, specs, strict=True)
         for f in spec.files

@@ -126,8 +126,7 @@ def put_many(items: Sequence[bytes]) -> list[StoredBlob]:
         # hashlib and file I/O release the GIL: hashing is parallel too.
         digests = list(pool.map(lambda data: hashlib.sha256(data).hexdigest(), items))
         unique = {sha: data for sha, data in zip(digests, items, strict=True)}
-        placed = dict(zip(unique, pool.map(lambda sha: _place(staging, sha, unique[sha]), unique),
-                          strict=True))
+        placed = dict(zip(unique, pool.map(lambda sha: _place(staging, sha, unique[sha]), unique), strict=True))
         # One fsync per directory for all the renames and new subdirectories in
         # it (an entry is durable once its directory is), after all of them.
         directories = set().union(*(changed for _, changed in placed.values()))

@@ -62,6 +62,5 @@ def table_rows(
 ) -> list[TableRow]:
     posters = posters or {}
     return [
-        TableRow(doc, [(c, cell_value(field_value(doc, c))) for c in columns], posters.get(doc.pk))
-        for doc in documents
+        TableRow(doc, [(c, cell_value(field_value(doc, c))) for c in columns], posters.get(doc.pk)) for doc in documents
     ]

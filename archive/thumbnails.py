@@ -38,9 +38,11 @@ def posters_for(documents: Iterable[Document]) -> dict[int, Poster]:
     if not numbers:
         return {}
     newest: dict[int, DocumentFile] = {}
-    files = DocumentFile.objects.filter(document_id__in=numbers, role=FileRole.ORIGINAL).order_by(
-        "document_id", "-version", "-id"
-    ).only("id", "document_id", "name", "content_type", "version")
+    files = (
+        DocumentFile.objects.filter(document_id__in=numbers, role=FileRole.ORIGINAL)
+        .order_by("document_id", "-version", "-id")
+        .only("id", "document_id", "name", "content_type", "version")
+    )
     for file in files:
         newest.setdefault(file.document_id, file)
     return {number: poster_for_file(file) for number, file in newest.items()}

@@ -50,15 +50,19 @@ def table(request: HttpRequest) -> HttpResponse:
         by_relevance = request.GET.get("sort", "relevance") == "relevance"
         try:
             results = search.search_documents(
-                request.user, q, definitions=definitions,
-                sort_field=None if by_relevance else sort_field, descending=descending,
+                request.user,
+                q,
+                definitions=definitions,
+                sort_field=None if by_relevance else sort_field,
+                descending=descending,
                 allow_scan=request.GET.get("sort") != "relevance",  # unless relevance was asked for
             )
         except search.SearchQueryError as exc:
             search_error = str(exc)
         sort = "relevance" if results and results.by_relevance else sort
     paginator = (
-        results.paginator(PAGE_SIZE, page=request.GET.get("page", 1)) if results
+        results.paginator(PAGE_SIZE, page=request.GET.get("page", 1))
+        if results
         else CappedPaginator(qs if not q else qs.none(), PAGE_SIZE, page=request.GET.get("page", 1))
     )
     page = paginator.get_page(request.GET.get("page"))
@@ -69,11 +73,21 @@ def table(request: HttpRequest) -> HttpResponse:
             document.search_snippet = snippets.get(document.pk)  # type: ignore[attr-defined]
     posters = thumbnails.posters_for(documents) if shows_posters(settings) else None
     rows = table_rows(documents, columns, posters)
-    return render(request, "archive/table.html", {
-        "columns": columns, "rows": rows, "page": page, "sort": sort,
-        "descending": descending, "reduced": reduced, "posters": posters is not None,
-        "q": q, "search_error": search_error,
-    })
+    return render(
+        request,
+        "archive/table.html",
+        {
+            "columns": columns,
+            "rows": rows,
+            "page": page,
+            "sort": sort,
+            "descending": descending,
+            "reduced": reduced,
+            "posters": posters is not None,
+            "q": q,
+            "search_error": search_error,
+        },
+    )
 
 
 def _log_public_access(request: HttpRequest, document: Document) -> None:
@@ -116,10 +130,18 @@ def document_detail(request: HttpRequest, number: int) -> HttpResponse:
     files = list(document.files.all())
     if public:
         # A visitor gets what the View tab shows, nothing of the rest.
-        files = [f for f in files if original is not None and f.version == original.version
-                 and (f.pk == original.pk or f.role == FileRole.ATTACHMENT)]
+        files = [
+            f
+            for f in files
+            if original is not None
+            and f.version == original.version
+            and (f.pk == original.pk or f.role == FileRole.ATTACHMENT)
+        ]
     context = {
-        "document": document, "public": public, "original": original, "files": files,
+        "document": document,
+        "public": public,
+        "original": original,
+        "files": files,
         "viewer": _viewer_kind(document, original, settings.primary_usage),
         "values": services.document_values_for_display(document, definitions),
         "show_notes": settings.show_notes and not public,
@@ -127,14 +149,10 @@ def document_detail(request: HttpRequest, number: int) -> HttpResponse:
     if context["viewer"] == "mail":
         context["mail"] = mailview.mail_summary(document, original)
     if not public:
-        context["fields_form"] = DocumentFieldsForm(
-            definitions=definitions, initial_values=document.values
-        )
+        context["fields_form"] = DocumentFieldsForm(definitions=definitions, initial_values=document.values)
         context["notes_form"] = NotesForm(initial={"notes": document.notes})
         context["versions"] = [f for f in files if f.role == FileRole.ORIGINAL]
-        context["suggestions"] = selectors.field_suggestions(
-            request.user, definitions, settings.combobox_elements
-        )
+        context["suggestions"] = selectors.field_suggestions(request.user, definitions, settings.combobox_elements)
         context["version_key"] = _version_key_of(document, settings)
     response = render(request, "archive/document.html", context)
     if public:
@@ -203,9 +221,7 @@ def document_file(request: HttpRequest, number: int, file_id: int) -> HttpRespon
 @require_POST
 def document_fields(request: HttpRequest, number: int) -> HttpResponse:
     document = selectors.document_get_for_user(request.user, number)
-    form = DocumentFieldsForm(
-        request.POST, definitions=selectors.field_definitions(), initial_values=document.values
-    )
+    form = DocumentFieldsForm(request.POST, definitions=selectors.field_definitions(), initial_values=document.values)
     if form.is_valid():
         values = {d.name: form.cleaned_data[d.name] for d in form.definitions}
         try:
@@ -215,10 +231,14 @@ def document_fields(request: HttpRequest, number: int) -> HttpResponse:
         else:
             messages.success(request, "Fields saved.")
     else:
-        messages.error(request, "Not saved: " + "; ".join(
-            f"{form.fields[k].label}: {' '.join(v)}" if k in form.fields else " ".join(v)
-            for k, v in form.errors.items()
-        ))
+        messages.error(
+            request,
+            "Not saved: "
+            + "; ".join(
+                f"{form.fields[k].label}: {' '.join(v)}" if k in form.fields else " ".join(v)
+                for k, v in form.errors.items()
+            ),
+        )
     return redirect(reverse("archive:document", args=[document.pk]) + "#fields")
 
 
@@ -244,7 +264,10 @@ def upload(request: HttpRequest) -> HttpResponse:
     # "New version" on a document links here with its key and its group.
     initial = {k: request.GET[k] for k in ("version_key", "owner_group") if request.GET.get(k)}
     form = UploadForm(
-        request.POST or None, request.FILES or None, groups=groups, version_key_field=key_field,
+        request.POST or None,
+        request.FILES or None,
+        groups=groups,
+        version_key_field=key_field,
         initial=initial,
     )
     if request.method == "POST" and form.is_valid():
@@ -254,7 +277,8 @@ def upload(request: HttpRequest) -> HttpResponse:
             for uploaded in form.cleaned_data["files"]:
                 blob = storage.put_chunks(uploaded.chunks())
                 document, is_version = services.document_create_from_upload(
-                    name=uploaded.name, blob=blob,
+                    name=uploaded.name,
+                    blob=blob,
                     content_type=services.guess_content_type(uploaded.name),
                     owner_group=form.cleaned_data["owner_group"],
                     values=form.upload_values(),
@@ -338,7 +362,8 @@ def mail_body(request: HttpRequest, number: int) -> HttpResponse:
     body = mailview.mail_body(
         mailview.mail_load(document, original),
         part_url=mailview.part_url_builder(document.pk, None if public else request.user),
-        allow_remote=allow_remote, prefer_text=request.GET.get("format") == "text",
+        allow_remote=allow_remote,
+        prefer_text=request.GET.get("format") == "text",
     )
     response = render(request, "archive/mail_body.html", {"body": body, "style": mailview.BODY_STYLE})
     response["Content-Security-Policy"] = mailview.body_csp(allow_remote=allow_remote)

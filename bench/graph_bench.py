@@ -43,15 +43,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mails", type=int, default=10_000, help="mails in the mailbox (default 10000)")
     parser.add_argument("--page-size", type=int, default=1000, help="Number of mails (Office 365), 1-1000")
     parser.add_argument("--window-requests", type=int, default=10_000, help="throttle window: requests")
-    parser.add_argument("--window-seconds", type=float, default=60.0,
-                        help="throttle window: seconds (Graph: 600; default 60, time-scaled ×10)")
+    parser.add_argument(
+        "--window-seconds",
+        type=float,
+        default=60.0,
+        help="throttle window: seconds (Graph: 600; default 60, time-scaled ×10)",
+    )
     parser.add_argument("--mail-size", type=int, default=2_000, help="body bytes per mail (default 2000)")
-    parser.add_argument("--latency", type=float, default=0.0,
-                        help="seconds the fake spends inside every Graph request (default 0)")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds the fake spends inside every Graph request (default 0)"
+    )
     parser.add_argument("--db", choices=["mariadb", "sqlite"], default="mariadb")
-    parser.add_argument("--redis-gate", metavar="URL", nargs="?", const="redis://127.0.0.1:6379/12",
-                        help="also share the limits through the Redis gate, as workers on a Redis "
-                             "broker do (default URL redis://127.0.0.1:6379/12)")
+    parser.add_argument(
+        "--redis-gate",
+        metavar="URL",
+        nargs="?",
+        const="redis://127.0.0.1:6379/12",
+        help="also share the limits through the Redis gate, as workers on a Redis "
+        "broker do (default URL redis://127.0.0.1:6379/12)",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and database")
     return parser.parse_args(argv)
@@ -73,18 +83,37 @@ def _fake_main(conn: Any, args: dict[str, Any]) -> None:
         for raw, received in iter_mime_batch(args["mails"], size=args["mail_size"]):
             fake.add_message(ALICE, "inbox", raw, received)
             stored += len(raw)
-        fake.set_throttle(max_concurrent=4, window_requests=args["window_requests"],
-                          window_seconds=args["window_seconds"], retry_after="float")
+        fake.set_throttle(
+            max_concurrent=4,
+            window_requests=args["window_requests"],
+            window_seconds=args["window_seconds"],
+            retry_after="float",
+        )
         if args["latency"]:
             fake.set_latency(args["latency"])
-        conn.send({"base_url": fake.base_url, "ca_pem": fake.ca_pem, "tenant": tenant, "client_id": client_id,
-                   "secret": secret, "bytes": stored, "load_s": time.monotonic() - started})
+        conn.send(
+            {
+                "base_url": fake.base_url,
+                "ca_pem": fake.ca_pem,
+                "tenant": tenant,
+                "client_id": client_id,
+                "secret": secret,
+                "bytes": stored,
+                "load_s": time.monotonic() - started,
+            }
+        )
         while True:
             command = conn.recv()
             if command == "stats":
                 stats = fake.stats(ALICE)
-                conn.send({**dataclasses.asdict(stats), "tokens_issued": fake.stats().tokens_issued,
-                           "by_status": dict(stats.by_status), "by_kind": dict(stats.by_kind)})
+                conn.send(
+                    {
+                        **dataclasses.asdict(stats),
+                        "tokens_issued": fake.stats().tokens_issued,
+                        "by_status": dict(stats.by_status),
+                        "by_kind": dict(stats.by_kind),
+                    }
+                )
             elif command == "timeline":  # when each Graph request arrived (monotonic seconds)
                 conn.send(sorted(r.started for r in fake.requests if r.kind not in {"entra", "token", "discovery"}))
             elif command == "reset_stats":
@@ -99,9 +128,21 @@ class FakeProcess:
     def __init__(self, args: argparse.Namespace) -> None:
         context = multiprocessing.get_context("spawn")  # nothing of this process (Django) inherited
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_fake_main, name="graph-fake", daemon=True, args=(child, {
-            "mails": args.mails, "mail_size": args.mail_size, "window_requests": args.window_requests,
-            "window_seconds": args.window_seconds, "latency": args.latency}))
+        self.process = context.Process(
+            target=_fake_main,
+            name="graph-fake",
+            daemon=True,
+            args=(
+                child,
+                {
+                    "mails": args.mails,
+                    "mail_size": args.mail_size,
+                    "window_requests": args.window_requests,
+                    "window_seconds": args.window_seconds,
+                    "latency": args.latency,
+                },
+            ),
+        )
         self.process.start()
         if not self.conn.poll(600):
             raise SystemExit("the Graph fake did not start within 600 s")
@@ -133,23 +174,25 @@ def configure(args: argparse.Namespace, fake: dict[str, Any], data_dir: Path) ->
         _recreate_database(database_url)
     else:
         database_url = f"sqlite:///{data_dir / 'bench.sqlite3'}"
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "webadmin.settings",
-        "DATABASE_URL": database_url,
-        "DATA_DIR": str(data_dir),
-        "SECRET_KEY": "bench-only-secret-key",
-        "SOURCE_SECRET_KEY": "bench-only-source-secret-key",
-        "DEBUG": "false",
-        "HTTPS": "false",
-        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-        "CELERY_BROKER_URL": args.redis_gate or "filesystem://",
-        # Configuration only: where Entra and Graph are, whom to trust, the window to pace under.
-        "GRAPH_AUTHORITY_HOST": fake["base_url"],
-        "GRAPH_URL": fake["base_url"],
-        "MAIL_CA_FILE": fake["ca_pem"],
-        "GRAPH_RATE_LIMIT_REQUESTS": str(args.window_requests),
-        "GRAPH_RATE_LIMIT_SECONDS": str(max(1, round(args.window_seconds))),
-    })
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "webadmin.settings",
+            "DATABASE_URL": database_url,
+            "DATA_DIR": str(data_dir),
+            "SECRET_KEY": "bench-only-secret-key",
+            "SOURCE_SECRET_KEY": "bench-only-source-secret-key",
+            "DEBUG": "false",
+            "HTTPS": "false",
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+            "CELERY_BROKER_URL": args.redis_gate or "filesystem://",
+            # Configuration only: where Entra and Graph are, whom to trust, the window to pace under.
+            "GRAPH_AUTHORITY_HOST": fake["base_url"],
+            "GRAPH_URL": fake["base_url"],
+            "MAIL_CA_FILE": fake["ca_pem"],
+            "GRAPH_RATE_LIMIT_REQUESTS": str(args.window_requests),
+            "GRAPH_RATE_LIMIT_SECONDS": str(max(1, round(args.window_seconds))),
+        }
+    )
     import django
     from django.core.management import call_command
 
@@ -167,10 +210,18 @@ def create_source(args: argparse.Namespace, fake: dict[str, Any]) -> int:
 
     fields = {f.name: f for f in FieldDefinition.objects.filter(name__in=["from", "to", "cc", "subject"])}
     source = MailSource(
-        kind=SourceKind.M365, name="bench m365", tenant=fake["tenant"], client_id=fake["client_id"],
-        mailboxes=ALICE, folders="Inbox", page_size=args.page_size,
+        kind=SourceKind.M365,
+        name="bench m365",
+        tenant=fake["tenant"],
+        client_id=fake["client_id"],
+        mailboxes=ALICE,
+        folders="Inbox",
+        page_size=args.page_size,
         owner_group=Group.objects.get_or_create(name="Archive")[0],
-        from_field=fields["from"], to_field=fields["to"], cc_field=fields["cc"], subject_field=fields["subject"],
+        from_field=fields["from"],
+        to_field=fields["to"],
+        cc_field=fields["cc"],
+        subject_field=fields["subject"],
     )
     source_set_secret(source, fake["secret"])
     source.save()
@@ -211,8 +262,9 @@ def verify(source_id: int, mails: int) -> list[str]:
     locations = MailLocation.objects.filter(source_id=source_id).count()
     documents = Document.objects.count()
     if not archived == locations == documents == mails:
-        problems.append(f"{archived} archived mails, {locations} locations, {documents} documents; "
-                        f"expected {mails} of each")
+        problems.append(
+            f"{archived} archived mails, {locations} locations, {documents} documents; expected {mails} of each"
+        )
     return problems
 
 
@@ -224,24 +276,30 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.page_size <= 1000:
         raise SystemExit("--page-size must be 1-1000")
     data_dir = Path(tempfile.mkdtemp(prefix="webadmin-bench-graph-", dir=os.environ.get("BENCH_TMPDIR")))
-    say(f"Microsoft 365 bench: {args.mails} mails, Number of mails = {args.page_size}, throttle "
+    say(
+        f"Microsoft 365 bench: {args.mails} mails, Number of mails = {args.page_size}, throttle "
         f"{args.window_requests} requests / {args.window_seconds:g} s and 4 concurrent per mailbox, "
-        f"{args.db}{', Redis gate' if args.redis_gate else ''}")
+        f"{args.db}{', Redis gate' if args.redis_gate else ''}"
+    )
     fake = FakeProcess(args)
     database_url = ""
     try:
         config = fake.config
-        say(f"fake (own process) loaded {args.mails} mails, {config['bytes'] / 1e6:.1f} MB, in "
-            f"{config['load_s']:.1f} s at {config['base_url']}")
+        say(
+            f"fake (own process) loaded {args.mails} mails, {config['bytes'] / 1e6:.1f} MB, in "
+            f"{config['load_s']:.1f} s at {config['base_url']}"
+        )
         database_url = configure(args, config, data_dir)
         source_id = create_source(args, config)
         fake.call("reset_stats")
 
-        meter = CpuMeter({
-            "client+pipeline": lambda: [os.getpid()],
-            "fake": lambda: [fake.process.pid] if fake.process.pid else [],
-            "mariadb": lambda: pids_named("mariadbd"),
-        }).start()
+        meter = CpuMeter(
+            {
+                "client+pipeline": lambda: [os.getpid()],
+                "fake": lambda: [fake.process.pid] if fake.process.pid else [],
+                "mariadb": lambda: pids_named("mariadbd"),
+            }
+        ).start()
         seconds, runs = run_until_done(source_id, args.timeout)
         cpu = meter.read()
         stats = fake.call("stats")
@@ -253,21 +311,30 @@ def main(argv: list[str] | None = None) -> int:
         request_rate = stats["graph_requests"] / seconds
         say(f"first sync: {args.mails} mails in {seconds:.1f} s ({runs} run{'s' if runs > 1 else ''})")
         say(f"  mails/s:                      {mails_per_s:8.1f}")
-        say(f"  Graph requests per mail:      {per_mail:8.4f}   ({stats['graph_requests']} requests: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(stats["by_kind"].items())) + ")")
-        say(f"  429 responses received:       {stats['throttled']:8d}   (window {stats['window_rejections']}, "
-            f"concurrency {stats['concurrency_rejections']}); max in flight {stats['max_in_flight']}")
+        say(
+            f"  Graph requests per mail:      {per_mail:8.4f}   ({stats['graph_requests']} requests: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(stats["by_kind"].items()))
+            + ")"
+        )
+        say(
+            f"  429 responses received:       {stats['throttled']:8d}   (window {stats['window_rejections']}, "
+            f"concurrency {stats['concurrency_rejections']}); max in flight {stats['max_in_flight']}"
+        )
         say(f"  throttle ceiling:             {ceiling:8.1f} requests/s")
-        say(f"  mails/s of the ceiling:       {100 * mails_per_s / ceiling:8.1f} %   "
-            f"(requests/s: {100 * request_rate / ceiling:.1f} %)")
+        say(
+            f"  mails/s of the ceiling:       {100 * mails_per_s / ceiling:8.1f} %   "
+            f"(requests/s: {100 * request_rate / ceiling:.1f} %)"
+        )
         say(f"  tokens issued:                {stats['tokens_issued']:8d}")
         say("  " + cpu_line(cpu, ["client+pipeline", "fake", "mariadb"]))
 
         fake.call("reset_stats")
         rerun_s, _ = run_until_done(source_id, args.timeout)
         again = fake.call("stats")
-        say(f"no-change rerun: {rerun_s:.2f} s, {again['graph_requests']} Graph requests, "
-            f"{again['by_kind'].get('value', 0)} message bodies downloaded")
+        say(
+            f"no-change rerun: {rerun_s:.2f} s, {again['graph_requests']} Graph requests, "
+            f"{again['by_kind'].get('value', 0)} message bodies downloaded"
+        )
 
         targets = [
             ("≤ 1.01 requests per archived mail", per_mail <= 1.01),
@@ -298,8 +365,12 @@ def _drop_database(url: str) -> None:
     parts = urlsplit(url)
     name = parts.path.lstrip("/")
     assert "bench" in name
-    conn = MySQLdb.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
-                           user=parts.username or "root", passwd=parts.password or "")
+    conn = MySQLdb.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        passwd=parts.password or "",
+    )
     try:
         conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
     finally:

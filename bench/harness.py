@@ -103,8 +103,12 @@ def _recreate_database(url: str) -> None:
     name = parts.path.lstrip("/")
     if not name.replace("_", "").isalnum() or "bench" not in name:
         raise SystemExit(f"refusing to drop database {name!r}: a bench database has 'bench' in its name")
-    conn = MySQLdb.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
-                           user=parts.username or "root", passwd=parts.password or "")
+    conn = MySQLdb.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        passwd=parts.password or "",
+    )
     try:
         cursor = conn.cursor()
         cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
@@ -126,7 +130,7 @@ def _children_map() -> dict[int, list[int]]:
                 stat = fh.read()
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(entry))
     return children
 
@@ -242,23 +246,31 @@ class CpuMeter:
         out["machine busy"] = busy - self.machine0[0]
         out["machine total"] = total - self.machine0[1]
         out["wall"] = time.monotonic() - self.t0
-        out["others"] = max(0.0, out["machine busy"] - sum(v for k, v in out.items()
-                                                           if k in self.groups))
+        out["others"] = max(0.0, out["machine busy"] - sum(v for k, v in out.items() if k in self.groups))
         return out
 
 
 def cpu_line(cpu: dict[str, float], groups: list[str]) -> str:
     cores = cpu["machine total"] / cpu["wall"] if cpu["wall"] else 0
     parts = [f"{name} {cpu[name]:.1f}" for name in groups] + [f"others {cpu['others']:.1f}"]
-    return (f"CPU s: {', '.join(parts)} (machine: {cpu['machine busy']:.1f} busy of "
-            f"{cpu['machine total']:.1f} = {cores:.0f} cores × {cpu['wall']:.1f} s)")
+    return (
+        f"CPU s: {', '.join(parts)} (machine: {cpu['machine busy']:.1f} busy of "
+        f"{cpu['machine total']:.1f} = {cores:.0f} cores × {cpu['wall']:.1f} s)"
+    )
 
 
 class Workers:
     """Real Celery workers (prefork) on the bench broker, in their own process group."""
 
-    def __init__(self, env: BenchEnv, *, concurrency: int, app: str = "bench.celery_app",
-                 queues: str = "celery", name: str = "bench") -> None:
+    def __init__(
+        self,
+        env: BenchEnv,
+        *,
+        concurrency: int,
+        app: str = "bench.celery_app",
+        queues: str = "celery",
+        name: str = "bench",
+    ) -> None:
         self.env = env
         self.concurrency = concurrency
         self.app = app
@@ -272,18 +284,40 @@ class Workers:
         redis.delete("bench:ready")
         log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the worker
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", self.queues,
-             "--pool", "prefork", "--concurrency", str(self.concurrency),
-             "-n", f"{self.name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-l", "warning"],
-            cwd=ROOT, env={**os.environ, **self.env.variables()}, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                self.app,
+                "worker",
+                "-Q",
+                self.queues,
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(self.concurrency),
+                "-n",
+                f"{self.name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "warning",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **self.env.variables()},
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise SystemExit(f"the Celery worker exited at start; see {self.log_path}:\n"
-                                 + self.log_path.read_text(errors="replace")[-3000:])
+                raise SystemExit(
+                    f"the Celery worker exited at start; see {self.log_path}:\n"
+                    + self.log_path.read_text(errors="replace")[-3000:]
+                )
             if redis.get("bench:ready"):
                 return self
             time.sleep(0.1)
@@ -322,9 +356,23 @@ class PySpy:
             raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
         self.output = output
         self.process = subprocess.Popen(
-            [exe, "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--rate", str(rate),
-             "--nonblocking", "--output", str(output)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                exe,
+                "record",
+                "--pid",
+                str(pid),
+                "--subprocesses",
+                "--format",
+                "raw",
+                "--rate",
+                str(rate),
+                "--nonblocking",
+                "--output",
+                str(output),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -336,8 +384,9 @@ class PySpy:
                 self.process.wait()
 
 
-def summarise_collapsed(path: Path, top: int = 25, include: tuple[str, ...] = ("/work/", "site-packages",
-                                                                                 "lib/python")) -> str:
+def summarise_collapsed(
+    path: Path, top: int = 25, include: tuple[str, ...] = ("/work/", "site-packages", "lib/python")
+) -> str:
     """Self and inclusive sample shares per function from py-spy's raw output."""
     if not path.exists():
         return "(no profile written)"
@@ -355,15 +404,21 @@ def summarise_collapsed(path: Path, top: int = 25, include: tuple[str, ...] = ("
             frames = frames[1:]
         seen = set()
         for frame in frames:
-            name = frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")" \
-                if " (" in frame else frame
+            name = (
+                frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                if " (" in frame
+                else frame
+            )
             if name not in seen:
                 inclusive[name] = inclusive.get(name, 0) + count
                 seen.add(name)
         if frames:
             leaf = frames[-1]
-            name = leaf.split(" (")[0] + " (" + leaf.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")" \
-                if " (" in leaf else leaf
+            name = (
+                leaf.split(" (")[0] + " (" + leaf.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                if " (" in leaf
+                else leaf
+            )
             own[name] = own.get(name, 0) + count
     if not total:
         return "(empty profile)"

@@ -50,15 +50,18 @@ IMPORT_CHUNK = 2000  # mails per `doveadm import` (it runs under a 30 s timeout)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.imap_bench", description=__doc__.split("\n")[0])
     parser.add_argument("--mails", type=int, default=20000, help="mails in the mailbox (default 20000)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="Celery worker processes (prefork concurrency; default 2 = the cores)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="Celery worker processes (prefork concurrency; default 2 = the cores)"
+    )
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
     parser.add_argument("--skip-mbsync", action="store_true", help="no mbsync reference")
-    parser.add_argument("--profile", metavar="DIR",
-                        help="record the workers with py-spy (raw collapsed stacks) and summarise")
-    parser.add_argument("--phases", action="store_true",
-                        help="time the steps inside the tasks (wall clock) and print where time goes")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="record the workers with py-spy (raw collapsed stacks) and summarise"
+    )
+    parser.add_argument(
+        "--phases", action="store_true", help="time the steps inside the tasks (wall clock) and print where time goes"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data directory and database")
     return parser.parse_args(argv)
 
@@ -83,9 +86,11 @@ def load_mailbox(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     sizes = sorted(len(m.raw) for m in mails)
     distinct = len({m.raw for m in mails})
     wire = sum(wire_size(m.raw) for m in mails)
-    say(f"generated {len(mails)} mails ({distinct} distinct) in {time.monotonic() - t:.1f} s: "
+    say(
+        f"generated {len(mails)} mails ({distinct} distinct) in {time.monotonic() - t:.1f} s: "
         f"median {sizes[len(sizes) // 2] / 1024:.1f} KB, mean {sum(sizes) / len(sizes) / 1024:.1f} KB, "
-        f"largest {sizes[-1] / MB:.1f} MB, {wire / MB:.0f} MB as served (CRLF)")
+        f"largest {sizes[-1] / MB:.1f} MB, {wire / MB:.0f} MB as served (CRLF)"
+    )
     server = DovecotServer()
     server.start()
     user = server.add_user("benchuser")
@@ -97,9 +102,10 @@ def load_mailbox(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     for folder, _share in FOLDERS:
         items = by_folder.get(folder, [])
         for i in range(0, len(items), IMPORT_CHUNK):
-            chunk = items[i:i + IMPORT_CHUNK]
-            mailbox.import_many(folder, [m.raw for m in chunk],
-                                internal_dates=[m.internal_date for m in chunk], seen=folder != "INBOX")
+            chunk = items[i : i + IMPORT_CHUNK]
+            mailbox.import_many(
+                folder, [m.raw for m in chunk], internal_dates=[m.internal_date for m in chunk], seen=folder != "INBOX"
+            )
     counts = ", ".join(f"{f} {len(by_folder.get(f, []))}" for f, _ in FOLDERS)
     say(f"loaded into Dovecot in {time.monotonic() - t:.1f} s: {counts}")
     return server, user, len(mails), distinct, wire
@@ -117,10 +123,18 @@ def create_source(server, user):  # type: ignore[no-untyped-def]
 
     fields = {f.name: f for f in FieldDefinition.objects.filter(name__in=["from", "to", "cc", "subject"])}
     source = MailSource(
-        kind=SourceKind.IMAP, name="bench", folders="", owner_group=Group.objects.get_or_create(
-            name="Archive")[0],
-        host=server.host, port=server.tls_port, security=Security.TLS, username=user.name,
-        ca_file=server.ca_file, from_field=fields["from"], to_field=fields["to"], cc_field=fields["cc"],
+        kind=SourceKind.IMAP,
+        name="bench",
+        folders="",
+        owner_group=Group.objects.get_or_create(name="Archive")[0],
+        host=server.host,
+        port=server.tls_port,
+        security=Security.TLS,
+        username=user.name,
+        ca_file=server.ca_file,
+        from_field=fields["from"],
+        to_field=fields["to"],
+        cc_field=fields["cc"],
         subject_field=fields["subject"],
     )
     source_set_secret(source, user.password)
@@ -135,12 +149,14 @@ def ingest(env: BenchEnv, workers: Workers, source_id: int, server, args, total:
 
     r = env.redis()
     sampler = RssSampler([workers.pid]).start()
-    meter = CpuMeter({
-        "workers": lambda: process_tree(workers.pid),
-        "dovecot": lambda: process_tree(server._process.pid),
-        "mariadb": lambda: pids_named("mariadbd"),
-        "redis": lambda: pids_named("redis-server"),
-    })
+    meter = CpuMeter(
+        {
+            "workers": lambda: process_tree(workers.pid),
+            "dovecot": lambda: process_tree(server._process.pid),
+            "mariadb": lambda: pids_named("mariadbd"),
+            "redis": lambda: pids_named("redis-server"),
+        }
+    )
     spy = PySpy(workers.pid, Path(args.profile) / "workers.txt") if args.profile else None
     if spy:
         time.sleep(1)  # let py-spy attach
@@ -173,8 +189,10 @@ def ingest(env: BenchEnv, workers: Workers, source_id: int, server, args, total:
             break
         if time.monotonic() - last_report > 10:
             run = SyncRun.objects.order_by("-pk").first()
-            say(f"  … {time.time() - t0:5.0f} s: archived {run.done if run else 0}/{total}, "
-                f"processed {r.scard('bench:processed')}")
+            say(
+                f"  … {time.time() - t0:5.0f} s: archived {run.done if run else 0}/{total}, "
+                f"processed {r.scard('bench:processed')}"
+            )
             last_report = time.monotonic()
         if time.time() - t0 > args.timeout:
             raise SystemExit(f"timed out after {args.timeout:.0f} s")
@@ -185,8 +203,13 @@ def ingest(env: BenchEnv, workers: Workers, source_id: int, server, args, total:
     if spy:
         spy.stop()
     return {
-        "archived_s": archived_at - t0, "processed_s": processed_at - t0, "documents": documents,
-        "arch_rss": arch_rss, "proc_rss": proc_rss, "arch_cpu": arch_cpu, "proc_cpu": proc_cpu,
+        "archived_s": archived_at - t0,
+        "processed_s": processed_at - t0,
+        "documents": documents,
+        "arch_rss": arch_rss,
+        "proc_rss": proc_rss,
+        "arch_cpu": arch_cpu,
+        "proc_cpu": proc_cpu,
     }
 
 
@@ -209,9 +232,11 @@ def verify(source_id: int, total: int, distinct: int) -> list[str]:
         problems.append(f"last run: {run and run.status} {run and run.errors}")
     attachments = DocumentFile.objects.filter(role=FileRole.ATTACHMENT).count()
     stored = ArchivedMail.objects.filter(source_id=source_id).aggregate(s=Sum("size"))["s"] or 0
-    say(f"check: {mails} archived mails, {locations} locations, {documents} documents, "
+    say(
+        f"check: {mails} archived mails, {locations} locations, {documents} documents, "
         f"{attachments} attachment files, {stored / MB:.0f} MB of distinct raw mail stored"
-        + ("" if not problems else " — PROBLEMS: " + "; ".join(problems)))
+        + ("" if not problems else " — PROBLEMS: " + "; ".join(problems))
+    )
     return problems
 
 
@@ -278,8 +303,16 @@ def mbsync(env: BenchEnv, server, user) -> tuple[float, float, int, float]:  # t
     maildir = env.data_dir / "mbsync-maildir"
     maildir.mkdir()
     config = env.data_dir / "mbsyncrc"
-    config.write_text(MBSYNC_CONFIG.format(host=server.host, port=server.tls_port, user=user.name,
-                                           password=user.password, ca_file=server.ca_file, maildir=maildir))
+    config.write_text(
+        MBSYNC_CONFIG.format(
+            host=server.host,
+            port=server.tls_port,
+            user=user.name,
+            password=user.password,
+            ca_file=server.ca_file,
+            maildir=maildir,
+        )
+    )
     config.chmod(0o600)
     command = ["mbsync", "-c", str(config), "-q", "bench"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -318,8 +351,10 @@ def print_phases(phases: dict[str, dict[bytes, bytes]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load = os.getloadavg()
-    say(f"IMAP ingestion bench: {args.mails} mails, {args.workers} worker processes, "
-        f"{os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    say(
+        f"IMAP ingestion bench: {args.mails} mails, {args.workers} worker processes, "
+        f"{os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+    )
     if load[0] > 1.5:
         say("  note: the machine is busy with other work; figures below are lower than on an idle machine")
     if args.profile:
@@ -345,29 +380,41 @@ def main(argv: list[str] | None = None) -> int:
         say("")
         say(f"{'':34} {'seconds':>8} {'mails/s':>8} {'MB/s':>8} {'RSS peak MB':>22}")
         say(f"{'':34} {'':>8} {'':>8} {'':>8} {'all procs':>11} {'one proc':>10}")
-        for label, key, rss in (("archived (stored, fsynced, committed)", "archived_s", "arch_rss"),
-                                ("fully processed (parsed, attachments)", "processed_s", "proc_rss")):
+        for label, key, rss in (
+            ("archived (stored, fsynced, committed)", "archived_s", "arch_rss"),
+            ("fully processed (parsed, attachments)", "processed_s", "proc_rss"),
+        ):
             seconds = result[key]
-            say(f"{label:34.34} {seconds:8.1f} {rate(total, seconds)} {rate(wire / MB, seconds)} "
-                f"{result[rss][0]:11.0f} {result[rss][1]:10.0f}")
+            say(
+                f"{label:34.34} {seconds:8.1f} {rate(total, seconds)} {rate(wire / MB, seconds)} "
+                f"{result[rss][0]:11.0f} {result[rss][1]:10.0f}"
+            )
         if mb:
             seconds, cpu, files, mb_rerun = mb
-            say(f"{'mbsync (fsync on, default)':34} {seconds:8.1f} {rate(total, seconds)} "
-                f"{rate(wire / MB, seconds)}   ({files} files, mbsync CPU {cpu:.1f} s)")
+            say(
+                f"{'mbsync (fsync on, default)':34} {seconds:8.1f} {rate(total, seconds)} "
+                f"{rate(wire / MB, seconds)}   ({files} files, mbsync CPU {cpu:.1f} s)"
+            )
         say("")
-        say(f"no-change rerun: {celery_s:.2f} s through Celery (the run itself {run_s:.2f} s), "
-            f"{inprocess_s:.2f} s in-process" + (f"; mbsync {mb[3]:.2f} s" if mb else ""))
+        say(
+            f"no-change rerun: {celery_s:.2f} s through Celery (the run itself {run_s:.2f} s), "
+            f"{inprocess_s:.2f} s in-process" + (f"; mbsync {mb[3]:.2f} s" if mb else "")
+        )
         if mb:
             reference = total / mb[0]
             arch = total / result["archived_s"] / reference
             proc = total / result["processed_s"] / reference
-            say(f"ratios ours/mbsync (mails/s): archived {arch:.2f}× (target ≥ 1.0), "
-                f"fully processed {proc:.2f}× (target ≥ 0.5)")
+            say(
+                f"ratios ours/mbsync (mails/s): archived {arch:.2f}× (target ≥ 1.0), "
+                f"fully processed {proc:.2f}× (target ≥ 0.5)"
+            )
         groups = ["workers", "dovecot", "mariadb", "redis"]
         say("until archived:  " + cpu_line(result["arch_cpu"], groups))
         say("until processed: " + cpu_line(result["proc_cpu"], groups))
-        say(f"worker CPU per mail: {1000 * result['proc_cpu']['workers'] / total:.2f} ms "
-            f"(both stages); {extraction_queued} text-extraction tasks queued (search stage, not run here)")
+        say(
+            f"worker CPU per mail: {1000 * result['proc_cpu']['workers'] / total:.2f} ms "
+            f"(both stages); {extraction_queued} text-extraction tasks queued (search stage, not run here)"
+        )
         if args.phases:
             print_phases(phases)
         if args.profile:

@@ -57,11 +57,14 @@ OFFICE_WORDS = (
     "rechnung angebot bestellung lieferung sitzung vertrag zahlung bericht projekt offerte kunde mahnung "
     "termin protokoll facture commande livraison réunion contrat paiement rapport projet devis client"
 ).split()
-SYLLABLES = ("ka lo mi re sto ven dra qui pel zor fin gal tur bes nor wal ri um ex ta bri con sel mar "
-             "dun hof lin pra vik tos").split()
-FIRST_NAMES = ("Anna Peter Maria Thomas Laura Daniel Sarah Michael Julia Stefan Andrea Martin Nina Lukas "
-               "Claudia Marco Sandra Reto Beat Ursula Hans Monika Urs Ruth Felix Lea Noah Mia Luca Sofia "
-               "Jonas Emma David Lina Simon Elena Fabian Chiara Adrian Nadia").split()
+SYLLABLES = (
+    "ka lo mi re sto ven dra qui pel zor fin gal tur bes nor wal ri um ex ta bri con sel mar dun hof lin pra vik tos"
+).split()
+FIRST_NAMES = (
+    "Anna Peter Maria Thomas Laura Daniel Sarah Michael Julia Stefan Andrea Martin Nina Lukas "
+    "Claudia Marco Sandra Reto Beat Ursula Hans Monika Urs Ruth Felix Lea Noah Mia Luca Sofia "
+    "Jonas Emma David Lina Simon Elena Fabian Chiara Adrian Nadia"
+).split()
 
 
 def make_vocabulary(rng: random.Random) -> list[str]:
@@ -90,7 +93,7 @@ class Generator:
         self.cum = []
         total = 0.0
         for rank in range(1, len(self.vocabulary) + 1):
-            total += 1.0 / rank ** 1.05
+            total += 1.0 / rank**1.05
             self.cum.append(total)
         self.last_names = make_last_names(self.rng)
         self.domains = [f"{w}.{tld}" for w in self.last_names[:300] for tld in ("ch",)] + ["example.com"]
@@ -112,8 +115,14 @@ class Generator:
         date = self.start + dt.timedelta(seconds=self.rng.randrange(self.span))
         paragraphs = [" ".join(self.words(self.rng.randint(20, 45))) for _ in range(self.rng.randint(2, 4))]
         body = "\n\n".join(p.capitalize() + "." for p in paragraphs)
-        return {"from": sender, "from_last": sender_last, "to": recipient, "subject": subject,
-                "date": date, "body": body}
+        return {
+            "from": sender,
+            "from_last": sender_last,
+            "to": recipient,
+            "subject": subject,
+            "date": date,
+            "body": body,
+        }
 
 
 # --- setup -------------------------------------------------------------------------------
@@ -140,10 +149,13 @@ def create_database(url: str) -> None:
     name = parts.path.lstrip("/")
     if not name.replace("_", "").isalnum():
         raise SystemExit(f"database name {name!r}: letters, digits and _ only")
-    conn = MySQLdb.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
-                           user=parts.username or "root", password=parts.password or "")
-    conn.cursor().execute(
-        f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    conn = MySQLdb.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+    )
+    conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     conn.close()
 
 
@@ -177,15 +189,34 @@ def load(n_docs: int, seed: int) -> dict[str, object]:
     for number in range(1, n_docs + 1):
         mail = gen.mail()
         date: dt.datetime = mail["date"]  # type: ignore[assignment]
-        values = {"title": mail["subject"], "date": date.isoformat(), "from": mail["from"],
-                  "to": mail["to"], "subject": mail["subject"]}
-        text = (f"From: {mail['from']}\nTo: {mail['to']}\nSubject: {mail['subject']}\n\n{mail['body']}")
+        values = {
+            "title": mail["subject"],
+            "date": date.isoformat(),
+            "from": mail["from"],
+            "to": mail["to"],
+            "subject": mail["subject"],
+        }
+        text = f"From: {mail['from']}\nTo: {mail['to']}\nSubject: {mail['subject']}\n\n{mail['body']}"
         group = groups[number % len(groups)]
-        doc_rows.append((number, "mail", group, json.dumps(values), str(mail["subject"])[:500],
-                         date, "", now, now, ""))
-        file_rows.append((number, "original", "mail.eml", "message/rfc822",
-                          hashlib.sha256(str(number).encode()).hexdigest(), len(text), 0, "", "", now,
-                          "done", "", 1, text))
+        doc_rows.append((number, "mail", group, json.dumps(values), str(mail["subject"])[:500], date, "", now, now, ""))
+        file_rows.append(
+            (
+                number,
+                "original",
+                "mail.eml",
+                "message/rfc822",
+                hashlib.sha256(str(number).encode()).hexdigest(),
+                len(text),
+                0,
+                "",
+                "",
+                now,
+                "done",
+                "",
+                1,
+                text,
+            )
+        )
         document = Document(values=values, notes="", owner_group_id=group)
         entry_rows.append((number, entry_text(document, [("mail.eml", text)], field_types, shingles=True), now))
         if number <= sample_size:
@@ -194,7 +225,7 @@ def load(n_docs: int, seed: int) -> dict[str, object]:
                 sample_df[w] = sample_df.get(w, 0) + 1
             if number % 20 == 0:
                 i = gen.rng.randrange(len(body_words) - 2)
-                phrases.append(" ".join(body_words[i:i + 2 + (number % 3 == 0)]))
+                phrases.append(" ".join(body_words[i : i + 2 + (number % 3 == 0)]))
                 names.append(str(mail["from_last"]))
         if len(doc_rows) >= BATCH or number == n_docs:
             _insert(doc_rows, file_rows, entry_rows)
@@ -211,7 +242,10 @@ def load(n_docs: int, seed: int) -> dict[str, object]:
         cursor.fetchall()
     print(f"  index built in {time.monotonic() - t0:,.0f} s; total load {time.monotonic() - started:,.0f} s")
     meta = {
-        "docs": n_docs, "seed": seed, "phrases": phrases, "names": names,
+        "docs": n_docs,
+        "seed": seed,
+        "phrases": phrases,
+        "names": names,
         "df": {w: c / sample_size for w, c in sample_df.items()},
     }
     with connection.cursor() as cursor:
@@ -228,13 +262,18 @@ def _insert(doc_rows: list[tuple], file_rows: list[tuple], entry_rows: list[tupl
         # executemany of mysqlclient turns these into multi-row INSERT statements.
         cursor.executemany(
             "INSERT INTO archive_document (id, kind, owner_group_id, `values`, title, date, notes, created,"
-            " modified, parse_error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", doc_rows)
+            " modified, parse_error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            doc_rows,
+        )
         cursor.executemany(
             "INSERT INTO archive_documentfile (document_id, role, name, content_type, sha256, size, version,"
             " part, content_id, created, extraction_status, extraction_error, extraction_attempts, text)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", file_rows)
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            file_rows,
+        )
         cursor.executemany(
-            "INSERT INTO archive_searchentry (document_id, text, indexed) VALUES (%s, %s, %s)", entry_rows)
+            "INSERT INTO archive_searchentry (document_id, text, indexed) VALUES (%s, %s, %s)", entry_rows
+        )
 
 
 def existing_meta(n_docs: int) -> dict[str, object] | None:
@@ -287,15 +326,24 @@ def make_queries(meta: dict[str, object], n: int, seed: int) -> list[tuple[str, 
         ("very common word", 30, lambda: rng.choice(very_common)),
         ("two words", 100, lambda: f"{rng.choice(office)} {rng.choice(rare + common)}"),
         ("phrase", 150, lambda: f'"{rng.choice(phrases)}"'),
-        ("field filter", 150, lambda: rng.choice(
-            (f"from:{rng.choice(names).lower()}", f"subject:{rng.choice(office)}"))),
+        (
+            "field filter",
+            150,
+            lambda: rng.choice((f"from:{rng.choice(names).lower()}", f"subject:{rng.choice(office)}")),
+        ),
         ("date range", 100, date_range),
-        ("combined", 200, lambda: rng.choice((
-            f"{rng.choice(office)} {date_range()}",
-            f"from:{rng.choice(names).lower()} {rng.choice(office)}",
-            f'"{rng.choice(phrases)}" -{rng.choice(common)}',
-            f"{rng.choice(common)} subject:{rng.choice(office)} {date_range()}",
-        ))),
+        (
+            "combined",
+            200,
+            lambda: rng.choice(
+                (
+                    f"{rng.choice(office)} {date_range()}",
+                    f"from:{rng.choice(names).lower()} {rng.choice(office)}",
+                    f'"{rng.choice(phrases)}" -{rng.choice(common)}',
+                    f"{rng.choice(common)} subject:{rng.choice(office)} {date_range()}",
+                )
+            ),
+        ),
     ]
     scale = n / sum(count for _, count, _ in kinds)
     queries = [(label, make()) for label, count, make in kinds for _ in range(max(1, round(count * scale)))]
@@ -349,7 +397,8 @@ def report(timings: dict[str, list[float]], meta: dict[str, object]) -> None:
         version, pool = cursor.fetchone()
         cursor.execute(
             "SELECT table_name, ROUND((data_length + index_length) / 1048576) FROM information_schema.tables"
-            " WHERE table_schema = DATABASE() AND table_name LIKE 'archive_%%' ORDER BY 2 DESC LIMIT 4")
+            " WHERE table_schema = DATABASE() AND table_name LIKE 'archive_%%' ORDER BY 2 DESC LIMIT 4"
+        )
         sizes = ", ".join(f"{name} {mb} MB" for name, mb in cursor.fetchall())
     print(f"\nMariaDB {version}, buffer pool {int(pool) // 1048576} MB; {meta['docs']:,} documents; {sizes}")
     print(f"{'':22}{'n':>6}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'max ms':>10}")
@@ -358,12 +407,16 @@ def report(timings: dict[str, list[float]], meta: dict[str, object]) -> None:
     rows += [("ALL SEARCHES", searches)]
     rows += [(label, ts) for label, ts in timings.items() if label.startswith("table")]
     for label, ts in rows:
-        print(f"{label:22}{len(ts):>6}{percentile(ts, .5):>10.1f}{percentile(ts, .95):>10.1f}"
-              f"{percentile(ts, .99):>10.1f}{max(ts):>10.1f}")
+        print(
+            f"{label:22}{len(ts):>6}{percentile(ts, 0.5):>10.1f}{percentile(ts, 0.95):>10.1f}"
+            f"{percentile(ts, 0.99):>10.1f}{max(ts):>10.1f}"
+        )
     table_half = timings.get("table page (half)", [0.0])
-    print(f"\nsearch p95 {percentile(searches, .95):.0f} ms (target 300); "
-          f"table page p95 {percentile(table_half, .95):.0f} ms (target 100); "
-          f"mean search {statistics.mean(searches):.0f} ms")
+    print(
+        f"\nsearch p95 {percentile(searches, 0.95):.0f} ms (target 300); "
+        f"table page p95 {percentile(table_half, 0.95):.0f} ms (target 100); "
+        f"mean search {statistics.mean(searches):.0f} ms"
+    )
 
 
 @contextlib.contextmanager
@@ -393,9 +446,11 @@ def _warm_buffer_pool() -> None:
 
     print("  warming the buffer pool …", flush=True)
     with connection.cursor() as cursor:
-        for sql in ("SELECT COUNT(*) FROM archive_document FORCE INDEX (PRIMARY)",
-                    "SELECT SUM(LENGTH(text)) FROM archive_searchentry",
-                    "SELECT COUNT(*) FROM archive_document FORCE INDEX (archive_document_date_02a07cff)"):
+        for sql in (
+            "SELECT COUNT(*) FROM archive_document FORCE INDEX (PRIMARY)",
+            "SELECT SUM(LENGTH(text)) FROM archive_searchentry",
+            "SELECT COUNT(*) FROM archive_document FORCE INDEX (archive_document_date_02a07cff)",
+        ):
             cursor.execute(sql)
             cursor.fetchall()
 
@@ -410,8 +465,9 @@ def main() -> None:
     parser.add_argument("--database-url", default=server._replace(path=f"/{DATABASE_NAME}").geturl())
     parser.add_argument("--reuse", action="store_true", help="keep the data of a previous run of this size")
     parser.add_argument("--json", help="also write the timings to this file")
-    parser.add_argument("--buffer-pool-mb", type=int,
-                        help="run with this innodb_buffer_pool_size (SET GLOBAL; restored afterwards)")
+    parser.add_argument(
+        "--buffer-pool-mb", type=int, help="run with this innodb_buffer_pool_size (SET GLOBAL; restored afterwards)"
+    )
     args = parser.parse_args()
     if not args.database_url.startswith("mysql://"):
         raise SystemExit("the benchmark runs on MariaDB: --database-url mysql://…")

@@ -21,8 +21,18 @@ ENTRA_HELP = (
 )
 
 COMMON_FIELDS = [
-    "name", "enabled", "interval_minutes", "folders", "owner_group", "from_field", "to_field",
-    "cc_field", "subject_field", "min_age_days", "after_archive", "move_to_folder",
+    "name",
+    "enabled",
+    "interval_minutes",
+    "folders",
+    "owner_group",
+    "from_field",
+    "to_field",
+    "cc_field",
+    "subject_field",
+    "min_age_days",
+    "after_archive",
+    "move_to_folder",
 ]
 
 
@@ -32,7 +42,8 @@ class SourceForm(forms.ModelForm):
     identity_fields: tuple[str, ...] = ()
 
     secret = forms.CharField(
-        required=False, strip=False,
+        required=False,
+        strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
 
@@ -41,7 +52,8 @@ class SourceForm(forms.ModelForm):
         self.fields["secret"].label = self.secret_label
         has_secret = bool(self.instance.pk and self.instance.secret_encrypted)
         self.fields["secret"].help_text = (
-            "Stored encrypted. Leave empty to keep the stored one." if has_secret
+            "Stored encrypted. Leave empty to keep the stored one."
+            if has_secret
             else "Stored encrypted; it is never shown again."
         )
         self.fields["owner_group"].queryset = Group.objects.order_by("name")
@@ -57,8 +69,11 @@ class SourceForm(forms.ModelForm):
         creating = not self.instance.pk or not self.instance.secret_encrypted
         changed_identity = [f for f in self.identity_fields if f in self.changed_data]
         if not secret and (creating or (self.instance.pk and changed_identity)):
-            reason = "" if creating else " because " + " / ".join(
-                str(self.fields[f].label) for f in changed_identity) + " changed"
+            reason = (
+                ""
+                if creating
+                else " because " + " / ".join(str(self.fields[f].label) for f in changed_identity) + " changed"
+            )
             self.add_error("secret", f"Enter the {self.secret_label.lower()}{reason}.")
         if cleaned.get("after_archive") == AfterArchive.MOVE and not cleaned.get("move_to_folder"):
             self.add_error("move_to_folder", "Name the folder archived mails are moved to.")

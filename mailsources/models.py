@@ -40,24 +40,18 @@ class MailSource(models.Model):
     kind = models.CharField(max_length=8, choices=SourceKind.choices)
     name = models.CharField(max_length=100, unique=True)
     enabled = models.BooleanField(default=True)
-    interval_minutes = models.PositiveIntegerField(
-        "Interval (minutes)", default=15, validators=[MinValueValidator(1)]
-    )
+    interval_minutes = models.PositiveIntegerField("Interval (minutes)", default=15, validators=[MinValueValidator(1)])
     # "" = all folders; else a comma-separated list ("INBOX, Archive/2024").
     folders = models.CharField(
-        max_length=2000, blank=True, default="INBOX",
+        max_length=2000,
+        blank=True,
+        default="INBOX",
         help_text="Comma-separated folder names; empty for all folders.",
     )
     owner_group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="+")
-    from_field = models.ForeignKey(
-        FieldDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    to_field = models.ForeignKey(
-        FieldDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    cc_field = models.ForeignKey(
-        FieldDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    from_field = models.ForeignKey(FieldDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    to_field = models.ForeignKey(FieldDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    cc_field = models.ForeignKey(FieldDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     subject_field = models.ForeignKey(
         FieldDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -78,7 +72,8 @@ class MailSource(models.Model):
     client_id = models.CharField("Client ID", max_length=255, blank=True)
     mailboxes = models.TextField(blank=True, help_text="One mailbox address per line.")
     page_size = models.PositiveIntegerField(
-        "Number of mails (Office 365)", default=25,
+        "Number of mails (Office 365)",
+        default=25,
         validators=[MinValueValidator(1), MaxValueValidator(1000)],
     )
 
@@ -125,9 +120,7 @@ class ArchivedMail(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["source", "mailbox", "sha256"], name="uniq_mail_per_mailbox")
-        ]
+        constraints = [models.UniqueConstraint(fields=["source", "mailbox", "sha256"], name="uniq_mail_per_mailbox")]
 
 
 class MailLocation(models.Model):
@@ -164,9 +157,7 @@ class FolderCursor(models.Model):
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["source", "mailbox", "folder"], name="uniq_folder_cursor")
-        ]
+        constraints = [models.UniqueConstraint(fields=["source", "mailbox", "folder"], name="uniq_folder_cursor")]
 
 
 class MailboxStatus(models.Model):
@@ -179,9 +170,7 @@ class MailboxStatus(models.Model):
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["source", "mailbox"], name="uniq_mailbox_status")
-        ]
+        constraints = [models.UniqueConstraint(fields=["source", "mailbox"], name="uniq_mailbox_status")]
 
 
 class RunStatus(models.TextChoices):

@@ -71,9 +71,11 @@ def lease_acquire(source_id: int, owner: str, seconds: int | None = None) -> boo
     several workers (on any machine) wins; an expired lease can be taken over."""
     now = timezone.now()
     until = now + timedelta(seconds=seconds or settings.MAIL_SOURCE_LEASE_SECONDS)
-    claimed = MailSource.objects.filter(pk=source_id).filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner)
-    ).update(lease_owner=owner, lease_until=until)
+    claimed = (
+        MailSource.objects.filter(pk=source_id)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner))
+        .update(lease_owner=owner, lease_until=until)
+    )
     return claimed == 1
 
 
@@ -109,8 +111,12 @@ def eml_name(subject: str, sha256: str) -> str:
 def field_mapping(source: MailSource) -> dict[str, str]:
     """header → archive field name, per the source's mapping."""
     mapping = {}
-    for header, field in (("from", source.from_field), ("to", source.to_field),
-                          ("cc", source.cc_field), ("subject", source.subject_field)):
+    for header, field in (
+        ("from", source.from_field),
+        ("to", source.to_field),
+        ("cc", source.cc_field),
+        ("subject", source.subject_field),
+    ):
         if field is not None:
             mapping[header] = field.name
     return mapping
@@ -150,9 +156,8 @@ def _exact_locations(queryset, locations: Iterable[str], *fields: str) -> list[t
     wanted = sorted(set(locations))
     rows: list[tuple] = []
     for i in range(0, len(wanted), 500):
-        chunk = set(wanted[i:i + 500])
-        rows += [row for row in queryset.filter(location__in=chunk).values_list("location", *fields)
-                 if row[0] in chunk]
+        chunk = set(wanted[i : i + 500])
+        rows += [row for row in queryset.filter(location__in=chunk).values_list("location", *fields) if row[0] in chunk]
     return rows
 
 
@@ -175,7 +180,11 @@ def batch_store(batch: FolderBatch) -> list[storage.StoredBlob]:
 
 
 def batch_ingest(
-    source: MailSource, mailbox: str, folder: str, batch: FolderBatch, run: SyncRun,
+    source: MailSource,
+    mailbox: str,
+    folder: str,
+    batch: FolderBatch,
+    run: SyncRun,
     blobs: list[storage.StoredBlob] | None = None,
 ) -> BatchResult:
     """Store, then commit one batch (documents, dedup rows, locations, cursor).
@@ -183,14 +192,14 @@ def batch_ingest(
     # Rule 1: raw bytes durable before anything is parsed.
     stored = list(zip(batch.messages, batch_store(batch) if blobs is None else blobs, strict=True))
     mapping = field_mapping(source)
-    mapped_fields = {f.name: f for f in (source.from_field, source.to_field, source.cc_field,
-                                         source.subject_field) if f is not None}
+    mapped_fields = {
+        f.name: f for f in (source.from_field, source.to_field, source.cc_field, source.subject_field) if f is not None
+    }
     result = BatchResult()
     with transaction.atomic():
         shas = {blob.sha256 for _, blob in stored}
         existing = dict(
-            ArchivedMail.objects.filter(source=source, mailbox=mailbox, sha256__in=shas)
-            .values_list("sha256", "pk")
+            ArchivedMail.objects.filter(source=source, mailbox=mailbox, sha256__in=shas).values_list("sha256", "pk")
         )
         to_create: dict[str, tuple[FetchedMessage, storage.StoredBlob]] = {}
         for message, blob in stored:
@@ -210,39 +219,68 @@ def batch_ingest(
                 value = getattr(headers, "from_" if header == "from" else header)
                 if value_fits(mapped_fields[field_name], value):
                     values[field_name] = value
-            specs.append(NewDocument(
-                owner_group=source.owner_group, values=values, kind=DocumentKind.MAIL,
-                parse_error=headers.error,
-                files=[NewFile(name=eml_name(headers.subject, blob.sha256), blob=blob,
-                               content_type="message/rfc822", role=FileRole.ORIGINAL)],
-            ))
+            specs.append(
+                NewDocument(
+                    owner_group=source.owner_group,
+                    values=values,
+                    kind=DocumentKind.MAIL,
+                    parse_error=headers.error,
+                    files=[
+                        NewFile(
+                            name=eml_name(headers.subject, blob.sha256),
+                            blob=blob,
+                            content_type="message/rfc822",
+                            role=FileRole.ORIGINAL,
+                        )
+                    ],
+                )
+            )
         # Text extraction is scheduled by the processing stage, in batches and
         # once the attachments are files (a task per mail here would cost ~1.5 ms each).
         documents = documents_create_many(specs, schedule_extraction=False)
         new_mails = ArchivedMail.objects.bulk_create(
-            ArchivedMail(source=source, mailbox=mailbox, sha256=sha, document=document,
-                         message_id=headers.message_id, size=blob.size)
-            for (sha, (_, blob)), document, headers in zip(
-                to_create.items(), documents, headers_list, strict=True)
+            ArchivedMail(
+                source=source,
+                mailbox=mailbox,
+                sha256=sha,
+                document=document,
+                message_id=headers.message_id,
+                size=blob.size,
+            )
+            for (sha, (_, blob)), document, headers in zip(to_create.items(), documents, headers_list, strict=True)
         )
         mail_ids = existing | {m.sha256: m.pk for m in new_mails}
         if any(m.pk is None for m in new_mails):
-            mail_ids.update(ArchivedMail.objects.filter(
-                source=source, mailbox=mailbox, sha256__in=list(to_create)
-            ).values_list("sha256", "pk"))
+            mail_ids.update(
+                ArchivedMail.objects.filter(source=source, mailbox=mailbox, sha256__in=list(to_create)).values_list(
+                    "sha256", "pk"
+                )
+            )
         here = MailLocation.objects.filter(source=source, mailbox=mailbox, folder=folder, epoch=batch.epoch)
         # Graph: mails archived before from another folder of the mailbox (moved here) were
         # not downloaded again; record that they are (also) in this folder now.
         seen_before = MailLocation.objects.filter(
-            source=source, mailbox=mailbox, epoch=batch.epoch, **_ledger_scope(source, folder))
+            source=source, mailbox=mailbox, epoch=batch.epoch, **_ledger_scope(source, folder)
+        )
         known_mail_ids = dict(_exact_locations(seen_before, batch.known_locations, "mail_id"))
         MailLocation.objects.bulk_create(
-            [MailLocation(source=source, mailbox=mailbox, folder=folder, epoch=batch.epoch,
-                          location=message.location, mail_id=mail_ids[blob.sha256])
-             for message, blob in stored]
-            + [MailLocation(source=source, mailbox=mailbox, folder=folder, epoch=batch.epoch,
-                            location=location, mail_id=mail_id)
-               for location, mail_id in known_mail_ids.items()],
+            [
+                MailLocation(
+                    source=source,
+                    mailbox=mailbox,
+                    folder=folder,
+                    epoch=batch.epoch,
+                    location=message.location,
+                    mail_id=mail_ids[blob.sha256],
+                )
+                for message, blob in stored
+            ]
+            + [
+                MailLocation(
+                    source=source, mailbox=mailbox, folder=folder, epoch=batch.epoch, location=location, mail_id=mail_id
+                )
+                for location, mail_id in known_mail_ids.items()
+            ],
             ignore_conflicts=True,
         )
         if known_mail_ids:
@@ -256,13 +294,16 @@ def batch_ingest(
             MailLocation.objects.filter(pk__in=gone).update(removed_at=timezone.now())
         # The cursor moves with (never before) the rows it covers.
         FolderCursor.objects.update_or_create(
-            source=source, mailbox=mailbox, folder=folder,
+            source=source,
+            mailbox=mailbox,
+            folder=folder,
             defaults={"cursor": batch.cursor, "status": "ok", "status_message": ""},
         )
         result.new = len(documents)
         result.new_document_ids = [d.pk for d in documents]
         SyncRun.objects.filter(pk=run.pk).update(
-            new=F("new") + result.new, duplicate=F("duplicate") + result.duplicate,
+            new=F("new") + result.new,
+            duplicate=F("duplicate") + result.duplicate,
             done=F("done") + len(batch.messages),
         )
         MailSource.objects.filter(pk=source.pk).update(archived_count=F("archived_count") + result.new)
@@ -271,7 +312,11 @@ def batch_ingest(
 
 
 def act_after_archive(
-    client: MailClient, source: MailSource, mailbox: str, folder: str, epoch: str,
+    client: MailClient,
+    source: MailSource,
+    mailbox: str,
+    folder: str,
+    epoch: str,
     archived: list[tuple[str, str]],
 ) -> int:
     """Move or delete at the source, only messages whose stored copy was
@@ -280,8 +325,11 @@ def act_after_archive(
         return 0
     verified = [(sha, loc) for sha, loc in archived if storage.verify(sha)]
     if len(verified) != len(archived):
-        logger.error("source %s: %d stored copies failed verification; they stay on the server",
-                     source.pk, len(archived) - len(verified))
+        logger.error(
+            "source %s: %d stored copies failed verification; they stay on the server",
+            source.pk,
+            len(archived) - len(verified),
+        )
     if not verified:
         return 0
     locations = [loc for _, loc in verified]
@@ -299,7 +347,11 @@ def act_after_archive(
 
 
 def mailbox_sync(
-    client: MailClient, source: MailSource, mailbox: str, run: SyncRun, owner: str,
+    client: MailClient,
+    source: MailSource,
+    mailbox: str,
+    run: SyncRun,
+    owner: str,
     after_commit: AfterCommitHook | None = None,
 ) -> list[str]:
     """Sync every configured folder of one mailbox; returns per-folder errors
@@ -316,12 +368,12 @@ def mailbox_sync(
         cursor = cursor_row.cursor if cursor_row and cursor_row.cursor else None
         try:
             first = True
-            batches = client.sync_folder(folder, cursor, known_filter(source, mailbox, folder),
-                                         min_age_days=source.min_age_days)
+            batches = client.sync_folder(
+                folder, cursor, known_filter(source, mailbox, folder), min_age_days=source.min_age_days
+            )
             # Moving/deleting uses the client between batches: no second thread then.
             # Inside a transaction (tests), another thread's connection would not see its rows.
-            ahead = (source.after_archive == AfterArchive.KEEP
-                     and not transaction.get_connection().in_atomic_block)
+            ahead = source.after_archive == AfterArchive.KEEP and not transaction.get_connection().in_atomic_block
             stored = _stored_ahead(batches) if ahead else ((b, batch_store(b)) for b in batches)
             for batch, blobs in stored:
                 if first and batch.total is not None:
@@ -337,15 +389,19 @@ def mailbox_sync(
                     # A stored copy that does not match its hash is an archive problem
                     # someone must see: the mail stays on the server, the run says so.
                     SyncRun.objects.filter(pk=run.pk).update(failed=F("failed") + unverified)
-                    errors.append(f"{mailbox} / {folder}: {unverified} archived mail(s) failed "
-                                  "verification (stored copy does not match its hash); they stay "
-                                  "on the server")
+                    errors.append(
+                        f"{mailbox} / {folder}: {unverified} archived mail(s) failed "
+                        "verification (stored copy does not match its hash); they stay "
+                        "on the server"
+                    )
                 lease_renew(source.pk, owner)
         except PermanentSourceError as exc:
             if exc.code != "folder_not_found":
                 raise
             FolderCursor.objects.update_or_create(
-                source=source, mailbox=mailbox, folder=folder,
+                source=source,
+                mailbox=mailbox,
+                folder=folder,
                 defaults={"status": "error", "status_message": str(exc)},
             )
             errors.append(f"{mailbox} / {folder}: {exc}")
@@ -388,7 +444,10 @@ ClientFactory = Callable[[MailSource, str], MailClient]
 
 
 def source_sync(
-    source_id: int, *, client_factory: ClientFactory, owner: str | None = None,
+    source_id: int,
+    *,
+    client_factory: ClientFactory,
+    owner: str | None = None,
     after_commit: AfterCommitHook | None = None,
 ) -> SyncRun | None:
     """One run of one source. Returns None when another run holds the lease.
@@ -405,7 +464,8 @@ def source_sync(
     # Holding the lease, no other run of this source is alive: a run still
     # marked running was cut off (its worker killed) and its lease expired.
     SyncRun.objects.filter(source=source, status=RunStatus.RUNNING).update(
-        status=RunStatus.RETRY, finished=timezone.now(),
+        status=RunStatus.RETRY,
+        finished=timezone.now(),
         errors="interrupted: the worker stopped before the run finished; the next run continued",
     )
     run = SyncRun.objects.create(source=source)
@@ -445,16 +505,28 @@ def source_sync(
         lease_release(source.pk, owner)
         return run
     except BaseException as exc:
-        _finish(run, source, RunStatus.RETRY, errors + [f"internal error: {exc!r}"],
-                SourceStatus.RETRYING, "internal error; will retry")
+        _finish(
+            run,
+            source,
+            RunStatus.RETRY,
+            errors + [f"internal error: {exc!r}"],
+            SourceStatus.RETRYING,
+            "internal error; will retry",
+        )
         lease_release(source.pk, owner)
         raise
     all_errors = errors + permanent
     if permanent and len(permanent) == len(mailboxes):
         _finish(run, source, RunStatus.FAILED, all_errors, SourceStatus.ERROR, "; ".join(permanent))
     elif all_errors:
-        _finish(run, source, RunStatus.PARTIAL, all_errors, SourceStatus.OK,
-                f"{len(all_errors)} problem(s), see the run history")
+        _finish(
+            run,
+            source,
+            RunStatus.PARTIAL,
+            all_errors,
+            SourceStatus.OK,
+            f"{len(all_errors)} problem(s), see the run history",
+        )
     else:
         _finish(run, source, RunStatus.OK, [], SourceStatus.OK, "")
     lease_release(source.pk, owner)
@@ -467,16 +539,14 @@ def _mailbox_status(source: MailSource, mailbox: str, status: str, message: str)
     )
 
 
-def _finish(run: SyncRun, source: MailSource, status: str, errors: list[str],
-            source_status: str, message: str) -> None:
+def _finish(run: SyncRun, source: MailSource, status: str, errors: list[str], source_status: str, message: str) -> None:
     now = timezone.now()
     run.refresh_from_db()
     run.status = status
     run.finished = now
     run.errors = "\n".join(errors)
     run.save(update_fields=["status", "finished", "errors"])
-    update: dict[str, object] = {"status": source_status, "status_message": message[:2000],
-                                 "last_run_at": now}
+    update: dict[str, object] = {"status": source_status, "status_message": message[:2000], "last_run_at": now}
     if source_status == SourceStatus.ERROR:
         update["next_run_at"] = None
     MailSource.objects.filter(pk=source.pk).update(**update)

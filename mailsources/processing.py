@@ -39,8 +39,10 @@ def _parse(raw: bytes) -> ParsedMail:
 
 def _over_limit_error(size: int) -> str:
     limit = settings.MAIL_MAX_MESSAGE_BYTES
-    return (f"not parsed: {size} bytes is over the limit of {limit} bytes "
-            "(MAIL_MAX_MESSAGE_BYTES); the raw mail is archived")
+    return (
+        f"not parsed: {size} bytes is over the limit of {limit} bytes "
+        "(MAIL_MAX_MESSAGE_BYTES); the raw mail is archived"
+    )
 
 
 def _attachment_file(document_id: int, part: MailPart, blob: storage.StoredBlob) -> DocumentFile:
@@ -48,9 +50,14 @@ def _attachment_file(document_id: int, part: MailPart, blob: storage.StoredBlob)
     if len(content_type) > 255:  # hostile; would not fit the column
         content_type = "application/octet-stream"
     return DocumentFile(
-        document_id=document_id, role=FileRole.ATTACHMENT,
-        name=(part.filename or f"part-{part.path}")[:255], content_type=content_type,
-        sha256=blob.sha256, size=blob.size, part=part.path[:64], content_id=part.content_id[:255],
+        document_id=document_id,
+        role=FileRole.ATTACHMENT,
+        name=(part.filename or f"part-{part.path}")[:255],
+        content_type=content_type,
+        sha256=blob.sha256,
+        size=blob.size,
+        part=part.path[:64],
+        content_id=part.content_id[:255],
     )
 
 
@@ -60,8 +67,7 @@ def mail_document_process(document: Document) -> None:
         return
     if original.size > settings.MAIL_MAX_MESSAGE_BYTES:
         # Parsing it could exhaust the worker; the raw mail stays the record.
-        Document.objects.filter(pk=document.pk, parse_error="").update(
-            parse_error=_over_limit_error(original.size))
+        Document.objects.filter(pk=document.pk, parse_error="").update(parse_error=_over_limit_error(original.size))
         return
     parsed = _parse(storage.read_bytes(original.sha256))
     parts = parsed.attachments + parsed.inline
@@ -84,7 +90,8 @@ def _process_one(document: Document) -> None:
     except Exception as exc:  # noqa: BLE001 - one hostile mail must not stop the others
         logger.exception("mail document %s: processing failed", document.pk)
         Document.objects.filter(pk=document.pk, parse_error="").update(
-            parse_error=f"processing failed: {exc.__class__.__name__}: {exc}"[:2000])
+            parse_error=f"processing failed: {exc.__class__.__name__}: {exc}"[:2000]
+        )
 
 
 @dataclasses.dataclass
@@ -98,8 +105,11 @@ def mail_documents_process(document_ids: list[int]) -> None:
     originals: dict[int, DocumentFile] = {}
     for file in DocumentFile.objects.filter(document_id__in=list(documents), role=FileRole.ORIGINAL).order_by("id"):
         originals.setdefault(file.document_id, file)
-    done = set(DocumentFile.objects.filter(document_id__in=list(documents), role=FileRole.ATTACHMENT)
-               .values_list("document_id", flat=True))
+    done = set(
+        DocumentFile.objects.filter(document_id__in=list(documents), role=FileRole.ATTACHMENT).values_list(
+            "document_id", flat=True
+        )
+    )
     chunk: list[_Pending] = []
     size = 0
     for pk in sorted(documents):
@@ -143,19 +153,24 @@ def _process_chunk(chunk: list[_Pending]) -> None:
         files = [_attachment_file(pk, part, blob) for (pk, part), blob in zip(parts, blobs, strict=True)]
         with transaction.atomic():
             # Lock in one order (by pk): two tasks on overlapping documents cannot deadlock.
-            locked = dict(Document.objects.select_for_update().filter(pk__in=[i.document.pk for i in chunk])
-                          .order_by("pk").values_list("pk", "parse_error"))
+            locked = dict(
+                Document.objects.select_for_update()
+                .filter(pk__in=[i.document.pk for i in chunk])
+                .order_by("pk")
+                .values_list("pk", "parse_error")
+            )
             # Processed concurrently meanwhile: leave those alone.
-            again = set(DocumentFile.objects.filter(document_id__in=list(locked), role=FileRole.ATTACHMENT)
-                        .values_list("document_id", flat=True))
-            DocumentFile.objects.bulk_create(f for f in files if f.document_id in locked
-                                             and f.document_id not in again)
+            again = set(
+                DocumentFile.objects.filter(document_id__in=list(locked), role=FileRole.ATTACHMENT).values_list(
+                    "document_id", flat=True
+                )
+            )
+            DocumentFile.objects.bulk_create(f for f in files if f.document_id in locked and f.document_id not in again)
             for pk, error in errors.items():
                 if pk in locked and pk not in again and not locked[pk]:
                     Document.objects.filter(pk=pk).update(parse_error=error[:2000])
     except Exception:  # noqa: BLE001 - e.g. one hostile value the database refuses
-        logger.warning("processing %d mail documents together failed; one by one instead",
-                       len(chunk), exc_info=True)
+        logger.warning("processing %d mail documents together failed; one by one instead", len(chunk), exc_info=True)
         for item in chunk:
             _process_one(item.document)
 

@@ -23,7 +23,9 @@ class SecretUnavailable(Exception):
 @functools.cache
 def _fernet(key_material: str) -> Fernet:
     key = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=b"webadmin-mail-source-secrets",
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=b"webadmin-mail-source-secrets",
         info=b"fernet-v1",
     ).derive(key_material.encode())
     return Fernet(base64.urlsafe_b64encode(key))

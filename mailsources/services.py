@@ -30,8 +30,12 @@ def client_for_source(source: MailSource, mailbox: str = "") -> MailClient:
         from mailsources.clients.imap import ImapClient
 
         return ImapClient(
-            source.host, source.port, security=source.security, username=source.username,
-            password=secret, ca_file=source.ca_file or settings.MAIL_CA_FILE,
+            source.host,
+            source.port,
+            security=source.security,
+            username=source.username,
+            password=secret,
+            ca_file=source.ca_file or settings.MAIL_CA_FILE,
             max_message_bytes=settings.MAIL_MAX_MESSAGE_BYTES,
             allow_unencrypted=source.allow_unencrypted,
         )
@@ -39,11 +43,17 @@ def client_for_source(source: MailSource, mailbox: str = "") -> MailClient:
 
     gate = graph_request_gate()
     return GraphClient(
-        source.tenant, source.client_id, secret, mailbox or source.mailbox_list[0],
-        page_size=source.page_size, authority_host=settings.GRAPH_AUTHORITY_HOST,
-        graph_url=settings.GRAPH_URL, ca_bundle=settings.MAIL_CA_FILE,
+        source.tenant,
+        source.client_id,
+        secret,
+        mailbox or source.mailbox_list[0],
+        page_size=source.page_size,
+        authority_host=settings.GRAPH_AUTHORITY_HOST,
+        graph_url=settings.GRAPH_URL,
+        ca_bundle=settings.MAIL_CA_FILE,
         # Paced once: by the gate all workers share, else by the client itself.
-        rate_limit=None if gate is not None else graph_rate_limit(), request_gate=gate,
+        rate_limit=None if gate is not None else graph_rate_limit(),
+        request_gate=gate,
     )
 
 
@@ -80,9 +90,12 @@ def sources_due(now=None) -> list[int]:  # type: ignore[no-untyped-def]
     dispatcher tick does not enqueue them again."""
     now = now or timezone.now()
     due = []
-    candidates = MailSource.objects.filter(enabled=True).exclude(status=SourceStatus.ERROR).filter(
-        Q(next_run_at__isnull=True) | Q(next_run_at__lte=now)
-    ).filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+    candidates = (
+        MailSource.objects.filter(enabled=True)
+        .exclude(status=SourceStatus.ERROR)
+        .filter(Q(next_run_at__isnull=True) | Q(next_run_at__lte=now))
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+    )
     for source in candidates.only("pk", "interval_minutes", "next_run_at"):
         with transaction.atomic():
             # Conditional update: with two dispatchers, only one claims the slot.
@@ -95,7 +108,7 @@ def sources_due(now=None) -> list[int]:  # type: ignore[no-untyped-def]
 
 
 def source_request_sync(source: MailSource) -> None:
-    """"Sync now": clear a stopped state and run at the next opportunity."""
+    """ "Sync now": clear a stopped state and run at the next opportunity."""
     MailSource.objects.filter(pk=source.pk).update(
         next_run_at=timezone.now(),
         status=SourceStatus.IDLE if source.status == SourceStatus.ERROR else source.status,

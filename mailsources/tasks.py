@@ -27,7 +27,8 @@ def _enqueue_processing(document_ids: list[int]) -> None:
 def sync_source(self, source_id: int) -> None:  # type: ignore[no-untyped-def]
     try:
         pipeline.source_sync(
-            source_id, client_factory=services.client_for_source,
+            source_id,
+            client_factory=services.client_for_source,
             # Unique per attempt (a message redelivered to another process of the
             # same worker must not share the lease) and within lease_owner's 64 chars.
             owner=f"{uuid.uuid4().hex[:16]}@{self.request.hostname or 'direct'}"[:64],
@@ -60,7 +61,7 @@ def retry_countdown(retries: int, retry_after: float | None, *, jitter: float | 
     with jitter; a server's Retry-After wins when it is longer, rounded up so the retry
     never comes early (Graph sends fractions such as 2.128)."""
     jitter = random.uniform(0.5, 1.0) if jitter is None else jitter
-    backoff = min(3600, 30 * 2 ** retries) * jitter
+    backoff = min(3600, 30 * 2**retries) * jitter
     return float(max(backoff, math.ceil(retry_after or 0)))
 
 

@@ -135,10 +135,12 @@ class RedisRequestGate:
         name = self.slots_key(key)
         token = uuid.uuid4().hex
         try:
-            entered = float(self._enter(
-                keys=[name, f"{self.prefix}:pace:{key}"],
-                args=[token, self.max_concurrent, self.lease_seconds, self.interval, self.max_concurrent],
-            ))
+            entered = float(
+                self._enter(
+                    keys=[name, f"{self.prefix}:pace:{key}"],
+                    args=[token, self.max_concurrent, self.lease_seconds, self.interval, self.max_concurrent],
+                )
+            )
             if entered > 0:
                 time.sleep(entered)  # paced: this request's turn comes then
             delay = 0.002
@@ -162,7 +164,9 @@ class RedisRequestGate:
             self._held[token] = name
             if self._renewer is None or not self._renewer.is_alive():  # also after a fork
                 self._renewer = threading.Thread(
-                    target=_renew_loop, args=(weakref.ref(self), self._stop), daemon=True,
+                    target=_renew_loop,
+                    args=(weakref.ref(self), self._stop),
+                    daemon=True,
                     name="graph-gate-renewer",
                 )
                 self._renewer.start()

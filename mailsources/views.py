@@ -46,21 +46,31 @@ def source_edit(request: HttpRequest, pk: int) -> HttpResponse:
         form.save()
         messages.success(request, "Mail source saved.")
         return redirect("mailsources:detail", source.pk)
-    return render(request, "mailsources/form.html", {
-        "form": form, "kind": SourceKind(source.kind), "source": source,
-    })
+    return render(
+        request,
+        "mailsources/form.html",
+        {
+            "form": form,
+            "kind": SourceKind(source.kind),
+            "source": source,
+        },
+    )
 
 
 @administrators_only
 @require_GET
 def source_detail(request: HttpRequest, pk: int) -> HttpResponse:
     source = get_object_or_404(MailSource, pk=pk)
-    return render(request, "mailsources/detail.html", {
-        "source": source,
-        "runs": source.runs.all()[:25],
-        "mailbox_statuses": source.mailbox_statuses.order_by("mailbox"),
-        "folder_cursors": source.cursors.order_by("mailbox", "folder"),
-    })
+    return render(
+        request,
+        "mailsources/detail.html",
+        {
+            "source": source,
+            "runs": source.runs.all()[:25],
+            "mailbox_statuses": source.mailbox_statuses.order_by("mailbox"),
+            "folder_cursors": source.cursors.order_by("mailbox", "folder"),
+        },
+    )
 
 
 @administrators_only
@@ -92,13 +102,25 @@ def source_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
 def source_progress(request: HttpRequest, pk: int) -> JsonResponse:
     source = get_object_or_404(MailSource, pk=pk)
     run: SyncRun | None = source.runs.first()
-    return JsonResponse({
-        "status": source.status, "status_display": source.get_status_display(),
-        "status_message": source.status_message, "archived": source.archived_count,
-        "run": None if run is None else {
-            "id": run.pk, "status": run.status, "status_display": run.get_status_display(),
-            "done": run.done, "total": run.total, "new": run.new, "duplicate": run.duplicate,
-            "skipped": run.skipped, "failed": run.failed,
-            "finished": run.finished.isoformat() if run.finished else None,
-        },
-    })
+    return JsonResponse(
+        {
+            "status": source.status,
+            "status_display": source.get_status_display(),
+            "status_message": source.status_message,
+            "archived": source.archived_count,
+            "run": None
+            if run is None
+            else {
+                "id": run.pk,
+                "status": run.status,
+                "status_display": run.get_status_display(),
+                "done": run.done,
+                "total": run.total,
+                "new": run.new,
+                "duplicate": run.duplicate,
+                "skipped": run.skipped,
+                "failed": run.failed,
+                "finished": run.finished.isoformat() if run.finished else None,
+            },
+        }
+    )

@@ -19,11 +19,13 @@ def main() -> int:
     mariadb_url, redis_url = sys.argv[1], sys.argv[2]
     problems = []
     for name, url, port, hint in (
-        ("MariaDB", mariadb_url, 3306, "start it (start-stop-daemon --start --background"
-         " --exec /usr/sbin/mariadbd)"
-         " or set TEST_MARIADB_URL"),
-        ("Redis", redis_url, 6379, "start it (redis-server --daemonize yes --bind 127.0.0.1)"
-         " or set TEST_REDIS_URL"),
+        (
+            "MariaDB",
+            mariadb_url,
+            3306,
+            "start it (start-stop-daemon --start --background --exec /usr/sbin/mariadbd) or set TEST_MARIADB_URL",
+        ),
+        ("Redis", redis_url, 6379, "start it (redis-server --daemonize yes --bind 127.0.0.1) or set TEST_REDIS_URL"),
     ):
         host, port, ok = reachable(url, port)
         if not ok:

@@ -22,9 +22,7 @@ def isolated_store(request, tmp_path):
 def fast_password_hashing(request):
     # PBKDF2's deliberate slowness costs ~0.3 s per persona; tests need no such protection.
     if request.config.pluginmanager.hasplugin("django"):
-        request.getfixturevalue("settings").PASSWORD_HASHERS = [
-            "django.contrib.auth.hashers.MD5PasswordHasher"
-        ]
+        request.getfixturevalue("settings").PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
@@ -37,8 +35,10 @@ def archive_defaults(request):
     marker = request.node.get_closest_marker("django_db")
     if not uses_db and marker is None:
         return
-    transactional = "transactional_db" in request.fixturenames or "live_server" in request.fixturenames or (
-        marker is not None and (marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
+    transactional = (
+        "transactional_db" in request.fixturenames
+        or "live_server" in request.fixturenames
+        or (marker is not None and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])))
     )
     request.getfixturevalue("transactional_db" if transactional else "db")
     from django.contrib.auth.models import Group

@@ -99,7 +99,8 @@ def find_dovecot() -> str:
             return candidate
     raise RuntimeError(
         "The tests need Dovecot, which is not installed: install the Debian package "
-        f"'{DOVECOT_PACKAGE}' (apt-get install -y {DOVECOT_PACKAGE}).")
+        f"'{DOVECOT_PACKAGE}' (apt-get install -y {DOVECOT_PACKAGE})."
+    )
 
 
 def _die_with_parent() -> None:
@@ -175,13 +176,24 @@ class DovecotServer:
         # shared file may be served from Dovecot's stale copy for a moment.
         (root / "users").mkdir()
         self.port, self.tls_port = free_port(), free_port()
-        self.config.write_text(_CONFIG.format(
-            root=root, port=self.port, tls_port=self.tls_port, mail_uid=mail_uid,
-            mail_gid=mail_gid, login_user=login_user, internal_user=internal_user,
-            internal_group=internal_group))
+        self.config.write_text(
+            _CONFIG.format(
+                root=root,
+                port=self.port,
+                tls_port=self.tls_port,
+                mail_uid=mail_uid,
+                mail_gid=mail_gid,
+                login_user=login_user,
+                internal_user=internal_user,
+                internal_group=internal_group,
+            )
+        )
         self._process = subprocess.Popen(
             [self.binary, "-F", "-c", str(self.config)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -220,8 +232,9 @@ class DovecotServer:
 
     # ------------------------------------------------------------- users and mail
 
-    def add_user(self, name: str | None = None, password: str | None = None, *,
-                 capabilities: str | None = None) -> ImapUser:
+    def add_user(
+        self, name: str | None = None, password: str | None = None, *, capabilities: str | None = None
+    ) -> ImapUser:
         """Create a user with an empty INBOX.
 
         ``capabilities``: replaces the post-login CAPABILITY list for this user
@@ -245,8 +258,9 @@ class DovecotServer:
         return Mailbox(self, user)
 
     def doveadm_run(self, *args: str) -> str:
-        result = subprocess.run([self.doveadm, "-c", str(self.config), *args],
-                                capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            [self.doveadm, "-c", str(self.config), *args], capture_output=True, text=True, timeout=30
+        )
         if result.returncode != 0:
             raise RuntimeError(f"doveadm {' '.join(args)} failed: {result.stderr}")
         return result.stdout
@@ -267,9 +281,13 @@ class Mailbox:
         """Constructor arguments for ``ImapClient`` pointing at this mailbox."""
         port = self.server.tls_port if security == "tls" else self.server.port
         kwargs: dict[str, Any] = {
-            "host": self.server.host, "port": port, "security": security,
-            "username": self.user.name, "password": self.user.password,
-            "ca_file": self.server.ca_file, "timeout": 10.0,
+            "host": self.server.host,
+            "port": port,
+            "security": security,
+            "username": self.user.name,
+            "password": self.user.password,
+            "ca_file": self.server.ca_file,
+            "timeout": 10.0,
             "allow_unencrypted": security == "none",
         }
         kwargs.update(overrides)
@@ -278,8 +296,7 @@ class Mailbox:
     @contextlib.contextmanager
     def connect(self) -> Iterator[imaplib.IMAP4_SSL]:
         context = ssl.create_default_context(cafile=self.server.ca_file)
-        conn = imaplib.IMAP4_SSL(self.server.host, self.server.tls_port, ssl_context=context,
-                                 timeout=10)
+        conn = imaplib.IMAP4_SSL(self.server.host, self.server.tls_port, ssl_context=context, timeout=10)
         try:
             conn.login(self.user.name, self.user.password)
             yield conn
@@ -292,30 +309,36 @@ class Mailbox:
             typ, data = conn.create(quote_folder_name(name))
             assert typ == "OK", data
 
-    def append(self, folder: str, raw: bytes, *, internal_date: datetime | None = None,
-               flags: str = "", create: bool = True) -> int:
+    def append(
+        self, folder: str, raw: bytes, *, internal_date: datetime | None = None, flags: str = "", create: bool = True
+    ) -> int:
         """APPEND one message; returns its UID (Dovecot answers APPENDUID)."""
-        return self.append_many(folder, [raw], internal_date=internal_date, flags=flags,
-                                create=create)[0]
+        return self.append_many(folder, [raw], internal_date=internal_date, flags=flags, create=create)[0]
 
-    def append_many(self, folder: str, raws: list[bytes], *,
-                    internal_date: datetime | None = None, flags: str = "",
-                    create: bool = True) -> list[int]:
+    def append_many(
+        self,
+        folder: str,
+        raws: list[bytes],
+        *,
+        internal_date: datetime | None = None,
+        flags: str = "",
+        create: bool = True,
+    ) -> list[int]:
         uids: list[int] = []
         with self.connect() as conn:
             if create and folder.upper() != "INBOX":
                 conn.create(quote_folder_name(folder))  # NO if it exists: fine
             date = imaplib.Time2Internaldate(internal_date) if internal_date else None
             for raw in raws:
-                typ, data = conn.append(quote_folder_name(folder), f"({flags})" if flags else None,
-                                        date, raw)
+                typ, data = conn.append(quote_folder_name(folder), f"({flags})" if flags else None, date, raw)
                 assert typ == "OK", data
                 text = data[-1].decode()
                 uids.append(int(text.split("APPENDUID ", 1)[1].split()[1].rstrip("]")))
         return uids
 
-    def import_many(self, folder: str, raws: list[bytes], *,
-                    internal_dates: list[datetime] | None = None, seen: bool = False) -> None:
+    def import_many(
+        self, folder: str, raws: list[bytes], *, internal_dates: list[datetime] | None = None, seen: bool = False
+    ) -> None:
         """Bulk-load mails (thousands per second, for benchmarks) with ``doveadm import``.
 
         The mails are written as a maildir, their mtime the INTERNALDATE, and
@@ -374,8 +397,7 @@ class Mailbox:
     def change_uidvalidity(self, folder: str = "INBOX") -> int:
         """Give the folder a new UIDVALIDITY (as after a server restore); returns it."""
         new = self.uidvalidity(folder) + 1000
-        self.server.doveadm_run("mailbox", "update", "--uid-validity", str(new),
-                                "-u", self.user.name, folder)
+        self.server.doveadm_run("mailbox", "update", "--uid-validity", str(new), "-u", self.user.name, folder)
         return new
 
 
@@ -387,8 +409,13 @@ class FakeImapServer:
     another host name). ``silent=True`` accepts and never greets (a timeout).
     """
 
-    def __init__(self, capabilities: str = "IMAP4rev1 AUTH=PLAIN", *,
-                 tls_context: ssl.SSLContext | None = None, silent: bool = False) -> None:
+    def __init__(
+        self,
+        capabilities: str = "IMAP4rev1 AUTH=PLAIN",
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        silent: bool = False,
+    ) -> None:
         self.capabilities = capabilities
         self.tls_context = tls_context
         self.silent = silent

@@ -19,8 +19,7 @@ import threading
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int, *,
-                 cut_after_server_bytes: int | None = None) -> None:
+    def __init__(self, target_host: str, target_port: int, *, cut_after_server_bytes: int | None = None) -> None:
         self.target = (target_host, target_port)
         # May be changed between connections, e.g. set to None to heal the line.
         self.cut_after_server_bytes = cut_after_server_bytes

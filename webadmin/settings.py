@@ -18,9 +18,7 @@ STORAGE_DIR = Path(env_str("STORAGE_DIR", str(DATA_DIR / "store"))).resolve()
 
 SECRET_KEY = env_secret("SECRET_KEY") or ""
 if not SECRET_KEY:
-    raise ImproperlyConfigured(
-        "SECRET_KEY (or SECRET_KEY_FILE) must be set; `make run` creates one in var/secret_key"
-    )
+    raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set; `make run` creates one in var/secret_key")
 # The key that encrypts mail-source passwords and client secrets at rest. It is
 # kept out of the database on purpose; losing it means re-entering the secrets.
 SOURCE_SECRET_KEY = env_secret("SOURCE_SECRET_KEY") or SECRET_KEY
@@ -77,9 +75,7 @@ try:
 except Exception as exc:  # dj_database_url raises several types for bad URLs
     raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r} is not usable: {exc}") from None
 if _db["ENGINE"] == "django.db.backends.mysql":
-    _db.setdefault("OPTIONS", {}).update(
-        {"charset": "utf8mb4", "isolation_level": "read committed"}
-    )
+    _db.setdefault("OPTIONS", {}).update({"charset": "utf8mb4", "isolation_level": "read committed"})
     _db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
     if env_str("TEST_DATABASE_NAME"):
         _db["TEST"]["NAME"] = env_str("TEST_DATABASE_NAME")
@@ -95,9 +91,7 @@ elif _db["ENGINE"] == "django.db.backends.sqlite3":
     )
     _db["CONN_MAX_AGE"] = 0
 else:
-    raise ImproperlyConfigured(
-        f"DATABASE_URL: unsupported database {_db['ENGINE']!r} (use sqlite:// or mysql://)"
-    )
+    raise ImproperlyConfigured(f"DATABASE_URL: unsupported database {_db['ENGINE']!r} (use sqlite:// or mysql://)")
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -145,9 +139,7 @@ X_FRAME_OPTIONS = "DENY"  # views that must be framed (file viewer, mail body) a
 # --- Celery ---
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.split("://", 1)[0] not in {"filesystem", "redis", "rediss", "memory"}:
-    raise ImproperlyConfigured(
-        f"CELERY_BROKER_URL={CELERY_BROKER_URL!r}: use redis://host:6379/0 or filesystem://"
-    )
+    raise ImproperlyConfigured(f"CELERY_BROKER_URL={CELERY_BROKER_URL!r}: use redis://host:6379/0 or filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker = DATA_DIR / "broker"

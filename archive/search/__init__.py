@@ -35,8 +35,14 @@ from archive.search.query import ParsedQuery, SearchQueryError, parse_query
 from archive.search.snippets import Snippet, snippets_for
 
 __all__ = [
-    "ParsedQuery", "SearchQueryError", "SearchResults", "Snippet", "index_document",
-    "index_documents", "parse_query", "search_documents",
+    "ParsedQuery",
+    "SearchQueryError",
+    "SearchResults",
+    "Snippet",
+    "index_document",
+    "index_documents",
+    "parse_query",
+    "search_documents",
 ]
 
 
@@ -85,15 +91,13 @@ def search_documents(
     for condition in parsed.filters:
         qs = qs.filter(condition)
     by_date = sort_field is None or sort_field.name == "date"
-    plan = backend.plan(parsed, qs, _group_ids(user), window=SEARCH_COUNT_LIMIT,
-                        allow_scan=allow_scan and by_date)
+    plan = backend.plan(parsed, qs, _group_ids(user), window=SEARCH_COUNT_LIMIT, allow_scan=allow_scan and by_date)
     qs = backend.filter(qs, parsed.terms, plan)
     if plan.scan:  # read newest first (planner.py): no relevance, date order
         ascending = sort_field is not None and not descending
         return SearchResults(parsed, qs.order_by(*_date_order(ascending)), definitions, user)
     if sort_field is None and parsed.positive_terms:
-        return SearchResults(parsed, backend.order_by_relevance(qs, parsed.terms), definitions, user,
-                             by_relevance=True)
+        return SearchResults(parsed, backend.order_by_relevance(qs, parsed.terms), definitions, user, by_relevance=True)
     if sort_field is not None:
         qs = qs.order_by(selectors.order_expression(sort_field, descending), "-pk" if descending else "pk")
     else:  # only filters and exclusions: no relevance to speak of

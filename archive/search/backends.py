@@ -26,8 +26,9 @@ FTS5_TABLE = "archive_searchentry_fts"
 class SearchBackend(Protocol):
     shingles: bool  # index word pairs (tokens.shingles) for this engine's phrase search
 
-    def plan(self, parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | None, *,
-             window: int, allow_scan: bool) -> Plan:
+    def plan(
+        self, parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | None, *, window: int, allow_scan: bool
+    ) -> Plan:
         """How to run the query (``planner.Plan``); ``qs`` has the other conditions."""
 
     def filter(self, qs: QuerySet[Document], terms: list[TextTerm], plan: Plan) -> QuerySet[Document]:
@@ -69,8 +70,9 @@ def fts5_expression(terms: list[TextTerm]) -> str:
 class SQLiteFTS5:
     shingles = False  # FTS5 keeps word positions: phrases are cheap
 
-    def plan(self, parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | None, *,
-             window: int, allow_scan: bool) -> Plan:
+    def plan(
+        self, parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | None, *, window: int, allow_scan: bool
+    ) -> Plan:
         return Plan()  # FTS5 seeks its posting lists by rowid: the index is always right
 
     def filter(self, qs: QuerySet[Document], terms: list[TextTerm], plan: Plan) -> QuerySet[Document]:
@@ -90,10 +92,12 @@ class SQLiteFTS5:
                 select={"search_rank": f'-"{FTS5_TABLE}".rank'},
             )
         if negative:
-            return qs.exclude(pk__in=RawSQL(
-                f"SELECT rowid FROM {FTS5_TABLE} WHERE {FTS5_TABLE} MATCH %s",
-                [" OR ".join(_fts5_term(t) for t in negative)],
-            ))
+            return qs.exclude(
+                pk__in=RawSQL(
+                    f"SELECT rowid FROM {FTS5_TABLE} WHERE {FTS5_TABLE} MATCH %s",
+                    [" OR ".join(_fts5_term(t) for t in negative)],
+                )
+            )
         return qs
 
     def order_by_relevance(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
@@ -144,8 +148,9 @@ class MariaDBFulltext:
 
     shingles = True
 
-    def plan(self, parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | None, *,
-             window: int, allow_scan: bool) -> Plan:
+    def plan(
+        self, parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | None, *, window: int, allow_scan: bool
+    ) -> Plan:
         return planner.plan(parsed, qs, group_ids, window=window, allow_scan=allow_scan)
 
     def filter(self, qs: QuerySet[Document], terms: list[TextTerm], plan: Plan) -> QuerySet[Document]:
@@ -156,13 +161,15 @@ class MariaDBFulltext:
         if positive:
             # isnull=False makes the join an INNER one, which lets MariaDB start from the index.
             qs = qs.filter(search_entry__isnull=False).filter(
-                _BooleanModeMatch(F("search_entry__text"), boolean_mode_expression(in_index)))
+                _BooleanModeMatch(F("search_entry__text"), boolean_mode_expression(in_index))
+            )
         elif in_index:  # only exclusions: boolean mode cannot match "everything but"
-            qs = qs.exclude(pk__in=RawSQL(
-                "SELECT document_id FROM archive_searchentry"
-                " WHERE MATCH (text) AGAINST (%s IN BOOLEAN MODE)",
-                [" ".join(_boolean_term(t, "") for t in in_index)],
-            ))
+            qs = qs.exclude(
+                pk__in=RawSQL(
+                    "SELECT document_id FROM archive_searchentry WHERE MATCH (text) AGAINST (%s IN BOOLEAN MODE)",
+                    [" ".join(_boolean_term(t, "") for t in in_index)],
+                )
+            )
         return _like(qs, list(plan.late_exclusions)) if plan.late_exclusions else qs
 
     def order_by_relevance(self, qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
@@ -179,7 +186,8 @@ def _like(qs: QuerySet[Document], terms: list[TextTerm]) -> QuerySet[Document]:
     """The terms matched on the row: LIKE on the token stream (`contains` is
     LIKE BINARY on MariaDB; the tokens are folded already)."""
     qs = qs.filter(search_entry__isnull=False).annotate(
-        _search_text=Concat(Value(" "), F("search_entry__text"), Value(" "), output_field=TextField()))
+        _search_text=Concat(Value(" "), F("search_entry__text"), Value(" "), output_field=TextField())
+    )
     for term in terms:
         if term.prefix:
             pieces = [f" {term.tokens[0]}"]

@@ -37,8 +37,11 @@ def _field_types() -> dict[str, str]:
 
 
 def entry_text(
-    document: Document, files: Iterable[tuple[str, str]], field_types: dict[str, str],
-    *, shingles: bool = False,
+    document: Document,
+    files: Iterable[tuple[str, str]],
+    field_types: dict[str, str],
+    *,
+    shingles: bool = False,
 ) -> str:
     """The token stream of a document. ``files`` are (name, extracted text);
     ``shingles``: add word-pair tokens (the MariaDB engine matches phrases by them).
@@ -106,9 +109,7 @@ def index_document(document: Document | int) -> None:
         if found is None:
             return
         document = found
-    files = list(
-        DocumentFile.objects.filter(document_id=document.pk).only("name", "text", "role", "version")
-    )
+    files = list(DocumentFile.objects.filter(document_id=document.pk).only("name", "text", "role", "version"))
     text = entry_text(document, _current_files(files), _field_types(), shingles=_shingles())
     SearchEntry.objects.update_or_create(document_id=document.pk, defaults={"text": text})
 
@@ -118,12 +119,16 @@ def index_documents(numbers: list[int]) -> int:
     documents = list(Document.objects.filter(pk__in=numbers).only("pk", "values", "notes"))
     newest = dict(
         DocumentFile.objects.filter(document_id__in=numbers, role=FileRole.ORIGINAL)
-        .values("document_id").annotate(v=Max("version")).values_list("document_id", "v")
+        .values("document_id")
+        .annotate(v=Max("version"))
+        .values_list("document_id", "v")
     )
     files: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for doc_id, name, text, version in DocumentFile.objects.filter(document_id__in=numbers).values_list(
-        "document_id", "name", "text", "version"
-    ).order_by("document_id", "role", "id"):
+    for doc_id, name, text, version in (
+        DocumentFile.objects.filter(document_id__in=numbers)
+        .values_list("document_id", "name", "text", "version")
+        .order_by("document_id", "role", "id")
+    ):
         if doc_id not in newest or version == newest[doc_id]:
             files[doc_id].append((name, text))
     field_types = _field_types()

@@ -47,8 +47,9 @@ def _index_tokens(term: TextTerm) -> list[str]:
     return list(term.tokens)
 
 
-def plan(parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | None, *,
-         window: int, allow_scan: bool) -> Plan:
+def plan(
+    parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | None, *, window: int, allow_scan: bool
+) -> Plan:
     terms = parsed.terms
     est = statistics.lookup(
         (t for term in terms if not term.prefix for t in _index_tokens(term)),
@@ -86,8 +87,9 @@ def plan(parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | Non
     selectivity = matching * math.prod(1 - share(t) for t in terms if t.negate)
     # The index: every posting list, then rows in index order until the window is full.
     hit_rows = min(n * matching, window / max(visible * in_range, 1e-9))
-    index_cost = (n * sum(postings(t) for t in terms if t not in late) * SECONDS_PER_POSTING
-                  + hit_rows * (SECONDS_PER_SCANNED_DOCUMENT if late else SECONDS_PER_HIT_ROW))
+    index_cost = n * sum(postings(t) for t in terms if t not in late) * SECONDS_PER_POSTING + hit_rows * (
+        SECONDS_PER_SCANNED_DOCUMENT if late else SECONDS_PER_HIT_ROW
+    )
     # One by one: until the window is full, or the end of the range.
     scanned = min(scan_limit, window / max(selectivity, 1e-9))
     scan_cost = scanned * SECONDS_PER_SCANNED_DOCUMENT

@@ -137,8 +137,9 @@ def parse_query(text: str, definitions: Iterable[FieldDefinition]) -> ParsedQuer
             field = fields.get(match.group("field").casefold())
             value = _unquote(match.group("fvalue"))
             if field is not None and value.strip():
-                _add_field_condition(query, field, value.strip(), negate=negate,
-                                     quoted=match.group("fvalue").startswith('"'))
+                _add_field_condition(
+                    query, field, value.strip(), negate=negate, quoted=match.group("fvalue").startswith('"')
+                )
                 continue
             raw = match.group(0)[1:] if negate else match.group(0)
             term = _text_term(raw, negate=negate)
@@ -169,9 +170,7 @@ def _field_lookup(definitions: Iterable[FieldDefinition]) -> dict[str, _Field]:
     return lookup
 
 
-def _add_field_condition(
-    query: ParsedQuery, field: _Field, value: str, *, negate: bool, quoted: bool
-) -> None:
+def _add_field_condition(query: ParsedQuery, field: _Field, value: str, *, negate: bool, quoted: bool) -> None:
     condition: Q | None
     if field.name == "kind":
         kinds = {k.value: k.value for k in DocumentKind} | {k.label.casefold(): k.value for k in DocumentKind}

@@ -38,8 +38,9 @@ def _word_matches(word: str, wanted: str, prefix: bool) -> bool:
     return word.startswith(wanted) if prefix else word == wanted
 
 
-def _find(words: Sequence[str], positions: dict[str, list[int]], highlight: Highlight,
-          limit: int = 200) -> list[tuple[int, int]]:
+def _find(
+    words: Sequence[str], positions: dict[str, list[int]], highlight: Highlight, limit: int = 200
+) -> list[tuple[int, int]]:
     """(start, length) of each occurrence of a highlight's word sequence;
     ``positions``: where each word occurs in ``words``."""
     wanted, prefix = highlight
@@ -90,9 +91,9 @@ def passage(text: str, highlights: list[Highlight]) -> tuple[int, SafeString] | 
     end = min(len(spans), best_start + WINDOW_WORDS)
     marked = set()
     for j, n, _ in hits:
-        marked.update(owner[j:j + n])
+        marked.update(owner[j : j + n])
     # The punctuation glued to the first word ("<b>team"), not the line before.
-    gap = text[spans[best_start - 1][1] if best_start else 0:spans[best_start][0]]
+    gap = text[spans[best_start - 1][1] if best_start else 0 : spans[best_start][0]]
     out = ["…"] if best_start > 0 else []
     plain = [gap.split()[-1] if gap.split() and not gap[-1].isspace() else ""]
     pos = spans[best_start][0]
@@ -107,7 +108,7 @@ def passage(text: str, highlights: list[Highlight]) -> tuple[int, SafeString] | 
             plain.append(text[s:e])
         pos = e
     # The punctuation right after the last word ("alice@example.com>"), not the next line.
-    tail = text[pos:spans[end][0]] if end < len(spans) else text[pos:pos + 40]
+    tail = text[pos : spans[end][0]] if end < len(spans) else text[pos : pos + 40]
     plain.append(tail.split()[0] if tail[:1].strip() and tail.split() else "")
     out.append(escape("".join(plain)))
     if end < len(spans):
@@ -140,9 +141,11 @@ def snippets_for(
     fields = {f.name: f for f in definitions}
     texts: dict[int, list[tuple[str, str]]] = {d.pk: [] for d in documents}
     rows = (
-        DocumentFile.objects.filter(document_id__in=list(texts)).exclude(text="")
+        DocumentFile.objects.filter(document_id__in=list(texts))
+        .exclude(text="")
         .annotate(head=Substr("text", 1, SCAN_CHARS))
-        .values_list("document_id", "name", "role", "head").order_by("document_id", "role", "-version", "id")
+        .values_list("document_id", "name", "role", "head")
+        .order_by("document_id", "role", "-version", "id")
     )
     for doc_id, name, role, head in rows:
         label = "Mail" if role == "original" and name.lower().endswith(".eml") else name

@@ -45,8 +45,11 @@ def refresh(sample: int = SAMPLE_DOCUMENTS, rng: random.Random | None = None) ->
                 if number not in seen:
                     seen.add(number)
                     counts.update(set(text.split()))
-    rows = [SearchStatistic(token=token, fraction=n / len(seen))
-            for token, n in counts.items() if n >= MIN_COUNT and len(token) <= 100]
+    rows = [
+        SearchStatistic(token=token, fraction=n / len(seen))
+        for token, n in counts.items()
+        if n >= MIN_COUNT and len(token) <= 100
+    ]
     if total:
         rows.append(SearchStatistic(token=TOTAL, fraction=float(total)))
         for group_id, n in Document.objects.values_list("owner_group_id").annotate(n=Count("pk")):
@@ -78,8 +81,10 @@ def lookup(tokens: Iterable[str], prefixes: Iterable[str], group_ids: list[int] 
     total = int(found.pop(TOTAL, 0))
     visible = 1.0 if group_ids is None else sum(found.pop(f"{GROUP}{g}", 0.0) for g in group_ids)
     prefix_sums = {
-        p: SearchStatistic.objects.filter(token__startswith=p).exclude(token__startswith="#")
-        .aggregate(s=Sum("fraction"))["s"] or 0.0
+        p: SearchStatistic.objects.filter(token__startswith=p)
+        .exclude(token__startswith="#")
+        .aggregate(s=Sum("fraction"))["s"]
+        or 0.0
         for p in set(prefixes)
     }
     return Estimates(total, visible, found, prefix_sums)

@@ -34,9 +34,7 @@ class SourceError(Exception):
 class TransientSourceError(SourceError):
     """Worth retrying later. ``retry_after`` (seconds) when the server said so."""
 
-    def __init__(
-        self, message: str, *, code: str | None = None, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, message: str, *, code: str | None = None, retry_after: float | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
 
@@ -119,9 +117,7 @@ class MailClient(Protocol):
 
     # ``epoch``: the one the locations belong to (IMAP UIDVALIDITY); clients refuse
     # to act when the folder's epoch has changed since.
-    def move(
-        self, folder: str, locations: list[str], target_folder: str, *, epoch: str | None = None
-    ) -> None: ...
+    def move(self, folder: str, locations: list[str], target_folder: str, *, epoch: str | None = None) -> None: ...
 
     def delete(self, folder: str, locations: list[str], *, epoch: str | None = None) -> None: ...
 

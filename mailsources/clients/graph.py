@@ -591,8 +591,10 @@ class _Downloads:
             self._futures.clear()
 
     def _start_more(self, *, at_least_one: bool = False) -> None:
-        while self._waiting and not self._closed and (
-            at_least_one or (self._in_flight < self._max_in_flight and self._ready_bytes < self._budget)
+        while (
+            self._waiting
+            and not self._closed
+            and (at_least_one or (self._in_flight < self._max_in_flight and self._ready_bytes < self._budget))
         ):
             at_least_one = False
             location, received = self._waiting.popleft()
@@ -959,8 +961,9 @@ class GraphClient:
         pages = self._delta_pages(
             folder, ref.id, link, link_kind, resync, known, cutoff, pending, fetched_now, make_cursor
         )
-        downloads = _Downloads(self._executor(), self._fetch, max_in_flight=self._max_concurrent * 2,
-                               budget_bytes=self._max_batch_bytes)
+        downloads = _Downloads(
+            self._executor(), self._fetch, max_in_flight=self._max_concurrent * 2, budget_bytes=self._max_batch_bytes
+        )
         try:
             page: _DeltaPage | None = next(pages)
             downloads.add(page.fresh)

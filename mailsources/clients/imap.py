@@ -79,9 +79,16 @@ _FOLDERS_SHOWN = 30  # in the connection test's folder line
 
 
 class _Cursor:
-    def __init__(self, uidvalidity: int, last_uid: int = 0, *, uidnext: int | None = None,
-                 highestmodseq: int | None = None, held_since: float | None = None,
-                 resyncing: bool = False) -> None:
+    def __init__(
+        self,
+        uidvalidity: int,
+        last_uid: int = 0,
+        *,
+        uidnext: int | None = None,
+        highestmodseq: int | None = None,
+        held_since: float | None = None,
+        resyncing: bool = False,
+    ) -> None:
         self.uidvalidity = uidvalidity
         self.last_uid = last_uid
         self.uidnext = uidnext
@@ -94,11 +101,14 @@ class _Cursor:
         if not data:
             return None
         try:
-            return cls(int(data["uidvalidity"]), int(data.get("last_uid") or 0),
-                       uidnext=_int_or_none(data.get("uidnext")),
-                       highestmodseq=_int_or_none(data.get("highestmodseq")),
-                       held_since=data.get("held_since"),
-                       resyncing=bool(data.get("resyncing")))
+            return cls(
+                int(data["uidvalidity"]),
+                int(data.get("last_uid") or 0),
+                uidnext=_int_or_none(data.get("uidnext")),
+                highestmodseq=_int_or_none(data.get("highestmodseq")),
+                held_since=data.get("held_since"),
+                resyncing=bool(data.get("resyncing")),
+            )
         except (KeyError, TypeError, ValueError):
             # An unreadable cursor must not stop archiving: start over, the
             # ledger turns everything already archived into no-ops.
@@ -107,8 +117,11 @@ class _Cursor:
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "v": _CURSOR_VERSION, "uidvalidity": self.uidvalidity, "last_uid": self.last_uid,
-            "uidnext": self.uidnext, "highestmodseq": self.highestmodseq,
+            "v": _CURSOR_VERSION,
+            "uidvalidity": self.uidvalidity,
+            "last_uid": self.last_uid,
+            "uidnext": self.uidnext,
+            "highestmodseq": self.highestmodseq,
             "held_since": self.held_since,
         }
         if self.resyncing:
@@ -213,24 +226,28 @@ class ImapClient:
         if action == "move" and not self.supports_move():
             raise PermanentSourceError(
                 f"The server {self._where} does not support MOVE, so archived mails cannot be "
-                "moved; choose 'keep' as the action after archiving.", code="move_unsupported")
+                "moved; choose 'keep' as the action after archiving.",
+                code="move_unsupported",
+            )
         if action == "delete" and not self.supports_delete():
             raise PermanentSourceError(
                 f"The server {self._where} does not support UIDPLUS (UID EXPUNGE), so archived "
                 "mails cannot be deleted safely; choose 'keep' as the action after archiving.",
-                code="delete_unsupported")
+                code="delete_unsupported",
+            )
 
     def test_connection(self) -> ConnectionReport:
         conn = self._session()
         caps = set(conn.capabilities)
-        lines = [f"Connected to {self._where} ({self._security_text()}).",
-                 f"Logged in as {self.username}.",
-                 "Server supports: " + ", ".join(
-                     f"{cap} {'yes' if cap in caps else 'no'}"
-                     for cap in ("MOVE", "UIDPLUS", "CONDSTORE")) + "."]
+        lines = [
+            f"Connected to {self._where} ({self._security_text()}).",
+            f"Logged in as {self.username}.",
+            "Server supports: "
+            + ", ".join(f"{cap} {'yes' if cap in caps else 'no'}" for cap in ("MOVE", "UIDPLUS", "CONDSTORE"))
+            + ".",
+        ]
         folders = self.list_folders()
-        shown = ", ".join(f"{f.name} ({'?' if f.total is None else f.total})"
-                          for f in folders[:_FOLDERS_SHOWN])
+        shown = ", ".join(f"{f.name} ({'?' if f.total is None else f.total})" for f in folders[:_FOLDERS_SHOWN])
         more = f" and {len(folders) - _FOLDERS_SHOWN} more" if len(folders) > _FOLDERS_SHOWN else ""
         lines.append(f"{len(folders)} folder(s): {shown}{more}.")
         newest: str | None = None
@@ -289,8 +306,13 @@ class ImapClient:
         previous = _Cursor.from_json(cursor)
         resync = previous is not None and previous.uidvalidity != mailbox.uidvalidity
         if resync:
-            logger.info("IMAP %s: UIDVALIDITY of %r changed (%s -> %s), resyncing by content",
-                        self._where, folder, previous and previous.uidvalidity, epoch)
+            logger.info(
+                "IMAP %s: UIDVALIDITY of %r changed (%s -> %s), resyncing by content",
+                self._where,
+                folder,
+                previous and previous.uidvalidity,
+                epoch,
+            )
         start = _Cursor(mailbox.uidvalidity, resyncing=resync)
         if previous is not None and not resync:
             start.last_uid = previous.last_uid
@@ -301,8 +323,7 @@ class ImapClient:
             return  # the no-change rerun: one EXAMINE, no FETCH at all
         yield from _FolderSync(self, mailbox, start, known, cutoff).run(epoch, cursor)
 
-    def move(self, folder: str, locations: list[str], target_folder: str, *,
-             epoch: str | None = None) -> None:
+    def move(self, folder: str, locations: list[str], target_folder: str, *, epoch: str | None = None) -> None:
         """UID MOVE the given UIDs. ``epoch``: the UIDVALIDITY they belong to."""
         self.check_action_supported("move")
         mailbox = self._select_for_change(folder, epoch)
@@ -315,7 +336,9 @@ class ImapClient:
                 if response_code(text) == "TRYCREATE":
                     raise PermanentSourceError(
                         f"The target folder '{target_folder}' was not found on the server "
-                        f"{self._where} (the server said: {text}).", code="folder_not_found")
+                        f"{self._where} (the server said: {text}).",
+                        code="folder_not_found",
+                    )
                 self._check(typ, data, f"moving mails from {mailbox.name} to {target_folder}")
 
     def delete(self, folder: str, locations: list[str], *, epoch: str | None = None) -> None:
@@ -358,16 +381,19 @@ class ImapClient:
         return self._conn
 
     def _security_text(self) -> str:
-        return {SECURITY_TLS: "implicit TLS, certificate verified",
-                SECURITY_STARTTLS: "STARTTLS, certificate verified",
-                SECURITY_NONE: "unencrypted, allowed by configuration"}[self.security]
+        return {
+            SECURITY_TLS: "implicit TLS, certificate verified",
+            SECURITY_STARTTLS: "STARTTLS, certificate verified",
+            SECURITY_NONE: "unencrypted, allowed by configuration",
+        }[self.security]
 
     def _connect(self) -> imaplib.IMAP4:
         if self.security == SECURITY_NONE and not self.allow_unencrypted:
             raise PermanentSourceError(
                 "Unencrypted IMAP is not allowed for this source: choose implicit TLS or "
                 "STARTTLS, or explicitly allow unencrypted connections.",
-                code="unencrypted_not_allowed")
+                code="unencrypted_not_allowed",
+            )
         context = None
         if self.security != SECURITY_NONE:
             try:
@@ -377,12 +403,12 @@ class ImapClient:
                 raise PermanentSourceError(
                     f"The CA file {self.ca_file!r} cannot be read: {exc}", code="bad_ca_file"
                 ) from exc
-        logger.info("IMAP: connecting to %s (%s) as %s", self._where, self.security,
-                    self.username)
+        logger.info("IMAP: connecting to %s (%s) as %s", self._where, self.security, self.username)
         try:
             if self.security == SECURITY_TLS:
                 conn: imaplib.IMAP4 = IMAP4SSLConnection(
-                    self.host, self.port, ssl_context=context, timeout=self.timeout)
+                    self.host, self.port, ssl_context=context, timeout=self.timeout
+                )
             else:
                 conn = IMAP4Connection(self.host, self.port, timeout=self.timeout)
         except Exception as exc:
@@ -402,15 +428,16 @@ class ImapClient:
             raise PermanentSourceError(
                 f"The server {self._where} does not offer STARTTLS, so the connection cannot be "
                 "encrypted. Use implicit TLS (usually port 993) if the server offers it.",
-                code="starttls_refused")
+                code="starttls_refused",
+            )
         try:
             conn.starttls(context)
         except imaplib.IMAP4.abort as exc:
             raise self._connect_error(exc) from exc
         except imaplib.IMAP4.error as exc:
             raise PermanentSourceError(
-                f"The server {self._where} refused STARTTLS ({self._server_text(exc.args)}).",
-                code="starttls_refused") from exc
+                f"The server {self._where} refused STARTTLS ({self._server_text(exc.args)}).", code="starttls_refused"
+            ) from exc
         except Exception as exc:
             raise self._connect_error(exc) from exc
 
@@ -423,43 +450,52 @@ class ImapClient:
                 return PermanentSourceError(
                     f"The TLS certificate of {where} is not valid for the host name "
                     f"'{self.host}' ({reason}). Use the host name the certificate was issued for.",
-                    code="tls_untrusted")
-            hint = ("" if self.ca_file else " If the server uses an in-house certificate "
-                    "authority, configure its CA file.")
+                    code="tls_untrusted",
+                )
+            hint = (
+                "" if self.ca_file else " If the server uses an in-house certificate authority, configure its CA file."
+            )
             return PermanentSourceError(
-                f"The TLS certificate of {where} is not trusted ({reason}).{hint}",
-                code="tls_untrusted")
+                f"The TLS certificate of {where} is not trusted ({reason}).{hint}", code="tls_untrusted"
+            )
         if isinstance(exc, TimeoutError):
             return TransientSourceError(
-                f"The server {where} did not answer within {self.timeout:g} seconds "
-                "(host unreachable or timeout).", code="unreachable")
+                f"The server {where} did not answer within {self.timeout:g} seconds (host unreachable or timeout).",
+                code="unreachable",
+            )
         if isinstance(exc, ssl.SSLError):
             return PermanentSourceError(
                 f"The TLS handshake with {where} failed ({_ssl_reason(exc)}). Check port and "
                 "security: implicit TLS usually uses port 993, STARTTLS port 143.",
-                code="tls_failed")
+                code="tls_failed",
+            )
         if isinstance(exc, ConnectionRefusedError):
             return TransientSourceError(
-                f"The server {where} refused the connection (host unreachable: nothing listens "
-                "on that port).", code="unreachable")
+                f"The server {where} refused the connection (host unreachable: nothing listens on that port).",
+                code="unreachable",
+            )
         if isinstance(exc, socket.gaierror):
             return TransientSourceError(
-                f"The host name '{self.host}' cannot be resolved ({exc.strerror}).",
-                code="unreachable")
+                f"The host name '{self.host}' cannot be resolved ({exc.strerror}).", code="unreachable"
+            )
         if isinstance(exc, OSError):
             return TransientSourceError(
-                f"The server {where} is unreachable ({exc.strerror or exc}).", code="unreachable")
+                f"The server {where} is unreachable ({exc.strerror or exc}).", code="unreachable"
+            )
         if isinstance(exc, imaplib.IMAP4.error):
             return TransientSourceError(
-                f"The server {where} closed the connection before it was ready "
-                f"({self._server_text(exc.args)}).", code="unreachable")
+                f"The server {where} closed the connection before it was ready ({self._server_text(exc.args)}).",
+                code="unreachable",
+            )
         return PermanentSourceError(f"Connecting to {where} failed: {exc!r}", code="error")
 
     def _login(self, conn: imaplib.IMAP4) -> None:
         if "LOGINDISABLED" in conn.capabilities:
             raise PermanentSourceError(
                 f"The server {self._where} does not allow login on an unencrypted connection; "
-                "choose implicit TLS or STARTTLS.", code="login_disabled")
+                "choose implicit TLS or STARTTLS.",
+                code="login_disabled",
+            )
         credentials = self.username + self._password
         try:
             if not credentials.isascii() and "AUTH=PLAIN" in conn.capabilities:
@@ -470,22 +506,25 @@ class ImapClient:
                 conn.login(quote_string(self.username), self._password)
         except imaplib.IMAP4.abort as exc:
             raise TransientSourceError(
-                f"The connection to {self._where} was lost while logging in "
-                f"({self._server_text(exc.args)}).", code="connection_lost") from exc
+                f"The connection to {self._where} was lost while logging in ({self._server_text(exc.args)}).",
+                code="connection_lost",
+            ) from exc
         except imaplib.IMAP4.error as exc:
             text = self._server_text(exc.args)
             if response_code(text) in _TRANSIENT_CODES:
                 raise TransientSourceError(
-                    f"The server {self._where} cannot log in {self.username} right now "
-                    f"({text}).", code="server_busy") from exc
+                    f"The server {self._where} cannot log in {self.username} right now ({text}).", code="server_busy"
+                ) from exc
             raise PermanentSourceError(
                 f"Authentication failed for user '{self.username}' on {self._where}: "
                 f"check user name and password (the server said: {text}).",
-                code="auth_failed") from exc
+                code="auth_failed",
+            ) from exc
         except UnicodeEncodeError as exc:
             raise PermanentSourceError(
-                "The user name or password contains non-ASCII characters and the server "
-                "offers no SASL PLAIN login.", code="auth_failed") from exc
+                "The user name or password contains non-ASCII characters and the server offers no SASL PLAIN login.",
+                code="auth_failed",
+            ) from exc
         except OSError as exc:
             raise self._session_error(exc, "logging in") from exc
         finally:
@@ -520,29 +559,33 @@ class ImapClient:
             raise self._session_error(exc, action) from exc
         except imaplib.IMAP4.error as exc:
             raise PermanentSourceError(
-                f"The server {self._where} rejected a command while {action} "
-                f"({self._server_text(exc.args)}).", code="protocol_error") from exc
+                f"The server {self._where} rejected a command while {action} ({self._server_text(exc.args)}).",
+                code="protocol_error",
+            ) from exc
         except ValueError as exc:  # our parser choked on a malformed response
             raise TransientSourceError(
-                f"The server {self._where} sent a malformed response while {action} ({exc}).",
-                code="protocol_error") from exc
+                f"The server {self._where} sent a malformed response while {action} ({exc}).", code="protocol_error"
+            ) from exc
 
     def _session_error(self, exc: BaseException, action: str) -> TransientSourceError:
         if isinstance(exc, TimeoutError):
             return TransientSourceError(
-                f"The server {self._where} did not answer within {self.timeout:g} seconds "
-                f"while {action}.", code="timeout")
-        detail = (self._server_text(exc.args) if isinstance(exc, imaplib.IMAP4.error)
-                  else str(exc) or type(exc).__name__)
+                f"The server {self._where} did not answer within {self.timeout:g} seconds while {action}.",
+                code="timeout",
+            )
+        detail = self._server_text(exc.args) if isinstance(exc, imaplib.IMAP4.error) else str(exc) or type(exc).__name__
         return TransientSourceError(
-            f"The connection to {self._where} was lost while {action} ({detail}).",
-            code="connection_lost")
+            f"The connection to {self._where} was lost while {action} ({detail}).", code="connection_lost"
+        )
 
     def _server_text(self, data: Any) -> str:
         """The server's words for a message, never containing the password."""
         items = data if isinstance(data, list | tuple) else [data]
-        parts = [i.decode("utf-8", "replace") if isinstance(i, bytes) else str(i)
-                 for i in items if i is not None and not isinstance(i, tuple)]
+        parts = [
+            i.decode("utf-8", "replace") if isinstance(i, bytes) else str(i)
+            for i in items
+            if i is not None and not isinstance(i, tuple)
+        ]
         text = " ".join(parts).strip()[:300].rstrip(".") or "no details"
         if self._password and self._password in text:
             return "reply withheld because it contained the password"
@@ -554,10 +597,9 @@ class ImapClient:
         text = self._server_text(data)
         if response_code(text) in _TRANSIENT_CODES:
             raise TransientSourceError(
-                f"The server {self._where} is unavailable while {action} ({text}).",
-                code="server_busy")
-        raise PermanentSourceError(
-            f"The server {self._where} refused {action} ({text}).", code="server_refused")
+                f"The server {self._where} is unavailable while {action} ({text}).", code="server_busy"
+            )
+        raise PermanentSourceError(f"The server {self._where} refused {action} ({text}).", code="server_refused")
 
     # ----------------------------------------------------------------- folders
 
@@ -571,11 +613,12 @@ class ImapClient:
             text = self._server_text(data)
             if response_code(text) in _TRANSIENT_CODES:
                 raise TransientSourceError(
-                    f"The folder '{folder}' on {self._where} is unavailable right now ({text}).",
-                    code="server_busy")
+                    f"The folder '{folder}' on {self._where} is unavailable right now ({text}).", code="server_busy"
+                )
             raise PermanentSourceError(
-                f"The folder '{folder}' was not found on {self._where} (the server said: "
-                f"{text}).", code="folder_not_found")
+                f"The folder '{folder}' was not found on {self._where} (the server said: {text}).",
+                code="folder_not_found",
+            )
         self._mailbox = _Mailbox(folder, readonly, conn)
         return self._mailbox
 
@@ -586,7 +629,8 @@ class ImapClient:
             raise TransientSourceError(
                 f"The folder '{folder}' on {self._where} was renumbered (UIDVALIDITY changed) "
                 "since it was archived; nothing was moved or deleted. The next sync resyncs it.",
-                code="uidvalidity_changed")
+                code="uidvalidity_changed",
+            )
         return mailbox
 
     def _status_messages(self, folder: str) -> int | None:
@@ -606,9 +650,12 @@ class ImapClient:
         with self._guard("reading the newest mail's subject"):
             typ, data = conn.fetch(str(exists), "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
             self._check(typ, data, "reading the newest mail")
-            headers = [v for segments in group_responses(data)
-                       for k, v in fetch_items(segments).items()
-                       if k.startswith("BODY[") and isinstance(v, bytes)]
+            headers = [
+                v
+                for segments in group_responses(data)
+                for k, v in fetch_items(segments).items()
+                if k.startswith("BODY[") and isinstance(v, bytes)
+            ]
         for header in headers:
             try:
                 parser = email.parser.BytesHeaderParser(policy=email.policy.default)
@@ -639,8 +686,7 @@ class ImapClient:
             if typ != "OK":
                 text = self._server_text(data)
                 # A FETCH refused by the server may well work later (or after a fix there).
-                raise _FetchRefused(
-                    f"The server {self._where} refused {action} ({text}).", code="fetch_failed")
+                raise _FetchRefused(f"The server {self._where} refused {action} ({text}).", code="fetch_failed")
             wanted = set(uids)
             result: dict[int, dict[str, Any]] = {}
             for segments in group_responses(data):
@@ -659,8 +705,9 @@ class _FetchRefused(TransientSourceError):
 class _FolderSync:
     """One run over one folder: lists new UIDs, fetches them in bounded batches."""
 
-    def __init__(self, client: ImapClient, mailbox: _Mailbox, cursor: _Cursor,
-                 known: KnownFilter, cutoff: datetime | None) -> None:
+    def __init__(
+        self, client: ImapClient, mailbox: _Mailbox, cursor: _Cursor, known: KnownFilter, cutoff: datetime | None
+    ) -> None:
         self.client = client
         self.mailbox = mailbox
         self.cursor = cursor  # its last_uid advances as batches are yielded
@@ -697,8 +744,7 @@ class _FolderSync:
 
     def _classify(self, epoch: str, chunk: list[int]) -> tuple[list[int], list[tuple[int, int]]]:
         """-> (UIDs the watermark must stop at, [(uid, size)] to download)."""
-        meta = self.client._fetch(chunk, "(UID RFC822.SIZE INTERNALDATE)",
-                                  f"listing mails in {self.mailbox.name}")
+        meta = self.client._fetch(chunk, "(UID RFC822.SIZE INTERNALDATE)", f"listing mails in {self.mailbox.name}")
         already = {int(u) for u in self.known(epoch, [str(u) for u in chunk]) if u.isdigit()}
         stops: list[int] = []
         wanted: list[tuple[int, int]] = []
@@ -738,8 +784,7 @@ class _FolderSync:
         size_sum = 0
         for uid, size in wanted:
             huge = size > client.max_message_bytes
-            if current and (huge or len(current) >= client.batch_size
-                            or size_sum + size > client.batch_bytes):
+            if current and (huge or len(current) >= client.batch_size or size_sum + size > client.batch_bytes):
                 batches.append(current)
                 current, size_sum = [], 0
             current.append((uid, size))
@@ -777,31 +822,47 @@ class _FolderSync:
             received = parse_internaldate(info.get("INTERNALDATE"))
             messages.append(FetchedMessage(location=str(uid), raw=raw, received_at=received))
         if missing:
-            logger.warning("IMAP %s: %s UIDs %s not delivered; will look again next run",
-                           self.client._where, self.mailbox.name, uid_set(missing))
+            logger.warning(
+                "IMAP %s: %s UIDs %s not delivered; will look again next run",
+                self.client._where,
+                self.mailbox.name,
+                uid_set(missing),
+            )
         return messages, missing
 
     def _final_cursor(self) -> _Cursor:
         c = self.cursor
-        return _Cursor(c.uidvalidity, c.last_uid, uidnext=self.mailbox.uidnext,
-                       highestmodseq=self.mailbox.highestmodseq, held_since=self.held_since)
+        return _Cursor(
+            c.uidvalidity,
+            c.last_uid,
+            uidnext=self.mailbox.uidnext,
+            highestmodseq=self.mailbox.highestmodseq,
+            held_since=self.held_since,
+        )
 
     def _batch(self, epoch: str, messages: list[FetchedMessage], *, final: bool) -> FolderBatch:
         # Only a final cursor says "listed up to UIDNEXT": an intermediate one
         # must make the next run list again, or a crash could skip mails.
-        cursor = self._final_cursor() if final else _Cursor(
-            self.cursor.uidvalidity, self.cursor.last_uid, resyncing=self.cursor.resyncing)
-        return FolderBatch(epoch=epoch, messages=messages, cursor=cursor.to_json(),
-                           total=self.mailbox.exists, resync=self.cursor.resyncing)
+        cursor = (
+            self._final_cursor()
+            if final
+            else _Cursor(self.cursor.uidvalidity, self.cursor.last_uid, resyncing=self.cursor.resyncing)
+        )
+        return FolderBatch(
+            epoch=epoch,
+            messages=messages,
+            cursor=cursor.to_json(),
+            total=self.mailbox.exists,
+            resync=self.cursor.resyncing,
+        )
 
 
 def _nothing_to_do(previous: _Cursor, mailbox: _Mailbox, cutoff: datetime | None) -> bool:
     """True when the folder cannot hold anything new since the final cursor ``previous``."""
     if previous.uidnext is None:
         return False  # the previous run did not finish listing the folder
-    unchanged = (
-        (previous.highestmodseq is not None and previous.highestmodseq == mailbox.highestmodseq)
-        or (mailbox.uidnext is not None and previous.uidnext == mailbox.uidnext)
+    unchanged = (previous.highestmodseq is not None and previous.highestmodseq == mailbox.highestmodseq) or (
+        mailbox.uidnext is not None and previous.uidnext == mailbox.uidnext
     )
     if not unchanged:
         return False
@@ -823,4 +884,4 @@ def _uids(locations: Iterable[str]) -> list[int]:
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -137,7 +137,7 @@ def parse_segments(segments: list[bytes | Literal]) -> list[Any]:
         while pos < end:
             match = _TOKEN.match(segment, pos)
             if match is None or match.end() == pos:
-                raise ValueError(f"unexpected IMAP response text {segment[pos:pos + 40]!r}")
+                raise ValueError(f"unexpected IMAP response text {segment[pos : pos + 40]!r}")
             pos = match.end()
             kind = match.lastgroup
             if kind == "open":
@@ -166,10 +166,10 @@ def fetch_items(segments: list[bytes | Literal]) -> dict[str, Any]:
     return {str(pairs[k]).upper(): pairs[k + 1] for k in range(0, len(pairs) - 1, 2)}
 
 
-_MONTHS = {m: i for i, m in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
-_INTERNALDATE = re.compile(
-    r"\s*(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})\s*")
+_MONTHS = {
+    m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)
+}
+_INTERNALDATE = re.compile(r"\s*(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})\s*")
 
 
 def parse_internaldate(value: bytes | str | None) -> datetime | None:
@@ -183,8 +183,7 @@ def parse_internaldate(value: bytes | str | None) -> datetime | None:
     day, mon, year, hh, mm, ss, sign, tzh, tzm = match.groups()
     offset = timedelta(hours=int(tzh), minutes=int(tzm)) * (-1 if sign == "-" else 1)
     try:
-        return datetime(int(year), _MONTHS[mon.lower()], int(day), int(hh), int(mm), int(ss),
-                        tzinfo=timezone(offset))
+        return datetime(int(year), _MONTHS[mon.lower()], int(day), int(hh), int(mm), int(ss), tzinfo=timezone(offset))
     except ValueError:
         return None
 
@@ -210,8 +209,6 @@ class IMAP4Connection(_LongLinesMixin, imaplib.IMAP4):
 
 class IMAP4SSLConnection(_LongLinesMixin, imaplib.IMAP4_SSL):
     pass
-
-
 
 
 def mailbox_name(value: Any) -> str:

@@ -62,8 +62,9 @@ def text_mail(text: str, subject: str = "Plain") -> bytes:
 def archive_mail(raw: bytes, owner_group, *, parse_error: str = "", values: dict | None = None) -> Document:
     blob = storage.put_bytes(raw)
     return services.document_create(
-        owner_group=owner_group, values={"title": "mail", **(values or {})}, kind=DocumentKind.MAIL,
+        owner_group=owner_group,
+        values={"title": "mail", **(values or {})},
+        kind=DocumentKind.MAIL,
         parse_error=parse_error,
-        files=[services.NewFile(name="mail.eml", blob=blob, content_type="message/rfc822",
-                                role=FileRole.ORIGINAL)],
+        files=[services.NewFile(name="mail.eml", blob=blob, content_type="message/rfc822", role=FileRole.ORIGINAL)],
     )

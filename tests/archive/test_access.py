@@ -92,9 +92,13 @@ def test_upload_refuses_a_group_the_user_is_not_in(client, alice, group_b):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     client.force_login(alice)
-    response = client.post(reverse("archive:upload"), {
-        "files": [SimpleUploadedFile("a.txt", b"a")], "owner_group": group_b.pk,
-    })
+    response = client.post(
+        reverse("archive:upload"),
+        {
+            "files": [SimpleUploadedFile("a.txt", b"a")],
+            "owner_group": group_b.pk,
+        },
+    )
     assert response.status_code == 200  # the form again, with an error
     assert Document.objects.count() == 0
 

@@ -14,11 +14,16 @@ from archive.models import Document, DocumentFile
 
 def test_uploading_several_files_creates_one_document_each_keeping_names(client, alice, group_a):
     client.force_login(alice)
-    response = client.post(reverse("archive:upload"), {
-        "files": [SimpleUploadedFile("Offerte Müller.pdf", b"%PDF-1.4 a"),
-                  SimpleUploadedFile("photo.jpg", b"\xff\xd8\xff jpeg")],
-        "owner_group": group_a.pk,
-    })
+    response = client.post(
+        reverse("archive:upload"),
+        {
+            "files": [
+                SimpleUploadedFile("Offerte Müller.pdf", b"%PDF-1.4 a"),
+                SimpleUploadedFile("photo.jpg", b"\xff\xd8\xff jpeg"),
+            ],
+            "owner_group": group_a.pk,
+        },
+    )
     assert response.status_code == 302
     docs = list(Document.objects.order_by("pk"))
     assert [d.files.get().name for d in docs] == ["Offerte Müller.pdf", "photo.jpg"]
@@ -46,9 +51,14 @@ def test_document_numbers_are_never_reused(make_document):
 def test_editing_fields_saves_typed_values(client, alice, make_document):
     doc = make_document(name="scan.pdf")
     client.force_login(alice)
-    response = client.post(reverse("archive:document_fields", args=[doc.pk]), {
-        "title": "Invoice 2024-17", "date": "2024-03-05", "from": "Alice <a@example.com>",
-    })
+    response = client.post(
+        reverse("archive:document_fields", args=[doc.pk]),
+        {
+            "title": "Invoice 2024-17",
+            "date": "2024-03-05",
+            "from": "Alice <a@example.com>",
+        },
+    )
     assert response.status_code == 302
     doc.refresh_from_db()
     assert doc.title == "Invoice 2024-17"
@@ -62,9 +72,15 @@ def test_a_bad_value_is_refused_with_a_message_and_nothing_is_lost(client, alice
     FieldDefinition.objects.create(name="amount", label="Amount", type="number")
     doc = make_document(name="scan.pdf", values={"amount": "12.50"})
     client.force_login(alice)
-    response = client.post(reverse("archive:document_fields", args=[doc.pk]), {
-        "title": "changed", "date": "not a date", "amount": "twelve",
-    }, follow=True)
+    response = client.post(
+        reverse("archive:document_fields", args=[doc.pk]),
+        {
+            "title": "changed",
+            "date": "not a date",
+            "amount": "twelve",
+        },
+        follow=True,
+    )
     text = response.content.decode()
     assert "Not saved" in text and "is not a number" in text and "is not a date" in text
     doc.refresh_from_db()
@@ -81,15 +97,21 @@ def test_notes_are_saved(client, alice, make_document):
 
 def test_the_table_is_paged_and_sortable_by_any_column(client, alice, make_document):
     for i in range(55):
-        make_document(content=f"doc {i}".encode(), name=f"file-{i:02d}.txt",
-                      values={"date": f"2024-01-{(i % 28) + 1:02d}"})
+        make_document(
+            content=f"doc {i}".encode(), name=f"file-{i:02d}.txt", values={"date": f"2024-01-{(i % 28) + 1:02d}"}
+        )
     client.force_login(alice)
     page1 = client.get(reverse("archive:table") + "?sort=title&dir=asc&reduced=0")
     titles = [doc.title for doc in (r.document for r in page1.context["rows"])]
     assert titles == sorted(titles) and titles[0] == "file-00.txt" and len(titles) == 50
     page2 = client.get(reverse("archive:table") + "?sort=title&dir=asc&reduced=0&page=2")
-    assert [doc.title for doc in (r.document for r in page2.context["rows"])] == ["file-50.txt", "file-51.txt",
-                                                               "file-52.txt", "file-53.txt", "file-54.txt"]
+    assert [doc.title for doc in (r.document for r in page2.context["rows"])] == [
+        "file-50.txt",
+        "file-51.txt",
+        "file-52.txt",
+        "file-53.txt",
+        "file-54.txt",
+    ]
     by_date = client.get(reverse("archive:table") + "?sort=date&dir=desc&reduced=0")
     dates = [doc.date for doc in (r.document for r in by_date.context["rows"])]
     assert dates == sorted(dates, reverse=True)

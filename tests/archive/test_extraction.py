@@ -20,6 +20,7 @@ from archive.models import DocumentFile, DocumentKind, ExtractionStatus
 
 def make_pdf(*lines: str) -> bytes:
     """A one-page PDF with the lines in Helvetica."""
+
     def esc(s: str) -> str:
         return s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
@@ -62,36 +63,44 @@ CT = '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/packa
 
 def make_docx(*paragraphs: str, document_xml: str | None = None) -> bytes:
     body = "".join(f"<w:p><w:r><w:t>{p}</w:t></w:r></w:p>" for p in paragraphs)
-    return make_zip({
-        "[Content_Types].xml": CT,
-        "word/document.xml": document_xml
-        or f'<?xml version="1.0"?><w:document {W}><w:body>{body}</w:body></w:document>',
-        "word/footer1.xml": f'<w:ftr {W}><w:p><w:r><w:t>Footer Zeile</w:t></w:r></w:p></w:ftr>',
-    })
+    return make_zip(
+        {
+            "[Content_Types].xml": CT,
+            "word/document.xml": document_xml
+            or f'<?xml version="1.0"?><w:document {W}><w:body>{body}</w:body></w:document>',
+            "word/footer1.xml": f"<w:ftr {W}><w:p><w:r><w:t>Footer Zeile</w:t></w:r></w:p></w:ftr>",
+        }
+    )
 
 
 def make_xlsx() -> bytes:
-    return make_zip({
-        "[Content_Types].xml": CT,
-        "xl/workbook.xml": f"<workbook {S}/>",
-        "xl/sharedStrings.xml": f"<sst {S}><si><t>Quarterly</t></si><si><t>Turnover</t></si></sst>",
-        "xl/worksheets/sheet1.xml": (
-            f'<worksheet {S}><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c>'
-            '<c r="B1"><v>4711</v></c><c r="C1" t="b"><v>1</v></c>'
-            '<c r="D1" t="inlineStr"><is><t>inline words</t></is></c></row></sheetData></worksheet>'
-        ),
-    })
+    return make_zip(
+        {
+            "[Content_Types].xml": CT,
+            "xl/workbook.xml": f"<workbook {S}/>",
+            "xl/sharedStrings.xml": f"<sst {S}><si><t>Quarterly</t></si><si><t>Turnover</t></si></sst>",
+            "xl/worksheets/sheet1.xml": (
+                f'<worksheet {S}><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c>'
+                '<c r="B1"><v>4711</v></c><c r="C1" t="b"><v>1</v></c>'
+                '<c r="D1" t="inlineStr"><is><t>inline words</t></is></c></row></sheetData></worksheet>'
+            ),
+        }
+    )
 
 
 def make_pptx() -> bytes:
-    slide = (f'<p:sld xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main" {A}>'
-             "<a:p><a:r><a:t>Roadmap</a:t></a:r></a:p><a:p><a:r><a:t>Milestones ahead</a:t></a:r></a:p></p:sld>")
-    return make_zip({
-        "[Content_Types].xml": CT,
-        "ppt/presentation.xml": "<p:presentation xmlns:p='x'/>",
-        "ppt/slides/slide2.xml": slide.replace("Roadmap", "Second"),
-        "ppt/slides/slide1.xml": slide,
-    })
+    slide = (
+        f'<p:sld xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main" {A}>'
+        "<a:p><a:r><a:t>Roadmap</a:t></a:r></a:p><a:p><a:r><a:t>Milestones ahead</a:t></a:r></a:p></p:sld>"
+    )
+    return make_zip(
+        {
+            "[Content_Types].xml": CT,
+            "ppt/presentation.xml": "<p:presentation xmlns:p='x'/>",
+            "ppt/slides/slide2.xml": slide.replace("Roadmap", "Second"),
+            "ppt/slides/slide1.xml": slide,
+        }
+    )
 
 
 def make_odt() -> bytes:
@@ -105,8 +114,14 @@ def make_odt() -> bytes:
     return make_zip({"mimetype": "application/vnd.oasis.opendocument.text", "content.xml": content})
 
 
-def make_mail(*, subject: str = "Offer", body: str = "Hello", html: str | None = None,
-              attachments: list[tuple[str, str, bytes]] = (), charset: str = "utf-8") -> bytes:
+def make_mail(
+    *,
+    subject: str = "Offer",
+    body: str = "Hello",
+    html: str | None = None,
+    attachments: list[tuple[str, str, bytes]] = (),
+    charset: str = "utf-8",
+) -> bytes:
     msg = EmailMessage()
     msg["From"] = "Alice Example <alice@example.com>"
     msg["To"] = "bob@example.org"
@@ -130,8 +145,10 @@ def test_it_extracts_plain_text_in_utf8_and_windows_1252():
 
 
 def test_it_converts_html_to_text_without_scripts_and_styles():
-    html = ("<html><head><title>t</title><style>p{color:red}</style></head><body><p>First&nbsp;para</p>"
-            "<script>alert('x')</script><div>Second &amp; last</div><img alt='Logo'></body></html>")
+    html = (
+        "<html><head><title>t</title><style>p{color:red}</style></head><body><p>First&nbsp;para</p>"
+        "<script>alert('x')</script><div>Second &amp; last</div><img alt='Logo'></body></html>"
+    )
     text = extract_text(html.encode(), "text/html", "page.html")
     assert "First\xa0para" in text or "First para" in text
     assert "Second & last" in text and "Logo" in text
@@ -170,8 +187,12 @@ def test_it_extracts_odf_text():
 
 def test_it_extracts_a_mail_body_preferring_plain_text_and_including_unstored_attachments():
     pdf = make_pdf("Attached price list")
-    raw = make_mail(subject="Angebot Nr. 12", body="Guten Tag, anbei das Angebot.",
-                    html="<p>HTML version</p>", attachments=[("prices.pdf", "application/pdf", pdf)])
+    raw = make_mail(
+        subject="Angebot Nr. 12",
+        body="Guten Tag, anbei das Angebot.",
+        html="<p>HTML version</p>",
+        attachments=[("prices.pdf", "application/pdf", pdf)],
+    )
     text = extract_text(raw, "message/rfc822", "mail.eml")
     assert "Subject: Angebot Nr. 12" in text and "From: Alice Example <alice@example.com>" in text
     assert "Guten Tag, anbei das Angebot." in text
@@ -191,8 +212,9 @@ def test_it_skips_mail_attachments_that_are_archived_as_files_of_their_own():
 def test_it_converts_an_html_only_mail_and_decodes_its_charset():
     msg = EmailMessage()
     msg["Subject"] = "Newsletter"
-    msg.set_content("<h1>Grüezi</h1><p>Neuigkeiten &amp; mehr</p><style>.x{}</style>", subtype="html",
-                    charset="iso-8859-1")
+    msg.set_content(
+        "<h1>Grüezi</h1><p>Neuigkeiten &amp; mehr</p><style>.x{}</style>", subtype="html", charset="iso-8859-1"
+    )
     text = extract_text(bytes(msg), "message/rfc822", "n.eml")
     assert "Grüezi" in text and "Neuigkeiten & mehr" in text and ".x{}" not in text
 
@@ -238,11 +260,20 @@ def test_extracted_text_is_capped():
 # --- the sandboxed run, and the service ------------------------------------------------
 
 
-def _archive(group, name: str, data: bytes, *, kind: str = DocumentKind.DOCUMENT,
-             values: dict | None = None, content_type: str = ""):
+def _archive(
+    group,
+    name: str,
+    data: bytes,
+    *,
+    kind: str = DocumentKind.DOCUMENT,
+    values: dict | None = None,
+    content_type: str = "",
+):
     blob = storage.put_bytes(data)
     return services.document_create(
-        owner_group=group, values={"title": name, **(values or {})}, kind=kind,
+        owner_group=group,
+        values={"title": name, **(values or {})},
+        kind=kind,
         files=[services.NewFile(name=name, blob=blob, content_type=content_type)],
     )
 
@@ -251,8 +282,7 @@ def _archive(group, name: str, data: bytes, *, kind: str = DocumentKind.DOCUMENT
 def queued(monkeypatch) -> list[tuple[int, float | None]]:
     """Tasks queued for extraction: (document number, countdown), instead of a broker."""
     sent: list[tuple[int, float | None]] = []
-    monkeypatch.setattr(extraction, "enqueue_document",
-                        lambda number, countdown=None: sent.append((number, countdown)))
+    monkeypatch.setattr(extraction, "enqueue_document", lambda number, countdown=None: sent.append((number, countdown)))
     monkeypatch.setattr(extraction, "enqueue_documents", lambda numbers: sent.extend((n, None) for n in numbers))
     return sent
 
@@ -270,6 +300,7 @@ def test_extraction_stores_text_and_makes_it_searchable(group_a, alice):
     assert not search.search_documents(alice, "photovoltaik").documents.exists()
 
     from archive.tasks import extract_document
+
     extract_document(document.pk)  # the task body, run here
 
     file = DocumentFile.objects.get(document=document)
@@ -281,18 +312,25 @@ def test_extraction_stores_text_and_makes_it_searchable(group_a, alice):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_mail_body_is_extracted_from_the_eml(group_a, alice):
-    raw = make_mail(subject="Lieferung", body="Die Palette kommt am Dienstag.",
-                    html="<p>Die Palette kommt am Dienstag.</p>")
-    document = _archive(group_a, "mail.eml", raw, kind=DocumentKind.MAIL, content_type="message/rfc822",
-                        values={"subject": "Lieferung"})
+    raw = make_mail(
+        subject="Lieferung", body="Die Palette kommt am Dienstag.", html="<p>Die Palette kommt am Dienstag.</p>"
+    )
+    document = _archive(
+        group_a, "mail.eml", raw, kind=DocumentKind.MAIL, content_type="message/rfc822", values={"subject": "Lieferung"}
+    )
     extraction.extract_document(document.pk)
     assert list(search.search_documents(alice, '"palette kommt"').documents) == [document]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_extraction_is_recorded_retried_and_leaves_the_fields_searchable(group_a, alice, queued):
-    document = _archive(group_a, "broken.pdf", b"%PDF-1.4 not really", content_type="application/pdf",
-                        values={"subject": "Kaputtes Dokument"})
+    document = _archive(
+        group_a,
+        "broken.pdf",
+        b"%PDF-1.4 not really",
+        content_type="application/pdf",
+        values={"subject": "Kaputtes Dokument"},
+    )
     assert queued == [(document.pk, None)]  # at commit
     queued.clear()
     retries = queued
@@ -335,9 +373,11 @@ def test_a_hanging_extractor_is_killed_at_the_timeout(group_a, monkeypatch, sett
 def test_the_child_process_runs_under_a_memory_limit(tmp_path, monkeypatch, settings):
     """A file that needs more memory than allowed kills only the child."""
     settings.EXTRACTION_MEMORY_MB = 300
-    hog = "import sys, json; from archive.extractors import _limit_resources; " \
-          "r = json.load(sys.stdin); _limit_resources(r['cpu_seconds'], r['memory_bytes']); " \
-          "x = bytearray(1024 ** 3)"
+    hog = (
+        "import sys, json; from archive.extractors import _limit_resources; "
+        "r = json.load(sys.stdin); _limit_resources(r['cpu_seconds'], r['memory_bytes']); "
+        "x = bytearray(1024 ** 3)"
+    )
     monkeypatch.setattr(extraction, "EXTRACTOR_COMMAND", [sys.executable, "-c", hog])
     path = tmp_path / "f.txt"
     path.write_bytes(b"x")
@@ -384,7 +424,6 @@ def test_the_sweep_requeues_stale_pending_files_and_gives_up_on_exhausted_ones(g
     assert file.extraction_status == ExtractionStatus.FAILED and "gave up" in file.extraction_error
 
 
-
 def test_a_batch_of_documents_is_scheduled_after_commit(db, monkeypatch, django_capture_on_commit_callbacks):
     queued: list[list[int]] = []
     monkeypatch.setattr(extraction, "enqueue_documents", queued.append)
@@ -392,4 +431,4 @@ def test_a_batch_of_documents_is_scheduled_after_commit(db, monkeypatch, django_
     with django_capture_on_commit_callbacks(execute=True):
         extraction.schedule_for_documents(numbers)
         assert queued == []
-    assert queued == [numbers[:extraction.DOCUMENTS_PER_TASK], numbers[extraction.DOCUMENTS_PER_TASK:]]
+    assert queued == [numbers[: extraction.DOCUMENTS_PER_TASK], numbers[extraction.DOCUMENTS_PER_TASK :]]

@@ -58,8 +58,10 @@ def test_several_documents_give_one_pair_each_in_the_order_asked(client, alice, 
     client.force_login(alice)
     data = client.get(reverse("archive:links") + f"?ids={second.pk},{first.pk}").json()
     assert data["text"].split("\n") == [
-        "two.txt", f"https://a.example/perl/avclient/index.pl?target=new&go={second.pk}",
-        "one.txt", f"https://a.example/perl/avclient/index.pl?target=new&go={first.pk}",
+        "two.txt",
+        f"https://a.example/perl/avclient/index.pl?target=new&go={second.pk}",
+        "one.txt",
+        f"https://a.example/perl/avclient/index.pl?target=new&go={first.pk}",
     ]
 
 
@@ -75,9 +77,14 @@ def test_the_legacy_url_redirects_to_the_document_and_through_login(client, alic
     assert response.status_code == 302 and response["Location"] == f"/dms/doc/{doc.pk}/"
     response = client.get(response["Location"])
     assert response["Location"] == f"/login/?next=/dms/doc/{doc.pk}/"
-    response = client.post("/login/", {
-        "username": "alice", "password": "alice-pass-123", "next": f"/dms/doc/{doc.pk}/",
-    })
+    response = client.post(
+        "/login/",
+        {
+            "username": "alice",
+            "password": "alice-pass-123",
+            "next": f"/dms/doc/{doc.pk}/",
+        },
+    )
     assert response["Location"] == f"/dms/doc/{doc.pk}/"
     assert client.get(response["Location"]).status_code == 200
 
@@ -93,18 +100,35 @@ def test_next_never_leads_off_site(client, alice, target):
     assert response["Location"] == reverse("archive:table")
 
 
-@pytest.mark.parametrize("value", [
-    "http://192.168.0.233", "https://archivistaimnetz.ch", "https://archive.example.com:8443",
-    "http://[::1]:8000", "",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://192.168.0.233",
+        "https://archivistaimnetz.ch",
+        "https://archive.example.com:8443",
+        "http://[::1]:8000",
+        "",
+    ],
+)
 def test_valid_dns_names(value):
     validate_dns_name(value)
 
 
-@pytest.mark.parametrize("value", [
-    "192.168.0.233", "ftp://host", "https://host/path", "https://host?x=1", "https://host#f",
-    "https://user@host", "https://", "https://bad_host!", "javascript:alert(1)", "https://host:99999",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "192.168.0.233",
+        "ftp://host",
+        "https://host/path",
+        "https://host?x=1",
+        "https://host#f",
+        "https://user@host",
+        "https://",
+        "https://bad_host!",
+        "javascript:alert(1)",
+        "https://host:99999",
+    ],
+)
 def test_invalid_dns_names(value):
     with pytest.raises(ValidationError):
         validate_dns_name(value)

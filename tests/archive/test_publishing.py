@@ -65,8 +65,14 @@ def test_a_visitor_opens_a_published_document_through_its_access_link(client, fl
 
 def test_the_public_view_is_read_only_with_the_view_tab_only(client, flyer):
     body = client.get(document_url(flyer)).content.decode()
-    for absent in ('id="tab-fields"', 'id="tab-notes"', 'id="tab-files"', "<form method=\"post\" action=\"/dms",
-                   reverse("archive:upload"), reverse("archive:document_fields", args=[flyer.pk])):
+    for absent in (
+        'id="tab-fields"',
+        'id="tab-notes"',
+        'id="tab-files"',
+        '<form method="post" action="/dms',
+        reverse("archive:upload"),
+        reverse("archive:document_fields", args=[flyer.pk]),
+    ):
         assert absent not in body, absent
     response = client.post(reverse("archive:document_fields", args=[flyer.pk]), {"title": "defaced"})
     assert_asks_for_login(response, reverse("archive:document_fields", args=[flyer.pk]))
@@ -157,8 +163,10 @@ def test_a_visitor_gets_the_newest_version_only(client, flyer, group_a):
     settings.save()
     old_file = flyer.original().pk
     services.document_create_from_upload(
-        name="flyer.pdf", blob=storage.put_bytes(b"%PDF-1.4 flyer v2"),
-        content_type="application/pdf", owner_group=group_a,
+        name="flyer.pdf",
+        blob=storage.put_bytes(b"%PDF-1.4 flyer v2"),
+        content_type="application/pdf",
+        owner_group=group_a,
     )
     flyer.refresh_from_db()
     newest = flyer.original()

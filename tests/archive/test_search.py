@@ -22,16 +22,23 @@ def archive(group_a):
     """Creates a document of group_a (Sales) unless told otherwise; ``text`` is
     stored as the extracted text of its file, as extraction would."""
 
-    def make(title: str = "", *, text: str = "", group: Group | None = None, notes: str = "",
-             file_name: str = "file.txt", **values: object) -> Document:
+    def make(
+        title: str = "",
+        *,
+        text: str = "",
+        group: Group | None = None,
+        notes: str = "",
+        file_name: str = "file.txt",
+        **values: object,
+    ) -> Document:
         blob = storage.put_bytes((text or title).encode())
         document = services.document_create(
-            owner_group=group or group_a, values={"title": title, **values},
+            owner_group=group or group_a,
+            values={"title": title, **values},
             files=[services.NewFile(name=file_name, blob=blob)],
         )
         if text:
-            DocumentFile.objects.filter(document=document).update(
-                text=text, extraction_status=ExtractionStatus.DONE)
+            DocumentFile.objects.filter(document=document).update(text=text, extraction_status=ExtractionStatus.DONE)
         if notes:
             services.document_set_notes(document, notes)
         search.index_document(document.pk)
@@ -95,8 +102,9 @@ def test_short_words_and_stopwords_are_searchable(alice, archive):
 
 def test_field_terms_match_only_that_field(alice, archive):
     from_alice = archive("Hello", **{"from": "Alice Example <alice@example.com>", "subject": "Annual report"})
-    mentions_alice = archive("About alice", text="alice wrote about the annual report",
-                             **{"from": "Bob <bob@example.org>"})
+    mentions_alice = archive(
+        "About alice", text="alice wrote about the annual report", **{"from": "Bob <bob@example.org>"}
+    )
     assert set(found(alice, "alice")) == {from_alice, mentions_alice}
     assert found(alice, "from:alice") == [from_alice]
     assert found(alice, "From:alice@example.com") == [from_alice]
@@ -228,7 +236,8 @@ def test_a_deleted_document_leaves_the_index(alice, archive):
 def test_a_document_is_found_by_its_fields_before_and_without_extraction(alice, group_a):
     blob = storage.put_bytes(b"%PDF-1.4 broken")
     document = services.document_create(
-        owner_group=group_a, values={"title": "Scanned contract", "subject": "Leasing"},
+        owner_group=group_a,
+        values={"title": "Scanned contract", "subject": "Leasing"},
         files=[services.NewFile(name="scan.pdf", blob=blob)],
     )
     assert found(alice, "leasing contract") == [document]
@@ -269,8 +278,17 @@ def test_an_owner_change_takes_effect_at_once(alice, bob, archive, group_b):
 
 
 SCAN_QUERIES = [
-    "solar", '"solar panels"', "sol*", "solar -roof", 'solar -"solar roof"', "from:alice solar",
-    "subject:offer", 'subject:"annual offer"', "ag", "-solar", "solar date:2024-01",
+    "solar",
+    '"solar panels"',
+    "sol*",
+    "solar -roof",
+    'solar -"solar roof"',
+    "from:alice solar",
+    "subject:offer",
+    'subject:"annual offer"',
+    "ag",
+    "-solar",
+    "solar date:2024-01",
 ]
 
 

@@ -61,8 +61,11 @@ def test_a_common_excluded_word_is_checked_on_the_row():
 def test_a_short_date_range_is_read_document_by_document(group_a):
     blob = storage.put_bytes(b"x")
     for day in range(1, 4):
-        services.document_create(owner_group=group_a, values={"title": "x", "date": f"2024-01-0{day}"},
-                                 files=[services.NewFile(name="x.txt", blob=blob)])
+        services.document_create(
+            owner_group=group_a,
+            values={"title": "x", "date": f"2024-01-0{day}"},
+            files=[services.NewFile(name="x.txt", blob=blob)],
+        )
     figures(1_000_000, {group_a.pk: 1.0}, {"invoice": 0.05})
     assert plan_for("invoice date:2024-01").scan  # three documents to read
     assert not plan_for("invoice").scan

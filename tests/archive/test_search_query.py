@@ -44,7 +44,11 @@ def test_word_pairs_cannot_collide_with_field_or_padded_tokens():
 def test_underscores_separate_words_so_synthetic_tokens_cannot_be_typed():
     assert tk.tokens("from_alice") == ["from", "alice"]
     assert tk.field_tokens("from", "Alice <alice@example.com>") == [
-        "from_alice", "from_alice", "from_example", "from_com"]
+        "from_alice",
+        "from_alice",
+        "from_example",
+        "from_com",
+    ]
 
 
 def test_plain_words_must_all_match():
@@ -65,7 +69,10 @@ def test_an_unclosed_quote_runs_to_the_end():
 def test_a_minus_excludes_a_word_or_a_phrase():
     parsed = terms('invoice -draft -"old offer"')
     assert [(t.tokens, t.negate) for t in parsed] == [
-        (("invoice",), False), (("draft",), True), (("old", "offer"), True)]
+        (("invoice",), False),
+        (("draft",), True),
+        (("old", "offer"), True),
+    ]
 
 
 def test_a_star_makes_a_prefix_search_without_padding():
@@ -110,8 +117,16 @@ def test_a_bad_date_is_a_query_error(value):
 
 
 def test_numbers_yes_no_owner_and_kind_become_filters():
-    for text in ("amount:100..250", "number:8441", "number:10..20", "paid:yes", "paid:no", "owner:sales",
-                 "kind:mail", "-kind:document"):
+    for text in (
+        "amount:100..250",
+        "number:8441",
+        "number:10..20",
+        "paid:yes",
+        "paid:no",
+        "owner:sales",
+        "kind:mail",
+        "-kind:document",
+    ):
         parsed = parse_query(text, FIELDS)
         assert parsed.filters and not parsed.terms, text
     with pytest.raises(SearchQueryError):
@@ -131,8 +146,7 @@ def test_punctuation_only_terms_are_ignored():
 
 def test_the_engines_get_the_same_terms_in_their_own_syntax():
     parsed = terms('invoice "annual report" -draft invoi*')
-    assert fts5_expression([t for t in parsed if not t.negate]) == (
-        '"invoice" AND "annual report" AND "invoi" *')
+    assert fts5_expression([t for t in parsed if not t.negate]) == ('"invoice" AND "annual report" AND "invoi" *')
     # MariaDB matches a phrase by its word pairs (tokens.shingles).
     assert boolean_mode_expression(parsed) == "+invoice +annual__report -draft +invoi*"
     three = terms('"a b c" -"x y z" subject:"annual report"')
@@ -142,9 +156,11 @@ def test_the_engines_get_the_same_terms_in_their_own_syntax():
 def test_a_passage_marks_prefixes_and_phrases_and_escapes_the_rest():
     from archive.search.snippets import passage
 
-    score, html = passage("Invoices & invoicing: the annual report <now>", [
-        (("invoic",), True), (("annual", "report"), False)])
+    score, html = passage(
+        "Invoices & invoicing: the annual report <now>", [(("invoic",), True), (("annual", "report"), False)]
+    )
     assert score == 2
-    assert html == ("<mark>Invoices</mark> &amp; <mark>invoicing</mark>: the <mark>annual</mark>"
-                    " <mark>report</mark> &lt;now&gt;")
+    assert html == (
+        "<mark>Invoices</mark> &amp; <mark>invoicing</mark>: the <mark>annual</mark> <mark>report</mark> &lt;now&gt;"
+    )
     assert passage("nothing here", [(("invoice",), False)]) is None

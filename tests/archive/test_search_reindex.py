@@ -16,8 +16,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _document(group, title: str, content: bytes = b"", name: str = "f.txt"):
     blob = storage.put_bytes(content or title.encode())
-    return services.document_create(owner_group=group, values={"title": title},
-                                    files=[services.NewFile(name=name, blob=blob)])
+    return services.document_create(
+        owner_group=group, values={"title": title}, files=[services.NewFile(name=name, blob=blob)]
+    )
 
 
 def test_it_rebuilds_a_lost_index(alice, group_a):
@@ -39,7 +40,8 @@ def test_it_extracts_waiting_files_and_retries_failed_ones_on_request(alice, gro
     waiting = _document(group_a, "Waiting", b"Kilimanjaro expedition notes")
     failed = _document(group_a, "Failed", b"Matterhorn ascent")
     DocumentFile.objects.filter(document=failed).update(
-        extraction_status=ExtractionStatus.FAILED, extraction_attempts=3, extraction_error="boom")
+        extraction_status=ExtractionStatus.FAILED, extraction_attempts=3, extraction_error="boom"
+    )
 
     call_command("reindex", "--extract", stdout=io.StringIO(), stderr=io.StringIO())
     assert list(search.search_documents(alice, "kilimanjaro").documents) == [waiting]

@@ -19,7 +19,8 @@ def archived(group_a):
     def make(title: str, text: str, group=None, **values):
         blob = storage.put_bytes(text.encode())
         document = services.document_create(
-            owner_group=group or group_a, values={"title": title, **values},
+            owner_group=group or group_a,
+            values={"title": title, **values},
             files=[services.NewFile(name="body.txt", blob=blob)],
         )
         DocumentFile.objects.filter(document=document).update(text=text, extraction_status=ExtractionStatus.DONE)

@@ -84,8 +84,14 @@ def test_download_parameter_forces_attachment_and_keeps_a_unicode_name(client, a
 
 @pytest.mark.parametrize(
     ("name", "marker"),
-    [("scan.pdf", 'class="viewer" title="PDF"'), ("photo.png", "<img"), ("clip.mp4", "<video"),
-     ("song.mp3", "<audio"), ("readme.txt", 'title="Text" sandbox'), ("sheet.xlsx", "?download=1\">Download")],
+    [
+        ("scan.pdf", 'class="viewer" title="PDF"'),
+        ("photo.png", "<img"),
+        ("clip.mp4", "<video"),
+        ("song.mp3", "<audio"),
+        ("readme.txt", 'title="Text" sandbox'),
+        ("sheet.xlsx", '?download=1">Download'),
+    ],
 )
 def test_the_view_tab_renders_by_type(client, alice, make_document, name, marker):
     doc = make_document(content=b"x", name=name)

@@ -140,7 +140,7 @@ def test_put_many_fsyncs_every_file_before_its_rename_and_every_directory_before
     last_rename = max(i for i, (kind, _) in enumerate(events) if kind == "rename")
     for blob in blobs:
         directory = str(storage.blob_path(blob.sha256).parent)
-        assert any(e == ("fsync", directory) for e in events[last_rename + 1:])
+        assert any(e == ("fsync", directory) for e in events[last_rename + 1 :])
 
 
 def test_put_many_leaves_no_partial_file_when_a_write_fails(monkeypatch):

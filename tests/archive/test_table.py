@@ -100,9 +100,7 @@ def colour(db) -> FieldDefinition:
 
 @pytest.fixture
 def size(db) -> FieldDefinition:
-    return FieldDefinition.objects.create(
-        name="size", label="Size", type=FieldType.SELECTION, choices="S\nM\nL\nXL"
-    )
+    return FieldDefinition.objects.create(name="size", label="Size", type=FieldType.SELECTION, choices="S\nM\nL\nXL")
 
 
 def test_suggestions_are_the_most_used_values_first(alice, make_document, colour):

@@ -21,8 +21,11 @@ def configure(versioning: bool = True, key: str | None = "filename") -> None:
 
 def upload(group, name: str, content: bytes, values: dict | None = None) -> tuple[Document, bool]:
     return services.document_create_from_upload(
-        name=name, blob=storage.put_bytes(content), content_type=services.guess_content_type(name),
-        owner_group=group, values=values,
+        name=name,
+        blob=storage.put_bytes(content),
+        content_type=services.guess_content_type(name),
+        owner_group=group,
+        values=values,
     )
 
 
@@ -42,7 +45,9 @@ def test_an_upload_with_a_matching_key_becomes_the_next_version(db, group_a):
     assert was_version and first.pk == second.pk == third.pk
     assert Document.objects.count() == 1
     assert originals(first) == [
-        ("1.0", "price-list.pdf", b"v1"), ("1.1", "price-list.pdf", b"v2"), ("1.2", "price-list.pdf", b"v3"),
+        ("1.0", "price-list.pdf", b"v1"),
+        ("1.1", "price-list.pdf", b"v2"),
+        ("1.2", "price-list.pdf", b"v3"),
     ]
     first.refresh_from_db()
     assert storage.read_bytes(first.original().sha256) == b"v3"
@@ -96,10 +101,14 @@ def test_the_upload_form_takes_the_version_key(client, alice, group_a):
     client.force_login(alice)
     form_page = client.get(reverse("archive:upload") + "?version_key=P-7").content.decode()
     assert 'name="version_key"' in form_page and 'value="P-7"' in form_page
-    response = client.post(reverse("archive:upload"), {
-        "files": SimpleUploadedFile("plan-revised.pdf", b"plan 2"), "owner_group": group_a.pk,
-        "version_key": "P-7",
-    })
+    response = client.post(
+        reverse("archive:upload"),
+        {
+            "files": SimpleUploadedFile("plan-revised.pdf", b"plan 2"),
+            "owner_group": group_a.pk,
+            "version_key": "P-7",
+        },
+    )
     assert response.status_code == 302 and response["Location"] == reverse("archive:document", args=[document.pk])
     assert [v[2] for v in originals(document)] == [b"plan 1", b"plan 2"]
 

@@ -34,8 +34,7 @@ def test_ctrl_c_in_view_tab_copies_title_line_and_url(page, login, alice, video)
         f"viastockalperhd.mp4\nhttps://192.168.0.233/perl/avclient/index.pl?target=new&go={video.pk}"
     )
     assert clip["text/html"] == (
-        f'<a href="https://192.168.0.233/perl/avclient/index.pl?target=new&amp;go={video.pk}">'
-        "viastockalperhd.mp4</a>"
+        f'<a href="https://192.168.0.233/perl/avclient/index.pl?target=new&amp;go={video.pk}">viastockalperhd.mp4</a>'
     )
 
 
@@ -59,8 +58,7 @@ def test_copy_button_without_title_field_uses_number_and_title(page, login, alic
     page.click("#copy-link")
     page.wait_for_selector("#copy-status:has-text('copied')")
     assert read_clipboard(page)["text/plain"] == (
-        f"{video.pk}: viastockalperhd.mp4\n"
-        f"https://192.168.0.233/perl/avclient/index.pl?target=new&go={video.pk}"
+        f"{video.pk}: viastockalperhd.mp4\nhttps://192.168.0.233/perl/avclient/index.pl?target=new&go={video.pk}"
     )
 
 
@@ -77,9 +75,7 @@ def test_copy_button_for_selected_table_rows(page, login, alice, make_document):
     text = read_clipboard(page)["text/plain"]
     base = "http://archive.example.com:8080/perl/avclient/index.pl?target=new&go="
     # Rows are listed newest first by default; one pair per selected document.
-    assert sorted(text.split("\n")) == sorted(
-        ["a.txt", f"{base}{first.pk}", "b.txt", f"{base}{second.pk}"]
-    )
+    assert sorted(text.split("\n")) == sorted(["a.txt", f"{base}{first.pk}", "b.txt", f"{base}{second.pk}"])
     assert len(text.split("\n")) == 4
 
 
@@ -96,9 +92,7 @@ def test_without_dns_name_the_link_uses_the_browsers_address(page, login, alice,
     )
 
 
-def test_pasted_link_leads_a_logged_out_user_through_login_to_the_document(
-    page, alice, video, live_server
-):
+def test_pasted_link_leads_a_logged_out_user_through_login_to_the_document(page, alice, video, live_server):
     page.goto(f"{live_server.url}/perl/avclient/index.pl?target=new&go={video.pk}")
     assert "/login/" in page.url
     page.fill("#id_username", "alice")

@@ -101,9 +101,7 @@ def payloads(live: str, remote: str) -> str:
 def hostile_mail(alice, group_a, live_server, remote):
     raw = html_mail(payloads(live_server.url, remote.url), text="plain version")
     # A hostile header block, too: the header view must escape it.
-    raw = raw.replace(
-        b"Subject: ", b"Subject: <img src=x onerror=alert('subject')> ", 1
-    )
+    raw = raw.replace(b"Subject: ", b"Subject: <img src=x onerror=alert('subject')> ", 1)
     return archive_mail(raw, group_a)
 
 
@@ -162,8 +160,7 @@ def test_the_frame_alone_stops_everything_even_if_the_sanitiser_let_it_through(
     """Defence in depth: the sandbox and the body's CSP, without nh3."""
     from archive import mailview
 
-    monkeypatch.setattr(mailview, "sanitize_mail_html",
-                        lambda html, **kwargs: mailview.SanitizedHtml(html=html))
+    monkeypatch.setattr(mailview, "sanitize_mail_html", lambda html, **kwargs: mailview.SanitizedHtml(html=html))
     dialogs, requests = open_mail(page, login, hostile_mail)
     frame = page.frame_locator("#mail-body")
     assert frame.locator("script").count() >= 1  # the payloads really are in the page

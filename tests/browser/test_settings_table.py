@@ -16,6 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def tiny_png(width: int = 4, height: int = 3) -> bytes:
     """A real (decodable) PNG, so the browser really draws the thumbnail."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -31,8 +32,11 @@ MAIL = (
 
 
 def test_primary_usage_mails_shows_mail_columns_and_the_mail_view(page, live_server, admin_user, make_document):
-    eml = make_document(content=MAIL, name="offer.eml",
-                        values={"from": "anna@example.com", "subject": "Offer 2024", "date": "2024-06-03"})
+    eml = make_document(
+        content=MAIL,
+        name="offer.eml",
+        values={"from": "anna@example.com", "subject": "Offer 2024", "date": "2024-06-03"},
+    )
     log_in_as(page, live_server, admin_user)
     page.goto("/dms/")
     assert column_names(page)[:4] == ["number", "title", "date", "owner"]

@@ -70,12 +70,14 @@ def test_versioning_with_a_key_given_on_the_upload_form(page, live_server, admin
     page.click("#new-version")
     page.wait_for_url("**/dms/upload/**")
     assert page.input_value("#id_version_key") == "C-2024-17"
-    page.set_input_files("#id_files", files=[{"name": "contract-signed.txt", "mimeType": "text/plain",
-                                               "buffer": b"signed"}])
+    page.set_input_files(
+        "#id_files", files=[{"name": "contract-signed.txt", "mimeType": "text/plain", "buffer": b"signed"}]
+    )
     page.click("form[enctype='multipart/form-data'] button[type=submit]")
     page.wait_for_url(f"**/dms/doc/{contract.pk}/")
     assert [f.name for f in Document.objects.get(pk=contract.pk).files.order_by("version")] == [
-        "contract-draft.txt", "contract-signed.txt"
+        "contract-draft.txt",
+        "contract-signed.txt",
     ]
 
 

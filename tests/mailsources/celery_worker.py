@@ -43,8 +43,6 @@ def small_batches(size: int) -> None:
     services.client_for_source = factory  # tasks.sync_source looks it up at call time
 
 
-
-
 def main() -> None:
     queue = os.environ["WORKER_QUEUE"]
     app.conf.task_default_queue = queue
@@ -55,12 +53,21 @@ def main() -> None:
     if os.environ.get("WORKER_BATCH_SIZE"):
         small_batches(int(os.environ["WORKER_BATCH_SIZE"]))
     if os.environ.get("WORKER_PAUSE_AT_CURSOR_WRITE"):
-        pause_at_cursor_write(int(os.environ["WORKER_PAUSE_AT_CURSOR_WRITE"]),
-                              Path(os.environ["WORKER_PAUSE_MARKER"]))
-    app.worker_main([
-        "worker", "--pool=solo", "--queues", queue, "--hostname", os.environ["WORKER_NAME"],
-        "--without-mingle", "--without-gossip", "--without-heartbeat", "--loglevel=INFO",
-    ])
+        pause_at_cursor_write(int(os.environ["WORKER_PAUSE_AT_CURSOR_WRITE"]), Path(os.environ["WORKER_PAUSE_MARKER"]))
+    app.worker_main(
+        [
+            "worker",
+            "--pool=solo",
+            "--queues",
+            queue,
+            "--hostname",
+            os.environ["WORKER_NAME"],
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+            "--loglevel=INFO",
+        ]
+    )
 
 
 if __name__ == "__main__":

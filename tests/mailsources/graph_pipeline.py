@@ -87,10 +87,17 @@ class M365:
 
         mapped = {name: FieldDefinition.objects.get(name=name) for name in ("from", "to", "cc", "subject")}
         values: dict[str, Any] = {
-            "kind": SourceKind.M365, "name": f"M365 {uuid.uuid4().hex[:8]}", "tenant": self.tenant,
-            "client_id": self.client_id, "mailboxes": "\n".join(mailboxes), "folders": "Inbox",
-            "page_size": 25, "owner_group": Group.objects.get_or_create(name="Mail")[0],
-            "from_field": mapped["from"], "to_field": mapped["to"], "cc_field": mapped["cc"],
+            "kind": SourceKind.M365,
+            "name": f"M365 {uuid.uuid4().hex[:8]}",
+            "tenant": self.tenant,
+            "client_id": self.client_id,
+            "mailboxes": "\n".join(mailboxes),
+            "folders": "Inbox",
+            "page_size": 25,
+            "owner_group": Group.objects.get_or_create(name="Mail")[0],
+            "from_field": mapped["from"],
+            "to_field": mapped["to"],
+            "cc_field": mapped["cc"],
             "subject_field": mapped["subject"],
         }
         values.update(fields)
@@ -151,5 +158,8 @@ def counts() -> dict[str, int]:
     from archive.models import Document
     from mailsources.models import ArchivedMail, MailLocation
 
-    return {"documents": Document.objects.count(), "mails": ArchivedMail.objects.count(),
-            "locations": MailLocation.objects.count()}
+    return {
+        "documents": Document.objects.count(),
+        "mails": ArchivedMail.objects.count(),
+        "locations": MailLocation.objects.count(),
+    }

@@ -23,9 +23,17 @@ from tests.imap_server import Mailbox
 _counter = itertools.count(1)
 
 
-def mail(subject: str, body: str = "Hello.", *, sender: str = "Sender <sender@example.com>",
-         to: str = "alice@example.com", cc: str = "", attachment: tuple[str, bytes] | None = None,
-         date: datetime | None = None, message_id: str | None = None) -> bytes:
+def mail(
+    subject: str,
+    body: str = "Hello.",
+    *,
+    sender: str = "Sender <sender@example.com>",
+    to: str = "alice@example.com",
+    cc: str = "",
+    attachment: tuple[str, bytes] | None = None,
+    date: datetime | None = None,
+    message_id: str | None = None,
+) -> bytes:
     """A well-formed message with CRLF line ends, unique unless ``message_id`` is given."""
     msg = EmailMessage()
     msg["From"] = sender
@@ -97,13 +105,20 @@ def imap_source_factory(db: Any, dovecot: Any) -> Callable[..., Any]:
 
     def make(mailbox: Mailbox, *, password: str | None = None, **fields: Any) -> MailSource:
         group = fields.pop("owner_group", None) or Group.objects.get_or_create(name="Mail")[0]
-        mapped = {name: FieldDefinition.objects.get(name=name)
-                  for name in ("from", "to", "cc", "subject")}
+        mapped = {name: FieldDefinition.objects.get(name=name) for name in ("from", "to", "cc", "subject")}
         values: dict[str, Any] = {
-            "kind": "imap", "name": f"{mailbox.user.name} mail", "host": dovecot.host,
-            "port": dovecot.tls_port, "security": "tls", "username": mailbox.user.name,
-            "ca_file": dovecot.ca_file, "folders": "INBOX", "owner_group": group,
-            "from_field": mapped["from"], "to_field": mapped["to"], "cc_field": mapped["cc"],
+            "kind": "imap",
+            "name": f"{mailbox.user.name} mail",
+            "host": dovecot.host,
+            "port": dovecot.tls_port,
+            "security": "tls",
+            "username": mailbox.user.name,
+            "ca_file": dovecot.ca_file,
+            "folders": "INBOX",
+            "owner_group": group,
+            "from_field": mapped["from"],
+            "to_field": mapped["to"],
+            "cc_field": mapped["cc"],
             "subject_field": mapped["subject"],
         }
         values.update(fields)
@@ -139,8 +154,12 @@ def archive_counts() -> dict[str, int]:
     from archive.models import Document, DocumentFile
     from mailsources.models import ArchivedMail, MailLocation
 
-    return {"documents": Document.objects.count(), "files": DocumentFile.objects.count(),
-            "mails": ArchivedMail.objects.count(), "locations": MailLocation.objects.count()}
+    return {
+        "documents": Document.objects.count(),
+        "files": DocumentFile.objects.count(),
+        "mails": ArchivedMail.objects.count(),
+        "locations": MailLocation.objects.count(),
+    }
 
 
 def archived_raws(source: Any) -> list[bytes]:

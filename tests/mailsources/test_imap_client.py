@@ -99,8 +99,11 @@ def body_fetches(sent: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
 
 
 def assert_error(
-    exc_info: pytest.ExceptionInfo[SourceError], kind: type[SourceError], code: str,
-    *phrases: str, password: str = "",
+    exc_info: pytest.ExceptionInfo[SourceError],
+    kind: type[SourceError],
+    code: str,
+    *phrases: str,
+    password: str = "",
 ) -> None:
     err = exc_info.value
     assert isinstance(err, kind), repr(err)
@@ -154,8 +157,9 @@ def test_wrong_password_is_an_authentication_failure_without_the_password(
     wrong = "Wr0ng-Secret-Pa55"
     with pytest.raises(SourceError) as exc_info:
         make_client(password=wrong).test_connection()
-    assert_error(exc_info, PermanentSourceError, "auth_failed", "Authentication failed",
-                 imap_mailbox.user.name, password=wrong)
+    assert_error(
+        exc_info, PermanentSourceError, "auth_failed", "Authentication failed", imap_mailbox.user.name, password=wrong
+    )
     assert wrong not in str(exc_info.value.__cause__)
 
 
@@ -167,33 +171,25 @@ def test_a_non_ascii_password_logs_in_with_sasl_plain(
     assert ("AUTHENTICATE", "PLAIN") in imap_commands
 
 
-def test_a_certificate_from_an_unknown_ca_is_not_trusted(
-    make_client: Callable[..., ImapClient]
-) -> None:
+def test_a_certificate_from_an_unknown_ca_is_not_trusted(make_client: Callable[..., ImapClient]) -> None:
     with pytest.raises(SourceError) as exc_info:
         make_client(ca_file=None).test_connection()
     assert_error(exc_info, PermanentSourceError, "tls_untrusted", "not trusted", "CA file")
 
 
-def test_a_certificate_for_another_name_is_rejected(
-    make_client: Callable[..., ImapClient]
-) -> None:
+def test_a_certificate_for_another_name_is_rejected(make_client: Callable[..., ImapClient]) -> None:
     # The test certificate names "localhost" only.
     with pytest.raises(SourceError) as exc_info:
         make_client(host="127.0.0.1").test_connection()
-    assert_error(exc_info, PermanentSourceError, "tls_untrusted",
-                 "not valid for the host name '127.0.0.1'")
+    assert_error(exc_info, PermanentSourceError, "tls_untrusted", "not valid for the host name '127.0.0.1'")
 
 
-def test_a_certificate_for_another_host_name_is_rejected(
-    dovecot: Any, make_client: Callable[..., ImapClient]
-) -> None:
+def test_a_certificate_for_another_host_name_is_rejected(dovecot: Any, make_client: Callable[..., ImapClient]) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     dovecot.ca.issue_cert("mail.example.test").configure_cert(context)
     with FakeImapServer(tls_context=context) as fake, pytest.raises(SourceError) as exc_info:
         make_client(port=fake.port).test_connection()
-    assert_error(exc_info, PermanentSourceError, "tls_untrusted",
-                 "not valid for the host name 'localhost'")
+    assert_error(exc_info, PermanentSourceError, "tls_untrusted", "not valid for the host name 'localhost'")
 
 
 def test_nothing_listening_is_unreachable(make_client: Callable[..., ImapClient]) -> None:
@@ -233,9 +229,7 @@ def test_a_missing_folder_is_reported(make_client: Callable[..., ImapClient]) ->
 # ------------------------------------------------------------------ folders
 
 
-def test_folder_names_are_decoded_and_quoted(
-    imap_mailbox: Mailbox, make_client: Callable[..., ImapClient]
-) -> None:
+def test_folder_names_are_decoded_and_quoted(imap_mailbox: Mailbox, make_client: Callable[..., ImapClient]) -> None:
     imap_mailbox.append("Entwürfe", mail("draft"))
     imap_mailbox.create_folder('Kunden "A&B"')
     imap_mailbox.create_folder("Parent.Child")
@@ -250,8 +244,13 @@ def test_folder_names_are_decoded_and_quoted(
 
 
 def test_modified_utf7_round_trips() -> None:
-    for name, encoded in [("Entwürfe", "Entw&APw-rfe"), ("A&B", "A&-B"),
-                          ("日本語", "&ZeVnLIqe-"), ("INBOX", "INBOX"), ("~peter/mail/台北", None)]:
+    for name, encoded in [
+        ("Entwürfe", "Entw&APw-rfe"),
+        ("A&B", "A&-B"),
+        ("日本語", "&ZeVnLIqe-"),
+        ("INBOX", "INBOX"),
+        ("~peter/mail/台北", None),
+    ]:
         if encoded is not None:
             assert encode_folder_name(name) == encoded
         assert decode_folder_name(encode_folder_name(name)) == name
@@ -259,14 +258,30 @@ def test_modified_utf7_round_trips() -> None:
 
 def test_small_wire_helpers() -> None:
     assert uid_set([7, 1, 2, 3, 9, 10]) == "1:3,7,9:10"
-    assert parse_internaldate(b" 7-Jan-2025 09:30:00 +0100") == datetime(
-        2025, 1, 7, 8, 30, tzinfo=UTC)
+    assert parse_internaldate(b" 7-Jan-2025 09:30:00 +0100") == datetime(2025, 1, 7, 8, 30, tzinfo=UTC)
     assert parse_internaldate("garbage") is None
-    assert parse_segments([
-        b'1 (UID 5 FLAGS (\\Seen) BODY[HEADER.FIELDS (SUBJECT)] {12}', Literal(b"Subject: x\r\n"),
-        b' INTERNALDATE "7-Jan-2025 09:30:00 +0100" X "a\\"b" NIL)',
-    ]) == ["1", ["UID", "5", "FLAGS", ["\\Seen"], "BODY[HEADER.FIELDS (SUBJECT)]", b"Subject: x\r\n",
-                 "INTERNALDATE", b"7-Jan-2025 09:30:00 +0100", "X", b'a"b', None]]
+    assert parse_segments(
+        [
+            b"1 (UID 5 FLAGS (\\Seen) BODY[HEADER.FIELDS (SUBJECT)] {12}",
+            Literal(b"Subject: x\r\n"),
+            b' INTERNALDATE "7-Jan-2025 09:30:00 +0100" X "a\\"b" NIL)',
+        ]
+    ) == [
+        "1",
+        [
+            "UID",
+            "5",
+            "FLAGS",
+            ["\\Seen"],
+            "BODY[HEADER.FIELDS (SUBJECT)]",
+            b"Subject: x\r\n",
+            "INTERNALDATE",
+            b"7-Jan-2025 09:30:00 +0100",
+            "X",
+            b'a"b',
+            None,
+        ],
+    ]
 
 
 # ------------------------------------------------------------------ sync
@@ -282,7 +297,8 @@ def test_first_sync_yields_every_mail_byte_for_byte(
     batches = Ledger().run(make_client())
 
     assert [(m.location, m.raw, m.received_at) for b in batches for m in b.messages] == [
-        (str(uid), raw, when) for uid, raw in zip(uids, raws, strict=True)]
+        (str(uid), raw, when) for uid, raw in zip(uids, raws, strict=True)
+    ]
     final = batches[-1]
     assert final.epoch == str(imap_mailbox.uidvalidity()) and not final.resync
     assert final.total == 3
@@ -290,8 +306,7 @@ def test_first_sync_yields_every_mail_byte_for_byte(
 
 
 def test_incremental_sync_yields_only_new_mail(
-    imap_mailbox: Mailbox, make_client: Callable[..., ImapClient],
-    imap_commands: list[tuple[str, ...]]
+    imap_mailbox: Mailbox, make_client: Callable[..., ImapClient], imap_commands: list[tuple[str, ...]]
 ) -> None:
     imap_mailbox.append_many("INBOX", [mail("a"), mail("b")])
     ledger = Ledger()
@@ -305,8 +320,7 @@ def test_incremental_sync_yields_only_new_mail(
 
 
 def test_a_rerun_on_an_unchanged_mailbox_fetches_nothing(
-    imap_mailbox: Mailbox, make_client: Callable[..., ImapClient],
-    imap_commands: list[tuple[str, ...]]
+    imap_mailbox: Mailbox, make_client: Callable[..., ImapClient], imap_commands: list[tuple[str, ...]]
 ) -> None:
     imap_mailbox.append_many("INBOX", [mail("a"), mail("b")])
     ledger = Ledger()
@@ -322,8 +336,7 @@ def test_a_rerun_on_an_unchanged_mailbox_fetches_nothing(
 
 
 def test_a_run_without_cursor_downloads_no_known_bodies(
-    imap_mailbox: Mailbox, make_client: Callable[..., ImapClient],
-    imap_commands: list[tuple[str, ...]]
+    imap_mailbox: Mailbox, make_client: Callable[..., ImapClient], imap_commands: list[tuple[str, ...]]
 ) -> None:
     imap_mailbox.append_many("INBOX", [mail("a"), mail("b")])
     ledger = Ledger()
@@ -368,8 +381,14 @@ def test_batches_are_bounded_and_each_cursor_covers_only_what_came_so_far(
 def test_batches_are_bounded_by_bytes_and_a_huge_mail_travels_alone(
     imap_mailbox: Mailbox, make_client: Callable[..., ImapClient]
 ) -> None:
-    raws = [mail("s1", size=30_000), mail("s2", size=30_000), mail("huge", size=300_000),
-            mail("s3", size=30_000), mail("s4", size=30_000), mail("s5", size=30_000)]
+    raws = [
+        mail("s1", size=30_000),
+        mail("s2", size=30_000),
+        mail("huge", size=300_000),
+        mail("s3", size=30_000),
+        mail("s4", size=30_000),
+        mail("s5", size=30_000),
+    ]
     imap_mailbox.append_many("INBOX", raws)
 
     batches = Ledger().run(make_client(batch_bytes=70_000, max_message_bytes=200_000))
@@ -394,9 +413,7 @@ def test_an_interrupted_run_resumes_without_losing_or_repeating_mail(
     assert sorted(int(uid) for _e, uid, _r in ledger.messages) == [1, 2, 3, 4, 5, 6]
 
 
-def test_a_uidvalidity_change_resyncs_everything(
-    imap_mailbox: Mailbox, make_client: Callable[..., ImapClient]
-) -> None:
+def test_a_uidvalidity_change_resyncs_everything(imap_mailbox: Mailbox, make_client: Callable[..., ImapClient]) -> None:
     imap_mailbox.append_many("INBOX", [mail("a"), mail("b"), mail("c")])
     ledger = Ledger()
     ledger.run(make_client())
@@ -427,9 +444,7 @@ def test_an_interrupted_resync_goes_on_as_a_resync(
     assert "resyncing" not in rest[-1].cursor
 
 
-def test_sync_leaves_seen_flags_untouched(
-    imap_mailbox: Mailbox, make_client: Callable[..., ImapClient]
-) -> None:
+def test_sync_leaves_seen_flags_untouched(imap_mailbox: Mailbox, make_client: Callable[..., ImapClient]) -> None:
     imap_mailbox.append("INBOX", mail("unread"))
     imap_mailbox.append("INBOX", mail("read"), flags="\\Seen")
     before = imap_mailbox.flags()
@@ -442,14 +457,12 @@ def test_sync_leaves_seen_flags_untouched(
 
 
 def test_minimum_age_holds_young_mail_back_until_it_is_old_enough(
-    imap_mailbox: Mailbox, make_client: Callable[..., ImapClient],
-    imap_commands: list[tuple[str, ...]]
+    imap_mailbox: Mailbox, make_client: Callable[..., ImapClient], imap_commands: list[tuple[str, ...]]
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     imap_mailbox.append("INBOX", mail("old"), internal_date=now - timedelta(days=10))
     imap_mailbox.append("INBOX", mail("young"), internal_date=now - timedelta(days=1))
-    imap_mailbox.append("INBOX", mail("old, appended later"),
-                        internal_date=now - timedelta(days=30))
+    imap_mailbox.append("INBOX", mail("old, appended later"), internal_date=now - timedelta(days=30))
     ledger = Ledger()
 
     assert uids_of(ledger.run(make_client(), min_age_days=5)) == [1, 3]
@@ -466,8 +479,10 @@ def test_minimum_age_holds_young_mail_back_until_it_is_old_enough(
 
 
 def test_a_connection_cut_mid_fetch_is_transient_and_the_rerun_completes(
-    dovecot: Any, imap_mailbox: Mailbox, make_client: Callable[..., ImapClient],
-    tcp_proxy_factory: Callable[..., TcpProxy]
+    dovecot: Any,
+    imap_mailbox: Mailbox,
+    make_client: Callable[..., ImapClient],
+    tcp_proxy_factory: Callable[..., TcpProxy],
 ) -> None:
     raws = [mail(f"big {i}", size=200_000) for i in range(4)]
     imap_mailbox.append_many("INBOX", raws)
@@ -477,8 +492,7 @@ def test_a_connection_cut_mid_fetch_is_transient_and_the_rerun_completes(
     with pytest.raises(SourceError) as exc_info:
         ledger.run(make_client(port=proxy.port, batch_bytes=250_000))
 
-    assert_error(exc_info, TransientSourceError, "connection_lost", "connection",
-                 password=imap_mailbox.user.password)
+    assert_error(exc_info, TransientSourceError, "connection_lost", "connection", password=imap_mailbox.user.password)
     assert proxy.cuts == 1 and uids_of_ledger(ledger) == [1]
     assert ledger.run(make_client(batch_bytes=250_000))
     assert uids_of_ledger(ledger) == [1, 2, 3, 4]
@@ -513,9 +527,7 @@ def test_move_and_delete_act_on_exactly_the_given_mails(
     assert [m.raw for b in moved for m in b.messages] == [raws[0]]
 
 
-def test_move_to_a_missing_folder_is_reported(
-    imap_mailbox: Mailbox, make_client: Callable[..., ImapClient]
-) -> None:
+def test_move_to_a_missing_folder_is_reported(imap_mailbox: Mailbox, make_client: Callable[..., ImapClient]) -> None:
     imap_mailbox.append("INBOX", mail("a"))
     with pytest.raises(SourceError) as exc_info:
         make_client().move("INBOX", ["1"], "Nowhere")
@@ -549,8 +561,7 @@ def test_servers_without_move_or_uidplus_are_refused_up_front(
 
     with pytest.raises(SourceError) as exc_info:
         client.check_action_supported("move")
-    assert_error(exc_info, PermanentSourceError, "move_unsupported",
-                 "does not support MOVE", "choose 'keep'")
+    assert_error(exc_info, PermanentSourceError, "move_unsupported", "does not support MOVE", "choose 'keep'")
     with pytest.raises(SourceError) as exc_info:
         client.delete("INBOX", ["1"])
     assert_error(exc_info, PermanentSourceError, "delete_unsupported", "choose 'keep'")

@@ -41,9 +41,18 @@ pytestmark = pytest.mark.django_db
 
 def m365_form(m365: M365, group: Any, **overrides: str | None) -> dict[str, str]:
     data: dict[str, str | None] = {
-        "name": "Contoso mail", "tenant": m365.tenant, "client_id": m365.client_id, "secret": m365.secret,
-        "mailboxes": ALICE, "page_size": "25", "enabled": "on", "interval_minutes": "15", "folders": "Inbox",
-        "owner_group": str(group.pk), "min_age_days": "0", "after_archive": "keep",
+        "name": "Contoso mail",
+        "tenant": m365.tenant,
+        "client_id": m365.client_id,
+        "secret": m365.secret,
+        "mailboxes": ALICE,
+        "page_size": "25",
+        "enabled": "on",
+        "interval_minutes": "15",
+        "folders": "Inbox",
+        "owner_group": str(group.pk),
+        "min_age_days": "0",
+        "after_archive": "keep",
         "from_field": str(FieldDefinition.objects.get(name="from").pk),
         "to_field": str(FieldDefinition.objects.get(name="to").pk),
         "subject_field": str(FieldDefinition.objects.get(name="subject").pk),
@@ -61,8 +70,11 @@ def create(admin_client: Any, m365: M365, group: Any, **overrides: str | None) -
 def pages_of(admin_client: Any, source: MailSource) -> str:
     return "".join(
         admin_client.get(url).content.decode()
-        for url in (reverse("mailsources:list"), reverse("mailsources:detail", args=[source.pk]),
-                    reverse("mailsources:edit", args=[source.pk]))
+        for url in (
+            reverse("mailsources:list"),
+            reverse("mailsources:detail", args=[source.pk]),
+            reverse("mailsources:edit", args=[source.pk]),
+        )
     )
 
 
@@ -87,8 +99,9 @@ def test_creating_a_source_stores_the_client_secret_encrypted_and_never_shows_it
 
 def test_editing_without_the_secret_keeps_the_stored_one(admin_client: Any, m365: M365, group_a: Any) -> None:
     source = create(admin_client, m365, group_a)
-    response = admin_client.post(reverse("mailsources:edit", args=[source.pk]),
-                                 m365_form(m365, group_a, secret="", page_size="500"))
+    response = admin_client.post(
+        reverse("mailsources:edit", args=[source.pk]), m365_form(m365, group_a, secret="", page_size="500")
+    )
     assert response.status_code == 302
     source.refresh_from_db()
     assert source.page_size == 500 and decrypt_secret(source.secret_encrypted) == m365.secret
@@ -100,15 +113,18 @@ def test_changing_tenant_or_client_id_requires_the_secret_again(
 ) -> None:
     source = create(admin_client, m365, group_a)
     other = str(uuid.uuid4())
-    response = admin_client.post(reverse("mailsources:edit", args=[source.pk]),
-                                 m365_form(m365, group_a, secret="", **{field: other}))
+    response = admin_client.post(
+        reverse("mailsources:edit", args=[source.pk]), m365_form(m365, group_a, secret="", **{field: other})
+    )
     assert response.status_code == 200
     assert f"because {label} changed" in str(response.context["form"].errors["secret"])
     source.refresh_from_db()
     assert getattr(source, field) != other
 
-    response = admin_client.post(reverse("mailsources:edit", args=[source.pk]),
-                                 m365_form(m365, group_a, secret="the-new-secret", **{field: other}))
+    response = admin_client.post(
+        reverse("mailsources:edit", args=[source.pk]),
+        m365_form(m365, group_a, secret="the-new-secret", **{field: other}),
+    )
     assert response.status_code == 302
     source.refresh_from_db()
     assert getattr(source, field) == other and decrypt_secret(source.secret_encrypted) == "the-new-secret"
@@ -119,28 +135,46 @@ def test_a_new_source_needs_the_secret(admin_client: Any, m365: M365, group_a: A
     assert "secret" in response.context["form"].errors and not MailSource.objects.exists()
 
 
-@pytest.mark.parametrize(("page_size", "valid"), [
-    ("1", True), ("25", True), ("1000", True), ("0", False), ("1001", False), ("-5", False), ("many", False),
-    ("", False),
-])
+@pytest.mark.parametrize(
+    ("page_size", "valid"),
+    [
+        ("1", True),
+        ("25", True),
+        ("1000", True),
+        ("0", False),
+        ("1001", False),
+        ("-5", False),
+        ("many", False),
+        ("", False),
+    ],
+)
 def test_number_of_mails_is_1_to_1000(admin_client: Any, m365: M365, group_a: Any, page_size: str, valid: bool) -> None:
-    response = admin_client.post(reverse("mailsources:create", args=["m365"]),
-                                 m365_form(m365, group_a, page_size=page_size))
+    response = admin_client.post(
+        reverse("mailsources:create", args=["m365"]), m365_form(m365, group_a, page_size=page_size)
+    )
     if valid:
         assert response.status_code == 302 and MailSource.objects.get().page_size == int(page_size)
     else:
         assert "page_size" in response.context["form"].errors and not MailSource.objects.exists()
 
 
-@pytest.mark.parametrize(("mailboxes", "stored"), [
-    (f" {ALICE} ,{BOB}\r\ncarol@contoso.com ", f"{ALICE}\n{BOB}\ncarol@contoso.com"),
-    ("", None), (" \n , ", None), ("alice", None), (f"{ALICE}, not an address", None), ("@contoso.com", None),
-])
+@pytest.mark.parametrize(
+    ("mailboxes", "stored"),
+    [
+        (f" {ALICE} ,{BOB}\r\ncarol@contoso.com ", f"{ALICE}\n{BOB}\ncarol@contoso.com"),
+        ("", None),
+        (" \n , ", None),
+        ("alice", None),
+        (f"{ALICE}, not an address", None),
+        ("@contoso.com", None),
+    ],
+)
 def test_mailboxes_are_validated(
     admin_client: Any, m365: M365, group_a: Any, mailboxes: str, stored: str | None
 ) -> None:
-    response = admin_client.post(reverse("mailsources:create", args=["m365"]),
-                                 m365_form(m365, group_a, mailboxes=mailboxes))
+    response = admin_client.post(
+        reverse("mailsources:create", args=["m365"]), m365_form(m365, group_a, mailboxes=mailboxes)
+    )
     if stored is not None:
         assert response.status_code == 302 and MailSource.objects.get().mailboxes == stored
     else:
@@ -148,8 +182,9 @@ def test_mailboxes_are_validated(
 
 
 def test_tenant_and_client_id_are_required(admin_client: Any, m365: M365, group_a: Any) -> None:
-    response = admin_client.post(reverse("mailsources:create", args=["m365"]),
-                                 m365_form(m365, group_a, tenant="", client_id=""))
+    response = admin_client.post(
+        reverse("mailsources:create", args=["m365"]), m365_form(m365, group_a, tenant="", client_id="")
+    )
     errors = response.context["form"].errors
     assert "tenant" in errors and "client_id" in errors and not MailSource.objects.exists()
 
@@ -174,8 +209,7 @@ def test_the_connection_test_shows_the_mailbox_its_inbox_and_the_newest_mail(
     call_command("mailtest", str(source.pk))  # by number too
     assert "Quarterly report" in capsys.readouterr().out
 
-    page = html.unescape(admin_client.post(reverse("mailsources:test", args=[source.pk]), follow=True)
-                         .content.decode())
+    page = html.unescape(admin_client.post(reverse("mailsources:test", args=[source.pk]), follow=True).content.decode())
     assert "Connection test passed" in page and "Authenticated" in page
     assert f"Mailbox: {ALICE}" in page and "Inbox: 3 messages" in page and "Quarterly report" in page
 
@@ -192,40 +226,55 @@ Scenario = tuple[Callable[[M365, GraphFake, Any], MailSource], list[str]]
 FAILURES: dict[str, Scenario] = {
     "bad client secret": (
         lambda m, f, s: m.source(secret="Wrong~secret-value-7q"),
-        ["rejected the client secret (AADSTS7000215)", "Value, not its Secret ID"]),
+        ["rejected the client secret (AADSTS7000215)", "Value, not its Secret ID"],
+    ),
     "expired client secret": (
         lambda m, f, s: (f.update_app(m.client_id, secret_expired=True), m.source())[1],
-        ["client secret of app", "has expired (AADSTS7000222)"]),
+        ["client secret of app", "has expired (AADSTS7000222)"],
+    ),
     "unknown application": (
         lambda m, f, s: m.source(client_id="0c9d7e7a-1d3e-4a53-9d55-1c7bb5f1c7a1"),
-        ["Application 0c9d7e7a-1d3e-4a53-9d55-1c7bb5f1c7a1 was not found", "(AADSTS700016)"]),
+        ["Application 0c9d7e7a-1d3e-4a53-9d55-1c7bb5f1c7a1 was not found", "(AADSTS700016)"],
+    ),
     "unknown tenant": (
         lambda m, f, s: m.source(tenant="nowhere.onmicrosoft.com"),
-        ["Tenant 'nowhere.onmicrosoft.com' was not found (AADSTS90002)"]),
+        ["Tenant 'nowhere.onmicrosoft.com' was not found (AADSTS90002)"],
+    ),
     "app lacks Mail.Read": (
         lambda m, f, s: (f.update_app(m.client_id, roles=["User.Read.All"]), m.source())[1],
-        ["Access to mailbox alice@contoso.com was denied (403 ErrorAccessDenied",
-         "application permission Mail.Read", "admin consent"]),
+        [
+            "Access to mailbox alice@contoso.com was denied (403 ErrorAccessDenied",
+            "application permission Mail.Read",
+            "admin consent",
+        ],
+    ),
     "blocked by an access policy": (
         lambda m, f, s: (f.update_app(m.client_id, allowed_mailboxes=[BOB]), m.source())[1],
-        ["Access to mailbox alice@contoso.com was denied", "Access to OData is disabled.",
-         "application access policy"]),
+        ["Access to mailbox alice@contoso.com was denied", "Access to OData is disabled.", "application access policy"],
+    ),
     "unknown mailbox": (
         lambda m, f, s: m.source(mailboxes=["nobody@contoso.com"]),
-        ["Mailbox nobody@contoso.com was not found (404 ErrorInvalidUser)"]),
+        ["Mailbox nobody@contoso.com was not found (404 ErrorInvalidUser)"],
+    ),
     "mailbox not enabled for REST": (
-        lambda m, f, s: (m.add_mailbox("onprem@contoso.com", state="not_rest"),
-                         m.source(mailboxes=["onprem@contoso.com"]))[1],
-        ["Mailbox onprem@contoso.com cannot be read through Microsoft Graph (MailboxNotEnabledForRESTAPI)"]),
+        lambda m, f, s: (
+            m.add_mailbox("onprem@contoso.com", state="not_rest"),
+            m.source(mailboxes=["onprem@contoso.com"]),
+        )[1],
+        ["Mailbox onprem@contoso.com cannot be read through Microsoft Graph (MailboxNotEnabledForRESTAPI)"],
+    ),
     "Microsoft unreachable": (
         lambda m, f, s: (unreachable(s, entra=True), m.source())[1],
-        ["Microsoft Entra ID (127.0.0.1:", "is unreachable"]),
+        ["Microsoft Entra ID (127.0.0.1:", "is unreachable"],
+    ),
     "Graph unreachable": (
         lambda m, f, s: (unreachable(s, entra=False), m.source())[1],
-        ["Microsoft Graph (127.0.0.1:", "is unreachable"]),
+        ["Microsoft Graph (127.0.0.1:", "is unreachable"],
+    ),
     "TLS certificate not trusted": (
         lambda m, f, s: (setattr(s, "MAIL_CA_FILE", None), m.source())[1],
-        ["TLS certificate of 127.0.0.1:", "is not trusted"]),
+        ["TLS certificate of 127.0.0.1:", "is not trusted"],
+    ),
 }
 
 
@@ -243,8 +292,7 @@ def test_every_connection_failure_has_its_own_message_in_mailtest_and_webadmin(
     for text in texts:
         assert text in message
 
-    page = html.unescape(admin_client.post(reverse("mailsources:test", args=[source.pk]), follow=True)
-                         .content.decode())
+    page = html.unescape(admin_client.post(reverse("mailsources:test", args=[source.pk]), follow=True).content.decode())
     assert "Connection test failed" in page
     for text in texts:
         assert text in page

@@ -36,8 +36,10 @@ def cpython_test_email_messages() -> list[bytes]:
         return [f.read_bytes() for f in files]
     return [raw for _name, raw, _flag in generated_malformed()] + [  # pragma: no cover
         mail("multipart with attachment", attachment=("a.bin", bytes(range(256)))),
-        raw_mail("From: a@example.com\nSubject: uuencoded\nContent-Transfer-Encoding: x-uuencode",
-                 b"begin 644 a.txt\r\n#86)C\r\n`\r\nend\r\n"),
+        raw_mail(
+            "From: a@example.com\nSubject: uuencoded\nContent-Transfer-Encoding: x-uuencode",
+            b"begin 644 a.txt\r\n#86)C\r\n`\r\nend\r\n",
+        ),
     ]
 
 
@@ -51,7 +53,8 @@ def nested(levels: int) -> bytes:
     for level in range(levels):
         boundary = f"level-{level}"
         inner = (f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n').encode() + multipart(
-            boundary, [inner])
+            boundary, [inner]
+        )
     return b"From: nest@example.com\r\nSubject: deep nesting\r\nMIME-Version: 1.0\r\n" + inner
 
 
@@ -62,68 +65,122 @@ def generated_malformed() -> list[tuple[str, bytes, str]]:
     def add(name: str, raw: bytes, flagged: str = "") -> None:
         cases.append((name, raw, flagged))
 
-    add("boundary never used", raw_mail(
-        'From: a@example.com\nSubject: broken boundary\nMIME-Version: 1.0\n'
-        'Content-Type: multipart/mixed; boundary="declared"',
-        multipart("other", [b"Content-Type: text/plain\r\n\r\nlost?"])))
-    add("boundary never closed", raw_mail(
-        'From: a@example.com\nSubject: unclosed boundary\nMIME-Version: 1.0\n'
-        'Content-Type: multipart/mixed; boundary="open"',
-        multipart("open", [b"Content-Type: text/plain\r\n\r\nfirst",
-                           b"Content-Type: application/pdf; name=x.pdf\r\n\r\n%PDF"], close=False)))
-    add("multipart without boundary", raw_mail(
-        "From: a@example.com\nSubject: no boundary\nContent-Type: multipart/mixed", b"text\r\n"))
-    add("unknown charsets", raw_mail(
-        "From: =?x-no-such-charset?q?J=FCrg?= <j@example.com>\n"
-        "Subject: =?x-no-such-charset?q?Gr=FC=DFe?= and more\n"
-        'Content-Type: text/plain; charset="x-no-such-charset"', b"Gr\xfc\xdfe\r\n"))
-    add("latin-1 8-bit headers", raw_mail(
-        b"From: J\xfcrg M\xfcller <j@example.com>\nSubject: Caf\xe9 cr\xe8me\nTo: b@example.com"))
-    add("utf-8 8-bit headers", raw_mail(
-        "From: Zoë <z@example.com>\nSubject: Ärger mit €\nTo: b@example.com".encode()))
-    add("surrogate from an encoded word", raw_mail(
-        "From: =?unicode-escape?q?=5Cudc80?= <x@example.com>\nSubject: =?unicode-escape?q?=5Cud800?="))
+    add(
+        "boundary never used",
+        raw_mail(
+            "From: a@example.com\nSubject: broken boundary\nMIME-Version: 1.0\n"
+            'Content-Type: multipart/mixed; boundary="declared"',
+            multipart("other", [b"Content-Type: text/plain\r\n\r\nlost?"]),
+        ),
+    )
+    add(
+        "boundary never closed",
+        raw_mail(
+            "From: a@example.com\nSubject: unclosed boundary\nMIME-Version: 1.0\n"
+            'Content-Type: multipart/mixed; boundary="open"',
+            multipart(
+                "open",
+                [b"Content-Type: text/plain\r\n\r\nfirst", b"Content-Type: application/pdf; name=x.pdf\r\n\r\n%PDF"],
+                close=False,
+            ),
+        ),
+    )
+    add(
+        "multipart without boundary",
+        raw_mail("From: a@example.com\nSubject: no boundary\nContent-Type: multipart/mixed", b"text\r\n"),
+    )
+    add(
+        "unknown charsets",
+        raw_mail(
+            "From: =?x-no-such-charset?q?J=FCrg?= <j@example.com>\n"
+            "Subject: =?x-no-such-charset?q?Gr=FC=DFe?= and more\n"
+            'Content-Type: text/plain; charset="x-no-such-charset"',
+            b"Gr\xfc\xdfe\r\n",
+        ),
+    )
+    add(
+        "latin-1 8-bit headers",
+        raw_mail(b"From: J\xfcrg M\xfcller <j@example.com>\nSubject: Caf\xe9 cr\xe8me\nTo: b@example.com"),
+    )
+    add("utf-8 8-bit headers", raw_mail("From: Zoë <z@example.com>\nSubject: Ärger mit €\nTo: b@example.com".encode()))
+    add(
+        "surrogate from an encoded word",
+        raw_mail("From: =?unicode-escape?q?=5Cudc80?= <x@example.com>\nSubject: =?unicode-escape?q?=5Cud800?="),
+    )
     add("deep nesting", nested(LIMIT_DEPTH + 5), flagged="nesting deeper than")
-    add("too many parts", raw_mail(
-        'From: a@example.com\nSubject: many parts\nMIME-Version: 1.0\n'
-        'Content-Type: multipart/mixed; boundary="p"',
-        multipart("p", [f"Content-Type: text/plain; name=p{i}.txt\r\n\r\npart {i}".encode()
-                        for i in range(LIMIT_PARTS * 2)])), flagged="more than 20 MIME parts")
-    add("huge headers", raw_mail(
-        "From: a@example.com\nSubject: " + "\n ".join(["very long subject"] * 3000) + "\n"
-        + "\n".join(f"X-Trace-{i}: hop {i} via relay-{i}.example.com" for i in range(3000))))
+    add(
+        "too many parts",
+        raw_mail(
+            'From: a@example.com\nSubject: many parts\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="p"',
+            multipart(
+                "p",
+                [f"Content-Type: text/plain; name=p{i}.txt\r\n\r\npart {i}".encode() for i in range(LIMIT_PARTS * 2)],
+            ),
+        ),
+        flagged="more than 20 MIME parts",
+    )
+    add(
+        "huge headers",
+        raw_mail(
+            "From: a@example.com\nSubject: "
+            + "\n ".join(["very long subject"] * 3000)
+            + "\n"
+            + "\n".join(f"X-Trace-{i}: hop {i} via relay-{i}.example.com" for i in range(3000))
+        ),
+    )
     add("oversize", mail("oversize", "y" * (LIMIT_BYTES + 50_000)), flagged="over the limit")
-    add("not a mail at all", b"this is not a mail at all\r\njust some text\r\n",
-        flagged="no mail headers")
+    add("not a mail at all", b"this is not a mail at all\r\njust some text\r\n", flagged="no mail headers")
     add("headers without a body", b"From: a@example.com\r\nSubject: no body")
-    for number, date in enumerate([
-        "the day after tomorrow", "Mon, 1 Jan 0001 00:30:00 +0100", "Fri, 1 Jan 99999 00:00:00 +0000",
-        "Fri, 31 Dec 9999 23:30:00 -0100",  # past the calendar's end in UTC
-        "Wed, 1 Jan 1000 00:30:00 +0100",  # before what MariaDB's DATETIME stores
-        "Sat, 1 Jan 2000 00:30:00 +9959",
-    ]):
+    for number, date in enumerate(
+        [
+            "the day after tomorrow",
+            "Mon, 1 Jan 0001 00:30:00 +0100",
+            "Fri, 1 Jan 99999 00:00:00 +0000",
+            "Fri, 31 Dec 9999 23:30:00 -0100",  # past the calendar's end in UTC
+            "Wed, 1 Jan 1000 00:30:00 +0100",  # before what MariaDB's DATETIME stores
+            "Sat, 1 Jan 2000 00:30:00 +9959",
+        ]
+    ):
         add(f"bad date {number}", raw_mail(f"From: a@example.com\nSubject: bad date\nDate: {date}"))
-    add("broken base64 and quoted-printable", raw_mail(
-        'From: a@example.com\nSubject: broken encodings\nMIME-Version: 1.0\n'
-        'Content-Type: multipart/mixed; boundary="e"',
-        multipart("e", [
-            b"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nbad =ZZ =\r\nend",
-            b"Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64"
-            b"\r\n\r\n!!!not base64###\r\nAAE",
-        ])))
-    add("hostile part headers", raw_mail(
-        'From: a@example.com\nSubject: hostile parts\nMIME-Version: 1.0\n'
-        'Content-Type: multipart/mixed; boundary="h"',
-        multipart("h", [
-            b"Content-Type: application/" + b"x" * 300 + b"\r\nContent-Disposition: attachment; "
-            b"filename=\"" + b"n" * 1000 + b".bin\"\r\nContent-ID: <" + b"c" * 1000 + b">\r\n\r\ndata",
-            b"Content-Type: image/png\r\nContent-ID: <img@x>\r\nContent-Disposition: inline; "
-            b"filename*=x-no-such-charset''%FC.png\r\n\r\nPNG",
-        ])))
-    add("broken embedded message", raw_mail(
-        'From: a@example.com\nSubject: forwarded garbage\nMIME-Version: 1.0\n'
-        'Content-Type: multipart/mixed; boundary="f"',
-        multipart("f", [b"Content-Type: message/rfc822\r\n\r\n\x00\x01 not a message"])))
+    add(
+        "broken base64 and quoted-printable",
+        raw_mail(
+            "From: a@example.com\nSubject: broken encodings\nMIME-Version: 1.0\n"
+            'Content-Type: multipart/mixed; boundary="e"',
+            multipart(
+                "e",
+                [
+                    b"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nbad =ZZ =\r\nend",
+                    b"Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64"
+                    b"\r\n\r\n!!!not base64###\r\nAAE",
+                ],
+            ),
+        ),
+    )
+    add(
+        "hostile part headers",
+        raw_mail(
+            "From: a@example.com\nSubject: hostile parts\nMIME-Version: 1.0\n"
+            'Content-Type: multipart/mixed; boundary="h"',
+            multipart(
+                "h",
+                [
+                    b"Content-Type: application/" + b"x" * 300 + b"\r\nContent-Disposition: attachment; "
+                    b'filename="' + b"n" * 1000 + b'.bin"\r\nContent-ID: <' + b"c" * 1000 + b">\r\n\r\ndata",
+                    b"Content-Type: image/png\r\nContent-ID: <img@x>\r\nContent-Disposition: inline; "
+                    b"filename*=x-no-such-charset''%FC.png\r\n\r\nPNG",
+                ],
+            ),
+        ),
+    )
+    add(
+        "broken embedded message",
+        raw_mail(
+            "From: a@example.com\nSubject: forwarded garbage\nMIME-Version: 1.0\n"
+            'Content-Type: multipart/mixed; boundary="f"',
+            multipart("f", [b"Content-Type: message/rfc822\r\n\r\n\x00\x01 not a message"]),
+        ),
+    )
     add("bare line ends", b"From: a@example.com\nSubject: bare\rline ends\n\nbody\rwith\rCRs\n")
     return cases
 
@@ -157,9 +214,7 @@ def test_cpython_test_email_corpus_is_archived_raw_and_processed_without_a_crash
     assert DocumentFile.objects.filter(role=FileRole.ATTACHMENT).exists()
 
 
-def test_malformed_mails_are_archived_raw_and_flagged_where_unparseable(
-    imap_mailbox, imap_source, mail_limits
-):
+def test_malformed_mails_are_archived_raw_and_flagged_where_unparseable(imap_mailbox, imap_source, mail_limits):
     cases = generated_malformed()
     uids = imap_mailbox.append_many("INBOX", [raw for _name, raw, _flag in cases])
 
@@ -177,8 +232,9 @@ def test_malformed_mails_are_archived_raw_and_flagged_where_unparseable(
             assert flagged in document.parse_error, (name, document.parse_error)
         else:
             assert document.parse_error == "", (name, document.parse_error)
-    by_name = {name: Document.objects.get(pk=documents[uid].pk)
-               for uid, (name, _raw, _flag) in zip(uids, cases, strict=True)}
+    by_name = {
+        name: Document.objects.get(pk=documents[uid].pk) for uid, (name, _raw, _flag) in zip(uids, cases, strict=True)
+    }
     # Every mail has a date: its header's, or the server's INTERNALDATE when that is bogus.
     assert all(document.date is not None for document in by_name.values())
     assert by_name["latin-1 8-bit headers"].values["subject"] == "Café crème"

@@ -72,14 +72,20 @@ def test_a_first_sync_archives_every_folder_with_its_fields_and_the_servers_mime
     fake.add_folder(ALICE, "Projects", "inbox")
     fake.add_folder(ALICE, "Unread mail", "inbox", search=True, search_sources=["inbox"])
     offer = make_mime(
-        "Offerte für Zürich", sender="Jürg Müller <juerg@example.ch>",
-        to="René <rene@example.com>, bob@example.com", body="Anbei die Offerte.\n",
-        date=datetime(2025, 3, 4, 8, 30, tzinfo=UTC), attachments=[("offerte.pdf", b"%PDF-1.4 fake\n")],
+        "Offerte für Zürich",
+        sender="Jürg Müller <juerg@example.ch>",
+        to="René <rene@example.com>, bob@example.com",
+        body="Anbei die Offerte.\n",
+        date=datetime(2025, 3, 4, 8, 30, tzinfo=UTC),
+        attachments=[("offerte.pdf", b"%PDF-1.4 fake\n")],
         extra_headers={"Cc": '"Kunz, Anna" <anna@example.com>'},
     )
     expected = {("Inbox", fake.add_message(ALICE, "inbox", offer)): offer}
-    for folder, path, count in (("inbox", "Inbox", 3), ("Inbox/Projects", "Inbox/Projects", 2),
-                                ("sentitems", "Sent Items", 2)):
+    for folder, path, count in (
+        ("inbox", "Inbox", 3),
+        ("Inbox/Projects", "Inbox/Projects", 2),
+        ("sentitems", "Sent Items", 2),
+    ):
         expected.update({(path, i): raw for i, raw in add_mails(fake, folder, count).items()})
     fake.add_message(ALICE, "clutter", make_mime("hidden folder"))  # hidden: not a folder to archive
     source = m365.source(folders="", page_size=2)  # all folders; small pages: several batches each
@@ -253,7 +259,9 @@ def test_429_is_ridden_out_whatever_form_retry_after_takes(fake: GraphFake, m365
     mails = add_mails(fake, "inbox", 6)
     source = m365.source(page_size=3)
     retry_after = {
-        "integer": "1", "fraction": "0.4", "absent": None,
+        "integer": "1",
+        "fraction": "0.4",
+        "absent": None,
         "http-date": email.utils.formatdate(time.time() + 1, usegmt=True),
     }[form]
     fake.inject_error(429, path=r"/\$value$", retry_after=retry_after, times=2)
@@ -535,8 +543,16 @@ def test_two_clients_for_one_mailbox_share_the_redis_gate(fake: GraphFake, m365:
     # Two workers' clients (two processes in production): here two instances whose in-process
     # limiters are not shared (different pacing), so only the gate keeps them to 4 together.
     clients = [
-        GraphClient(m365.tenant, m365.client_id, m365.secret, ALICE, page_size=10, rate_limit=rate,
-                    request_gate=gate, **fake.client_config())
+        GraphClient(
+            m365.tenant,
+            m365.client_id,
+            m365.secret,
+            ALICE,
+            page_size=10,
+            rate_limit=rate,
+            request_gate=gate,
+            **fake.client_config(),
+        )
         for rate in (None, (1_000_000, 1.0))
     ]
     fetched: list[int] = []
@@ -596,20 +612,34 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(
     marker = tmp_path / "paused"
     connection.close()  # nothing of ours open while the other process writes
     environment = {
-        **os.environ, "DJANGO_SETTINGS_MODULE": "webadmin.settings",
-        "DATABASE_URL": database_url_of_the_test_database(), "STORAGE_DIR": str(settings.STORAGE_DIR),
-        "SOURCE_SECRET_KEY": settings.SOURCE_SECRET_KEY, "CELERY_BROKER_URL": "memory://",
-        "GRAPH_AUTHORITY_HOST": fake.base_url, "GRAPH_URL": fake.base_url, "MAIL_CA_FILE": fake.ca_pem,
-        "GRAPH_RATE_LIMIT_REQUESTS": "1000000", "GRAPH_RATE_LIMIT_SECONDS": "1",
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "webadmin.settings",
+        "DATABASE_URL": database_url_of_the_test_database(),
+        "STORAGE_DIR": str(settings.STORAGE_DIR),
+        "SOURCE_SECRET_KEY": settings.SOURCE_SECRET_KEY,
+        "CELERY_BROKER_URL": "memory://",
+        "GRAPH_AUTHORITY_HOST": fake.base_url,
+        "GRAPH_URL": fake.base_url,
+        "MAIL_CA_FILE": fake.ca_pem,
+        "GRAPH_RATE_LIMIT_REQUESTS": "1000000",
+        "GRAPH_RATE_LIMIT_SECONDS": "1",
         "SYNC_SOURCE_ID": str(source.pk),
         # Inside the second batch's transaction, everything but the commit done: SIGKILL there.
-        "PAUSE_AT_CURSOR_WRITE": "2", "PAUSE_MARKER": str(marker), "PYTHONPATH": str(REPO),
+        "PAUSE_AT_CURSOR_WRITE": "2",
+        "PAUSE_MARKER": str(marker),
+        "PYTHONPATH": str(REPO),
     }
     environment.pop("TEST_DATABASE_NAME", None)
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "tests.mailsources.graph_sync_process"], cwd=REPO,
-                                  env=environment, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tests.mailsources.graph_sync_process"],
+            cwd=REPO,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + DEADLINE
         while not marker.exists():

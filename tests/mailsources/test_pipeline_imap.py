@@ -48,20 +48,28 @@ def originals_by_uid(source: MailSource, folder: str = "INBOX") -> dict[int, byt
 # --------------------------------------------------------------------------- first sync
 
 
-def test_a_first_sync_archives_every_mail_with_its_fields_and_the_original_bytes(
-    imap_mailbox, imap_source
-):
-    imap_mailbox.append("INBOX", mail(
-        "=?utf-8?q?Offerte_f=C3=BCr_Z=C3=BCrich?=", "Anbei die Offerte.",
-        sender="=?iso-8859-1?q?J=FCrg_M=FCller?= <juerg@example.ch>",
-        to="=?utf-8?q?Ren=C3=A9?= <rene@example.com>, bob@example.com",
-        cc='"Kunz, Anna" <anna@example.com>', attachment=("offerte.pdf", b"%PDF-1.4 fake\n"),
-        date=datetime(2025, 3, 4, 8, 30, tzinfo=UTC)))
+def test_a_first_sync_archives_every_mail_with_its_fields_and_the_original_bytes(imap_mailbox, imap_source):
+    imap_mailbox.append(
+        "INBOX",
+        mail(
+            "=?utf-8?q?Offerte_f=C3=BCr_Z=C3=BCrich?=",
+            "Anbei die Offerte.",
+            sender="=?iso-8859-1?q?J=FCrg_M=FCller?= <juerg@example.ch>",
+            to="=?utf-8?q?Ren=C3=A9?= <rene@example.com>, bob@example.com",
+            cc='"Kunz, Anna" <anna@example.com>',
+            attachment=("offerte.pdf", b"%PDF-1.4 fake\n"),
+            date=datetime(2025, 3, 4, 8, 30, tzinfo=UTC),
+        ),
+    )
     imap_mailbox.append("INBOX", mail("Already read"), flags="\\Seen")
     # RFC 6532: raw UTF-8 in the header block.
-    imap_mailbox.append("INBOX", raw_mail(
-        "From: Zoë <zoe@example.com>\nTo: alice@example.com\nSubject: Grüße aus Köln\n"
-        "Message-ID: <utf8@example.com>".encode()))
+    imap_mailbox.append(
+        "INBOX",
+        raw_mail(
+            "From: Zoë <zoe@example.com>\nTo: alice@example.com\nSubject: Grüße aus Köln\n"
+            "Message-ID: <utf8@example.com>".encode()
+        ),
+    )
     flags_before = imap_mailbox.flags()
     held = server_messages(imap_mailbox)
 
@@ -93,7 +101,10 @@ def test_a_first_sync_archives_every_mail_with_its_fields_and_the_original_bytes
     # The ledger and the cursor.
     epoch = str(imap_mailbox.uidvalidity())
     assert sorted(MailLocation.objects.values_list("folder", "epoch", "location")) == [
-        ("INBOX", epoch, "1"), ("INBOX", epoch, "2"), ("INBOX", epoch, "3")]
+        ("INBOX", epoch, "1"),
+        ("INBOX", epoch, "2"),
+        ("INBOX", epoch, "3"),
+    ]
     cursor = FolderCursor.objects.get(source=imap_source, folder="INBOX").cursor
     assert cursor["uidvalidity"] == int(epoch) and cursor["last_uid"] == 3
 
@@ -124,9 +135,7 @@ def test_an_incremental_sync_fetches_only_the_new_mails(imap_mailbox, imap_sourc
     assert originals_by_uid(imap_source) == server_messages(imap_mailbox)
 
 
-def test_a_rerun_on_an_unchanged_mailbox_fetches_nothing_and_creates_no_rows(
-    imap_mailbox, imap_source, imap_commands
-):
+def test_a_rerun_on_an_unchanged_mailbox_fetches_nothing_and_creates_no_rows(imap_mailbox, imap_source, imap_commands):
     imap_mailbox.append_many("INBOX", [mail(f"mail {i}") for i in range(5)])
     sync(imap_source)
     counts = archive_counts()
@@ -141,9 +150,7 @@ def test_a_rerun_on_an_unchanged_mailbox_fetches_nothing_and_creates_no_rows(
     assert FolderCursor.objects.get(source=imap_source).cursor == cursor
 
 
-def test_the_same_mail_in_two_folders_is_one_document_with_two_locations(
-    imap_mailbox, imap_source_factory
-):
+def test_the_same_mail_in_two_folders_is_one_document_with_two_locations(imap_mailbox, imap_source_factory):
     same = mail("Contract signed")
     imap_mailbox.append("INBOX", same)
     imap_mailbox.append("Projects", same)
@@ -155,8 +162,7 @@ def test_the_same_mail_in_two_folders_is_one_document_with_two_locations(
     assert (run.status, run.new, run.duplicate) == (RunStatus.OK, 2, 1)
     assert Document.objects.count() == 2 and ArchivedMail.objects.count() == 2
     archived = ArchivedMail.objects.get(document__title="Contract signed")
-    assert sorted(archived.locations.values_list("folder", "location")) == [
-        ("INBOX", "1"), ("Projects", "1")]
+    assert sorted(archived.locations.values_list("folder", "location")) == [("INBOX", "1"), ("Projects", "1")]
     assert archived_raws(source).count(server_messages(imap_mailbox)[1]) == 1
 
 
@@ -277,8 +283,9 @@ def corrupt_before_acting(monkeypatch: pytest.MonkeyPatch, uid: str) -> list[str
     corrupted: list[str] = []
     act = pipeline.act_after_archive
 
-    def rotting(client: Any, source: Any, mailbox: str, folder: str, epoch: str,
-                archived: list[tuple[str, str]]) -> int:
+    def rotting(
+        client: Any, source: Any, mailbox: str, folder: str, epoch: str, archived: list[tuple[str, str]]
+    ) -> int:
         for sha, location in archived:
             if location == uid and folder == "INBOX":
                 path = storage.blob_path(sha)
@@ -295,8 +302,7 @@ def test_delete_after_archive_deletes_only_mails_whose_stored_copy_verifies(
     imap_mailbox, imap_source_factory, monkeypatch
 ):
     now = datetime.now(UTC)
-    imap_mailbox.append_many("INBOX", [mail("one"), mail("two"), mail("three")],
-                             internal_date=now - timedelta(days=3))
+    imap_mailbox.append_many("INBOX", [mail("one"), mail("two"), mail("three")], internal_date=now - timedelta(days=3))
     # Not ours to delete: too young, and flagged \Deleted by someone else's client.
     imap_mailbox.append("INBOX", mail("young"), internal_date=now, flags="\\Deleted")
     held = server_messages(imap_mailbox)
@@ -356,9 +362,7 @@ def test_move_after_archive_moves_verified_mails_and_never_archives_the_target(
     assert body_fetches(imap_commands) == []
 
 
-def test_moving_into_a_folder_that_does_not_exist_keeps_the_mails_and_says_why(
-    imap_mailbox, imap_source_factory
-):
+def test_moving_into_a_folder_that_does_not_exist_keeps_the_mails_and_says_why(imap_mailbox, imap_source_factory):
     imap_mailbox.append_many("INBOX", [mail("one"), mail("two")])
     source = imap_source_factory(imap_mailbox, after_archive="move", move_to_folder="Nowhere")
 

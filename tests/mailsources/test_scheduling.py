@@ -88,9 +88,7 @@ def test_two_concurrent_runs_of_one_source_never_overlap(imap_mailbox, imap_sour
     assert source.lease_owner == "" and source.archived_count == 1
 
 
-def test_a_lease_held_by_a_dead_run_is_respected_until_it_expires_then_taken_over(
-    imap_mailbox, imap_source
-):
+def test_a_lease_held_by_a_dead_run_is_respected_until_it_expires_then_taken_over(imap_mailbox, imap_source):
     imap_mailbox.append("INBOX", mail("after the crash"))
     assert pipeline.lease_acquire(imap_source.pk, "killed-worker")
     dead_run = SyncRun.objects.create(source=imap_source)  # it never finished
@@ -110,9 +108,7 @@ def test_a_lease_held_by_a_dead_run_is_respected_until_it_expires_then_taken_ove
     assert exc_info.value.code == "lease_lost"
 
 
-def test_a_wrong_password_stops_the_source_with_a_visible_error(
-    imap_mailbox, imap_source_factory, client, admin_user
-):
+def test_a_wrong_password_stops_the_source_with_a_visible_error(imap_mailbox, imap_source_factory, client, admin_user):
     imap_mailbox.append("INBOX", mail("unreachable for now"))
     source = imap_source_factory(imap_mailbox, password="not-the-password", next_run_at=timezone.now())
 
@@ -149,9 +145,7 @@ def test_an_undecryptable_password_is_a_permanent_error(imap_mailbox, imap_sourc
     assert imap_source.status == SourceStatus.ERROR and "enter it again" in imap_source.status_message
 
 
-def test_an_unreachable_server_is_a_transient_error_and_the_source_keeps_retrying(
-    imap_mailbox, imap_source_factory
-):
+def test_an_unreachable_server_is_a_transient_error_and_the_source_keeps_retrying(imap_mailbox, imap_source_factory):
     source = imap_source_factory(imap_mailbox, port=free_port())  # nothing listens there
 
     with pytest.raises(TransientSourceError):

@@ -90,9 +90,7 @@ def test_the_password_never_reaches_the_logs(
         assert_absent(wrong, stored.status_message, "the status message")
 
 
-def test_the_password_is_never_rendered_in_webadmin(
-    imap_mailbox, imap_source_factory, client, admin_user
-):
+def test_the_password_is_never_rendered_in_webadmin(imap_mailbox, imap_source_factory, client, admin_user):
     password = imap_mailbox.user.password
     source = imap_source_factory(imap_mailbox)
     imap_mailbox.append("INBOX", mail("x"))

@@ -100,19 +100,29 @@ def start_worker(transactional_db: None, redis_queue: str, tmp_path: Path) -> It
     def start(name: str, **env: str) -> Worker:
         log_path = tmp_path / f"{name}.log"
         environment = {
-            **os.environ, "DJANGO_SETTINGS_MODULE": "webadmin.settings",
-            "DATABASE_URL": worker_database_url(), "CELERY_BROKER_URL": REDIS_URL,
-            "STORAGE_DIR": str(settings.STORAGE_DIR), "SOURCE_SECRET_KEY": settings.SOURCE_SECRET_KEY,
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "webadmin.settings",
+            "DATABASE_URL": worker_database_url(),
+            "CELERY_BROKER_URL": REDIS_URL,
+            "STORAGE_DIR": str(settings.STORAGE_DIR),
+            "SOURCE_SECRET_KEY": settings.SOURCE_SECRET_KEY,
             "WORKER_QUEUE": redis_queue,
             # Longer than lease_owner's 64 characters together with a task id.
             "WORKER_NAME": f"{name}-with-a-long-node-name-as-real-deployments-have@%h",
-            "LOG_LEVEL": "INFO", "PYTHONPATH": str(REPO), **env,
+            "LOG_LEVEL": "INFO",
+            "PYTHONPATH": str(REPO),
+            **env,
         }
         environment.pop("TEST_DATABASE_NAME", None)
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "tests.mailsources.celery_worker"], cwd=REPO, env=environment,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [sys.executable, "-m", "tests.mailsources.celery_worker"],
+                cwd=REPO,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         worker = Worker(process, log_path)
         workers.append(worker)
         return worker
@@ -131,16 +141,19 @@ def enqueue(queue: str, task: Any, *args: Any) -> None:
 def test_a_worker_killed_mid_run_loses_and_doubles_nothing(
     imap_mailbox, imap_source_factory, start_worker, redis_queue, tmp_path
 ):
-    raws = [mail(f"invoice {i}", f"Invoice number {i}.", attachment=(f"invoice-{i}.csv", f"{i};CHF\n".encode()))
-            for i in range(12)]
+    raws = [
+        mail(f"invoice {i}", f"Invoice number {i}.", attachment=(f"invoice-{i}.csv", f"{i};CHF\n".encode()))
+        for i in range(12)
+    ]
     imap_mailbox.append_many("INBOX", raws)
     held = server_messages(imap_mailbox)
     source = imap_source_factory(imap_mailbox)
     marker = tmp_path / "worker-a-paused"
 
     # Batches of 5: the first is committed, the second hangs before its commit.
-    worker_a = start_worker("worker-a", WORKER_BATCH_SIZE="5", WORKER_PAUSE_AT_CURSOR_WRITE="2",
-                            WORKER_PAUSE_MARKER=str(marker))
+    worker_a = start_worker(
+        "worker-a", WORKER_BATCH_SIZE="5", WORKER_PAUSE_AT_CURSOR_WRITE="2", WORKER_PAUSE_MARKER=str(marker)
+    )
     enqueue(redis_queue, tasks.sync_source, source.pk)
     wait_for(marker.exists, "pause inside the second batch's transaction", [worker_a])
     worker_a.kill()
@@ -168,8 +181,12 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(
     def finished_and_processed() -> bool:
         run = source.runs.order_by("-pk").first()
         processed = DocumentFile.objects.filter(role=FileRole.ATTACHMENT).values("document").distinct()
-        return run is not None and run.pk != dead_run.pk and run.finished is not None and (
-            processed.count() == Document.objects.count())
+        return (
+            run is not None
+            and run.pk != dead_run.pk
+            and run.finished is not None
+            and (processed.count() == Document.objects.count())
+        )
 
     wait_for(finished_and_processed, "a finished rerun with every mail processed", [worker_b])
     worker_b.kill()

@@ -10,19 +10,33 @@ from archive.models import ArchiveSettings, FieldDefinition
 URL = reverse("webadmin:archive_settings")
 
 LABELS = [
-    "Primary archive usage", "Layout (Theme)", "Hide extended icons",
-    "Number of columns for fields (1,2,3)", "Start with reduced table",
-    "Hide internal fields in reduced table", "Suppress field &#x27;Title&#x27; in main view",
-    "Width of field &#x27;Title&#x27; in table", "Field for publishing", "Save filename in field",
-    "Versioning", "Field for version key", "Elements in combobox fields (0-x)", "Show note field",
-    "DNS name for API call", "Title field for API link (Ctrl+C WebDMS)",
+    "Primary archive usage",
+    "Layout (Theme)",
+    "Hide extended icons",
+    "Number of columns for fields (1,2,3)",
+    "Start with reduced table",
+    "Hide internal fields in reduced table",
+    "Suppress field &#x27;Title&#x27; in main view",
+    "Width of field &#x27;Title&#x27; in table",
+    "Field for publishing",
+    "Save filename in field",
+    "Versioning",
+    "Field for version key",
+    "Elements in combobox fields (0-x)",
+    "Show note field",
+    "DNS name for API call",
+    "Title field for API link (Ctrl+C WebDMS)",
 ]
 
 
 def valid_form(**overrides) -> dict:
     data = {
-        "primary_usage": "documents", "theme": "bright", "field_columns": "1",
-        "title_width": "3000", "combobox_elements": "0", "show_notes": "on",
+        "primary_usage": "documents",
+        "theme": "bright",
+        "field_columns": "1",
+        "title_width": "3000",
+        "combobox_elements": "0",
+        "show_notes": "on",
         "dns_name": "http://192.168.0.233",
     }
     data.update(overrides)
@@ -46,11 +60,16 @@ def test_non_administrators_cannot_open_or_change_it(client, alice):
 def test_a_valid_form_is_saved(client, admin_user):
     client.force_login(admin_user)
     published = FieldDefinition.objects.create(name="published", label="Published", type="yesno")
-    response = client.post(URL, valid_form(
-        field_columns="3", title_width="4500", publish_field=str(published.pk),
-        link_title_field=str(FieldDefinition.objects.get(name="filename").pk),
-        dns_name="https://archive.example.com/",
-    ))
+    response = client.post(
+        URL,
+        valid_form(
+            field_columns="3",
+            title_width="4500",
+            publish_field=str(published.pk),
+            link_title_field=str(FieldDefinition.objects.get(name="filename").pk),
+            dns_name="https://archive.example.com/",
+        ),
+    )
     assert response.status_code == 302
     settings = ArchiveSettings.load()
     assert settings.field_columns == 3
@@ -60,19 +79,22 @@ def test_a_valid_form_is_saved(client, admin_user):
     assert settings.link_title_field.name == "filename"
 
 
-@pytest.mark.parametrize(("overrides", "field"), [
-    ({"dns_name": "192.168.0.233"}, "dns_name"),
-    ({"dns_name": "https://host/perl"}, "dns_name"),
-    ({"dns_name": "https://host?go=1"}, "dns_name"),
-    ({"field_columns": "4"}, "field_columns"),
-    ({"field_columns": "0"}, "field_columns"),
-    ({"title_width": "0"}, "title_width"),
-    ({"title_width": "-5"}, "title_width"),
-    ({"title_width": "wide"}, "title_width"),
-    ({"combobox_elements": "-1"}, "combobox_elements"),
-    ({"theme": "neon"}, "theme"),
-    ({"versioning": "on"}, "version_key_field"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"dns_name": "192.168.0.233"}, "dns_name"),
+        ({"dns_name": "https://host/perl"}, "dns_name"),
+        ({"dns_name": "https://host?go=1"}, "dns_name"),
+        ({"field_columns": "4"}, "field_columns"),
+        ({"field_columns": "0"}, "field_columns"),
+        ({"title_width": "0"}, "title_width"),
+        ({"title_width": "-5"}, "title_width"),
+        ({"title_width": "wide"}, "title_width"),
+        ({"combobox_elements": "-1"}, "combobox_elements"),
+        ({"theme": "neon"}, "theme"),
+        ({"versioning": "on"}, "version_key_field"),
+    ],
+)
 def test_bad_values_are_refused_with_a_message_and_nothing_is_saved(client, admin_user, overrides, field):
     client.force_login(admin_user)
     response = client.post(URL, valid_form(**overrides))

@@ -19,20 +19,27 @@ def start(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in base.items() if v is not None}
     return subprocess.run(
         [sys.executable, "manage.py", *(args or ("check",))],
-        cwd=ROOT, env=base, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"SECRET_KEY": ""}, "SECRET_KEY (or SECRET_KEY_FILE) must be set"),
-    ({"SECRET_KEY_FILE": "/nonexistent/key"}, "SECRET_KEY_FILE='/nonexistent/key'"),
-    ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean"),
-    ({"DATABASE_URL": "postgres://localhost/x"}, "unsupported database"),
-    ({"DATABASE_URL": "nonsense"}, "DATABASE_URL='nonsense'"),
-    ({"CELERY_BROKER_URL": "amqp://guest@localhost//"}, "CELERY_BROKER_URL='amqp://guest@localhost//'"),
-    ({"MAIL_MAX_MESSAGE_BYTES": "lots"}, "MAIL_MAX_MESSAGE_BYTES='lots' is not an integer"),
-    ({"GRAPH_URL": "graph.example"}, "GRAPH_URL='graph.example' must start with"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SECRET_KEY": ""}, "SECRET_KEY (or SECRET_KEY_FILE) must be set"),
+        ({"SECRET_KEY_FILE": "/nonexistent/key"}, "SECRET_KEY_FILE='/nonexistent/key'"),
+        ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean"),
+        ({"DATABASE_URL": "postgres://localhost/x"}, "unsupported database"),
+        ({"DATABASE_URL": "nonsense"}, "DATABASE_URL='nonsense'"),
+        ({"CELERY_BROKER_URL": "amqp://guest@localhost//"}, "CELERY_BROKER_URL='amqp://guest@localhost//'"),
+        ({"MAIL_MAX_MESSAGE_BYTES": "lots"}, "MAIL_MAX_MESSAGE_BYTES='lots' is not an integer"),
+        ({"GRAPH_URL": "graph.example"}, "GRAPH_URL='graph.example' must start with"),
+    ],
+)
 def test_bad_settings_stop_start_up_with_a_clear_message(env, message):
     result = start(env)
     assert result.returncode != 0
@@ -42,16 +49,28 @@ def test_bad_settings_stop_start_up_with_a_clear_message(env, message):
 def test_the_secret_key_can_come_from_a_file(tmp_path):
     key = tmp_path / "key"
     key.write_text("k" * 60)
-    result = start({"SECRET_KEY": None, "SECRET_KEY_FILE": str(key)}, "shell", "-c",
-                   "from django.conf import settings; print(settings.SECRET_KEY == 'k' * 60)")
+    result = start(
+        {"SECRET_KEY": None, "SECRET_KEY_FILE": str(key)},
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.SECRET_KEY == 'k' * 60)",
+    )
     assert result.stdout.strip().splitlines()[-1] == "True", result.stderr
 
 
 def test_production_settings_pass_the_deploy_check():
-    result = start({
-        "SECRET_KEY": "p" * 20 + "Q7#x" * 12, "DEBUG": "false", "HTTPS": "true",
-        "ALLOWED_HOSTS": "archive.example.com",
-    }, "check", "--deploy", "--fail-level", "WARNING")
+    result = start(
+        {
+            "SECRET_KEY": "p" * 20 + "Q7#x" * 12,
+            "DEBUG": "false",
+            "HTTPS": "true",
+            "ALLOWED_HOSTS": "archive.example.com",
+        },
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
@@ -69,7 +88,12 @@ def test_every_response_carries_the_security_headers(client, alice):
 def test_webadmin_home_links_every_administration_page(client, admin_user):
     client.force_login(admin_user)
     page = client.get("/webadmin/").content.decode()
-    for target in ("/webadmin/archive/", "/webadmin/sources/", "/webadmin/manage/archive/fielddefinition/",
-                   "/webadmin/manage/auth/user/", "/webadmin/manage/auth/group/"):
+    for target in (
+        "/webadmin/archive/",
+        "/webadmin/sources/",
+        "/webadmin/manage/archive/fielddefinition/",
+        "/webadmin/manage/auth/user/",
+        "/webadmin/manage/auth/group/",
+    ):
         assert f'href="{target}"' in page
         assert client.get(target).status_code == 200, target

@@ -45,8 +45,10 @@ class Progress:
         elapsed = now - self.started
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        return (f"{self.label} [{bar:<30}] {fraction:4.0%} {self.done:,}/{self.total:,}"
-                f"  {rate:,.0f}/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        return (
+            f"{self.label} [{bar:<30}] {fraction:4.0%} {self.done:,}/{self.total:,}"
+            f"  {rate:,.0f}/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+        )
 
     def finish(self) -> None:
         if self.tty:
@@ -59,15 +61,25 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("numbers", nargs="*", type=int, help="Only these documents (default: all).")
-        parser.add_argument("--extract", action="store_true",
-                            help="First extract the text of files that wait for it (here, not in a worker).")
-        parser.add_argument("--retry-failed", action="store_true",
-                            help="With --extract: give files whose extraction failed new attempts.")
-        parser.add_argument("--re-extract", action="store_true",
-                            help="With --extract: extract every file again (after an extractor update).")
+        parser.add_argument(
+            "--extract",
+            action="store_true",
+            help="First extract the text of files that wait for it (here, not in a worker).",
+        )
+        parser.add_argument(
+            "--retry-failed",
+            action="store_true",
+            help="With --extract: give files whose extraction failed new attempts.",
+        )
+        parser.add_argument(
+            "--re-extract",
+            action="store_true",
+            help="With --extract: extract every file again (after an extractor update).",
+        )
         parser.add_argument("--batch-size", type=int, default=500)
-        parser.add_argument("--optimize", action="store_true",
-                            help="Afterwards, compact the index (FTS5 optimize / OPTIMIZE TABLE).")
+        parser.add_argument(
+            "--optimize", action="store_true", help="Afterwards, compact the index (FTS5 optimize / OPTIMIZE TABLE)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.check_server()
@@ -102,15 +114,19 @@ class Command(BaseCommand):
     def extract(self, documents: Any, *, retry_failed: bool, again: bool) -> None:
         files = DocumentFile.objects.filter(document__in=documents)
         if again:
-            files.update(extraction_status=ExtractionStatus.PENDING, extraction_attempts=0,
-                         extraction_error="")
+            files.update(extraction_status=ExtractionStatus.PENDING, extraction_attempts=0, extraction_error="")
         elif retry_failed:
             files.filter(extraction_status=ExtractionStatus.FAILED).update(
-                extraction_status=ExtractionStatus.PENDING, extraction_attempts=0)
+                extraction_status=ExtractionStatus.PENDING, extraction_attempts=0
+            )
         waiting = list(
-            files.filter(extraction_status__in=(ExtractionStatus.PENDING, ExtractionStatus.FAILED),
-                         extraction_attempts__lt=extraction.max_attempts())
-            .values_list("document_id", flat=True).distinct().order_by("document_id")
+            files.filter(
+                extraction_status__in=(ExtractionStatus.PENDING, ExtractionStatus.FAILED),
+                extraction_attempts__lt=extraction.max_attempts(),
+            )
+            .values_list("document_id", flat=True)
+            .distinct()
+            .order_by("document_id")
         )
         progress = Progress("Extracting", len(waiting), self.stderr)
         outcomes: dict[str, int] = {}
@@ -131,9 +147,12 @@ class Command(BaseCommand):
             cursor.execute("SELECT @@innodb_ft_min_token_size")
             (size,) = cursor.fetchone()
         if int(size) > MIN_TOKEN_CHARS:
-            self.stderr.write(self.style.WARNING(
-                f"innodb_ft_min_token_size is {size}: words shorter than that are not found."
-                f" Set it to {MIN_TOKEN_CHARS} or less in the server configuration, then reindex."))
+            self.stderr.write(
+                self.style.WARNING(
+                    f"innodb_ft_min_token_size is {size}: words shorter than that are not found."
+                    f" Set it to {MIN_TOKEN_CHARS} or less in the server configuration, then reindex."
+                )
+            )
 
     def optimize(self) -> None:
         with connection.cursor() as cursor:

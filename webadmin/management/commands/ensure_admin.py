@@ -27,6 +27,6 @@ class Command(BaseCommand):
         if os.environ.get("ADMIN_PASSWORD"):
             self.stdout.write(f"Administrator '{username}' created with ADMIN_PASSWORD.")
         else:
-            self.stdout.write(self.style.WARNING(
-                f"Administrator '{username}' created. Password (shown once): {password}"
-            ))
+            self.stdout.write(
+                self.style.WARNING(f"Administrator '{username}' created. Password (shown once): {password}")
+            )
