@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from archive import mailview, search, selectors, services, storage, thumbnails
+from archive import mailview, search, selectors, services, storage, thumbnails, uploads
 from archive.forms import DocumentFieldsForm, NotesForm, UploadForm
 from archive.links import access_link, clipboard_payload
 from archive.models import ArchiveSettings, Document, DocumentFile, FileRole, PrimaryUsage, PublicAccess
@@ -263,6 +263,9 @@ def upload(request: HttpRequest) -> HttpResponse:
         key_field = None  # the uploaded file's own name is the key
     # "New version" on a document links here with its key and its group.
     initial = {k: request.GET[k] for k in ("version_key", "owner_group") if request.GET.get(k)}
+    if refusal := uploads.upload_refusal(request):  # over the size limits: nothing is stored
+        form = UploadForm(groups=groups, version_key_field=key_field, initial=initial)
+        return render(request, "archive/upload.html", {"form": form, "upload_error": refusal}, status=413)
     form = UploadForm(
         request.POST or None,
         request.FILES or None,

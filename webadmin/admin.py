@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from archive.models import FieldDefinition
+from webadmin import login_throttle  # noqa: F401 - connects the lockout log; axes registers its own admin
 
 admin.site.site_header = "WebAdmin"
 admin.site.site_url = "/dms/"
