@@ -1,38 +1,35 @@
 """Serving archived bytes defensively: explicit disposition, nosniff, a strict
-CSP, and HTTP Range requests so video and audio are seekable."""
+CSP, and HTTP Range requests so video and audio are seekable.
+
+PDFs are never shown inline: a browser's own PDF viewer runs the JavaScript a
+PDF may carry. The View tab renders them with PDF.js (scripting off) from the
+same URL, which answers a browser's navigation with a download."""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 
 from archive import storage
 from archive.models import DocumentFile
 
 # Types a browser may show inline; everything else is a download.
 INLINE_PREFIXES = ("image/", "video/", "audio/")
-INLINE_EXACT = {"application/pdf", "text/plain"}
-# SVG can carry script; never inline.
-NEVER_INLINE = {"image/svg+xml"}
+INLINE_EXACT = {"text/plain"}
+# SVG and PDF can carry script; never inline.
+NEVER_INLINE = {"image/svg+xml", "application/pdf"}
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 FILE_CSP = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; sandbox"
-# Chrome's PDF viewer does not run under a sandbox CSP.
-PDF_CSP = "default-src 'none'; img-src 'self' data: blob:; style-src 'unsafe-inline'; object-src 'self'"
 
 
 def is_inline_type(content_type: str) -> bool:
     if content_type in NEVER_INLINE:
         return False
     return content_type in INLINE_EXACT or content_type.startswith(INLINE_PREFIXES)
-
-
-def content_disposition(kind: str, name: str) -> str:
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "").replace("\\", "")
-    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 
 
 def serve_file(request: HttpRequest, file: DocumentFile, *, download: bool = False) -> HttpResponse:
@@ -69,9 +66,9 @@ def serve_file(request: HttpRequest, file: DocumentFile, *, download: bool = Fal
 
 def _harden(response: HttpResponse, file: DocumentFile, inline: bool) -> HttpResponse:
     response["Accept-Ranges"] = "bytes"
-    response["Content-Disposition"] = content_disposition("inline" if inline else "attachment", file.name)
+    response["Content-Disposition"] = content_disposition_header(not inline, file.name) or "attachment"
     response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = PDF_CSP if file.content_type == "application/pdf" else FILE_CSP
+    response["Content-Security-Policy"] = FILE_CSP
     response["Cache-Control"] = "private, max-age=3600"
     response["ETag"] = f'"{file.sha256}"'
     return response
