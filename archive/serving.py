@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from typing import TypeVar
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 
 from archive import storage
@@ -32,7 +34,10 @@ def is_inline_type(content_type: str) -> bool:
     return content_type in INLINE_EXACT or content_type.startswith(INLINE_PREFIXES)
 
 
-def serve_file(request: HttpRequest, file: DocumentFile, *, download: bool = False) -> HttpResponse:
+_Response = TypeVar("_Response", bound=HttpResponseBase)
+
+
+def serve_file(request: HttpRequest, file: DocumentFile, *, download: bool = False) -> HttpResponseBase:
     inline = is_inline_type(file.content_type) and not download
     content_type = file.content_type if inline else "application/octet-stream"
     if content_type == "text/plain":
@@ -51,9 +56,9 @@ def serve_file(request: HttpRequest, file: DocumentFile, *, download: bool = Fal
             start = max(0, size - int(last))
             end = size - 1
         if start >= size or end < start:
-            response = HttpResponse(status=416)
-            response["Content-Range"] = f"bytes */{size}"
-            return _harden(response, file, inline)
+            unsatisfiable = HttpResponse(status=416)
+            unsatisfiable["Content-Range"] = f"bytes */{size}"
+            return _harden(unsatisfiable, file, inline)
         status, length = 206, end - start + 1
     response = StreamingHttpResponse(
         storage.iter_range(file.sha256, start, length), status=status, content_type=content_type
@@ -64,7 +69,7 @@ def serve_file(request: HttpRequest, file: DocumentFile, *, download: bool = Fal
     return _harden(response, file, inline)
 
 
-def _harden(response: HttpResponse, file: DocumentFile, inline: bool) -> HttpResponse:
+def _harden(response: _Response, file: DocumentFile, inline: bool) -> _Response:
     response["Accept-Ranges"] = "bytes"
     response["Content-Disposition"] = content_disposition_header(not inline, file.name) or "attachment"
     response["X-Content-Type-Options"] = "nosniff"

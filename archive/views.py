@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.clickjacking import xframe_options_sameorigin
@@ -197,7 +197,7 @@ def _viewer_kind(document: Document, original, usage: str = PrimaryUsage.DOCUMEN
 
 @xframe_options_sameorigin  # shown inside the View tab's frame
 @require_GET
-def document_file(request: HttpRequest, number: int, file_id: int) -> HttpResponse:
+def document_file(request: HttpRequest, number: int, file_id: int) -> HttpResponseBase:
     try:
         document, public = _document_for_request(request, number)
     except Http404:
@@ -343,7 +343,7 @@ def _mail_for_request(
     return document, original, public
 
 
-def _harden_public(request: HttpRequest, document: Document, response: HttpResponse) -> None:
+def _harden_public(request: HttpRequest, document: Document, response: HttpResponseBase) -> None:
     # As for files: every request of a visitor is logged, nothing is kept in caches.
     _log_public_access(request, document)
     response["Cache-Control"] = "no-store"
@@ -379,7 +379,7 @@ def mail_body(request: HttpRequest, number: int) -> HttpResponse:
 
 
 @require_GET
-def mail_part(request: HttpRequest, number: int, part: str) -> HttpResponse:
+def mail_part(request: HttpRequest, number: int, part: str) -> HttpResponseBase:
     """One MIME part of a mail (attachment or inline image), from the stored
     file when the mail was processed, else from the .eml itself."""
     token_user = None
@@ -403,7 +403,7 @@ def mail_part(request: HttpRequest, number: int, part: str) -> HttpResponse:
         # A signed URL shows the body's images, nothing else.
         return redirect_to_login(request.get_full_path())
     if content.file is not None:
-        response: HttpResponse = serve_file(request, content.file, download=download)
+        response: HttpResponseBase = serve_file(request, content.file, download=download)
     else:
         response = mailview.serve_part_bytes(content, download=download)
     if public:

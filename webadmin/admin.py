@@ -8,7 +8,7 @@ admin.site.site_url = "/dms/"
 
 
 @admin.register(FieldDefinition)
-class FieldDefinitionAdmin(admin.ModelAdmin):
+class FieldDefinitionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # not subscriptable at run time
     list_display = ("label", "name", "type", "internal", "in_reduced_table", "order")
     list_editable = ("order", "in_reduced_table")
     list_filter = ("type", "internal")

@@ -33,7 +33,7 @@ LOCKOUT_MESSAGE = (
 LOCKOUT_HISTORY = timedelta(days=1)
 
 
-class ThrottlingBackend(AxesStandaloneBackend):
+class ThrottlingBackend(AxesStandaloneBackend):  # type: ignore[misc]  # axes ships no type hints
     """Axes' check, first in AUTHENTICATION_BACKENDS: a locked-out account or
     address is refused before any password is looked at.
 
@@ -41,7 +41,7 @@ class ThrottlingBackend(AxesStandaloneBackend):
     scripts) is no login over HTTP and has nothing to throttle by: it passes
     on to the next backend instead of failing."""
 
-    def authenticate(  # type: ignore[override]  # axes' signature is untyped
+    def authenticate(
         self,
         request: HttpRequest | None,
         username: str | None = None,
@@ -56,7 +56,7 @@ class ThrottlingBackend(AxesStandaloneBackend):
 
 def normalized_username(request: HttpRequest, credentials: dict[str, Any] | None) -> str | None:
     source: Any = credentials if credentials else request.POST
-    username = source.get(settings.AXES_USERNAME_FORM_FIELD)
+    username = source.get(getattr(settings, "AXES_USERNAME_FORM_FIELD", "username"))
     return username.strip().casefold() if isinstance(username, str) else None
 
 
@@ -79,7 +79,8 @@ def cool_off(request: HttpRequest | None = None) -> timedelta:
         return base
     lockouts = AccessFailureLog.objects.filter(who, locked_out=True, attempt_time__gte=now - LOCKOUT_HISTORY).count()
     # The lockout being served is among them: the first one lasts the base time.
-    return min(base * 2 ** min(max(lockouts - 1, 0), 20), ceiling)
+    doubled: timedelta = base * (1 << min(max(lockouts - 1, 0), 20))
+    return min(doubled, ceiling)
 
 
 def lockout_response(
