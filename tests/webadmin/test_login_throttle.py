@@ -15,8 +15,6 @@ from django.contrib.auth.hashers import MD5PasswordHasher
 from django.db.models import F
 from django.test import Client
 
-from tests.browser.conftest import browser, page  # noqa: F401 - headless Chromium for the last test
-
 LOGIN = "/login/"
 LOCKOUT_TEXT = "Too many failed logins."
 
@@ -189,20 +187,3 @@ def test_an_administrator_sees_and_lifts_the_lockout_in_webadmin(alice, admin_us
 
     log_in(victim, "alice", "alice-pass-123")
     assert logged_in(victim)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_login_page_in_a_browser_shows_the_lockout(page, live_server, alice):  # noqa: F811
-    for i in range(3):
-        page.goto("/login/")
-        page.fill("#id_username", "alice")
-        page.fill("#id_password", f"wrong-{i}")
-        page.click("button[type=submit]")
-        page.wait_for_load_state()
-    assert LOCKOUT_TEXT in page.text_content("#lockout")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", "alice-pass-123")
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-    assert "/login/" in page.url
-    assert LOCKOUT_TEXT in page.text_content("#lockout")
