@@ -146,7 +146,9 @@ AXES_USERNAME_CALLABLE = "webadmin.login_throttle.normalized_username"
 AXES_LOCKOUT_CALLABLE = "webadmin.login_throttle.lockout_response"
 # A failure while locked out neither extends the lockout nor reaches a password check.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
-AXES_RESET_ON_SUCCESS = True
+# A login does not reset the counts: the address's count would go with it, and an
+# attacker with one account of their own could keep spraying guesses at others.
+AXES_RESET_ON_SUCCESS = False
 AXES_ENABLE_ACCESS_FAILURE_LOG = True  # the lockout history the growing cool-off reads
 AXES_SENSITIVE_PARAMETERS = ["password"]
 if env_bool("BEHIND_PROXY", False):

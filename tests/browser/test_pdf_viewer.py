@@ -4,12 +4,27 @@ browser's PDF viewer, which would run the PDF's ``app.alert``."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 from django.urls import reverse
 
 from tests.browser.settings_form import log_in_as
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pdfjs_installed():
+    """The project's own install step (`make run` / `make test` run it too); a
+    no-op once the pinned files are in place."""
+    result = subprocess.run(["bash", "scripts/vendor_static.sh"], cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"scripts/vendor_static.sh failed: {result.stderr}", pytrace=False)
+
 
 TEXT = "Quarterly report 2026"
 

@@ -92,6 +92,16 @@ def test_an_address_is_locked_whatever_accounts_it_tries(alice):
     assert logged_in(colleague)
 
 
+def test_logging_in_to_an_own_account_does_not_reset_the_address_count(alice, bob):
+    attacker = from_address("10.0.2.5")
+    log_in(attacker, "root", "guess")
+    log_in(attacker, "carol", "guess")
+    log_in(attacker, "bob", "bob-pass-123")  # the attacker's own account
+    assert logged_in(attacker)
+    attacker.logout()
+    assert locked(log_in(attacker, "admin", "guess"))
+
+
 def page_without_token(response) -> str:
     return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", response.content.decode())
 
