@@ -103,6 +103,7 @@ def test_the_view_tab_renders_the_pdf_text_with_pdfjs_and_runs_none_of_its_javas
     assert dark_pixels > 100
     # No plugin, no frame of the browser's own viewer: PDF.js and nothing else.
     assert page.locator("#panel-view iframe, #panel-view embed, #panel-view object").count() == 0
+    page.screenshot(path=str(ROOT / "test-artifacts" / "pdf-viewer.png"))
     page.click("#tab-fields")
     page.click("#tab-view")
     assert watched["dialogs"] == []
