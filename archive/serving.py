@@ -8,7 +8,6 @@ same URL, which answers a browser's navigation with a download."""
 from __future__ import annotations
 
 import re
-
 from typing import TypeVar
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
