@@ -3,8 +3,10 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db.models import QuerySet
+from django.template.defaultfilters import filesizeformat
 
 from archive.models import ArchiveSettings, FieldDefinition, FieldType
 from archive.services import clean_field_value
@@ -73,6 +75,13 @@ class MultipleFileField(forms.FileField):
         return [single(data, initial)]
 
 
+def upload_limits_text() -> str:
+    return (
+        f"At most {filesizeformat(settings.MAX_UPLOAD_BYTES)} per file and "
+        f"{filesizeformat(settings.MAX_UPLOAD_REQUEST_BYTES)} per upload."
+    )
+
+
 class UploadForm(forms.Form):
     # A declared field, not BaseForm.files: the form's metaclass moves it into base_fields.
     files = MultipleFileField(label="Files")  # type: ignore[assignment]
@@ -82,6 +91,7 @@ class UploadForm(forms.Form):
         self, *args: Any, groups: QuerySet[Group], version_key_field: FieldDefinition | None = None, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["files"].help_text = upload_limits_text()
         _choices(self.fields["owner_group"]).queryset = groups
         first = groups.first()
         if first is not None:

@@ -52,6 +52,12 @@ def assert_refused(response, limits, isolated_store) -> None:
     assert files_in(limits) == []
 
 
+def test_the_upload_page_tells_the_limits_in_advance(client, alice, limits):
+    client.force_login(alice)
+    page = client.get(reverse("archive:upload")).content.decode()
+    assert "At most 1.0\xa0MB per file and 3.0\xa0MB per upload." in page
+
+
 def test_a_file_under_the_limit_is_archived_and_its_temporary_file_removed(
     client, alice, group_a, limits, isolated_store
 ):
