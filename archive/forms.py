@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+from typing import Any, cast
+
 from django import forms
+from django.conf import settings
 from django.contrib.auth.models import Group
+from django.db.models import QuerySet
+from django.template.defaultfilters import filesizeformat
 
 from archive.models import ArchiveSettings, FieldDefinition, FieldType
 from archive.services import clean_field_value
@@ -10,7 +15,9 @@ from archive.services import clean_field_value
 class DocumentFieldsForm(forms.Form):
     """The Fields tab: one form field per non-internal field definition."""
 
-    def __init__(self, *args, definitions: list[FieldDefinition], initial_values: dict, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(
+        self, *args: Any, definitions: list[FieldDefinition], initial_values: dict[str, Any], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.definitions = [d for d in definitions if not d.internal or d.name in ("title", "date")]
         for d in self.definitions:
@@ -38,7 +45,7 @@ class DocumentFieldsForm(forms.Form):
                     field.widget.attrs["data-field"] = d.name
             self.fields[d.name] = field
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         for d in self.definitions:
             try:
@@ -57,24 +64,35 @@ class MultipleFileInput(forms.ClearableFileInput):
 
 
 class MultipleFileField(forms.FileField):
-    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("widget", MultipleFileInput())
         super().__init__(*args, **kwargs)
 
-    def clean(self, data, initial=None):  # type: ignore[no-untyped-def]
+    def clean(self, data: Any, initial: Any = None) -> list[Any]:
         single = super().clean
         if isinstance(data, (list, tuple)):
             return [single(d, initial) for d in data]
         return [single(data, initial)]
 
 
+def upload_limits_text() -> str:
+    return (
+        f"At most {filesizeformat(settings.MAX_UPLOAD_BYTES)} per file and "
+        f"{filesizeformat(settings.MAX_UPLOAD_REQUEST_BYTES)} per upload."
+    )
+
+
 class UploadForm(forms.Form):
-    files = MultipleFileField(label="Files")
+    # A declared field, not BaseForm.files: the form's metaclass moves it into base_fields.
+    files = MultipleFileField(label="Files")  # type: ignore[assignment]
     owner_group = forms.ModelChoiceField(queryset=Group.objects.none(), label="Owner group")
 
-    def __init__(self, *args, groups, version_key_field: FieldDefinition | None = None, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(
+        self, *args: Any, groups: QuerySet[Group], version_key_field: FieldDefinition | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["owner_group"].queryset = groups
+        self.fields["files"].help_text = upload_limits_text()
+        _choices(self.fields["owner_group"]).queryset = groups
         first = groups.first()
         if first is not None:
             self.fields["owner_group"].initial = first.pk
@@ -103,7 +121,11 @@ class UploadForm(forms.Form):
         return {self.version_key_field.name: key}
 
 
-class ArchiveSettingsForm(forms.ModelForm):
+def _choices(field: forms.Field) -> forms.ModelChoiceField[Any]:
+    return cast("forms.ModelChoiceField[Any]", field)
+
+
+class ArchiveSettingsForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscriptable at run time
     class Meta:
         model = ArchiveSettings
         fields = [
@@ -126,15 +148,15 @@ class ArchiveSettingsForm(forms.ModelForm):
         ]
         widgets = {"dns_name": forms.TextInput(attrs={"placeholder": "https://archive.example.com"})}
 
-    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["publish_field"].queryset = FieldDefinition.objects.filter(type=FieldType.YESNO)
-        self.fields["filename_field"].queryset = FieldDefinition.objects.filter(
+        _choices(self.fields["publish_field"]).queryset = FieldDefinition.objects.filter(type=FieldType.YESNO)
+        _choices(self.fields["filename_field"]).queryset = FieldDefinition.objects.filter(
             type__in=[FieldType.TEXT, FieldType.SELECTION], internal=False
         )
-        self.fields["version_key_field"].queryset = FieldDefinition.objects.filter(internal=False)
+        _choices(self.fields["version_key_field"]).queryset = FieldDefinition.objects.filter(internal=False)
         self.fields["field_columns"].widget.attrs.update({"min": 1, "max": 3})
-        self.fields["title_width"].min_value = 1
+        cast(forms.IntegerField, self.fields["title_width"]).min_value = 1
         self.fields["combobox_elements"].widget.attrs["min"] = 0
 
     def clean_dns_name(self) -> str:
@@ -144,7 +166,7 @@ class ArchiveSettingsForm(forms.ModelForm):
         validate_dns_name(value)
         return value
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if cleaned.get("versioning") and not cleaned.get("version_key_field"):
             self.add_error("version_key_field", "Versioning needs a field for the version key.")

@@ -30,11 +30,12 @@ from django.template.defaultfilters import filesizeformat
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.html import escape, urlize
+from django.utils.http import content_disposition_header
 
 from archive import storage
 from archive.mail import MailHeaders, MailLimits, MailPart, ParsedMail, parse_headers, parse_message
 from archive.models import Document, DocumentFile, FileRole
-from archive.serving import FILE_CSP, content_disposition, is_inline_type
+from archive.serving import FILE_CSP, is_inline_type
 
 # --- The allowlist -------------------------------------------------------------------------
 # What mail clients need to lay out a message; nothing that runs, submits, embeds
@@ -645,7 +646,7 @@ def serve_part_bytes(content: PartContent, *, download: bool) -> HttpResponse:
     response = HttpResponse(
         content.payload, content_type=content.content_type if inline else "application/octet-stream"
     )
-    response["Content-Disposition"] = content_disposition("inline" if inline else "attachment", content.name)
+    response["Content-Disposition"] = content_disposition_header(not inline, content.name) or "attachment"
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = FILE_CSP
     response["Cache-Control"] = "private, max-age=3600"

@@ -1,27 +1,30 @@
 """Serving archived bytes defensively: explicit disposition, nosniff, a strict
-CSP, and HTTP Range requests so video and audio are seekable."""
+CSP, and HTTP Range requests so video and audio are seekable.
+
+PDFs are never shown inline: a browser's own PDF viewer runs the JavaScript a
+PDF may carry. The View tab renders them with PDF.js (scripting off) from the
+same URL, which answers a browser's navigation with a download."""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from typing import TypeVar
 
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 
 from archive import storage
 from archive.models import DocumentFile
 
 # Types a browser may show inline; everything else is a download.
 INLINE_PREFIXES = ("image/", "video/", "audio/")
-INLINE_EXACT = {"application/pdf", "text/plain"}
-# SVG can carry script; never inline.
-NEVER_INLINE = {"image/svg+xml"}
+INLINE_EXACT = {"text/plain"}
+# SVG and PDF can carry script; never inline.
+NEVER_INLINE = {"image/svg+xml", "application/pdf"}
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 FILE_CSP = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; sandbox"
-# Chrome's PDF viewer does not run under a sandbox CSP.
-PDF_CSP = "default-src 'none'; img-src 'self' data: blob:; style-src 'unsafe-inline'; object-src 'self'"
 
 
 def is_inline_type(content_type: str) -> bool:
@@ -30,12 +33,10 @@ def is_inline_type(content_type: str) -> bool:
     return content_type in INLINE_EXACT or content_type.startswith(INLINE_PREFIXES)
 
 
-def content_disposition(kind: str, name: str) -> str:
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "").replace("\\", "")
-    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+_Response = TypeVar("_Response", bound=HttpResponseBase)
 
 
-def serve_file(request: HttpRequest, file: DocumentFile, *, download: bool = False) -> HttpResponse:
+def serve_file(request: HttpRequest, file: DocumentFile, *, download: bool = False) -> HttpResponseBase:
     inline = is_inline_type(file.content_type) and not download
     content_type = file.content_type if inline else "application/octet-stream"
     if content_type == "text/plain":
@@ -54,9 +55,9 @@ def serve_file(request: HttpRequest, file: DocumentFile, *, download: bool = Fal
             start = max(0, size - int(last))
             end = size - 1
         if start >= size or end < start:
-            response = HttpResponse(status=416)
-            response["Content-Range"] = f"bytes */{size}"
-            return _harden(response, file, inline)
+            unsatisfiable = HttpResponse(status=416)
+            unsatisfiable["Content-Range"] = f"bytes */{size}"
+            return _harden(unsatisfiable, file, inline)
         status, length = 206, end - start + 1
     response = StreamingHttpResponse(
         storage.iter_range(file.sha256, start, length), status=status, content_type=content_type
@@ -67,11 +68,11 @@ def serve_file(request: HttpRequest, file: DocumentFile, *, download: bool = Fal
     return _harden(response, file, inline)
 
 
-def _harden(response: HttpResponse, file: DocumentFile, inline: bool) -> HttpResponse:
+def _harden(response: _Response, file: DocumentFile, inline: bool) -> _Response:
     response["Accept-Ranges"] = "bytes"
-    response["Content-Disposition"] = content_disposition("inline" if inline else "attachment", file.name)
+    response["Content-Disposition"] = content_disposition_header(not inline, file.name) or "attachment"
     response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = PDF_CSP if file.content_type == "application/pdf" else FILE_CSP
+    response["Content-Security-Policy"] = FILE_CSP
     response["Cache-Control"] = "private, max-age=3600"
     response["ETag"] = f'"{file.sha256}"'
     return response

@@ -7,13 +7,13 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from archive import mailview, search, selectors, services, storage, thumbnails
+from archive import mailview, search, selectors, services, storage, thumbnails, uploads
 from archive.forms import DocumentFieldsForm, NotesForm, UploadForm
 from archive.links import access_link, clipboard_payload
 from archive.models import ArchiveSettings, Document, DocumentFile, FileRole, PrimaryUsage, PublicAccess
@@ -197,7 +197,7 @@ def _viewer_kind(document: Document, original, usage: str = PrimaryUsage.DOCUMEN
 
 @xframe_options_sameorigin  # shown inside the View tab's frame
 @require_GET
-def document_file(request: HttpRequest, number: int, file_id: int) -> HttpResponse:
+def document_file(request: HttpRequest, number: int, file_id: int) -> HttpResponseBase:
     try:
         document, public = _document_for_request(request, number)
     except Http404:
@@ -263,6 +263,9 @@ def upload(request: HttpRequest) -> HttpResponse:
         key_field = None  # the uploaded file's own name is the key
     # "New version" on a document links here with its key and its group.
     initial = {k: request.GET[k] for k in ("version_key", "owner_group") if request.GET.get(k)}
+    if refusal := uploads.upload_refusal(request):  # over the size limits: nothing is stored
+        form = UploadForm(groups=groups, version_key_field=key_field, initial=initial)
+        return render(request, "archive/upload.html", {"form": form, "upload_error": refusal}, status=413)
     form = UploadForm(
         request.POST or None,
         request.FILES or None,
@@ -340,7 +343,7 @@ def _mail_for_request(
     return document, original, public
 
 
-def _harden_public(request: HttpRequest, document: Document, response: HttpResponse) -> None:
+def _harden_public(request: HttpRequest, document: Document, response: HttpResponseBase) -> None:
     # As for files: every request of a visitor is logged, nothing is kept in caches.
     _log_public_access(request, document)
     response["Cache-Control"] = "no-store"
@@ -376,7 +379,7 @@ def mail_body(request: HttpRequest, number: int) -> HttpResponse:
 
 
 @require_GET
-def mail_part(request: HttpRequest, number: int, part: str) -> HttpResponse:
+def mail_part(request: HttpRequest, number: int, part: str) -> HttpResponseBase:
     """One MIME part of a mail (attachment or inline image), from the stored
     file when the mail was processed, else from the .eml itself."""
     token_user = None
@@ -400,7 +403,7 @@ def mail_part(request: HttpRequest, number: int, part: str) -> HttpResponse:
         # A signed URL shows the body's images, nothing else.
         return redirect_to_login(request.get_full_path())
     if content.file is not None:
-        response: HttpResponse = serve_file(request, content.file, download=download)
+        response: HttpResponseBase = serve_file(request, content.file, download=download)
     else:
         response = mailview.serve_part_bytes(content, download=download)
     if public:

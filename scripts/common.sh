@@ -36,3 +36,8 @@ ensure_debian_packages() {  # installs them as root; otherwise says exactly what
     die "missing Debian packages; run: sudo apt-get install ${missing[*]}"
   fi
 }
+
+ensure_vendor_static() {  # PDF.js into static/vendor/ (pinned, checksummed; needs npm once)
+  [ -f static/vendor/pdfjs/pdf.min.mjs ] || command -v npm >/dev/null || ensure_debian_packages npm
+  bash scripts/vendor_static.sh || die "could not install the vendored static files (scripts/vendor_static.sh)"
+}

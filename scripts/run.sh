@@ -3,6 +3,7 @@
 # SQLite, local storage, Celery on kombu's filesystem broker — until Ctrl+C.
 source "$(dirname "$0")/common.sh"
 ensure_venv ""
+ensure_vendor_static
 
 export DATA_DIR=${DATA_DIR:-$PWD/var}
 mkdir -p "$DATA_DIR"

@@ -6,6 +6,7 @@ source "$(dirname "$0")/common.sh"
 
 ensure_debian_packages chromium dovecot-imapd isync openssl libmariadb-dev pkg-config
 ensure_venv "[test,mariadb]"
+ensure_vendor_static
 
 MARIADB_URL=${TEST_MARIADB_URL:-mysql://root@127.0.0.1:3306/test}
 export TEST_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}

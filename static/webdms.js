@@ -105,12 +105,70 @@
     update();
   }
 
+  // PDFs are drawn by PDF.js (static/vendor/pdfjs, installed by scripts/vendor_static.sh),
+  // never by the browser's own viewer, which runs a PDF's JavaScript. PDF.js itself runs
+  // none: its scripting sandbox bundle is not installed, scripting and eval are off,
+  // and the page's CSP forbids eval anyway.
+  async function setUpPdfViewer(viewer) {
+    const status = viewer.querySelector(".pdf-status");
+    try {
+      const pdfjs = await import(viewer.dataset.pdfjs);
+      pdfjs.GlobalWorkerOptions.workerSrc = viewer.dataset.worker;
+      const pdf = await pdfjs.getDocument({
+        url: viewer.dataset.url,
+        withCredentials: true,
+        enableScripting: false,
+        isEvalSupported: false,
+        enableXfa: false,
+        useWasm: false,
+      }).promise;
+      const width = Math.max(320, viewer.clientWidth - 2);
+      const ratio = window.devicePixelRatio || 1;
+      for (let number = 1; number <= pdf.numPages; number += 1) {
+        const page = await pdf.getPage(number);
+        const scale = Math.min(2, width / page.getViewport({ scale: 1 }).width);
+        const viewport = page.getViewport({ scale });
+        const box = document.createElement("div");
+        box.className = "pdf-page";
+        box.dataset.page = String(number);
+        box.style.width = Math.floor(viewport.width) + "px";
+        box.style.height = Math.floor(viewport.height) + "px";
+        box.style.setProperty("--scale-factor", String(scale));
+        box.style.setProperty("--total-scale-factor", String(scale));
+        const canvas = document.createElement("canvas");
+        canvas.width = Math.floor(viewport.width * ratio);
+        canvas.height = Math.floor(viewport.height * ratio);
+        const text = document.createElement("div");
+        text.className = "textLayer";
+        box.append(canvas, text);
+        viewer.append(box);
+        await page.render({
+          canvas,
+          viewport,
+          transform: ratio === 1 ? null : [ratio, 0, 0, ratio, 0, 0],
+        }).promise;
+        await new pdfjs.TextLayer({ textContentSource: page.streamTextContent(), container: text, viewport }).render();
+      }
+      status.hidden = true;
+      viewer.dataset.rendered = String(pdf.numPages);
+    } catch (err) {
+      status.textContent = "The PDF could not be shown here (" + err.message + "). ";
+      const link = document.createElement("a");
+      link.href = viewer.dataset.url + "?download=1";
+      link.textContent = "Download it";
+      status.append(link);
+      viewer.dataset.rendered = "error";
+    }
+  }
+
   document.addEventListener("copy", onCopy);
   document.addEventListener("DOMContentLoaded", () => {
     const print = document.getElementById("print");
     if (print) print.addEventListener("click", () => window.print());
     const doc = document.getElementById("document");
     if (doc) setUpDocument(doc);
+    const pdfViewer = document.getElementById("pdf-viewer");
+    if (pdfViewer) setUpPdfViewer(pdfViewer);
     const table = document.querySelector("table.documents");
     if (table) setUpTable(table);
   });

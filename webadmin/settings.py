@@ -115,9 +115,44 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(DATA_DIR / "static")))
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
-MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 512 * 1024 * 1024, minimum=1)
+# --- Uploads: limits enforced while the body streams in (archive/uploads.py) ---
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 512 * 1024 * 1024, minimum=1)  # per file
+MAX_UPLOAD_REQUEST_BYTES = env_int("MAX_UPLOAD_REQUEST_BYTES", 2 * MAX_UPLOAD_BYTES, minimum=1)
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("MAX_UPLOAD_FILES", 100, minimum=1)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "archive.uploads.UploadLimitHandler",  # first: sees every chunk before it is kept
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+
+# --- Login throttling (django-axes; webadmin/login_throttle.py) ---
+# Failed logins are counted per account and per client address, each on its own;
+# at AXES_FAILURE_LIMIT the account or address is locked out for a cool-off that
+# doubles with every lockout of the last day. An administrator lifts a lockout
+# under /webadmin/manage/axes/accessattempt/ (or `manage.py axes_reset`).
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as axes asks
+AUTHENTICATION_BACKENDS = [
+    "webadmin.login_throttle.ThrottlingBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_MINUTES = env_int("AXES_COOLOFF_MINUTES", 15, minimum=1)
+AXES_COOLOFF_MAX_MINUTES = env_int("AXES_COOLOFF_MAX_MINUTES", 24 * 60, minimum=AXES_COOLOFF_MINUTES)
+AXES_COOLOFF_TIME = "webadmin.login_throttle.cool_off"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_USERNAME_CALLABLE = "webadmin.login_throttle.normalized_username"
+AXES_LOCKOUT_CALLABLE = "webadmin.login_throttle.lockout_response"
+# A failure while locked out neither extends the lockout nor reaches a password check.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A login does not reset the counts: the address's count would go with it, and an
+# attacker with one account of their own could keep spraying guesses at others.
+AXES_RESET_ON_SUCCESS = False
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # the lockout history the growing cool-off reads
+AXES_SENSITIVE_PARAMETERS = ["password"]
+if env_bool("BEHIND_PROXY", False):
+    AXES_CLIENT_IP_CALLABLE = "webadmin.login_throttle.client_ip_behind_proxy"
 
 # --- Security: secure by default, relaxed only for plain-HTTP local use. ---
 HTTPS = env_bool("HTTPS", not DEBUG)

@@ -77,15 +77,32 @@ def test_download_parameter_forces_attachment_and_keeps_a_unicode_name(client, a
     doc = make_document(content=b"%PDF-1.4", name="Offerte Müller.pdf")
     client.force_login(alice)
     response = client.get(file_url(doc) + "?download=1")
-    assert response["Content-Disposition"] == (
-        "attachment; filename=\"Offerte M?ller.pdf\"; filename*=UTF-8''Offerte%20M%C3%BCller.pdf"
-    )
+    # Django's content_disposition_header: RFC 6266's filename* for a name that is not ASCII.
+    assert response["Content-Disposition"] == "attachment; filename*=utf-8''Offerte%20M%C3%BCller.pdf"
+
+
+def test_an_ascii_name_is_quoted_and_escaped(client, alice, make_document):
+    doc = make_document(content=b"x", name='say "hi".txt')
+    client.force_login(alice)
+    response = client.get(file_url(doc))
+    assert response["Content-Disposition"] == 'inline; filename="say \\"hi\\".txt"'
+
+
+def test_a_pdf_is_always_a_sandboxed_download(client, alice, make_document):
+    """A browser's PDF viewer would run the PDF's JavaScript: the View tab uses PDF.js instead."""
+    doc = make_document(content=b"%PDF-1.4", name="scan.pdf")
+    client.force_login(alice)
+    response = client.get(file_url(doc))
+    assert response["Content-Disposition"] == 'attachment; filename="scan.pdf"'
+    assert response["Content-Type"] == "application/octet-stream"
+    assert "sandbox" in response["Content-Security-Policy"]
+    assert response["X-Content-Type-Options"] == "nosniff"
 
 
 @pytest.mark.parametrize(
     ("name", "marker"),
     [
-        ("scan.pdf", 'class="viewer" title="PDF"'),
+        ("scan.pdf", 'id="pdf-viewer"'),
         ("photo.png", "<img"),
         ("clip.mp4", "<video"),
         ("song.mp3", "<audio"),

@@ -46,7 +46,7 @@ def test_versioning_with_the_file_name_as_version_key(page, live_server, admin_u
     document = Document.objects.get(pk=number)
     newest, older = document.files.order_by("-version")
     # The View tab shows the newest version.
-    assert page.get_attribute("#panel-view iframe", "src") == f"/dms/doc/{number}/file/{newest.pk}/"
+    assert page.get_attribute("#pdf-viewer", "data-url") == f"/dms/doc/{number}/file/{newest.pk}/"
     page.click("#tab-files")
     assert page.locator("#versions li").all_inner_texts()[0].startswith("1.1: price-list.pdf")
     assert "(current)" in page.locator("#versions li[data-version='1.1']").inner_text()
