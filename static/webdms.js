@@ -68,7 +68,7 @@
   function setUpDocument(doc) {
     const number = doc.dataset.number;
     const url = doc.dataset.linksUrl;
-    fetchLinks(url, [number]).then((payload) => { doc.linkPayload = payload; }).catch((err) => showStatus(err.message));
+    fetchLinks(url, [number]).then((payload) => { doc.linkPayload = payload; doc.dataset.linkReady = "true"; }).catch((err) => showStatus(err.message));
     document.querySelectorAll('.tabs [role="tab"]').forEach((tab) => {
       tab.addEventListener("click", () => selectTab(tab.dataset.tab));
     });

@@ -27,7 +27,8 @@ def test_ctrl_c_in_view_tab_copies_title_line_and_url(page, login, alice, video)
     configure()
     login("alice", "alice-pass-123")
     page.goto(f"/dms/doc/{video.pk}/")
-    page.wait_for_function("document.getElementById('document').linkPayload !== undefined")
+    # An attribute, not a polled JS predicate: polling needs eval, which the page CSP forbids.
+    page.wait_for_selector("#document[data-link-ready='true']", state="attached")
     page.keyboard.press("Control+c")
     clip = read_clipboard(page)
     assert clip["text/plain"] == (
@@ -42,7 +43,8 @@ def test_ctrl_c_in_fields_tab_copies_the_selected_text(page, login, alice, video
     configure()
     login("alice", "alice-pass-123")
     page.goto(f"/dms/doc/{video.pk}/")
-    page.wait_for_function("document.getElementById('document').linkPayload !== undefined")
+    # An attribute, not a polled JS predicate: polling needs eval, which the page CSP forbids.
+    page.wait_for_selector("#document[data-link-ready='true']", state="attached")
     page.click("#tab-fields")
     page.fill("#id_title", "Quarterly report")
     page.focus("#id_title")
