@@ -3,7 +3,7 @@ back, required again when the account they belong to changes."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
 from django.contrib.auth.models import Group
@@ -38,7 +38,14 @@ COMMON_FIELDS = [
 ]
 
 
-class SourceForm(forms.ModelForm[MailSource]):
+# django-stubs makes ModelForm generic; at run time Django's is not subscriptable.
+if TYPE_CHECKING:
+    _ModelForm = forms.ModelForm[MailSource]
+else:
+    _ModelForm = forms.ModelForm
+
+
+class SourceForm(_ModelForm):
     kind: ClassVar[SourceKind]
     secret_label = "Password"
     # Changing one of these re-targets the secret: it must be entered again.
