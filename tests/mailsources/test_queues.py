@@ -83,12 +83,16 @@ class PrivateRedis:
         return redis.Redis.from_url(self.url)
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
+def private_redis_server(folder: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(folder)
     server.start()
     yield server
     server.kill()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    yield from private_redis_server(tmp_path)
 
 
 def _reset_broker_pools() -> None:

@@ -28,7 +28,7 @@ from archive.models import Document
 from mailsources import services, tasks
 from mailsources.models import MailSource, RunStatus, SourceStatus, SyncRun
 from tests.mailsources.imap_pipeline import archived_raws, mail, server_messages
-from tests.mailsources.test_queues import PrivateRedis, celery_broker, free_port, private_redis  # noqa: F401
+from tests.mailsources.test_queues import PrivateRedis, celery_broker, free_port, private_redis_server
 
 
 def database_error(wrapper: Any) -> OperationalError:
@@ -158,6 +158,11 @@ def use_small_batches(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
         return client
 
     monkeypatch.setattr(services, "client_for_source", factory)  # tasks look it up per call
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    yield from private_redis_server(tmp_path)
 
 
 @pytest.fixture
