@@ -7,28 +7,37 @@ and its lease released. Real errors from real servers, files and devices."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
+import signal
 import sqlite3
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import dj_database_url
 import kombu.exceptions
+import MySQLdb
 import pytest
 import redis
-from django.db import OperationalError, connection
+from django.contrib.auth.models import Group
+from django.db import OperationalError, connection, connections
 from django.db.backends.mysql.base import DatabaseWrapper as MysqlWrapper
 from django.db.backends.sqlite3.base import DatabaseWrapper as SqliteWrapper
 from django.utils import timezone
+from kombu import Connection
 
 from archive.models import Document
 from mailsources import services, tasks
 from mailsources.models import MailSource, RunStatus, SourceStatus, SyncRun
 from tests.mailsources.imap_pipeline import archived_raws, mail, server_messages
 from tests.mailsources.test_queues import PrivateRedis, celery_broker, free_port, private_redis_server
+from tests.mailsources.test_worker_kill import REPO, Worker, wait_for
 
 
 def database_error(wrapper: Any) -> OperationalError:
@@ -290,3 +299,191 @@ def test_a_retry_does_not_close_a_run_that_another_live_attempt_holds(imap_sourc
     assert live.status == RunStatus.RUNNING and live.finished is None
     imap_source.refresh_from_db()
     assert imap_source.lease_owner == "live-attempt@w2"
+
+
+# --------------------------------------------------------------------------- a private MariaDB
+
+
+class PrivateMariaDB:
+    """`mariadbd` of the test's own (loopback port, own datadir and socket), killable
+    with SIGKILL and restarted on the same datadir (InnoDB recovers, as after a crash)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.datadir = folder / "data"
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--user=root",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        log = open(self.folder / "server.log", "ab")  # noqa: SIM115  # kept open for the server's life
+        self.process = subprocess.Popen(
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                f"--port={self.port}",
+                f"--socket={self.folder / 'mariadb.sock'}",
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=32M",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                MySQLdb.connect(host="127.0.0.1", port=self.port, user="root", connect_timeout=1).close()
+                return
+            except MySQLdb.OperationalError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("the private MariaDB did not start:\n" + (self.folder / "server.log").read_text())
+                time.sleep(0.05)  # polling for readiness
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(timeout=30)
+
+    @property
+    def url(self) -> str:
+        return f"mysql://root@127.0.0.1:{self.port}/webadmin"
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        conn = MySQLdb.connect(host="127.0.0.1", port=self.port, user="root", database="webadmin")
+        try:
+            cursor = conn.cursor()
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def private_mariadb(tmp_path: Path) -> Iterator[PrivateMariaDB]:
+    server = PrivateMariaDB(tmp_path / "mariadb")
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def private_database(private_mariadb: PrivateMariaDB, django_db_blocker: Any, tmp_path: Path) -> Iterator[str]:
+    """The product's schema in the private MariaDB (``manage.py migrate``), reachable here
+    as the database alias it returns."""
+    MySQLdb.connect(host="127.0.0.1", port=private_mariadb.port, user="root").cursor().execute(
+        "CREATE DATABASE webadmin CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    )
+    environment = {**os.environ, "DATABASE_URL": private_mariadb.url, "DATA_DIR": str(tmp_path / "migrate")}
+    environment.pop("TEST_DATABASE_NAME", None)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=environment, check=True)
+    alias = "private"
+    connections.settings[alias] = {
+        **connections["default"].settings_dict,
+        **dj_database_url.parse(private_mariadb.url, conn_max_age=0),
+        "OPTIONS": {"charset": "utf8mb4", "isolation_level": "read committed"},
+        "TEST": {},
+    }
+    with django_db_blocker.unblock():
+        yield alias
+        connections[alias].close()
+    del connections.settings[alias]
+
+
+def test_mariadb_killed_mid_batch_the_run_is_closed_with_its_reason_and_the_retry_completes(
+    private_mariadb, private_database, private_redis, imap_mailbox, dovecot, tmp_path, settings
+):
+    raws = [mail(f"statement {i}", f"Statement {i}.") for i in range(9)]
+    imap_mailbox.append_many("INBOX", raws)
+    held = server_messages(imap_mailbox)
+    group = Group.objects.using(private_database).create(name="Mail")
+    source = MailSource(
+        kind="imap",
+        name="outage",
+        host=dovecot.host,
+        port=dovecot.tls_port,
+        security="tls",
+        username=imap_mailbox.user.name,
+        ca_file=dovecot.ca_file,
+        folders="INBOX",
+        owner_group=group,
+    )
+    services.source_set_secret(source, imap_mailbox.user.password)
+    source.save(using=private_database)
+
+    marker = tmp_path / "retry-scheduled"
+    assert private_mariadb.process is not None
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "webadmin.settings",
+        "DATABASE_URL": private_mariadb.url,
+        "CELERY_BROKER_URL": private_redis.url,
+        "STORAGE_DIR": str(settings.STORAGE_DIR),
+        "SOURCE_SECRET_KEY": settings.SOURCE_SECRET_KEY,
+        "DATA_DIR": str(tmp_path / "worker"),
+        "PYTHONPATH": str(REPO),
+        "OUTAGE_BATCH_SIZE": "3",
+        "OUTAGE_AT_CURSOR_WRITE": "2",  # batch 1 committed, batch 2's commit meets a dead server
+        "OUTAGE_MARIADB_PID": str(private_mariadb.process.pid),
+        "OUTAGE_MARKER": str(marker),
+    }
+    environment.pop("TEST_DATABASE_NAME", None)
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.mailsources.outage_worker"],
+            cwd=REPO,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    worker = Worker(process, log_path)
+    try:
+        with Connection(private_redis.url) as broker:
+            tasks.sync_source.apply_async((source.pk,), connection=broker)  # routed to "sync"
+        wait_for(marker.exists, "the task failing on the dead database", [worker])
+        assert private_mariadb.process.poll() is not None  # killed by the worker, mid-batch
+        private_mariadb.start()  # the database is back (after crash recovery)
+
+        def finished() -> bool:
+            rows = private_mariadb.query("SELECT status FROM mailsources_syncrun ORDER BY id")
+            return len(rows) == 2 and rows[-1][0] != RunStatus.RUNNING
+
+        wait_for(finished, "the retry's run to finish", [worker])
+    finally:
+        worker.kill()
+
+    (dead_status, dead_errors, dead_finished, dead_new), (status, errors, new, duplicate) = (
+        private_mariadb.query("SELECT status, errors, finished, new FROM mailsources_syncrun ORDER BY id")[0],
+        private_mariadb.query("SELECT status, errors, new, duplicate FROM mailsources_syncrun ORDER BY id")[1],
+    )
+    # The dead attempt's run: closed by the retry, with the true reason (not "the worker stopped").
+    assert dead_status == RunStatus.RETRY and dead_finished is not None and dead_new == 3
+    assert dead_errors.startswith("database unavailable: ("), dead_errors
+    assert "internal error" not in dead_errors and "worker stopped" not in dead_errors
+    # The retry archived the rest; nothing lost, nothing twice.
+    assert (status, errors, new, duplicate) == (RunStatus.OK, "", 6, 0)
+    stored = private_mariadb.query("SELECT sha256 FROM mailsources_archivedmail")
+    assert sorted(sha for (sha,) in stored) == sorted(hashlib.sha256(raw).hexdigest() for raw in held.values())
+    assert private_mariadb.query("SELECT COUNT(*) FROM archive_document") == [(9,)]
+    [(source_status, message, lease_owner, lease_until)] = private_mariadb.query(
+        "SELECT status, status_message, lease_owner, lease_until FROM mailsources_mailsource"
+    )
+    assert (source_status, message, lease_owner, lease_until) == (SourceStatus.OK, "", "", None)
+    assert "database unavailable" in worker.log()
