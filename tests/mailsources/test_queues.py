@@ -270,7 +270,12 @@ def test_a_sync_completes_while_1000_extraction_tasks_wait(
     assert admin_client.get(reverse("mailsources:progress", args=[source.pk])).json()["run"] is None
 
     sync_worker = start_queue_worker(private_redis.url, "sync")
-    wait_for(lambda: source.runs.filter(finished__isnull=False).exists(), "a finished run", [sync_worker])
+
+    def run_ended() -> bool:  # closed, then (last of all) the lease released
+        released = MailSource.objects.filter(pk=source.pk, lease_owner="").exists()
+        return released and source.runs.filter(finished__isnull=False).exists()
+
+    wait_for(run_ended, "a finished run", [sync_worker])
 
     # The run finished while every extraction task still waits: nothing derived was in front.
     run = source.runs.get()

@@ -461,9 +461,10 @@ def test_mariadb_killed_mid_batch_the_run_is_closed_with_its_reason_and_the_retr
         assert private_mariadb.process.poll() is not None  # killed by the worker, mid-batch
         private_mariadb.start()  # the database is back (after crash recovery)
 
-        def finished() -> bool:
+        def finished() -> bool:  # the run closed, then (last of all) the lease released
             rows = private_mariadb.query("SELECT status FROM mailsources_syncrun ORDER BY id")
-            return len(rows) == 2 and rows[-1][0] != RunStatus.RUNNING
+            released = private_mariadb.query("SELECT lease_owner FROM mailsources_mailsource") == [("",)]
+            return len(rows) == 2 and rows[-1][0] != RunStatus.RUNNING and released
 
         wait_for(finished, "the retry's run to finish", [worker])
     finally:
