@@ -194,7 +194,12 @@ def retry_countdown(retries: int, retry_after: float | None, *, jitter: float | 
 @shared_task(acks_late=True, ignore_result=True)
 def dispatch_due_sources() -> None:
     for source_id in services.sources_due():
-        sync_enqueue(source_id)
+        try:
+            sync_enqueue(source_id)
+        except BROKER_ERRORS as exc:
+            # Not queued: due again at the next tick rather than after a whole interval.
+            MailSource.objects.filter(pk=source_id).update(next_run_at=timezone.now())
+            logger.warning("source %s: could not enqueue its run: %s", source_id, exc)
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -8,6 +8,7 @@ says "queued since …" until a sync worker takes the run."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -121,7 +122,7 @@ def start_queue_worker(transactional_db: None, tmp_path: Path) -> Iterator[Calla
     """start(broker_url, queues) -> the real `celery -A webadmin worker --queues=…` on the test database."""
     workers: list[Worker] = []
 
-    def start(broker_url: str, queues: str) -> Worker:
+    def start(broker_url: str, queues: str, data_dir: Path | None = None) -> Worker:
         name = queues.replace(",", "-")
         log_path = tmp_path / f"worker-{name}.log"
         environment = {
@@ -131,7 +132,7 @@ def start_queue_worker(transactional_db: None, tmp_path: Path) -> Iterator[Calla
             "CELERY_BROKER_URL": broker_url,
             "STORAGE_DIR": str(settings.STORAGE_DIR),
             "SOURCE_SECRET_KEY": settings.SOURCE_SECRET_KEY,
-            "DATA_DIR": str(tmp_path / f"data-{name}"),
+            "DATA_DIR": str(data_dir or tmp_path / f"data-{name}"),
             "PYTHONPATH": str(REPO),
         }
         environment.pop("TEST_DATABASE_NAME", None)
@@ -233,6 +234,16 @@ def test_the_dispatcher_marks_what_it_enqueues_as_queued(imap_source):
     assert imap_source.queued_at is not None
 
 
+def test_with_the_broker_down_the_dispatcher_leaves_the_source_due_for_the_next_tick(imap_source):
+    past = timezone.now() - timedelta(minutes=1)
+    MailSource.objects.filter(pk=imap_source.pk).update(next_run_at=past)
+    with celery_broker(f"redis://127.0.0.1:{free_port()}/0"):
+        tasks.dispatch_due_sources()
+    imap_source.refresh_from_db()
+    assert imap_source.queued_at is None
+    assert imap_source.next_run_at is not None and imap_source.next_run_at <= timezone.now()
+
+
 def test_with_the_broker_down_sync_now_says_so_and_nothing_looks_queued(admin_client, imap_source):
     port = free_port()  # nothing listens there
     with celery_broker(f"redis://127.0.0.1:{port}/0"):
@@ -305,3 +316,45 @@ def test_a_sync_completes_while_1000_extraction_tasks_wait(
     assert Document.objects.count() == 6
     assert storage.exists(DocumentFile.objects.get(document=document).sha256)
     assert sync(source) is not None  # the lease was released
+
+
+def test_make_runs_filesystem_broker_keeps_the_queues_apart(
+    admin_client, imap_mailbox, imap_source_factory, make_document, start_queue_worker
+):
+    """`make run` has no Redis: kombu's filesystem broker, one file per message, named
+    after its queue. A sync-only worker on it takes the sync and leaves derived work."""
+    assert settings.CELERY_BROKER_URL == "filesystem://"
+    folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+    for stale in folder.glob("*.sync.msg"):  # runs other tests asked for, of sources long gone
+        stale.unlink()
+    imap_mailbox.append_many("INBOX", [mail("via the filesystem broker")])
+    source = imap_source_factory(imap_mailbox)
+    document = make_document(b"waits for extraction\n", name="waiting.txt")
+    waiting = archive_tasks.extract_document.delay(document.pk).id
+    admin_client.post(reverse("mailsources:sync", args=[source.pk]))
+
+    def messages(queue: str) -> list[tuple[str, str]]:
+        """(task name, task id) of the messages waiting on ``queue``."""
+        found = []
+        for path in folder.iterdir():
+            if path.name.endswith(f".{queue}.msg"):
+                headers = json.loads(path.read_text())["headers"]
+                found.append((headers["task"], headers["id"]))
+        return found
+
+    assert ("archive.tasks.extract_document", waiting) in messages("extraction")
+    assert "mailsources.tasks.sync_source" in {task for task, _ in messages("sync")}
+
+    # The worker shares the broker folder (DATA_DIR) with this "web process".
+    worker = start_queue_worker("filesystem://", "sync", data_dir=Path(settings.DATA_DIR))
+
+    def run_ended() -> bool:
+        released = MailSource.objects.filter(pk=source.pk, lease_owner="").exists()
+        return released and source.runs.filter(finished__isnull=False).exists()
+
+    wait_for(run_ended, "a finished run", [worker])
+    run = source.runs.get()
+    assert (run.status, run.new) == (RunStatus.OK, 1), run.errors
+    assert ("archive.tasks.extract_document", waiting) in messages("extraction")  # left alone
+    assert "mailsources.tasks.process_mail_documents" in {task for task, _ in messages("processing")}
+    assert messages("sync") == []
