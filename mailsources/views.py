@@ -81,6 +81,7 @@ def source_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "mailsources/detail.html",
         {
             "source": source,
+            "queued": queued_text(source),
             "runs": source.runs.all()[:25],
             "mailbox_statuses": source.mailbox_statuses.order_by("mailbox"),
             "folder_cursors": source.cursors.order_by("mailbox", "folder"),
