@@ -1,9 +1,10 @@
-"""Housekeeping of the store and of uploads, on beat's schedule (settings.HOUSEKEEPING_SECONDS).
+"""Housekeeping of the store and of uploads, on beat's schedule.
 
-- Temporary files a killed process left behind are removed once older than
-  ``TEMP_FILE_MAX_AGE_HOURS``: the store's staging files (``storage.sweep_temporary``)
-  and upload spool files in ``FILE_UPLOAD_TEMP_DIR``.
-- Orphan blobs (stored, referenced by no row) are reported, never deleted: the
+- Temporary files a killed process left behind are removed (every
+  ``HOUSEKEEPING_SECONDS``) once older than ``TEMP_FILE_MAX_AGE_HOURS``: the
+  store's staging files (``storage.sweep_temporary``) and upload spool files in
+  ``FILE_UPLOAD_TEMP_DIR``.
+- Orphan blobs (stored, referenced by no row) are reported daily, never deleted: the
   store is write-once, and a blob without a row is a question for a person (a
   batch stored but not yet committed has orphans for a moment, too).
 """
@@ -128,8 +129,8 @@ def store_report() -> StoreReport:
     return report
 
 
-def housekeeping_run(*, now: float | None = None) -> tuple[SweepResult, StoreReport]:
-    """The scheduled job: sweep temporary files, then report (log) orphan blobs."""
+def temporary_files_sweep_logged(*, now: float | None = None) -> SweepResult:
+    """The hourly job: sweep temporary files, say what went."""
     swept = temporary_files_sweep(now=now)
     if swept.store_files or swept.upload_files:
         logger.info(
@@ -138,6 +139,11 @@ def housekeeping_run(*, now: float | None = None) -> tuple[SweepResult, StoreRep
             swept.upload_files,
             swept.upload_bytes,
         )
+    return swept
+
+
+def orphan_blobs_report() -> StoreReport:
+    """The daily job (it reads the whole store): log orphan blobs, delete nothing."""
     report = store_report()
     if report.orphans:
         shown = ", ".join(sha for sha, _ in report.orphans[:10])
@@ -149,4 +155,4 @@ def housekeeping_run(*, now: float | None = None) -> tuple[SweepResult, StoreRep
             shown,
             ", …" if len(report.orphans) > 10 else "",
         )
-    return swept, report
+    return report

@@ -195,7 +195,12 @@ CELERY_BEAT_SCHEDULE = {
     "extraction-sweep": {"task": "archive.tasks.extraction_sweep", "schedule": 600.0},
     # How common words are, for the MariaDB search planner (archive/search/statistics.py).
     "search-statistics": {"task": "archive.tasks.refresh_search_statistics", "schedule": 86400.0},
-    "housekeeping": {"task": "archive.housekeeping_tasks.housekeeping", "schedule": float(HOUSEKEEPING_SECONDS)},
+    "temporary-files-sweep": {
+        "task": "archive.housekeeping_tasks.temporary_files_sweep",
+        "schedule": float(HOUSEKEEPING_SECONDS),
+    },
+    # Reads the whole store: once a day.
+    "orphan-blobs-report": {"task": "archive.housekeeping_tasks.orphan_blobs_report", "schedule": 86400.0},
 }
 
 # --- Text extraction for search (archive/extraction.py): limits per file ---

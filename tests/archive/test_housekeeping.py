@@ -77,20 +77,25 @@ def test_the_threshold_is_a_setting(settings, upload_dir):
     assert not one_hour.exists()
 
 
-@pytest.mark.django_db
-def test_the_scheduled_task_sweeps_on_the_processing_queue(upload_dir):
+def test_housekeeping_is_scheduled_on_the_processing_queue():
+    schedule = {entry["task"]: entry["schedule"] for entry in django_settings.CELERY_BEAT_SCHEDULE.values()}
+    for task in (housekeeping_tasks.temporary_files_sweep, housekeeping_tasks.orphan_blobs_report):
+        assert task.name in schedule and task.name in app.tasks
+        assert app.amqp.router.route({}, task.name)["queue"].name == "processing"
+    assert schedule[housekeeping_tasks.temporary_files_sweep.name] == django_settings.HOUSEKEEPING_SECONDS
+
+
+def test_the_scheduled_sweep_removes_what_is_old_by_the_real_clock(upload_dir):
     staging = staging_dir()
     ancient = staging / ".tmp-ancient"
     ancient.write_bytes(b"x")
-    os.utime(ancient, (0, 0))  # 1970: older than any threshold by the real clock
-    entry = django_settings.CELERY_BEAT_SCHEDULE["housekeeping"]
-    assert entry["task"] == housekeeping_tasks.housekeeping.name == "archive.housekeeping_tasks.housekeeping"
-    assert entry["task"] in app.tasks
-    assert app.amqp.router.route({}, entry["task"])["queue"].name == "processing"
+    os.utime(ancient, (0, 0))  # 1970: older than any threshold
+    fresh = staging / ".tmp-fresh"
+    fresh.write_bytes(b"x")
 
-    housekeeping_tasks.housekeeping()
+    housekeeping_tasks.temporary_files_sweep()
 
-    assert not ancient.exists()
+    assert not ancient.exists() and fresh.exists()
 
 
 @pytest.mark.django_db
@@ -107,7 +112,7 @@ def test_orphan_blobs_are_reported_and_kept(make_document, upload_dir, caplog):
     assert report.blobs == 2
     assert (report.temporary_files, report.temporary_bytes) == (1, 5)
     with caplog.at_level(logging.WARNING, logger="archive.housekeeping"):
-        housekeeping.housekeeping_run(now=NOW)
+        housekeeping_tasks.orphan_blobs_report()
     assert any(orphan.sha256 in r.getMessage() and "orphan" in r.getMessage() for r in caplog.records)
     assert storage.verify(orphan.sha256) and storage.verify(referenced)  # nothing deleted
 
