@@ -32,9 +32,9 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-# One worker only for syncs, so a sync never waits behind derived work; one for
+# A worker only for syncs (two sources at once), so a sync never waits behind derived work; one for
 # processing and text extraction (queues and routing: CELERY_TASK_ROUTES in settings).
-"$VENV/bin/celery" -A webadmin worker --queues=sync --hostname=sync@%h --loglevel=INFO --concurrency=1 & pids+=($!)
+"$VENV/bin/celery" -A webadmin worker --queues=sync --hostname=sync@%h --loglevel=INFO --concurrency=2 & pids+=($!)
 "$VENV/bin/celery" -A webadmin worker --queues=processing,extraction --hostname=derived@%h --loglevel=INFO \
   --concurrency=2 & pids+=($!)
 "$VENV/bin/celery" -A webadmin beat --loglevel=INFO & pids+=($!)
