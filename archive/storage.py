@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -221,17 +222,41 @@ def verify(sha256: str) -> bool:
     return digest.hexdigest() == sha256
 
 
-def sweep_temporary(older_than_seconds: float = 3600) -> int:
-    """Remove staging files left by a crash between write and rename."""
-    import time
-
+def sweep_temporary(older_than_seconds: float = 3600, *, now: float | None = None) -> int:
+    """Remove staging files left by a crash between write and rename, once they are
+    older than ``older_than_seconds`` (by mtime; ``now``: the clock, for tests).
+    A write in progress keeps its file fresh, so a live writer never loses it."""
     staging = _root() / "tmp"
     if not staging.is_dir():
         return 0
+    cutoff = (time.time() if now is None else now) - older_than_seconds
     removed = 0
-    cutoff = time.time() - older_than_seconds
     for entry in staging.iterdir():
-        if entry.name.startswith(".tmp-") and entry.stat().st_mtime < cutoff:
-            entry.unlink(missing_ok=True)
-            removed += 1
+        if not entry.name.startswith(".tmp-"):
+            continue
+        try:
+            if entry.stat().st_mtime < cutoff:
+                entry.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue  # renamed into place or swept by someone else meanwhile
     return removed
+
+
+def iter_blobs() -> Iterator[tuple[str, int]]:
+    """(sha256, size) of every blob in the store, in no particular order."""
+    root = _root() / "sha256"
+    if not root.is_dir():
+        return
+    for first in os.scandir(root):
+        if not first.is_dir():
+            continue
+        for second in os.scandir(first.path):
+            if not second.is_dir():
+                continue
+            for entry in os.scandir(second.path):
+                if _HEX64.match(entry.name) and entry.is_file():
+                    try:
+                        yield entry.name, entry.stat().st_size
+                    except FileNotFoundError:
+                        continue

@@ -3,6 +3,8 @@ back, required again when the account they belong to changes."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, ClassVar
+
 from django import forms
 from django.contrib.auth.models import Group
 from django.core.validators import validate_email
@@ -36,7 +38,15 @@ COMMON_FIELDS = [
 ]
 
 
-class SourceForm(forms.ModelForm):
+# django-stubs makes ModelForm generic; at run time Django's is not subscriptable.
+if TYPE_CHECKING:
+    _ModelForm = forms.ModelForm[MailSource]
+else:
+    _ModelForm = forms.ModelForm
+
+
+class SourceForm(_ModelForm):
+    kind: ClassVar[SourceKind]
     secret_label = "Password"
     # Changing one of these re-targets the secret: it must be entered again.
     identity_fields: tuple[str, ...] = ()
@@ -47,7 +57,7 @@ class SourceForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
 
-    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["secret"].label = self.secret_label
         has_secret = bool(self.instance.pk and self.instance.secret_encrypted)
@@ -56,14 +66,17 @@ class SourceForm(forms.ModelForm):
             if has_secret
             else "Stored encrypted; it is never shown again."
         )
-        self.fields["owner_group"].queryset = Group.objects.order_by("name")
+        owner_group = self.fields["owner_group"]
+        assert isinstance(owner_group, forms.ModelChoiceField)
+        owner_group.queryset = Group.objects.order_by("name")
         for name in ("from", "to", "cc", "subject"):
             field = self.fields[f"{name}_field"]
+            assert isinstance(field, forms.ModelChoiceField)
             field.queryset = FieldDefinition.objects.filter(internal=False)
             if not self.instance.pk:
                 field.initial = FieldDefinition.objects.filter(name=name).values_list("pk", flat=True).first()
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         secret = cleaned.get("secret") or ""
         creating = not self.instance.pk or not self.instance.secret_encrypted
@@ -80,7 +93,7 @@ class SourceForm(forms.ModelForm):
         return cleaned
 
     def save(self, commit: bool = True) -> MailSource:
-        source = super().save(commit=False)
+        source: MailSource = super().save(commit=False)
         source.kind = self.kind
         if self.cleaned_data.get("secret"):
             source_set_secret(source, self.cleaned_data["secret"])
@@ -102,7 +115,7 @@ class ImapSourceForm(SourceForm):
             "allow_unencrypted": "Allow security 'None': the password crosses the network in clear.",
         }
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         if not cleaned.get("host"):
             self.add_error("host", "Enter the IMAP server's host name.")
@@ -124,7 +137,7 @@ class M365SourceForm(SourceForm):
         help_texts = {"tenant": ENTRA_HELP, "page_size": "How many mails one request delivers (1–1000)."}
         widgets = {"mailboxes": forms.Textarea(attrs={"rows": 3})}
 
-    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["folders"].help_text = (
             "Comma-separated folder paths (e.g. Inbox, Inbox/Projects); empty for all folders "
@@ -144,7 +157,7 @@ class M365SourceForm(SourceForm):
             validate_email(address)
         return "\n".join(addresses)
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         for name in ("tenant", "client_id"):
             if not cleaned.get(name):
@@ -152,4 +165,4 @@ class M365SourceForm(SourceForm):
         return cleaned
 
 
-FORMS = {SourceKind.IMAP: ImapSourceForm, SourceKind.M365: M365SourceForm}
+FORMS: dict[str, type[SourceForm]] = {SourceKind.IMAP: ImapSourceForm, SourceKind.M365: M365SourceForm}

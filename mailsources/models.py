@@ -88,6 +88,9 @@ class MailSource(models.Model):
     last_run_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=64, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # When a run was put on the "sync" queue ("Sync now", the dispatcher); cleared
+    # when a worker starts it. Set: the page says "queued since …".
+    queued_at = models.DateTimeField(null=True, blank=True)
     archived_count = models.PositiveBigIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
 

@@ -3,57 +3,183 @@ in arguments; ``acks_late`` is safe because every task is idempotent."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import random
 import uuid
+from datetime import datetime
 
+import kombu.exceptions
+import redis.exceptions
 from celery import shared_task
-from django.db import OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
 
 from mailsources import pipeline, processing, services
 from mailsources.clients.base import TransientSourceError
+from mailsources.models import MailSource, RunStatus, SourceStatus, SyncRun
 
 logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 8
 
+# The broker cannot take a message (Redis down, the filesystem broker's disk full):
+# Celery raises kombu's OperationalError; Redis clients used directly raise their own.
+BROKER_ERRORS: tuple[type[Exception], ...] = (
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
 
 def _enqueue_processing(document_ids: list[int]) -> None:
-    process_mail_documents.delay(document_ids)
+    try:
+        process_mail_documents.delay(document_ids)
+    except BROKER_ERRORS as exc:
+        # The mails are committed; only their processing waits (a later sweep finds
+        # them). Failing the run for it would make an outage of Redis lose more.
+        logger.warning("could not enqueue processing of %d document(s): %s", len(document_ids), exc)
+
+
+def sync_enqueue(source_id: int) -> None:
+    """Put a run of the source on the "sync" queue ("Sync now", the dispatcher); the
+    page shows "queued since …" until a worker starts it. Raises BROKER_ERRORS."""
+    now = timezone.now()
+    # The first enqueue counts: a second press does not make the wait look shorter.
+    MailSource.objects.filter(pk=source_id, queued_at__isnull=True).update(queued_at=now)
+    try:
+        sync_source.delay(source_id)
+    except BROKER_ERRORS:
+        MailSource.objects.filter(pk=source_id, queued_at=now).update(queued_at=None)
+        raise
 
 
 @shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES, ignore_result=True)
-def sync_source(self, source_id: int) -> None:  # type: ignore[no-untyped-def]
+def sync_source(self, source_id: int, interrupted_owner: str = "", interrupted_reason: str = "") -> None:  # type: ignore[no-untyped-def]
+    """One run. ``interrupted_owner``/``interrupted_reason``: the attempt before this
+    retry died on an outage before it could close its run (the database was down)."""
+    # Unique per attempt (a message redelivered to another process of the same
+    # worker must not share the lease) and within lease_owner's 64 chars.
+    owner = f"{uuid.uuid4().hex[:16]}@{self.request.hostname or 'direct'}"[:64]
+    attempt_started = timezone.now()
     try:
+        if interrupted_owner and run_close_interrupted(source_id, interrupted_owner, interrupted_reason):
+            interrupted_owner = ""
+        MailSource.objects.filter(pk=source_id).update(queued_at=None)  # no longer waiting
         pipeline.source_sync(
             source_id,
             client_factory=services.client_for_source,
-            # Unique per attempt (a message redelivered to another process of the
-            # same worker must not share the lease) and within lease_owner's 64 chars.
-            owner=f"{uuid.uuid4().hex[:16]}@{self.request.hostname or 'direct'}"[:64],
+            owner=owner,
             after_commit=_enqueue_processing,
         )
     except TransientSourceError as exc:
         countdown = retry_countdown(self.request.retries, exc.retry_after)
         logger.warning("source %s: transient error, retry in %.0f s: %s", source_id, countdown, exc)
-        raise self.retry(countdown=countdown, exc=exc) from None
-    except OperationalError as exc:
-        if not is_transient_db_error(exc):
+        raise self.retry(countdown=countdown, exc=exc, kwargs={}) from None
+    except Exception as exc:
+        reason = infrastructure_error(exc)
+        if reason is None:
             raise
+        closed = run_close_interrupted(source_id, owner, reason, since=attempt_started)
         countdown = retry_countdown(self.request.retries, None)
-        logger.warning("source %s: database busy, retry in %.0f s: %s", source_id, countdown, exc)
-        raise self.retry(countdown=countdown, exc=exc) from None
+        logger.warning("source %s: %s; retry in %.0f s", source_id, reason, countdown)
+        # Database still down: the next attempt closes the dead run first (the earlier
+        # attempt's, whose lease kept this one out, or else this one's).
+        retry_kwargs = {}
+        if interrupted_owner:
+            retry_kwargs = {"interrupted_owner": interrupted_owner, "interrupted_reason": interrupted_reason}
+        elif not closed:
+            retry_kwargs = {"interrupted_owner": owner, "interrupted_reason": reason}
+        raise self.retry(countdown=countdown, exc=exc, kwargs=retry_kwargs) from None
 
 
-# MariaDB: deadlock, lock wait timeout, server gone away / lost; SQLite: locked.
-_TRANSIENT_DB_CODES = {1205, 1213, 2006, 2013}
+# MariaDB/MySQL: lock wait timeout, deadlock, too many connections, server shutting
+# down, can't connect (socket, TCP), server gone away, lost connection, connection
+# killed or dropped by the server, lost during the handshake.
+_TRANSIENT_DB_CODES = {1205, 1213, 1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031}
+# SQLite: busy, its file unreachable or its disk failing/full (the same later).
+_TRANSIENT_SQLITE_MESSAGES = (
+    "database is locked",
+    "database table is locked",
+    "unable to open database file",
+    "disk i/o error",
+    "database or disk is full",
+)
 
 
-def is_transient_db_error(exc: OperationalError) -> bool:
-    """Errors a later attempt of the same idempotent run can succeed after."""
+def is_transient_db_error(exc: BaseException) -> bool:
+    """Database errors a later attempt of the same idempotent run can succeed after:
+    the connection or the server is gone for now, or a lock was in the way."""
+    if isinstance(exc, InterfaceError):
+        return True  # a connection already closed under us
+    if not isinstance(exc, OperationalError):
+        return False
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    return code in _TRANSIENT_DB_CODES or "database is locked" in str(exc)
+    message = str(exc).lower()
+    return code in _TRANSIENT_DB_CODES or any(m in message for m in _TRANSIENT_SQLITE_MESSAGES)
+
+
+def infrastructure_error(exc: BaseException) -> str | None:
+    """The reason to show when ``exc`` is an outage of something the run depends on
+    (database, broker, disk space) rather than a fault of the run; else None."""
+    if isinstance(exc, DatabaseError) and is_transient_db_error(exc):
+        return f"database unavailable: {exc}"
+    if isinstance(exc, BROKER_ERRORS):
+        return f"broker unavailable: {exc}"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full: {exc}"
+    return None
+
+
+def run_close_interrupted(source_id: int, owner: str, reason: str, *, since: datetime | None = None) -> bool:
+    """Close what an attempt that died on an outage left, with its true reason.
+
+    Holding the lease still (the database went away before the run could be
+    closed), no other run of the source is alive: runs marked running are closed,
+    the lease is released. Lease already released (the pipeline closed the run as
+    an internal error): that run, started ``since``, gets the reason instead.
+    Returns False when the database does not answer (nothing could be done)."""
+    try:
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()  # a connection broken by the outage
+        with transaction.atomic():
+            _close_interrupted(source_id, owner, reason, since)
+    except DatabaseError as exc:
+        logger.warning("source %s: could not close the interrupted run: %s", source_id, exc)
+        return False
+    return True
+
+
+def _close_interrupted(source_id: int, owner: str, reason: str, since: datetime | None) -> None:
+    source = MailSource.objects.select_for_update().filter(pk=source_id).first()
+    if source is None:
+        return
+    now = timezone.now()
+    if source.lease_owner == owner:
+        for run in SyncRun.objects.filter(source_id=source_id, status=RunStatus.RUNNING):
+            run.status, run.finished = RunStatus.RETRY, now
+            run.errors = "\n".join(filter(None, [run.errors, reason]))
+            run.save(update_fields=["status", "finished", "errors"])
+        MailSource.objects.filter(pk=source_id, lease_owner=owner).update(
+            status=SourceStatus.RETRYING,
+            status_message=reason[:2000],
+            last_run_at=now,
+            lease_owner="",
+            lease_until=None,
+        )
+        return
+    if since is None:
+        return
+    closed = (
+        SyncRun.objects.filter(source_id=source_id, started__gte=since, status=RunStatus.RETRY).order_by("-pk").first()
+    )
+    if closed is not None and "internal error: " in closed.errors:
+        closed.errors = "\n".join(
+            reason if line.startswith("internal error: ") else line for line in closed.errors.splitlines()
+        )
+        closed.save(update_fields=["errors"])
+        MailSource.objects.filter(pk=source_id, status=SourceStatus.RETRYING).update(status_message=reason[:2000])
 
 
 def retry_countdown(retries: int, retry_after: float | None, *, jitter: float | None = None) -> float:
@@ -68,7 +194,12 @@ def retry_countdown(retries: int, retry_after: float | None, *, jitter: float | 
 @shared_task(acks_late=True, ignore_result=True)
 def dispatch_due_sources() -> None:
     for source_id in services.sources_due():
-        sync_source.delay(source_id)
+        try:
+            sync_enqueue(source_id)
+        except BROKER_ERRORS as exc:
+            # Not queued: due again at the next tick rather than after a whole interval.
+            MailSource.objects.filter(pk=source_id).update(next_run_at=timezone.now())
+            logger.warning("source %s: could not enqueue its run: %s", source_id, exc)
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import formats, timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mailsources import services, tasks
 from mailsources.clients.base import SourceError
 from mailsources.forms import FORMS
-from mailsources.models import MailSource, SourceKind, SyncRun
+from mailsources.models import MailSource, SourceKind, SourceStatus, SyncRun
 from mailsources.secrets import SecretUnavailable
 
-administrators_only = staff_member_required(login_url="login")
+View = Callable[..., HttpResponse]
+
+
+def administrators_only(view: View) -> View:
+    decorated: View = staff_member_required(view, login_url="login")
+    return decorated
+
+
+def queued_text(source: MailSource) -> str:
+    """ "queued since …" while a run waits on the sync queue, else ""."""
+    if source.queued_at is None or source.status == SourceStatus.RUNNING:
+        return ""
+    return "queued since " + formats.date_format(timezone.localtime(source.queued_at), "DATETIME_FORMAT")
 
 
 @administrators_only
@@ -66,6 +81,7 @@ def source_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "mailsources/detail.html",
         {
             "source": source,
+            "queued": queued_text(source),
             "runs": source.runs.all()[:25],
             "mailbox_statuses": source.mailbox_statuses.order_by("mailbox"),
             "folder_cursors": source.cursors.order_by("mailbox", "folder"),
@@ -92,8 +108,12 @@ def source_test(request: HttpRequest, pk: int) -> HttpResponse:
 def source_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
     source = get_object_or_404(MailSource, pk=pk)
     services.source_request_sync(source)
-    tasks.sync_source.delay(source.pk)
-    messages.success(request, "Sync started.")
+    try:
+        tasks.sync_enqueue(source.pk)
+    except tasks.BROKER_ERRORS as exc:
+        messages.error(request, f"The task queue is unavailable, the sync was not queued: {exc}")
+    else:
+        messages.success(request, "Sync queued; it starts when a sync worker is free.")
     return redirect("mailsources:detail", source.pk)
 
 
@@ -108,6 +128,7 @@ def source_progress(request: HttpRequest, pk: int) -> JsonResponse:
             "status_display": source.get_status_display(),
             "status_message": source.status_message,
             "archived": source.archived_count,
+            "queued": queued_text(source),
             "run": None
             if run is None
             else {

@@ -33,8 +33,12 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-"$VENV/bin/celery" -A webadmin worker --loglevel=INFO --concurrency=2 & pids+=($!)
+# A worker only for syncs (two sources at once), so a sync never waits behind derived work; one for
+# processing and text extraction (queues and routing: CELERY_TASK_ROUTES in settings).
+"$VENV/bin/celery" -A webadmin worker --queues=sync --hostname=sync@%h --loglevel=INFO --concurrency=2 & pids+=($!)
+"$VENV/bin/celery" -A webadmin worker --queues=processing,extraction --hostname=derived@%h --loglevel=INFO \
+  --concurrency=2 & pids+=($!)
 "$VENV/bin/celery" -A webadmin beat --loglevel=INFO & pids+=($!)
 "$VENV/bin/gunicorn" webadmin.wsgi --bind "$HOST:$PORT" --workers 2 --access-logfile - & pids+=($!)
-echo "==> WebAdmin is running at http://$HOST:$PORT/  (Ctrl+C stops web server, worker and beat)"
+echo "==> WebAdmin is running at http://$HOST:$PORT/  (Ctrl+C stops web server, workers and beat)"
 wait -n "${pids[@]}"

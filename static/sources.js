@@ -11,6 +11,7 @@
       document.getElementById("source-status").textContent =
         data.status_display + (data.status_message ? " — " + data.status_message : "");
       document.getElementById("source-archived").textContent = data.archived;
+      document.getElementById("source-queued").textContent = data.queued || "—";
       const run = data.run;
       const progress = document.getElementById("source-progress");
       if (run) {
@@ -18,7 +19,8 @@
         progress.textContent = run.done + " / " + total + " (new " + run.new + ", duplicate " +
           run.duplicate + ") — " + run.status_display;
       }
-      if (data.status === "running") setTimeout(poll, 1000); else setTimeout(poll, 5000);
+      // Fast while a run is queued or running: the page follows it from queued to done.
+      if (data.status === "running" || data.queued) setTimeout(poll, 1000); else setTimeout(poll, 5000);
     } catch (err) { setTimeout(poll, 5000); }
   }
   poll();

@@ -171,7 +171,7 @@ if env_bool("BEHIND_PROXY", False):
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"  # views that must be framed (file viewer, mail body) allow same-origin
 
-# --- Celery ---
+# --- Celery: broker, queues and routing, the schedule, housekeeping ---
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.split("://", 1)[0] not in {"filesystem", "redis", "rediss", "memory"}:
     raise ImproperlyConfigured(f"CELERY_BROKER_URL={CELERY_BROKER_URL!r}: use redis://host:6379/0 or filesystem://")
@@ -196,9 +196,31 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Three queues, so that a sync never waits behind derived work: "sync" (mail source
+# runs and their dispatcher) gets a worker of its own; "processing" (parsing archived
+# mail into parts, housekeeping) and "extraction" (text for search) share the others.
+# Queue names are file-name safe for the filesystem broker of `make run` (no dots).
+CELERY_TASK_DEFAULT_QUEUE = "processing"  # anything not routed below
+CELERY_TASK_ROUTES = {
+    "mailsources.tasks.sync_source": {"queue": "sync"},
+    "mailsources.tasks.dispatch_due_sources": {"queue": "sync"},
+    # The processing task lives in mailsources.tasks or, moved, in archive.tasks.
+    "mailsources.tasks.process_mail_documents": {"queue": "processing"},
+    "archive.tasks.process_mail_documents": {"queue": "processing"},
+    "archive.tasks.*extract*": {"queue": "extraction"},
+    "archive.housekeeping_tasks.*": {"queue": "processing"},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
 MAIL_DISPATCH_SECONDS = env_int("MAIL_DISPATCH_SECONDS", 30, minimum=1)
+# Housekeeping (archive/housekeeping.py): temporary files of the store and of uploads
+# older than this are removed; orphan blobs are only reported, never deleted.
+HOUSEKEEPING_SECONDS = env_int("HOUSEKEEPING_SECONDS", 3600, minimum=60)
+TEMP_FILE_MAX_AGE_HOURS = env_int("TEMP_FILE_MAX_AGE_HOURS", 24, minimum=1)
+# Uploads larger than FILE_UPLOAD_MAX_MEMORY_SIZE are spooled here (not /tmp), so
+# that the ones a killed web process left behind can be found and swept.
+FILE_UPLOAD_TEMP_DIR = str(Path(env_str("FILE_UPLOAD_TEMP_DIR", str(DATA_DIR / "upload-tmp"))).resolve())
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-mail-sources": {
         "task": "mailsources.tasks.dispatch_due_sources",
@@ -208,6 +230,12 @@ CELERY_BEAT_SCHEDULE = {
     "extraction-sweep": {"task": "archive.tasks.extraction_sweep", "schedule": 600.0},
     # How common words are, for the MariaDB search planner (archive/search/statistics.py).
     "search-statistics": {"task": "archive.tasks.refresh_search_statistics", "schedule": 86400.0},
+    "temporary-files-sweep": {
+        "task": "archive.housekeeping_tasks.temporary_files_sweep",
+        "schedule": float(HOUSEKEEPING_SECONDS),
+    },
+    # Reads the whole store: once a day.
+    "orphan-blobs-report": {"task": "archive.housekeeping_tasks.orphan_blobs_report", "schedule": 86400.0},
 }
 
 # --- Text extraction for search (archive/extraction.py): limits per file ---

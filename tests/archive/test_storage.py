@@ -78,6 +78,27 @@ def test_a_leftover_temporary_file_is_never_taken_for_a_blob_and_is_swept():
     assert not orphan.exists()
 
 
+def test_the_sweep_keeps_temporary_files_younger_than_the_threshold_by_the_given_clock():
+    storage.put_bytes(b"create the staging dir")
+    staging = storage.blob_path("0" * 64).parents[3] / "tmp"
+    now = 2_000_000_000.0
+    old, young, other = staging / ".tmp-old", staging / ".tmp-young", staging / "not-ours"
+    for path, age in ((old, 3601), (young, 3599), (other, 99_999)):
+        path.write_bytes(b"x")
+        os.utime(path, (now - age, now - age))
+    assert storage.sweep_temporary(older_than_seconds=3600, now=now) == 1
+    assert not old.exists() and young.exists() and other.exists()
+    # Later by the same clock, the young one is old too.
+    assert storage.sweep_temporary(older_than_seconds=3600, now=now + 2) == 1
+    assert not young.exists() and other.exists()
+
+
+def test_iter_blobs_lists_every_stored_blob_with_its_size():
+    blobs = [storage.put_bytes(data) for data in (b"one", b"two two", b"three three three")]
+    storage.put_bytes(b"one")  # stored once
+    assert sorted(storage.iter_blobs()) == sorted((b.sha256, b.size) for b in blobs)
+
+
 def test_verify_detects_a_changed_blob():
     blob = storage.put_bytes(b"original")
     assert storage.verify(blob.sha256)
