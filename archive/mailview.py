@@ -32,7 +32,7 @@ from django.urls import reverse
 from django.utils.html import escape, urlize
 
 from archive import storage
-from archive.mail import MailHeaders, MailLimits, MailPart, ParsedMail, parse_headers, parse_message
+from archive.mail import MailHeaders, MailPart, ParsedMail, mail_limits, parse_headers, parse_message
 from archive.models import Document, DocumentFile, FileRole
 from archive.serving import FILE_CSP, content_disposition, is_inline_type
 
@@ -443,13 +443,6 @@ def body_csp(*, allow_remote: bool) -> str:
 
 
 # --- Reading the message -------------------------------------------------------------------
-
-
-def mail_limits() -> MailLimits:
-    return MailLimits(
-        max_depth=getattr(settings, "MAIL_MAX_MIME_DEPTH", MailLimits.max_depth),
-        max_parts=getattr(settings, "MAIL_MAX_MIME_PARTS", MailLimits.max_parts),
-    )
 
 
 def _view_max_bytes() -> int:

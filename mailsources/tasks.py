@@ -11,7 +11,8 @@ import uuid
 from celery import shared_task
 from django.db import OperationalError
 
-from mailsources import pipeline, processing, services
+from archive.tasks import process_mail_documents
+from mailsources import pipeline, services
 from mailsources.clients.base import TransientSourceError
 
 logger = logging.getLogger(__name__)
@@ -69,8 +70,3 @@ def retry_countdown(retries: int, retry_after: float | None, *, jitter: float | 
 def dispatch_due_sources() -> None:
     for source_id in services.sources_due():
         sync_source.delay(source_id)
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def process_mail_documents(document_ids: list[int]) -> None:
-    processing.mail_documents_process(document_ids)

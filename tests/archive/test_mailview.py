@@ -222,7 +222,7 @@ def parts_in(html: str) -> list[str]:
 
 
 def process(doc: Document) -> None:
-    from mailsources.processing import mail_document_process
+    from archive.processing import mail_document_process
 
     mail_document_process(doc)
     assert doc.files.filter(role=FileRole.ATTACHMENT).exists()

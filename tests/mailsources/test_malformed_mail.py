@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from archive import storage
+from archive import processing, storage
 from archive.models import Document, DocumentFile, FileRole
-from mailsources import processing
 from mailsources.models import MailLocation, RunStatus
 from tests.mailsources.imap_pipeline import archived_raws, mail, raw_mail, server_messages, sync
 

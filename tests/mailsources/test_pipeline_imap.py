@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from archive import storage
+from archive import processing, storage
 from archive.models import Document, DocumentFile, DocumentKind, FieldDefinition, FieldType, FileRole
-from mailsources import pipeline, processing
+from mailsources import pipeline
 from mailsources.clients.base import TransientSourceError
 from mailsources.models import (
     ArchivedMail,
