@@ -73,8 +73,7 @@ def graph_request_gate():  # type: ignore[no-untyped-def]
 def source_test_connection(source: MailSource) -> list[ConnectionReport]:
     """Log in and look around; raises SourceError with a specific message."""
     reports = []
-    mailboxes = source.mailbox_list if source.kind == SourceKind.M365 else [""]
-    for mailbox in mailboxes:
+    for mailbox in source.sync_mailboxes:
         client = client_for_source(source, mailbox)
         try:
             reports.append(client.test_connection())
