@@ -10,6 +10,7 @@ import zipfile
 from email.message import EmailMessage
 
 import pytest
+from django.conf import settings
 
 from archive import extraction, search, services, storage
 from archive.extractors import ExtractionError, Limits, NotExtractable, extract_text
@@ -340,7 +341,9 @@ def test_a_failed_extraction_is_recorded_retried_and_leaves_the_fields_searchabl
     assert file.extraction_status == ExtractionStatus.FAILED
     assert file.extraction_attempts == 1
     assert "attempt 1 of 3" in file.extraction_error and "PDF" in file.extraction_error
-    assert len(retries) == 1 and retries[0][0] == document.pk and retries[0][1] > 0
+    # The first retry after one attempt: EXTRACTION_RETRY_SECONDS, ±20 % jitter.
+    assert len(retries) == 1 and retries[0][0] == document.pk
+    assert 0.8 * settings.EXTRACTION_RETRY_SECONDS <= retries[0][1] <= 1.2 * settings.EXTRACTION_RETRY_SECONDS
     assert list(search.search_documents(alice, "kaputtes").documents) == [document]
 
     extraction.extract_document(document.pk)

@@ -355,7 +355,8 @@ def test_move_after_archive_moves_verified_mails_and_never_archives_the_target(
     assert sorted(server_messages(imap_mailbox, "Archived").values()) == sorted(held)
     assert ArchivedMail.objects.filter(verified_at__isnull=False).count() == 3
     assert not MailLocation.objects.filter(folder="Archived").exists()
-    assert any(c[:2] == ("UID", "MOVE") for c in imap_commands)
+    # One UID MOVE per folder (INBOX's two mails, Projects' one), each to the target.
+    assert [c[:2] for c in imap_commands if c[:2] == ("UID", "MOVE")] == [("UID", "MOVE")] * 2
 
     imap_commands.clear()
     assert sync(source).new == 0
