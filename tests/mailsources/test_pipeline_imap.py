@@ -410,3 +410,22 @@ def test_ledger_keys_compare_case_exactly(group_a):
         )
     assert MailLocation.objects.filter(folder="archive").count() == 1
     assert MailLocation.objects.filter(location="abc").count() == 1
+
+
+def test_processing_runs_under_the_task_name_it_was_queued_with(imap_mailbox, imap_source):
+    """The processing task lives in archive.tasks now; messages queued under its first
+    name (mailsources.tasks.process_mail_documents) still reach it."""
+    from celery import current_app
+
+    from archive import tasks as archive_tasks
+    from mailsources import tasks as mailsources_tasks
+
+    imap_mailbox.append("INBOX", mail("with attachment", attachment=("offerte.pdf", b"%PDF-1.4 fake\n")))
+    sync(imap_source)
+    document = Document.objects.get()
+
+    task = current_app.tasks["mailsources.tasks.process_mail_documents"]
+    assert task.run is archive_tasks.process_mail_documents.run is mailsources_tasks.process_mail_documents.run
+    task([document.pk])
+
+    assert list(document.files.filter(role=FileRole.ATTACHMENT).values_list("name", flat=True)) == ["offerte.pdf"]
