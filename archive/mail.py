@@ -198,7 +198,7 @@ class MimeNode:
     @property
     def children(self) -> list[Message]:
         payload = self.message.get_payload() if self.message.is_multipart() else None
-        return payload if isinstance(payload, list) else []
+        return [child for child in payload if isinstance(child, Message)] if isinstance(payload, list) else []
 
     @property
     def raw_filename(self) -> str:

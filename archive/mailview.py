@@ -362,9 +362,10 @@ def sanitize_mail_html(
             if any(f.lower() not in _CSS_FUNCTIONS for f in _CSS_FUNCTION.findall(rest)):
                 continue
             if "url" in lowered:
-                rest = _style_urls(rest)
-                if rest is None:
+                rewritten = _style_urls(rest)
+                if rewritten is None:
                     continue
+                rest = rewritten
             kept.append(f"{name}:{rest}")
         return ";".join(kept) or None
 

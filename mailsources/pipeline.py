@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connections, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from archive import storage
@@ -138,11 +140,11 @@ class BatchResult:
     archived: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
-def _exact_locations(queryset, locations: Iterable[str], *fields: str) -> list[tuple]:  # type: ignore[no-untyped-def]
+def _exact_locations(queryset: QuerySet[MailLocation], locations: Iterable[str], *fields: str) -> list[tuple[Any, ...]]:
     """(location, *fields) of the ledger rows whose location is one of ``locations`` byte
     for byte: Graph ids are case-sensitive, MariaDB's default collation is not."""
     wanted = sorted(set(locations))
-    rows: list[tuple] = []
+    rows: list[tuple[Any, ...]] = []
     for i in range(0, len(wanted), 500):
         chunk = set(wanted[i : i + 500])
         rows += [row for row in queryset.filter(location__in=chunk).values_list("location", *fields) if row[0] in chunk]
@@ -369,8 +371,7 @@ def mailbox_sync(
                     first = False
                 result = batch_ingest(source, mailbox, folder, batch, run, blobs)
                 if after_commit and result.new_document_ids:
-                    ids = result.new_document_ids
-                    transaction.on_commit(lambda ids=ids: after_commit(ids))
+                    transaction.on_commit(functools.partial(after_commit, result.new_document_ids))
                 acted = act_after_archive(client, source, mailbox, folder, batch.epoch, result.archived)
                 unverified = 0 if source.after_archive == AfterArchive.KEEP else len(result.archived) - acted
                 if unverified:
