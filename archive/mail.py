@@ -263,11 +263,11 @@ def walk_mime(
         )
         yield node
         below = node.children
-        chosen = below if children is None or not below else children(node, below)
+        chosen = None if children is None or not below else {id(c) for c in children(node, below)}
         numbered = [
             (f"{path}.{i}" if path else str(i), child)
             for i, child in enumerate(below, 1)
-            if any(child is c for c in chosen)
+            if chosen is None or id(child) in chosen
         ]
         stack.extend((child, child_path, depth + 1) for child_path, child in reversed(numbered))
 
