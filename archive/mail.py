@@ -12,7 +12,6 @@ import datetime as dt
 import email
 import email.errors
 import email.policy
-import functools
 import re
 from collections.abc import Callable, Iterator
 from email.header import Header, decode_header, make_header
@@ -181,7 +180,7 @@ def mail_limits() -> MailLimits:
     )
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class MimeNode:
     """One node of a MIME tree as the walk meets it (containers too)."""
 
@@ -189,7 +188,11 @@ class MimeNode:
     path: str  # "1.2.3": position in the tree; "" for the root
     depth: int
     content_type: str
-    disposition: str  # lower-case; "" when the part has none
+
+    @property
+    def disposition(self) -> str:
+        """``inline``, ``attachment``…, lower-case; "" when the part has none."""
+        return (self.message.get_content_disposition() or "").lower()
 
     @property
     def is_multipart(self) -> bool:
@@ -205,8 +208,9 @@ class MimeNode:
         """The filename parameter as the header has it (RFC 2231 joined, not RFC 2047 decoded)."""
         return str(self.message.get_filename() or "")
 
-    @functools.cached_property
+    @property
     def filename(self) -> str:
+        """The filename parameter decoded (RFC 2231 and RFC 2047); "" when it is unreadable."""
         try:
             return decode_text(self.message.get_filename() or "")
         except Exception:  # noqa: BLE001 - a hostile parameter is no name
@@ -259,11 +263,11 @@ def walk_mime(
             path=path,
             depth=depth,
             content_type=part.get_content_type(),
-            disposition=(part.get_content_disposition() or "").lower(),
         )
         yield node
         below = node.children
-        chosen = None if children is None or not below else {id(c) for c in children(node, below)}
+        picked = below if children is None or not below else children(node, below)
+        chosen = None if picked is below else {id(c) for c in picked}
         numbered = [
             (f"{path}.{i}" if path else str(i), child)
             for i, child in enumerate(below, 1)
