@@ -8,7 +8,8 @@ transaction that creates the document or adds files, call
     archive.extraction.schedule_for_documents([pk, …])   # a batch
 
 It only registers an ``on_commit`` hook: after the commit, a Celery task
-``archive.tasks.extract_document`` is queued. Archiving never waits for it and
+``archive.tasks.extract_document`` is queued (by name: the tasks import this
+module, never the other way round). Archiving never waits for it and
 never fails because of it (a broker that is down is logged; the periodic
 ``extraction_sweep`` picks the files up later). ``archive.services`` calls it
 for ``document_create`` and new versions, so callers of those need do nothing.
@@ -35,6 +36,7 @@ import signal
 import subprocess
 import sys
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -68,10 +70,14 @@ def schedule_for_document(document_id: int) -> None:
     transaction.on_commit(functools.partial(enqueue_document, document_id), robust=True)
 
 
-def enqueue_document(document_id: int, countdown: float | None = None) -> None:
-    from archive.tasks import extract_document  # tasks import this module
+# The tasks (``archive.tasks``) call this module; it queues them by name, so the
+# two never import each other.
+EXTRACT_DOCUMENT_TASK = "archive.tasks.extract_document"
+EXTRACT_DOCUMENTS_TASK = "archive.tasks.extract_documents"
 
-    extract_document.apply_async((document_id,), countdown=countdown)
+
+def enqueue_document(document_id: int, countdown: float | None = None) -> None:
+    current_app.send_task(EXTRACT_DOCUMENT_TASK, args=(document_id,), countdown=countdown)
 
 
 # Documents per task of schedule_for_documents: a publish costs ~1.5 ms of CPU,
@@ -89,9 +95,7 @@ def schedule_for_documents(document_ids: list[int]) -> None:
 
 
 def enqueue_documents(document_ids: list[int]) -> None:
-    from archive.tasks import extract_documents
-
-    extract_documents.apply_async((document_ids,))
+    current_app.send_task(EXTRACT_DOCUMENTS_TASK, args=(document_ids,))
 
 
 def _retry_delay(attempts: int) -> float:

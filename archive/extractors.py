@@ -23,6 +23,8 @@ from email.message import Message
 from html.parser import HTMLParser
 from xml.parsers import expat
 
+from archive.mail import MailLimitExceeded, MailLimits, MimeNode, decode_bytes, walk_mime
+
 
 class NotExtractable(Exception):
     """The file has no text we can read (an image, an unknown binary): not an error."""
@@ -126,17 +128,6 @@ def _looks_like_text(head: bytes) -> bool:
         sample = head[: exc.start].decode("utf-8")
     printable = sum(1 for c in sample if c.isprintable() or c in "\r\n\t")
     return printable >= 0.95 * max(1, len(sample))
-
-
-def decode_text(data: bytes) -> str:
-    for bom, codec in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
-        if data.startswith(bom):
-            return data.decode(codec, errors="replace")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        # Windows-1252 is what Western European office files and mails are in.
-        return data.decode("cp1252", errors="replace")
 
 
 # --- HTML --------------------------------------------------------------------
@@ -401,15 +392,7 @@ def _xlsx_cell_filter() -> Callable[[str, dict[str, str]], bool]:
 
 def _part_text(part: Message) -> str:
     payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return ""
-    charset = part.get_content_charset()
-    if charset:
-        try:
-            return payload.decode(charset, errors="replace")
-        except LookupError:  # an unknown charset name
-            pass
-    return decode_text(payload)
+    return decode_bytes(payload, part.get_content_charset()) if isinstance(payload, bytes) else ""
 
 
 def _header_lines(msg: Message) -> str:
@@ -423,69 +406,62 @@ def _header_lines(msg: Message) -> str:
     return "\n".join(lines)
 
 
-class _MailWalker:
-    def __init__(self, limits: Limits, skip_sha256: frozenset[str], depth: int, out: _Text) -> None:
-        self.limits = limits
-        self.skip = skip_sha256
-        self.depth = depth
-        self.out = out
-        self.parts = 0
+def _alternative(node: MimeNode, subparts: list[Message]) -> list[Message]:
+    """Of a multipart/alternative, the sender's plain-text rendering if there
+    is one with words in it, else the first other one (the HTML)."""
+    if node.content_type != "multipart/alternative":
+        return subparts
+    by_type = {p.get_content_type(): p for p in subparts}
+    plain = by_type.get("text/plain")
+    if plain is not None and _part_text(plain).strip():
+        return [plain]
+    return next(([sub] for sub in subparts if sub.get_content_type() != "text/plain"), [])
 
-    def walk(self, part: Message, level: int = 0) -> None:
-        self.parts += 1
-        if self.parts > self.limits.max_mime_parts or level > self.limits.max_mime_depth or self.out.full:
-            return
-        ctype = part.get_content_type()
-        disposition = part.get_content_disposition()
-        if part.is_multipart():
-            subparts = part.get_payload()
-            if not isinstance(subparts, list):
-                return
-            if ctype == "multipart/alternative":
-                self._alternative(subparts, level)
-                return
-            if ctype == "message/rfc822":  # a forwarded mail: its headers, then its body
-                for inner in subparts:
-                    self.out.add("\n\n" + _header_lines(inner) + "\n")
-                    self.walk(inner, level + 1)
-                return
-            for sub in subparts:
-                self.walk(sub, level + 1)
-            return
-        if disposition != "attachment" and ctype in ("text/plain", "text/html"):
-            text = _part_text(part)
-            self.out.add((html_to_text(text, self.limits.max_text_chars) if ctype == "text/html" else text) + "\n")
-            return
-        self._attachment(part)
 
-    def _alternative(self, subparts: list[Message], level: int) -> None:
-        # The sender's plain-text rendering if there is one with words in it, else the HTML.
-        by_type = {p.get_content_type(): p for p in subparts}
-        plain = by_type.get("text/plain")
-        if plain is not None and _part_text(plain).strip():
-            self.walk(plain, level + 1)
-            return
-        for sub in subparts:
-            if sub.get_content_type() != "text/plain":
-                self.walk(sub, level + 1)
+def _mail_body_text(msg: Message, limits: Limits, skip: frozenset[str], depth: int, out: _Text) -> None:
+    """The walk's leaves as text: bodies (HTML as text), forwarded mails with
+    their headers, attachments through ``extract_text``. Parts past the limits
+    are left out."""
+    walk = walk_mime(
+        msg,
+        MailLimits(max_depth=limits.max_mime_depth, max_parts=limits.max_mime_parts),
+        children=_alternative,
+        skip_too_deep=True,
+    )
+    try:
+        for node in walk:
+            if out.full:
                 return
+            if node.is_multipart:
+                if node.content_type == "message/rfc822":  # a forwarded mail: its headers, then its body
+                    for inner in node.children:
+                        out.add("\n\n" + _header_lines(inner) + "\n")
+                continue
+            if node.disposition != "attachment" and node.content_type in ("text/plain", "text/html"):
+                text = node.text()
+                out.add(
+                    (html_to_text(text, limits.max_text_chars) if node.content_type == "text/html" else text) + "\n"
+                )
+                continue
+            _attachment_text(node, limits, skip, depth, out)
+    except MailLimitExceeded:
+        return
 
-    def _attachment(self, part: Message) -> None:
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes) or not payload:
-            return
-        # An attachment that the archive keeps as a file of its own is extracted there.
-        if hashlib.sha256(payload).hexdigest() in self.skip:
-            return
-        name = part.get_filename() or ""
-        try:
-            text = extract_text(
-                payload, part.get_content_type(), name, self.limits, skip_sha256=self.skip, depth=self.depth + 1
-            )
-        except (NotExtractable, ExtractionError):
-            text = ""
-        if name or text:
-            self.out.add(f"\n\n{name}\n{text}\n")
+
+def _attachment_text(node: MimeNode, limits: Limits, skip: frozenset[str], depth: int, out: _Text) -> None:
+    payload = node.payload()
+    if not payload:
+        return
+    # An attachment that the archive keeps as a file of its own is extracted there.
+    if hashlib.sha256(payload).hexdigest() in skip:
+        return
+    name = node.raw_filename
+    try:
+        text = extract_text(payload, node.content_type, name, limits, skip_sha256=skip, depth=depth + 1)
+    except (NotExtractable, ExtractionError):
+        text = ""
+    if name or text:
+        out.add(f"\n\n{name}\n{text}\n")
 
 
 def mail_text(data: bytes, limits: Limits, skip_sha256: frozenset[str] = frozenset(), depth: int = 0) -> str:
@@ -494,7 +470,7 @@ def mail_text(data: bytes, limits: Limits, skip_sha256: frozenset[str] = frozens
     msg = email.message_from_bytes(data, policy=email.policy.compat32)
     out = _Text(limits.max_text_chars)
     out.add(_header_lines(msg) + "\n\n")
-    _MailWalker(limits, skip_sha256, depth, out).walk(msg)
+    _mail_body_text(msg, limits, skip_sha256, depth, out)
     return out.value()
 
 
@@ -522,9 +498,9 @@ def extract_text(
     if kind == "eml":
         return mail_text(data, limits, skip_sha256, depth)
     if kind == "html":
-        return html_to_text(decode_text(data), limits.max_text_chars)
+        return html_to_text(decode_bytes(data), limits.max_text_chars)
     if kind == "text":
-        return _tidy(decode_text(data[: limits.max_text_chars * 4])[: limits.max_text_chars])
+        return _tidy(decode_bytes(data[: limits.max_text_chars * 4])[: limits.max_text_chars])
     raise NotExtractable(f"no text in {content_type or 'this kind of file'}")
 
 

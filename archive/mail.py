@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email
+import email.errors
 import email.policy
 import re
+from collections.abc import Callable, Iterator
 from email.header import Header, decode_header, make_header
-from email.message import EmailMessage, Message
+from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
@@ -50,16 +52,30 @@ def _header_str(value: object) -> str:
     (what old mailers sent)."""
     if not isinstance(value, Header):
         return _FOLD.sub("", str(value))
-    parts = []
-    for chunk, _charset in decode_header(value):
-        if isinstance(chunk, bytes):
-            try:
-                parts.append(chunk.decode("utf-8"))
-            except UnicodeDecodeError:
-                parts.append(chunk.decode("cp1252", errors="replace"))
-        else:
-            parts.append(chunk)
+    parts = [decode_bytes(chunk) if isinstance(chunk, bytes) else chunk for chunk, _charset in decode_header(value)]
     return _FOLD.sub("", "".join(parts))
+
+
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def decode_bytes(data: bytes, charset: str | None = None) -> str:
+    """Text from bytes, never raising: in ``charset`` when one is declared and
+    known (undecodable bytes replaced); else by its byte order mark, as UTF-8,
+    or as Windows-1252 — what Western European mails and office files are in
+    when they do not say."""
+    if charset:
+        try:
+            return data.decode(charset, errors="replace")
+        except LookupError:  # an unknown charset name
+            pass
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return data.decode(codec, errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
 
 
 def decode_text(value: object) -> str:
@@ -149,6 +165,120 @@ def parse_headers(raw: bytes) -> MailHeaders:
         return MailHeaders(error=f"headers unreadable: {exc.__class__.__name__}: {exc}")
 
 
+# --- The MIME walk ---------------------------------------------------------------------------
+# One walk for processing (``parse_message``), viewing (``archive.mailview``) and text
+# extraction (``archive.extractors``): the limits are applied here and nowhere else.
+
+
+def mail_limits() -> MailLimits:
+    """The limits configured for this installation (``MAIL_MAX_MIME_*``)."""
+    from django.conf import settings  # here: the extractor's child process has no Django
+
+    return MailLimits(
+        max_depth=getattr(settings, "MAIL_MAX_MIME_DEPTH", MailLimits.max_depth),
+        max_parts=getattr(settings, "MAIL_MAX_MIME_PARTS", MailLimits.max_parts),
+    )
+
+
+@dataclasses.dataclass(slots=True)
+class MimeNode:
+    """One node of a MIME tree as the walk meets it (containers too)."""
+
+    message: Message
+    path: str  # "1.2.3": position in the tree; "" for the root
+    depth: int
+    content_type: str
+
+    @property
+    def disposition(self) -> str:
+        """``inline``, ``attachment``…, lower-case; "" when the part has none."""
+        return (self.message.get_content_disposition() or "").lower()
+
+    @property
+    def is_multipart(self) -> bool:
+        return self.message.is_multipart()
+
+    @property
+    def children(self) -> list[Message]:
+        payload = self.message.get_payload() if self.message.is_multipart() else None
+        return [child for child in payload if isinstance(child, Message)] if isinstance(payload, list) else []
+
+    @property
+    def raw_filename(self) -> str:
+        """The filename parameter as the header has it (RFC 2231 joined, not RFC 2047 decoded)."""
+        return str(self.message.get_filename() or "")
+
+    @property
+    def filename(self) -> str:
+        """The filename parameter decoded (RFC 2231 and RFC 2047); "" when it is unreadable."""
+        try:
+            return decode_text(self.message.get_filename() or "")
+        except Exception:  # noqa: BLE001 - a hostile parameter is no name
+            return ""
+
+    @property
+    def content_id(self) -> str:
+        return str(self.message.get("Content-ID", "") or "").strip().strip("<>")
+
+    def payload(self) -> bytes | None:
+        """The body with its transfer encoding undone (None for a container)."""
+        payload = self.message.get_payload(decode=True)
+        return payload if isinstance(payload, bytes) else None
+
+    def text(self) -> str:
+        """The body as text, in its declared charset (``decode_bytes``)."""
+        return decode_bytes(self.payload() or b"", self.message.get_content_charset())
+
+
+# Which children of a container to descend into (default: all); the paths keep
+# the children's positions.
+ChildFilter = Callable[[MimeNode, list[Message]], list[Message]]
+
+
+def walk_mime(
+    message: Message,
+    limits: MailLimits,
+    *,
+    children: ChildFilter | None = None,
+    skip_too_deep: bool = False,
+) -> Iterator[MimeNode]:
+    """Every node of the tree, depth first, parents before their children.
+
+    Raises ``MailLimitExceeded`` at the part past ``limits.max_parts`` and at a
+    part nested deeper than ``limits.max_depth`` — or, with ``skip_too_deep``,
+    leaves such a part (and what it contains) out and goes on with the rest."""
+    count = 0
+    stack: list[tuple[Message, str, int]] = [(message, "", 0)]
+    while stack:
+        part, path, depth = stack.pop()
+        count += 1
+        if count > limits.max_parts:
+            raise MailLimitExceeded(f"more than {limits.max_parts} MIME parts")
+        if depth > limits.max_depth:
+            if skip_too_deep:
+                continue
+            raise MailLimitExceeded(f"MIME nesting deeper than {limits.max_depth}")
+        node = MimeNode(
+            message=part,
+            path=path,
+            depth=depth,
+            content_type=part.get_content_type(),
+        )
+        yield node
+        below = node.children
+        picked = below if children is None or not below else children(node, below)
+        chosen = None if picked is below else {id(c) for c in picked}
+        numbered = [
+            (f"{path}.{i}" if path else str(i), child)
+            for i, child in enumerate(below, 1)
+            if chosen is None or id(child) in chosen
+        ]
+        stack.extend((child, child_path, depth + 1) for child_path, child in reversed(numbered))
+
+
+# --- The full MIME structure -------------------------------------------------------------------
+
+
 @dataclasses.dataclass
 class MailPart:
     path: str  # "1.2.3": position in the MIME tree
@@ -161,7 +291,7 @@ class MailPart:
 
 @dataclasses.dataclass
 class ParsedMail:
-    message: EmailMessage | None
+    message: Message | None
     text: str = ""
     html: str = ""
     attachments: list[MailPart] = dataclasses.field(default_factory=list)
@@ -170,19 +300,10 @@ class ParsedMail:
     error: str = ""
 
 
-def _decode_body(part: Message) -> str:
-    payload = part.get_payload(decode=True) or b""
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return payload.decode(charset, errors="replace")
-    except LookupError:
-        return payload.decode("utf-8", errors="replace")
-
-
 def parse_message(
     raw: bytes, limits: MailLimits | None = None, *, policy: email.policy.Policy = email.policy.default
 ) -> ParsedMail:
-    """Walk the MIME tree within ``limits``; never raises on bad input.
+    """Body, attachments and inline images within ``limits``; never raises on bad input.
 
     ``policy=email.policy.compat32`` finds the same parts about 2× faster (no
     structured header objects): for callers that only want the parts."""
@@ -191,68 +312,57 @@ def parse_message(
         msg = BytesParser(policy=policy).parsebytes(raw)
     except Exception as exc:  # noqa: BLE001 - the raw mail stays archived
         return ParsedMail(message=None, error=f"unparseable: {exc.__class__.__name__}: {exc}")
-    result = ParsedMail(message=msg)  # type: ignore[arg-type]
-    count = 0
-
-    def walk(part: Message, path: str, depth: int) -> None:
-        nonlocal count
-        count += 1
-        if count > limits.max_parts:
-            raise MailLimitExceeded(f"more than {limits.max_parts} MIME parts")
-        if depth > limits.max_depth:
-            raise MailLimitExceeded(f"MIME nesting deeper than {limits.max_depth}")
-        for defect in getattr(part, "defects", []):
-            result.defects.append(f"{path}: {defect.__class__.__name__}")
-        if part.is_multipart():
-            children = part.get_payload()
-            if isinstance(children, list):
-                for i, child in enumerate(children, 1):
-                    walk(child, f"{path}.{i}" if path else str(i), depth + 1)
-            return
-        ctype = part.get_content_type()
-        disposition = (part.get_content_disposition() or "").lower()
-        try:
-            filename = decode_text(part.get_filename() or "")
-        except Exception:  # noqa: BLE001
-            filename = ""
-        cid = str(part.get("Content-ID", "") or "").strip().strip("<>")
-        if ctype == "message/rfc822" and not disposition:
-            disposition = "attachment"
-        if disposition != "attachment" and not filename and ctype in ("text/plain", "text/html"):
-            if ctype == "text/plain" and not result.text:
-                result.text = _decode_body(part)
-                return
-            if ctype == "text/html" and not result.html:
-                result.html = _decode_body(part)
-                return
-        try:
-            payload = part.get_payload(decode=True)
-            if payload is None:
-                inner = part.get_payload()
-                payload = inner.as_bytes() if isinstance(inner, Message) else str(inner).encode()
-        except Exception as exc:  # noqa: BLE001
-            result.defects.append(f"{path}: payload unreadable ({exc.__class__.__name__})")
-            return
-        item = MailPart(
-            path=path or "1",
-            content_type=ctype,
-            filename=filename,
-            content_id=cid,
-            disposition=disposition,
-            payload=payload,
-        )
-        if cid and disposition != "attachment" and ctype.startswith("image/"):
-            result.inline.append(item)
-        else:
-            if not item.filename:
-                ext = _EXTENSIONS.get(ctype, ".bin")
-                item.filename = f"part-{item.path}{ext}"
-            result.attachments.append(item)
-
+    result = ParsedMail(message=msg)
     try:
-        walk(msg, "", 0)
+        for node in walk_mime(msg, limits):
+            _add_node(result, node)
     except MailLimitExceeded as exc:
         result.error = f"limit exceeded: {exc}"
     except Exception as exc:  # noqa: BLE001 - hostile input
         result.error = f"unparseable: {exc.__class__.__name__}: {exc}"
     return result
+
+
+def _add_node(result: ParsedMail, node: MimeNode) -> None:
+    """The first text and HTML body; every other leaf an attachment or an inline image."""
+    path = node.path
+    for defect in getattr(node.message, "defects", []):
+        result.defects.append(f"{path}: {defect.__class__.__name__}")
+    if node.is_multipart:
+        return
+    ctype = node.content_type
+    disposition = node.disposition
+    filename = node.filename
+    if ctype == "message/rfc822" and not disposition:
+        disposition = "attachment"
+    if disposition != "attachment" and not filename and ctype in ("text/plain", "text/html"):
+        if ctype == "text/plain" and not result.text:
+            result.text = node.text()
+            return
+        if ctype == "text/html" and not result.html:
+            result.html = node.text()
+            return
+    try:
+        payload = node.payload()
+        if payload is None:
+            inner = node.message.get_payload()
+            payload = inner.as_bytes() if isinstance(inner, Message) else str(inner).encode()
+    except Exception as exc:  # noqa: BLE001
+        result.defects.append(f"{path}: payload unreadable ({exc.__class__.__name__})")
+        return
+    cid = node.content_id
+    item = MailPart(
+        path=path or "1",
+        content_type=ctype,
+        filename=filename,
+        content_id=cid,
+        disposition=disposition,
+        payload=payload,
+    )
+    if cid and disposition != "attachment" and ctype.startswith("image/"):
+        result.inline.append(item)
+    else:
+        if not item.filename:
+            ext = _EXTENSIONS.get(ctype, ".bin")
+            item.filename = f"part-{item.path}{ext}"
+        result.attachments.append(item)

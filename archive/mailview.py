@@ -33,7 +33,7 @@ from django.utils.html import escape, urlize
 from django.utils.http import content_disposition_header
 
 from archive import storage
-from archive.mail import MailHeaders, MailLimits, MailPart, ParsedMail, parse_headers, parse_message
+from archive.mail import MailHeaders, MailPart, ParsedMail, mail_limits, parse_headers, parse_message
 from archive.models import Document, DocumentFile, FileRole
 from archive.serving import FILE_CSP, is_inline_type
 
@@ -363,9 +363,10 @@ def sanitize_mail_html(
             if any(f.lower() not in _CSS_FUNCTIONS for f in _CSS_FUNCTION.findall(rest)):
                 continue
             if "url" in lowered:
-                rest = _style_urls(rest)
-                if rest is None:
+                rewritten = _style_urls(rest)
+                if rewritten is None:
                     continue
+                rest = rewritten
             kept.append(f"{name}:{rest}")
         return ";".join(kept) or None
 
@@ -444,13 +445,6 @@ def body_csp(*, allow_remote: bool) -> str:
 
 
 # --- Reading the message -------------------------------------------------------------------
-
-
-def mail_limits() -> MailLimits:
-    return MailLimits(
-        max_depth=getattr(settings, "MAIL_MAX_MIME_DEPTH", MailLimits.max_depth),
-        max_parts=getattr(settings, "MAIL_MAX_MIME_PARTS", MailLimits.max_parts),
-    )
 
 
 def _view_max_bytes() -> int:

@@ -84,8 +84,8 @@ def _timed(owner: object, attribute: str, phase: str) -> None:
 def _install_phase_timers() -> None:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
-    from archive import extraction, search, services
-    from mailsources import pipeline, processing
+    from archive import extraction, processing, search, services
+    from mailsources import pipeline
     from mailsources.clients import imap
 
     _timed(imap.ImapClient, "_fetch", "imap: UID FETCH (list sizes + download)")

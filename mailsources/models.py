@@ -108,6 +108,32 @@ class MailSource(models.Model):
     def mailbox_list(self) -> list[str]:
         return [m.strip() for m in self.mailboxes.replace(",", "\n").splitlines() if m.strip()]
 
+    # What differs between the kinds, asked by the shared pipeline.
+
+    @property
+    def sync_mailboxes(self) -> list[str]:
+        """The mailbox addresses a run syncs, each with a client of its own: a
+        Microsoft 365 source lists them; an IMAP account is its one mailbox ("")."""
+        return self.mailbox_list if self.kind == SourceKind.M365 else [""]
+
+    @property
+    def has_mailbox_statuses(self) -> bool:
+        """Whether each mailbox keeps a status of its own (``MailboxStatus``):
+        one of several Microsoft 365 mailboxes may fail while the others run."""
+        return self.kind == SourceKind.M365
+
+    def mailbox_key(self, address: str = "") -> str:
+        """The mailbox as the dedup and location rows name it."""
+        if self.kind == SourceKind.IMAP:
+            return f"{self.username}@{self.host}"
+        return address.lower()
+
+    def location_scope(self, folder: str) -> dict[str, str]:
+        """Where a location is unique, as a ``MailLocation`` filter: an IMAP UID
+        within its folder, a Graph immutable id within the whole mailbox (it
+        survives moves between folders)."""
+        return {} if self.kind == SourceKind.M365 else {"folder": folder}
+
 
 class ArchivedMail(models.Model):
     """One distinct raw message per mailbox: the dedup key of mail ingestion."""
@@ -148,6 +174,11 @@ class MailLocation(models.Model):
         ]
 
 
+class CursorStatus(models.TextChoices):
+    OK = "ok", "OK"
+    ERROR = "error", "Error"
+
+
 class FolderCursor(models.Model):
     """Where incremental sync of one folder stands (client-specific JSON)."""
 
@@ -155,7 +186,7 @@ class FolderCursor(models.Model):
     mailbox = models.CharField(max_length=255)
     folder = models.CharField(max_length=500)
     cursor = models.JSONField(default=dict)
-    status = models.CharField(max_length=16, default="ok")
+    status = models.CharField(max_length=16, choices=CursorStatus.choices, default=CursorStatus.OK)
     status_message = models.TextField(blank=True)
     updated = models.DateTimeField(auto_now=True)
 

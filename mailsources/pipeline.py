@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connections, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from archive import storage
@@ -46,12 +48,12 @@ from mailsources.clients.base import (
 from mailsources.models import (
     AfterArchive,
     ArchivedMail,
+    CursorStatus,
     FolderCursor,
     MailboxStatus,
     MailLocation,
     MailSource,
     RunStatus,
-    SourceKind,
     SourceStatus,
     SyncRun,
 )
@@ -92,12 +94,6 @@ def lease_release(source_id: int, owner: str) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def mailbox_key(source: MailSource, mailbox: str | None = None) -> str:
-    if source.kind == SourceKind.IMAP:
-        return f"{source.username}@{source.host}"
-    return (mailbox or "").lower()
 
 
 _UNSAFE_NAME = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
@@ -144,17 +140,11 @@ class BatchResult:
     archived: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
-def _ledger_scope(source: MailSource, folder: str) -> dict[str, str]:
-    """Where a location is unique: an IMAP UID within its folder, a Graph immutable id
-    within the whole mailbox (it survives moves between folders)."""
-    return {} if source.kind == SourceKind.M365 else {"folder": folder}
-
-
-def _exact_locations(queryset, locations: Iterable[str], *fields: str) -> list[tuple]:  # type: ignore[no-untyped-def]
+def _exact_locations(queryset: QuerySet[MailLocation], locations: Iterable[str], *fields: str) -> list[tuple[Any, ...]]:
     """(location, *fields) of the ledger rows whose location is one of ``locations`` byte
     for byte: Graph ids are case-sensitive, MariaDB's default collation is not."""
     wanted = sorted(set(locations))
-    rows: list[tuple] = []
+    rows: list[tuple[Any, ...]] = []
     for i in range(0, len(wanted), 500):
         chunk = set(wanted[i : i + 500])
         rows += [row for row in queryset.filter(location__in=chunk).values_list("location", *fields) if row[0] in chunk]
@@ -162,7 +152,7 @@ def _exact_locations(queryset, locations: Iterable[str], *fields: str) -> list[t
 
 
 def known_filter(source: MailSource, mailbox: str, folder: str) -> Callable[[str, Iterable[str]], set[str]]:
-    scope = _ledger_scope(source, folder)
+    scope = source.location_scope(folder)
 
     def known(epoch: str, locations: Iterable[str]) -> set[str]:
         ledger = MailLocation.objects.filter(source=source, mailbox=mailbox, epoch=epoch, **scope)
@@ -260,7 +250,7 @@ def batch_ingest(
         # Graph: mails archived before from another folder of the mailbox (moved here) were
         # not downloaded again; record that they are (also) in this folder now.
         seen_before = MailLocation.objects.filter(
-            source=source, mailbox=mailbox, epoch=batch.epoch, **_ledger_scope(source, folder)
+            source=source, mailbox=mailbox, epoch=batch.epoch, **source.location_scope(folder)
         )
         known_mail_ids = dict(_exact_locations(seen_before, batch.known_locations, "mail_id"))
         MailLocation.objects.bulk_create(
@@ -297,7 +287,7 @@ def batch_ingest(
             source=source,
             mailbox=mailbox,
             folder=folder,
-            defaults={"cursor": batch.cursor, "status": "ok", "status_message": ""},
+            defaults={"cursor": batch.cursor, "status": CursorStatus.OK, "status_message": ""},
         )
         result.new = len(documents)
         result.new_document_ids = [d.pk for d in documents]
@@ -381,8 +371,7 @@ def mailbox_sync(
                     first = False
                 result = batch_ingest(source, mailbox, folder, batch, run, blobs)
                 if after_commit and result.new_document_ids:
-                    ids = result.new_document_ids
-                    transaction.on_commit(lambda ids=ids: after_commit(ids))
+                    transaction.on_commit(functools.partial(after_commit, result.new_document_ids))
                 acted = act_after_archive(client, source, mailbox, folder, batch.epoch, result.archived)
                 unverified = 0 if source.after_archive == AfterArchive.KEEP else len(result.archived) - acted
                 if unverified:
@@ -402,7 +391,7 @@ def mailbox_sync(
                 source=source,
                 mailbox=mailbox,
                 folder=folder,
-                defaults={"status": "error", "status_message": str(exc)},
+                defaults={"status": CursorStatus.ERROR, "status_message": str(exc)},
             )
             errors.append(f"{mailbox} / {folder}: {exc}")
     return errors
@@ -471,26 +460,23 @@ def source_sync(
     run = SyncRun.objects.create(source=source)
     MailSource.objects.filter(pk=source.pk).update(status=SourceStatus.RUNNING, status_message="")
     errors: list[str] = []
-    mailboxes = source.mailbox_list if source.kind == SourceKind.M365 else [""]
+    mailboxes = source.sync_mailboxes
     permanent: list[str] = []
     try:
         for address in mailboxes:
-            key = mailbox_key(source, address)
+            key = source.mailbox_key(address)
             client = client_factory(source, address)
             try:
                 errors += mailbox_sync(client, source, key, run, owner, after_commit)
-                if source.kind == SourceKind.M365:
-                    _mailbox_status(source, key, SourceStatus.OK, "")
+                _mailbox_status(source, key, SourceStatus.OK, "")
             except PermanentSourceError as exc:
-                if source.kind == SourceKind.M365:
-                    _mailbox_status(source, key, SourceStatus.ERROR, str(exc))
-                if source.kind != SourceKind.M365 or len(mailboxes) == 1:
+                _mailbox_status(source, key, SourceStatus.ERROR, str(exc))
+                if len(mailboxes) == 1:
                     raise
                 # One mailbox failing (403, unknown mailbox) does not stop the others.
                 permanent.append(f"{address}: {exc}")
             except TransientSourceError as exc:
-                if source.kind == SourceKind.M365:
-                    _mailbox_status(source, key, SourceStatus.RETRYING, str(exc))
+                _mailbox_status(source, key, SourceStatus.RETRYING, str(exc))
                 raise
             finally:
                 client.close()
@@ -534,6 +520,8 @@ def source_sync(
 
 
 def _mailbox_status(source: MailSource, mailbox: str, status: str, message: str) -> None:
+    if not source.has_mailbox_statuses:
+        return
     MailboxStatus.objects.update_or_create(
         source=source, mailbox=mailbox, defaults={"status": status, "message": message}
     )

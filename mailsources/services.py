@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -10,8 +11,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from mailsources.clients.base import ConnectionReport, MailClient, PermanentSourceError
-from mailsources.models import MailSource, SourceKind, SourceStatus
+from mailsources.models import AfterArchive, MailSource, SourceKind, SourceStatus
 from mailsources.secrets import SecretUnavailable, decrypt_secret, encrypt_secret
+
+if TYPE_CHECKING:
+    from mailsources.throttle import RedisRequestGate
 
 
 def source_set_secret(source: MailSource, secret: str) -> None:
@@ -61,7 +65,7 @@ def graph_rate_limit() -> tuple[int, float]:
     return (settings.GRAPH_RATE_LIMIT_REQUESTS, float(settings.GRAPH_RATE_LIMIT_SECONDS))
 
 
-def graph_request_gate():  # type: ignore[no-untyped-def]
+def graph_request_gate() -> RedisRequestGate | None:
     """Graph's per-mailbox limits shared by all workers (Redis: at most 4 requests in
     flight, paced together), or None on the embedded broker, where all workers share
     one machine and each client paces itself."""
@@ -73,19 +77,18 @@ def graph_request_gate():  # type: ignore[no-untyped-def]
 def source_test_connection(source: MailSource) -> list[ConnectionReport]:
     """Log in and look around; raises SourceError with a specific message."""
     reports = []
-    mailboxes = source.mailbox_list if source.kind == SourceKind.M365 else [""]
-    for mailbox in mailboxes:
+    for mailbox in source.sync_mailboxes:
         client = client_for_source(source, mailbox)
         try:
             reports.append(client.test_connection())
-            if source.after_archive != "keep":
+            if source.after_archive != AfterArchive.KEEP:
                 client.check_action_supported(source.after_archive)
         finally:
             client.close()
     return reports
 
 
-def sources_due(now=None) -> list[int]:  # type: ignore[no-untyped-def]
+def sources_due(now: datetime | None = None) -> list[int]:
     """Ids of enabled sources whose next run is due, claimed so the next
     dispatcher tick does not enqueue them again."""
     now = now or timezone.now()

@@ -16,7 +16,8 @@ from celery import shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from mailsources import pipeline, processing, services
+from archive.tasks import process_mail_documents
+from mailsources import pipeline, services
 from mailsources.clients.base import TransientSourceError
 from mailsources.models import MailSource, RunStatus, SourceStatus, SyncRun
 
@@ -200,8 +201,3 @@ def dispatch_due_sources() -> None:
             # Not queued: due again at the next tick rather than after a whole interval.
             MailSource.objects.filter(pk=source_id).update(next_run_at=timezone.now())
             logger.warning("source %s: could not enqueue its run: %s", source_id, exc)
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def process_mail_documents(document_ids: list[int]) -> None:
-    processing.mail_documents_process(document_ids)

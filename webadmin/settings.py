@@ -204,9 +204,9 @@ CELERY_TASK_DEFAULT_QUEUE = "processing"  # anything not routed below
 CELERY_TASK_ROUTES = {
     "mailsources.tasks.sync_source": {"queue": "sync"},
     "mailsources.tasks.dispatch_due_sources": {"queue": "sync"},
-    # The processing task lives in mailsources.tasks or, moved, in archive.tasks.
+    # The processing task lives in archive.tasks under its old registered name (queued
+    # messages keep working).
     "mailsources.tasks.process_mail_documents": {"queue": "processing"},
-    "archive.tasks.process_mail_documents": {"queue": "processing"},
     "archive.tasks.*extract*": {"queue": "extraction"},
     "archive.housekeeping_tasks.*": {"queue": "processing"},
 }

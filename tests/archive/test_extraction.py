@@ -10,6 +10,7 @@ import zipfile
 from email.message import EmailMessage
 
 import pytest
+from django.conf import settings
 
 from archive import extraction, search, services, storage
 from archive.extractors import ExtractionError, Limits, NotExtractable, extract_text
@@ -340,7 +341,9 @@ def test_a_failed_extraction_is_recorded_retried_and_leaves_the_fields_searchabl
     assert file.extraction_status == ExtractionStatus.FAILED
     assert file.extraction_attempts == 1
     assert "attempt 1 of 3" in file.extraction_error and "PDF" in file.extraction_error
-    assert len(retries) == 1 and retries[0][0] == document.pk and retries[0][1] > 0
+    # The first retry after one attempt: EXTRACTION_RETRY_SECONDS, ±20 % jitter.
+    assert len(retries) == 1 and retries[0][0] == document.pk
+    assert 0.8 * settings.EXTRACTION_RETRY_SECONDS <= retries[0][1] <= 1.2 * settings.EXTRACTION_RETRY_SECONDS
     assert list(search.search_documents(alice, "kaputtes").documents) == [document]
 
     extraction.extract_document(document.pk)
@@ -432,3 +435,45 @@ def test_a_batch_of_documents_is_scheduled_after_commit(db, monkeypatch, django_
         extraction.schedule_for_documents(numbers)
         assert queued == []
     assert queued == [numbers[: extraction.DOCUMENTS_PER_TASK], numbers[extraction.DOCUMENTS_PER_TASK :]]
+
+
+# --- Queueing by name: the tasks import extraction, never the other way round -----------------
+
+
+def test_extraction_queues_the_archive_tasks_by_their_registered_names(monkeypatch):
+    from celery import current_app
+
+    from archive import tasks
+
+    sent = []
+    monkeypatch.setattr(
+        current_app.amqp, "send_task_message", lambda producer, name, message, **options: sent.append((name, message))
+    )
+    extraction.enqueue_document(7, countdown=30)
+    extraction.enqueue_documents([8, 9])
+
+    assert [(name, list(message.body[0])) for name, message in sent] == [
+        ("archive.tasks.extract_document", [7]),
+        ("archive.tasks.extract_documents", [[8, 9]]),
+    ]
+    assert current_app.tasks["archive.tasks.extract_document"].run is tasks.extract_document.run
+    assert current_app.tasks["archive.tasks.extract_documents"].run is tasks.extract_documents.run
+
+
+def test_no_archive_service_imports_the_tasks():
+    import ast
+    from pathlib import Path
+
+    importers = []
+    for path in sorted(Path(settings.BASE_DIR, "archive").rglob("*.py")):
+        if path.name == "tasks.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{a.name}" for a in node.names] + [str(node.module)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            if any(n == "archive.tasks" or n.startswith("archive.tasks.") for n in names):
+                importers.append(str(path.relative_to(settings.BASE_DIR)))
+    assert importers == []

@@ -222,7 +222,7 @@ def parts_in(html: str) -> list[str]:
 
 
 def process(doc: Document) -> None:
-    from mailsources.processing import mail_document_process
+    from archive.processing import mail_document_process
 
     mail_document_process(doc)
     assert doc.files.filter(role=FileRole.ATTACHMENT).exists()
@@ -482,3 +482,72 @@ def test_a_mail_too_large_to_show_still_shows_its_headers_and_the_raw_file(clien
     assert 'id="mail-subject">Grüße aus Zürich' in page
     assert f"{reverse('archive:file', args=[mail.pk, mail.original().pk])}?download=1" in page
     assert 'id="mail-body"' not in page
+
+
+# --- One MIME walk, one decoder ---------------------------------------------------------------
+
+
+def test_the_mime_walk_yields_every_node_with_its_path_and_depth():
+    from email import message_from_bytes
+
+    from archive.mail import MailLimits, walk_mime
+
+    nodes = [
+        (n.path, n.depth, n.content_type, n.disposition, n.filename)
+        for n in walk_mime(message_from_bytes(html_mail("<p>hi</p>")), MailLimits())
+    ]
+    assert nodes == [
+        ("", 0, "multipart/mixed", "", ""),
+        ("1", 1, "multipart/alternative", "", ""),
+        ("1.1", 2, "text/plain", "", ""),
+        ("1.2", 2, "multipart/related", "", ""),
+        ("1.2.1", 3, "text/html", "", ""),
+        ("1.2.2", 3, "image/png", "inline", ""),
+        ("2", 1, "application/pdf", "attachment", "report.pdf"),
+    ]
+
+
+def test_the_mime_walk_stops_at_its_limits_or_leaves_out_what_is_too_deep():
+    from email import message_from_bytes
+
+    from archive.mail import MailLimitExceeded, MailLimits, walk_mime
+
+    msg = message_from_bytes(html_mail("<p>hi</p>"))
+    with pytest.raises(MailLimitExceeded, match="more than 6 MIME parts"):
+        list(walk_mime(msg, MailLimits(max_parts=6)))
+    assert len(list(walk_mime(msg, MailLimits(max_parts=7)))) == 7
+    with pytest.raises(MailLimitExceeded, match="deeper than 2"):
+        list(walk_mime(msg, MailLimits(max_depth=2)))
+    shallow = [n.path for n in walk_mime(msg, MailLimits(max_depth=2), skip_too_deep=True)]
+    assert shallow == ["", "1", "1.1", "1.2", "2"]  # 1.2.1 and 1.2.2 left out
+
+
+@pytest.mark.parametrize(
+    "data, charset, text",
+    [
+        ("Grüße".encode("iso-8859-1"), "iso-8859-1", "Grüße"),
+        ("Grüße".encode(), "utf-8", "Grüße"),
+        ("Grüße".encode("cp1252"), "no-such-charset", "Grüße"),  # unknown: as if undeclared
+        ("Grüße".encode("cp1252"), None, "Grüße"),  # not UTF-8: Windows-1252
+        ("Grüße".encode(), None, "Grüße"),
+        ("Grüße".encode("utf-8-sig"), None, "Grüße"),
+        ("Grüße".encode("utf-16"), None, "Grüße"),
+        (b"Gr\xc3\x28e", "utf-8", "Gr\ufffd(e"),  # declared, broken: replaced, not guessed
+    ],
+)
+def test_one_decoder_reads_declared_charsets_and_guesses_undeclared_ones(data, charset, text):
+    from archive.mail import decode_bytes
+
+    assert decode_bytes(data, charset) == text
+
+
+def test_a_body_without_a_charset_reads_the_same_in_the_view_and_in_the_search_text(client, alice, group_a):
+    from archive.extractors import extract_text
+
+    headers = b"From: a@example.com\r\nSubject: Offerte\r\nContent-Type: text/plain\r\n\r\n"
+    raw = headers + "Grüße, die Offerte für Zürich\r\n".encode("cp1252")
+    doc = archive_mail(raw, group_a)
+    client.force_login(alice)
+    html = client.get(body_url(doc)).content.decode()
+    assert "Grüße, die Offerte für Zürich" in html
+    assert "Grüße, die Offerte für Zürich" in extract_text(raw, "message/rfc822", "mail.eml")

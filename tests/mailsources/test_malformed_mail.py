@@ -3,14 +3,15 @@ cannot be parsed is flagged; nothing crashes a run or blocks a folder."""
 
 from __future__ import annotations
 
+import email.policy
 import sysconfig
 from pathlib import Path
 
 import pytest
 
-from archive import storage
+from archive import processing, storage
+from archive.mail import MailLimits, parse_message
 from archive.models import Document, DocumentFile, FileRole
-from mailsources import processing
 from mailsources.models import MailLocation, RunStatus
 from tests.mailsources.imap_pipeline import archived_raws, mail, raw_mail, server_messages, sync
 
@@ -211,7 +212,18 @@ def test_cpython_test_email_corpus_is_archived_raw_and_processed_without_a_crash
     documents = assert_archived_byte_for_byte(imap_source, imap_mailbox)
     assert len(documents) == len(corpus) and run.new + run.duplicate == len(corpus)
     processing.mail_documents_process([d.pk for d in documents.values()])
-    assert DocumentFile.objects.filter(role=FileRole.ATTACHMENT).exists()
+    # Every part the MIME walk finds within the limits is a file, once (the
+    # guard: the corpus has parts at all).
+    held = server_messages(imap_mailbox)
+    limits = MailLimits(max_depth=LIMIT_DEPTH, max_parts=LIMIT_PARTS)
+    expected = []
+    for uid, document in documents.items():
+        if len(held[uid]) <= LIMIT_BYTES:
+            parsed = parse_message(held[uid], limits, policy=email.policy.compat32)
+            expected += [(document.pk, part.path) for part in parsed.attachments + parsed.inline]
+    stored = DocumentFile.objects.filter(role=FileRole.ATTACHMENT).values_list("document_id", "part")
+    assert len(expected) > 50  # 66 with Python 3.11's corpus
+    assert sorted(stored) == sorted(expected)
 
 
 def test_malformed_mails_are_archived_raw_and_flagged_where_unparseable(imap_mailbox, imap_source, mail_limits):

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from archive import storage
+from archive import processing, storage
 from archive.models import Document, DocumentFile, DocumentKind, FieldDefinition, FieldType, FileRole
-from mailsources import pipeline, processing
+from mailsources import pipeline
 from mailsources.clients.base import TransientSourceError
 from mailsources.models import (
     ArchivedMail,
@@ -355,7 +355,8 @@ def test_move_after_archive_moves_verified_mails_and_never_archives_the_target(
     assert sorted(server_messages(imap_mailbox, "Archived").values()) == sorted(held)
     assert ArchivedMail.objects.filter(verified_at__isnull=False).count() == 3
     assert not MailLocation.objects.filter(folder="Archived").exists()
-    assert any(c[:2] == ("UID", "MOVE") for c in imap_commands)
+    # One UID MOVE per folder (INBOX's two mails, Projects' one), each to the target.
+    assert [c[:2] for c in imap_commands if c[:2] == ("UID", "MOVE")] == [("UID", "MOVE")] * 2
 
     imap_commands.clear()
     assert sync(source).new == 0
@@ -409,3 +410,22 @@ def test_ledger_keys_compare_case_exactly(group_a):
         )
     assert MailLocation.objects.filter(folder="archive").count() == 1
     assert MailLocation.objects.filter(location="abc").count() == 1
+
+
+def test_processing_runs_under_the_task_name_it_was_queued_with(imap_mailbox, imap_source):
+    """The processing task lives in archive.tasks now; messages queued under its first
+    name (mailsources.tasks.process_mail_documents) still reach it."""
+    from celery import current_app
+
+    from archive import tasks as archive_tasks
+    from mailsources import tasks as mailsources_tasks
+
+    imap_mailbox.append("INBOX", mail("with attachment", attachment=("offerte.pdf", b"%PDF-1.4 fake\n")))
+    sync(imap_source)
+    document = Document.objects.get()
+
+    task = current_app.tasks["mailsources.tasks.process_mail_documents"]
+    assert task.run is archive_tasks.process_mail_documents.run is mailsources_tasks.process_mail_documents.run
+    task([document.pk])
+
+    assert list(document.files.filter(role=FileRole.ATTACHMENT).values_list("name", flat=True)) == ["offerte.pdf"]

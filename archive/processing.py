@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 
 from archive import extraction, storage
-from archive.mail import MailLimits, MailPart, ParsedMail, parse_message
+from archive.mail import MailPart, ParsedMail, mail_limits, parse_message
 from archive.models import Document, DocumentFile, DocumentKind, FileRole
 from archive.services import guess_content_type
 
@@ -27,10 +27,6 @@ logger = logging.getLogger(__name__)
 
 # Raw bytes parsed per chunk (its parts are held in memory until stored).
 CHUNK_BYTES = 16 * 1024 * 1024
-
-
-def mail_limits() -> MailLimits:
-    return MailLimits(max_depth=settings.MAIL_MAX_MIME_DEPTH, max_parts=settings.MAIL_MAX_MIME_PARTS)
 
 
 def _parse(raw: bytes) -> ParsedMail:

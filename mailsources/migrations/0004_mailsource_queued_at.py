@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('mailsources', '0002_binary_collation_for_ledger_keys'),
+        ('mailsources', '0003_foldercursor_status_choices'),
     ]
 
     operations = [
