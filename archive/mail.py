@@ -323,6 +323,41 @@ def parse_message(
     return result
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeafRole:
+    """What a leaf of the tree is to the archive: ``kind`` is "text" or "html"
+    (the first such body), "inline" (an image the HTML may show by its
+    Content-ID) or "attachment"."""
+
+    kind: str
+    content_type: str
+    filename: str
+    content_id: str
+    disposition: str
+
+
+def leaf_role(node: MimeNode, *, have_text: bool, have_html: bool) -> LeafRole:
+    """The role of a leaf from its headers alone (``archive.mimestream`` streams
+    the body of the same leaf elsewhere): one rule for both readers."""
+    ctype = node.content_type
+    disposition = node.disposition
+    filename = node.filename
+    if ctype == "message/rfc822" and not disposition:
+        disposition = "attachment"
+    if disposition != "attachment" and not filename and ctype in ("text/plain", "text/html"):
+        if ctype == "text/plain" and not have_text:
+            return LeafRole("text", ctype, filename, "", disposition)
+        if ctype == "text/html" and not have_html:
+            return LeafRole("html", ctype, filename, "", disposition)
+    cid = node.content_id
+    path = node.path or "1"
+    if cid and disposition != "attachment" and ctype.startswith("image/"):
+        return LeafRole("inline", ctype, filename, cid, disposition)
+    if not filename:
+        filename = f"part-{path}{_EXTENSIONS.get(ctype, '.bin')}"
+    return LeafRole("attachment", ctype, filename, cid, disposition)
+
+
 def _add_node(result: ParsedMail, node: MimeNode) -> None:
     """The first text and HTML body; every other leaf an attachment or an inline image."""
     path = node.path
@@ -330,18 +365,13 @@ def _add_node(result: ParsedMail, node: MimeNode) -> None:
         result.defects.append(f"{path}: {defect.__class__.__name__}")
     if node.is_multipart:
         return
-    ctype = node.content_type
-    disposition = node.disposition
-    filename = node.filename
-    if ctype == "message/rfc822" and not disposition:
-        disposition = "attachment"
-    if disposition != "attachment" and not filename and ctype in ("text/plain", "text/html"):
-        if ctype == "text/plain" and not result.text:
-            result.text = node.text()
-            return
-        if ctype == "text/html" and not result.html:
-            result.html = node.text()
-            return
+    role = leaf_role(node, have_text=bool(result.text), have_html=bool(result.html))
+    if role.kind == "text":
+        result.text = node.text()
+        return
+    if role.kind == "html":
+        result.html = node.text()
+        return
     try:
         payload = node.payload()
         if payload is None:
@@ -350,19 +380,12 @@ def _add_node(result: ParsedMail, node: MimeNode) -> None:
     except Exception as exc:  # noqa: BLE001
         result.defects.append(f"{path}: payload unreadable ({exc.__class__.__name__})")
         return
-    cid = node.content_id
     item = MailPart(
         path=path or "1",
-        content_type=ctype,
-        filename=filename,
-        content_id=cid,
-        disposition=disposition,
+        content_type=role.content_type,
+        filename=role.filename,
+        content_id=role.content_id,
+        disposition=role.disposition,
         payload=payload,
     )
-    if cid and disposition != "attachment" and ctype.startswith("image/"):
-        result.inline.append(item)
-    else:
-        if not item.filename:
-            ext = _EXTENSIONS.get(ctype, ".bin")
-            item.filename = f"part-{item.path}{ext}"
-        result.attachments.append(item)
+    (result.inline if role.kind == "inline" else result.attachments).append(item)

@@ -1,0 +1,349 @@
+"""Reading a big mail in bounded memory: a boundary scanner over the stored
+``.eml`` that decodes each leaf's base64 or quoted-printable body as it reads
+it and stores it in the blob store, never holding the message or a decoded
+attachment.
+
+``email.parser`` builds the whole tree in memory (a 100 MB mail costs the
+worker ~800 MB), so processing uses this reader for mails of
+``STREAM_MIN_BYTES`` and more. It follows ``email.feedparser``'s rules for what
+the parts are and where they end (boundaries of enclosing multiparts end inner
+parts too, the line break before a boundary belongs to the boundary, doubled
+boundaries make no part, a multipart without its start boundary is one leaf),
+classifies leaves with ``mail.leaf_role`` and applies the same
+``MailLimits``: for a well-formed mail it finds exactly what
+``mail.parse_message`` finds. It reads lines up to ``LINE_MAX`` bytes (longer
+ones in pieces) and ends lines at LF only (a lone CR ends no line here).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import email.policy
+import quopri
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from email.message import Message
+from email.parser import BytesHeaderParser
+from typing import BinaryIO
+
+from archive import storage
+from archive.mail import MailLimitExceeded, MailLimits, MimeNode, decode_bytes, leaf_role
+
+# Mails smaller than this are parsed by ``email.parser`` (memory ~8× the mail).
+STREAM_MIN_BYTES = 4 * 1024 * 1024
+LINE_MAX = 64 * 1024
+# A header block is at most this long; the rest of an endless one is dropped.
+HEADER_MAX = 1024 * 1024
+# A preamble is held in memory up to this, then spooled to a temporary file.
+_SPOOL_BYTES = 1024 * 1024
+_DECODE_BYTES = 1024 * 1024
+
+_HEADER_PARSER = BytesHeaderParser(policy=email.policy.compat32)
+# email.feedparser.headerRE, on bytes.
+_HEADER_LINE = re.compile(rb"^(From |[\041-\071\073-\176]*:|[\t ])")
+_EMPTY_LINE = re.compile(rb"^(\r\n|\r|\n)")
+_EOL = re.compile(rb"(\r\n|\r|\n)\Z")
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+@dataclasses.dataclass
+class StoredPart:
+    """A leaf stored as a blob: what ``mail.MailPart`` is, without the bytes."""
+
+    path: str
+    content_type: str
+    filename: str
+    content_id: str
+    disposition: str
+    blob: storage.StoredBlob
+
+    @property
+    def size(self) -> int:
+        return self.blob.size
+
+
+@dataclasses.dataclass
+class StreamedMail:
+    text: str = ""
+    html: str = ""
+    attachments: list[StoredPart] = dataclasses.field(default_factory=list)
+    inline: list[StoredPart] = dataclasses.field(default_factory=list)
+    error: str = ""
+
+
+class _Lines:
+    """Lines of the file (LF-terminated pieces of at most ``LINE_MAX`` bytes),
+    with push-back and the stack of boundaries that end the current entity."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._pushed: list[tuple[bytes, bool]] = []
+        self._at_start = True  # the next piece starts a line
+        self.boundaries: list[re.Pattern[bytes]] = []
+        self.starts_line = True  # of the piece last returned
+
+    def _next(self) -> tuple[bytes, bool]:
+        if self._pushed:
+            return self._pushed.pop()
+        piece = self._fh.readline(LINE_MAX)
+        start = self._at_start
+        self._at_start = piece.endswith(b"\n") or not piece
+        return piece, start
+
+    def unread(self, piece: bytes, starts_line: bool) -> None:
+        self._pushed.append((piece, starts_line))
+
+    def readline(self) -> bytes:
+        """The next piece, or b"" at the end of the file or at a line that is a
+        boundary of an enclosing multipart (left to be read by its owner)."""
+        piece, start = self._next()
+        if piece and start and any(b.match(piece) for b in reversed(self.boundaries)):
+            self.unread(piece, start)
+            return b""
+        self.starts_line = start
+        return piece
+
+
+def _boundary_pattern(boundary: str) -> re.Pattern[bytes]:
+    # email.feedparser's boundaryre; the header value was read as ASCII with
+    # surrogate escapes, as the lines of the body are.
+    separator = re.escape(("--" + boundary).encode("ascii", "surrogateescape"))
+    return re.compile(rb"(?P<sep>" + separator + rb")(?P<end>--)?(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$")
+
+
+class _Decoder:
+    """A transfer encoding undone piece by piece, as ``Message.get_payload(decode=True)``
+    undoes it (compat32) for a well-formed body."""
+
+    def __init__(self, cte: str) -> None:
+        self._cte = cte
+        self._pending: list[bytes] = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> bytes:
+        if self._cte == "base64":
+            clean = _NOT_BASE64.sub(b"", data)
+            self._pending.append(clean)
+            self._size += len(clean)
+            if self._size < _DECODE_BYTES:
+                return b""
+            joined = b"".join(self._pending)
+            whole = len(joined) - len(joined) % 4
+            self._pending, self._size = [joined[whole:]], len(joined) - whole
+            return base64.b64decode(joined[:whole])
+        if self._cte == "quoted-printable":
+            return quopri.decodestring(data)  # line by line: QP's soft breaks are per line
+        return data
+
+    def end(self) -> bytes:
+        if self._cte != "base64":
+            return b""
+        rest = b"".join(self._pending)
+        self._pending, self._size = [], 0
+        whole = len(rest) - len(rest) % 4
+        out = base64.b64decode(rest[:whole]) if whole else b""
+        tail = rest[whole:]
+        if len(tail) >= 2:
+            try:
+                out += base64.b64decode(tail + b"=" * (4 - len(tail)))
+            except binascii.Error:
+                pass
+        return out
+
+
+class _Walk:
+    def __init__(self, fh: BinaryIO, limits: MailLimits, put: Callable[[Iterator[bytes]], storage.StoredBlob]):
+        self.lines = _Lines(fh)
+        self.limits = limits
+        self.put = put
+        self.count = 0
+        self.result = StreamedMail()
+
+    # --- one entity: headers, then its body by type
+
+    def entity(self, path: str, depth: int, *, in_multipart: bool, digest: bool = False) -> None:
+        message = self._headers()
+        if digest:
+            message.set_default_type("message/rfc822")  # RFC 2046 §5.1.5
+        self.count += 1
+        if self.count > self.limits.max_parts:
+            raise MailLimitExceeded(f"more than {self.limits.max_parts} MIME parts")
+        if depth > self.limits.max_depth:
+            raise MailLimitExceeded(f"MIME nesting deeper than {self.limits.max_depth}")
+        ctype = message.get_content_type()
+        if ctype == "message/delivery-status":
+            self.delivery_status(path, depth)
+        elif message.get_content_maintype() == "message":
+            self.entity(f"{path}.1" if path else "1", depth + 1, in_multipart=in_multipart)
+        elif message.get_content_maintype() == "multipart" and message.get_boundary() is not None:
+            self.multipart(message, path, depth, in_multipart=in_multipart)
+        else:
+            self.leaf(message, path, self._body(), strip=in_multipart)
+
+    def _headers(self) -> Message:
+        block: list[bytes] = []
+        size = 0
+        while True:
+            line = self.lines.readline()
+            if not line:
+                break
+            if self.lines.starts_line and not _HEADER_LINE.match(line):
+                if not _EMPTY_LINE.match(line):
+                    self.lines.unread(line, True)  # the body starts without an empty line
+                break
+            size += len(line)
+            if size <= HEADER_MAX:
+                block.append(line)
+        return _HEADER_PARSER.parsebytes(b"".join(block))
+
+    def _body(self) -> Iterator[bytes]:
+        """The rest of this entity, up to the next boundary of an enclosing multipart."""
+        while line := self.lines.readline():
+            yield line
+
+    def multipart(self, message: Message, path: str, depth: int, *, in_multipart: bool) -> None:
+        boundary = message.get_boundary()
+        assert boundary is not None
+        own = _boundary_pattern(boundary)
+        preamble = tempfile.SpooledTemporaryFile(_SPOOL_BYTES)  # noqa: SIM115 - closed below
+        try:
+            number = 0
+            while True:
+                line = self.lines.readline()
+                if not line:
+                    break
+                match = own.match(line) if self.lines.starts_line else None
+                if match is None:
+                    if number == 0:
+                        preamble.write(line)
+                    continue  # after a part only a boundary can come; a piece of an epilogue
+                if match.group("end"):
+                    self._skip_epilogue()
+                    break
+                # Doubled boundaries make no part.
+                while True:
+                    line = self.lines.readline()
+                    if not (line and self.lines.starts_line and own.match(line)):
+                        if line:
+                            self.lines.unread(line, self.lines.starts_line)
+                        break
+                number += 1
+                self.lines.boundaries.append(own)
+                try:
+                    self.entity(
+                        f"{path}.{number}" if path else str(number),
+                        depth + 1,
+                        in_multipart=True,
+                        digest=message.get_content_subtype() == "digest",
+                    )
+                finally:
+                    self.lines.boundaries.pop()
+            if number == 0:
+                # No start boundary: the whole body is one leaf (StartBoundaryNotFoundDefect).
+                preamble.seek(0)
+                self.leaf(message, path, iter(lambda: preamble.readline(LINE_MAX), b""), strip=in_multipart)
+        finally:
+            preamble.close()
+
+    def delivery_status(self, path: str, depth: int) -> None:
+        """Blocks of header fields separated by empty lines, each a leaf without
+        a body (as ``email.feedparser`` reads them); a small body, held."""
+        blocks: list[list[bytes]] = [[]]
+        size = 0
+        for line in self._body():
+            size += len(line)
+            if size > HEADER_MAX:
+                continue
+            if self.lines.starts_line and _EMPTY_LINE.match(line):
+                blocks.append([])
+            else:
+                blocks[-1].append(line)
+        if not blocks[-1] and len(blocks) > 1:
+            blocks.pop()
+        for number, block in enumerate(blocks, 1):
+            headers = 0
+            while headers < len(block) and _HEADER_LINE.match(block[headers]):
+                headers += 1
+            message = _HEADER_PARSER.parsebytes(b"".join(block[:headers]))
+            self.count += 1
+            if self.count > self.limits.max_parts:
+                raise MailLimitExceeded(f"more than {self.limits.max_parts} MIME parts")
+            if depth + 1 > self.limits.max_depth:
+                raise MailLimitExceeded(f"MIME nesting deeper than {self.limits.max_depth}")
+            self.leaf(message, f"{path}.{number}" if path else str(number), iter(block[headers:]), strip=False)
+
+    def _skip_epilogue(self) -> None:
+        for _ in self._body():
+            pass
+
+    # --- a leaf: classified by its headers, its body decoded as it is read
+
+    def leaf(self, message: Message, path: str, body: Iterator[bytes], *, strip: bool) -> None:
+        node = MimeNode(message=message, path=path, depth=0, content_type=message.get_content_type())
+        result = self.result
+        role = leaf_role(node, have_text=bool(result.text), have_html=bool(result.html))
+        decoder = _Decoder(str(message.get("content-transfer-encoding", "")).lower())
+        decoded = _decoded(decoder, _stripped(body) if strip else body)
+        if role.kind in ("text", "html"):
+            text = decode_bytes(b"".join(decoded), message.get_content_charset())
+            if role.kind == "text":
+                result.text = text
+            else:
+                result.html = text
+            return
+        part = StoredPart(
+            path=path or "1",
+            content_type=role.content_type,
+            filename=role.filename,
+            content_id=role.content_id,
+            disposition=role.disposition,
+            blob=self.put(decoded),
+        )
+        (result.inline if role.kind == "inline" else result.attachments).append(part)
+
+
+def _stripped(lines: Iterator[bytes]) -> Iterator[bytes]:
+    """``lines`` without the final line break (it belongs to the boundary that follows)."""
+    previous = None
+    for line in lines:
+        if previous is not None:
+            yield previous
+        previous = line
+    if previous is not None:
+        match = _EOL.search(previous)
+        yield previous[: match.start()] if match else previous
+
+
+def _decoded(decoder: _Decoder, lines: Iterator[bytes]) -> Iterator[bytes]:
+    for line in lines:
+        out = decoder.feed(line)
+        if out:
+            yield out
+    out = decoder.end()
+    if out:
+        yield out
+
+
+def stream_parse(
+    fh: BinaryIO,
+    limits: MailLimits,
+    put: Callable[[Iterator[bytes]], storage.StoredBlob] = storage.put_chunks,
+) -> StreamedMail:
+    """The body texts and the stored parts of the mail in ``fh``; never raises
+    on bad input (``error`` says what stopped the walk; the parts found before
+    are kept, as ``parse_message`` keeps them)."""
+    walk = _Walk(fh, limits, put)
+    try:
+        walk.entity("", 0, in_multipart=False)
+    except MailLimitExceeded as exc:
+        walk.result.error = f"limit exceeded: {exc}"
+    except storage.StorageError:
+        raise
+    except OSError:
+        raise  # the store or the file, not the mail: for the caller to retry
+    except Exception as exc:  # noqa: BLE001 - hostile input
+        walk.result.error = f"unparseable: {exc.__class__.__name__}: {exc}"
+    return walk.result
