@@ -1,9 +1,11 @@
 """Showing an archived mail in the View tab: the header block, the body as
 text or as sanitised HTML, inline (``cid:``) images and the attachments.
 
-Everything is derived from the ``.eml`` original (the record), so a mail can
-be shown before the ingestion pipeline has split it into files; when it has,
-parts are served from those files instead of re-parsing the message.
+Everything is derived from the ``.eml`` original (the record). Processing
+stores what the View tab needs (``MailView``: headers, the sanitised bodies,
+the part list) and the parts as files, so a processed mail is shown without
+parsing it; a mail not processed yet (or processed before ``MailView``
+existed) is parsed per request, as before.
 
 The HTML body is hostile input. Three independent layers keep it inert:
 ``nh3`` with an explicit e-mail allowlist (this module), an ``<iframe
@@ -16,8 +18,12 @@ that, when and where the mail was read.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import json
 import re
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote
 
 import nh3
@@ -34,7 +40,7 @@ from django.utils.http import content_disposition_header
 
 from archive import storage
 from archive.mail import MailHeaders, MailPart, ParsedMail, mail_limits, parse_headers, parse_message
-from archive.models import Document, DocumentFile, FileRole
+from archive.models import Document, DocumentFile, FileRole, MailView
 from archive.serving import FILE_CSP, is_inline_type
 
 # --- The allowlist -------------------------------------------------------------------------
@@ -274,7 +280,7 @@ _SAFE_CSS_URL = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!$&*+,=%-]+$")
 
 REMOTE_PLACEHOLDER = "mail-remote-image.svg"
 _URLIZE_MAX = 512 * 1024
-_HEAD_BYTES = 1024 * 1024
+HEAD_BYTES = 1024 * 1024
 
 BODY_STYLE = (
     "html{background:#fff;color:#1b1f24}"
@@ -466,20 +472,49 @@ class LoadedMail:
     parsed: ParsedMail | None
     # Why the mail cannot be shown (completely); empty when all is well.
     problem: str = ""
+    # What processing stored (``mail_view_data``); then ``parsed`` is None.
+    stored: dict[str, Any] | None = None
 
     @property
     def parts(self) -> list[MailPart]:
         return [] if self.parsed is None else self.parsed.attachments + self.parsed.inline
 
+    @property
+    def has_text(self) -> bool:
+        if self.stored is not None:
+            return bool(self.stored["body"]["has_text"])
+        return self.parsed is not None and bool(self.parsed.text)
 
-def mail_load(document: Document, original: DocumentFile) -> LoadedMail:
-    """The mail's headers and MIME tree; never raises on a bad message."""
+
+def _problem(document: Document, headers_error: str, parse_error: str) -> str:
+    problems = []
+    if document.parse_error:
+        problems.append(f"When it was archived, the message could not be read: {document.parse_error}.")
+    if headers_error and headers_error not in document.parse_error:
+        problems.append(f"The message headers could not be read: {headers_error}.")
+    if parse_error and parse_error not in document.parse_error:
+        problems.append(f"The message could not be read completely: {parse_error}.")
+    return " ".join(problems)
+
+
+def mail_load(document: Document, original: DocumentFile, *, use_stored: bool = True) -> LoadedMail:
+    """The mail's headers and body: what processing stored, else its MIME tree
+    parsed from the ``.eml``; never raises on a bad message."""
+    if use_stored:
+        stored = (
+            MailView.objects.filter(original=original, schema=MAIL_VIEW_SCHEMA).values_list("data", flat=True).first()
+        )
+        if stored is not None:
+            headers = _headers_loads(stored["headers"])
+            return LoadedMail(
+                headers=headers, parsed=None, problem=_problem(document, headers.error, stored["error"]), stored=stored
+            )
     try:
         if original.size > _view_max_bytes():
             # Parsing it would hold the request (and memory) for long; its
             # header block is at the start and still worth showing.
             with storage.open_blob(original.sha256) as fh:
-                head = fh.read(_HEAD_BYTES)
+                head = fh.read(HEAD_BYTES)
             return LoadedMail(
                 headers=parse_headers(head),
                 parsed=None,
@@ -492,14 +527,7 @@ def mail_load(document: Document, original: DocumentFile) -> LoadedMail:
         )
     headers = parse_headers(raw)
     parsed = parse_message(raw, mail_limits())
-    problems = []
-    if document.parse_error:
-        problems.append(f"When it was archived, the message could not be read: {document.parse_error}.")
-    if headers.error and headers.error not in document.parse_error:
-        problems.append(f"The message headers could not be read: {headers.error}.")
-    if parsed.error and parsed.error not in document.parse_error:
-        problems.append(f"The message could not be read completely: {parsed.error}.")
-    return LoadedMail(headers=headers, parsed=parsed, problem=" ".join(problems))
+    return LoadedMail(headers=headers, parsed=parsed, problem=_problem(document, headers.error, parsed.error))
 
 
 def is_inline_image(content_type: str) -> bool:
@@ -507,8 +535,20 @@ def is_inline_image(content_type: str) -> bool:
     return content_type.startswith("image/") and is_inline_type(content_type)
 
 
-def _cid_map(parts: list[MailPart]) -> dict[str, MailPart]:
-    found: dict[str, MailPart] = {}
+class _Part(Protocol):
+    @property
+    def path(self) -> str: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def content_id(self) -> str: ...
+
+
+_P = TypeVar("_P", bound=_Part)
+
+
+def _cid_map(parts: Sequence[_P]) -> dict[str, _P]:
+    found: dict[str, _P] = {}
     for part in parts:
         if part.content_id:
             found.setdefault(normalise_cid(part.content_id), part)
@@ -532,6 +572,10 @@ def mail_body(
 ) -> MailBody:
     """The body to show: sanitised HTML when the mail has it (unless the user
     asked for text), else its text."""
+    if loaded.stored is not None:
+        return _stored_body(
+            loaded.stored["body"], part_url=part_url, allow_remote=allow_remote, prefer_text=prefer_text
+        )
     parsed = loaded.parsed
     if parsed is None or not (parsed.html or parsed.text):
         return MailBody(html='<p class="mail-empty">This mail has no text to show.</p>')
@@ -553,6 +597,17 @@ def mail_body(
 def mail_attachments(loaded: LoadedMail, cids_used: set[str]) -> list[MailAttachment]:
     """What the attachment list shows: every part that is not the body; inline
     images that the body shows are marked so."""
+    if loaded.stored is not None:
+        return [
+            MailAttachment(
+                part=part["path"],
+                name=part["name"],
+                content_type=part["content_type"],
+                size=part["size"],
+                inline=bool(part["content_id"]) and normalise_cid(part["content_id"]) in cids_used,
+            )
+            for part in loaded.stored["parts"]
+        ]
     out = []
     for part in loaded.parts:
         inline = bool(part.content_id) and normalise_cid(part.content_id) in cids_used
@@ -588,7 +643,7 @@ def mail_part_get(document: Document, original: DocumentFile, path: str) -> Part
     stored = document.files.filter(role=FileRole.ATTACHMENT, part=path, version=original.version).order_by("id").first()
     if stored is not None and storage.exists(stored.sha256):
         return PartContent(name=stored.name, content_type=stored.content_type, file=stored)
-    loaded = mail_load(document, original)
+    loaded = mail_load(document, original, use_stored=False)
     for part in loaded.parts:
         if part.path == path:
             return PartContent(
@@ -663,12 +718,134 @@ def mail_summary(document: Document, original: DocumentFile) -> MailSummary:
     loaded = mail_load(document, original)
     # The frame renders the body itself; this rendering only counts what it blocks.
     body = mail_body(loaded, part_url=lambda path: f"/{path}/")
-    parsed = loaded.parsed
     return MailSummary(
         headers=loaded.headers,
         problem=loaded.problem,
         attachments=mail_attachments(loaded, body.cids_used),
         remote_blocked=body.remote_blocked,
         body_format=body.format,
-        has_text_alternative=body.format == "html" and parsed is not None and bool(parsed.text),
+        has_text_alternative=body.format == "html" and loaded.has_text,
     )
+
+
+# --- What processing stores for the view ----------------------------------------------------
+# The sanitised bodies are rendered once, by processing, with marker URLs where
+# the body's images go: the real part URLs carry a token signed per viewer and
+# request, the placeholder's URL depends on the static files. A view swaps the
+# markers for them; the marker's nonce is random per mail, so no mail can
+# predict one (and a marker in the text would only become a URL as text).
+MAIL_VIEW_SCHEMA = 1
+# A view row bigger than this (a giant HTML body) is not stored: such a mail is
+# parsed per request, as before processing.
+MAIL_VIEW_MAX_BYTES = 8 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class PartInfo:
+    """A part as the View tab lists it, without its bytes."""
+
+    path: str
+    content_type: str
+    filename: str
+    content_id: str
+    size: int
+
+
+def _marker(nonce: str, target: str) -> str:
+    return f"/mail-view-{nonce}/{target}/"
+
+
+def _stored_bodies(text: str, html: str, parts: Sequence[PartInfo]) -> dict[str, Any]:
+    nonce = secrets.token_hex(16)
+    body: dict[str, Any] = {"nonce": nonce, "has_text": bool(text), "has_html": bool(html)}
+    if html:
+        cids = _cid_map(parts)
+
+        def cid_url(cid: str) -> str | None:
+            part = cids.get(cid)
+            if part is None or not is_inline_image(part.content_type):
+                return None
+            return _marker(nonce, part.path)
+
+        placeholder = _marker(nonce, "remote")
+        blocked = sanitize_mail_html(html, cid_url=cid_url, placeholder_url=placeholder)
+        body.update(html=blocked.html, remote_blocked=blocked.remote_blocked, cids_used=sorted(blocked.cids_used))
+        if blocked.remote_blocked:
+            # Loading remote images differs only where one was blocked.
+            body["html_remote"] = sanitize_mail_html(
+                html, cid_url=cid_url, allow_remote=True, placeholder_url=placeholder
+            ).html
+    if text:
+        body["text_html"] = text_to_html(text)
+    return body
+
+
+def _unmarked(html: str, nonce: str, part_url: Callable[[str], str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        target = match.group(1)
+        return static(REMOTE_PLACEHOLDER) if target == "remote" else part_url(target)
+
+    return re.sub(re.escape(f"/mail-view-{nonce}/") + r"(remote|[0-9.]+)/", replace, html)
+
+
+def _stored_body(
+    body: dict[str, Any], *, part_url: Callable[[str], str], allow_remote: bool, prefer_text: bool
+) -> MailBody:
+    if not (body["has_html"] or body["has_text"]):
+        return MailBody(html='<p class="mail-empty">This mail has no text to show.</p>')
+    if body["has_html"] and not (prefer_text and body["has_text"]):
+        remote = allow_remote and "html_remote" in body
+        html = _unmarked(body["html_remote"] if remote else body["html"], body["nonce"], part_url)
+        return MailBody(
+            html=html,
+            remote_blocked=0 if allow_remote else body["remote_blocked"],
+            cids_used=set(body["cids_used"]),
+            format="html",
+        )
+    return MailBody(html=body["text_html"], format="text")
+
+
+def _headers_dumps(headers: MailHeaders) -> dict[str, Any]:
+    fields = dataclasses.asdict(headers)
+    fields["date"] = headers.date.isoformat() if headers.date else None
+    return fields
+
+
+def _headers_loads(fields: dict[str, Any]) -> MailHeaders:
+    date = fields.get("date")
+    return MailHeaders(**{**fields, "date": dt.datetime.fromisoformat(date) if date else None})
+
+
+def mail_view_data(
+    headers: MailHeaders, *, text: str, html: str, parts: Sequence[PartInfo], error: str
+) -> dict[str, Any] | None:
+    """What ``mail_load`` reads instead of the ``.eml``: built by processing from
+    what it parsed (``parts``: the attachments, then the inline images, as
+    ``ParsedMail`` lists them). None when it would be too big to keep."""
+    data = {
+        "headers": _headers_dumps(headers),
+        "error": error,
+        "body": _stored_bodies(text, html, parts),
+        "parts": [
+            {
+                "path": part.path,
+                "name": part.filename or f"part-{part.path}",
+                "content_type": part.content_type,
+                "content_id": part.content_id,
+                "size": part.size,
+            }
+            for part in parts
+        ],
+    }
+    if len(json.dumps(data)) > MAIL_VIEW_MAX_BYTES:
+        return None
+    return data
+
+
+def mail_view_store(original_id: int, data: dict[str, Any] | None) -> None:
+    """Keep (or replace) the view of the mail in file ``original_id``; call in
+    the transaction that records its parts."""
+    if data is None:
+        MailView.objects.filter(original_id=original_id).delete()
+        return
+    MailView.objects.update_or_create(original_id=original_id, defaults={"schema": MAIL_VIEW_SCHEMA, "data": data})

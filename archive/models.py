@@ -257,3 +257,20 @@ def parse_field_date(value: str) -> dt.datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed
+
+
+class MailView(models.Model):
+    """What the View tab shows of a mail, stored by processing so a view reads
+    this row instead of parsing the ``.eml`` per request: the decoded header
+    fields, the body already passed through the sanitiser, the part list
+    (``archive.mailview.mail_view_data``). Derived, like the attachment files:
+    the raw mail stays the record; ``schema`` tells a row of an older layout
+    (shown by parsing again until the mail is processed again)."""
+
+    original = models.OneToOneField(DocumentFile, on_delete=models.CASCADE, related_name="mail_view")
+    schema = models.PositiveSmallIntegerField()
+    data = models.JSONField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"mail view of file {self.original_id}"

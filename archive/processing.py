@@ -6,19 +6,26 @@ A task's documents are processed in chunks: the parts of a chunk are stored
 with one ``put_many`` and recorded in one transaction (one commit instead of
 one per mail); a chunk whose transaction fails is redone mail by mail, so one
 hostile mail still cannot stop the others. Parsing uses ``compat32``, which
-finds the same parts as ``policy.default`` several times faster."""
+finds the same parts as ``policy.default`` several times faster.
+
+A mail of ``mimestream.STREAM_MIN_BYTES`` or more is read by
+``archive.mimestream`` instead: its parts go to the store as they are decoded,
+so the worker never holds the message. With the parts, processing stores the
+mail's ``MailView`` (headers, sanitised body, part list) that the View tab
+reads instead of parsing the ``.eml``."""
 
 from __future__ import annotations
 
 import dataclasses
 import email.policy
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
-from archive import extraction, storage
-from archive.mail import MailPart, ParsedMail, mail_limits, parse_message
+from archive import extraction, mailview, mimestream, storage
+from archive.mail import MailPart, ParsedMail, mail_limits, parse_headers, parse_message
 from archive.models import Document, DocumentFile, DocumentKind, FileRole
 from archive.services import guess_content_type
 
@@ -41,7 +48,9 @@ def _over_limit_error(size: int) -> str:
     )
 
 
-def _attachment_file(document_id: int, part: MailPart, blob: storage.StoredBlob) -> DocumentFile:
+def _attachment_file(
+    document_id: int, part: MailPart | mimestream.StoredPart, blob: storage.StoredBlob
+) -> DocumentFile:
     content_type = part.content_type or guess_content_type(part.filename)
     if len(content_type) > 255:  # hostile; would not fit the column
         content_type = "application/octet-stream"
@@ -57,6 +66,41 @@ def _attachment_file(document_id: int, part: MailPart, blob: storage.StoredBlob)
     )
 
 
+@dataclasses.dataclass
+class _Parsed:
+    """One mail read for processing: its parts still to store (``payloads``,
+    from ``parse_message``) or stored already (streamed), and its view."""
+
+    error: str
+    view: dict[str, Any] | None
+    parts: list[MailPart] = dataclasses.field(default_factory=list)
+    stored: list[mimestream.StoredPart] = dataclasses.field(default_factory=list)
+
+
+def _read(original: DocumentFile) -> _Parsed:
+    """Parse the mail in ``original``: in memory when small, streamed (parts
+    stored as they are read) when big. Raises StorageError when it is missing."""
+    if original.size >= mimestream.STREAM_MIN_BYTES:
+        with storage.open_blob(original.sha256) as fh:
+            headers = parse_headers(fh.read(mailview.HEAD_BYTES))
+            fh.seek(0)
+            streamed = mimestream.stream_parse(fh, mail_limits())
+        stored = streamed.attachments + streamed.inline
+        infos = [mailview.PartInfo(p.path, p.content_type, p.filename, p.content_id, p.size) for p in stored]
+        view = mailview.mail_view_data(
+            headers, text=streamed.text, html=streamed.html, parts=infos, error=streamed.error
+        )
+        return _Parsed(error=streamed.error, view=view, stored=stored)
+    raw = storage.read_bytes(original.sha256)
+    parsed = _parse(raw)
+    parts = parsed.attachments + parsed.inline
+    infos = [mailview.PartInfo(p.path, p.content_type, p.filename, p.content_id, len(p.payload)) for p in parts]
+    view = mailview.mail_view_data(
+        parse_headers(raw), text=parsed.text, html=parsed.html, parts=infos, error=parsed.error
+    )
+    return _Parsed(error=parsed.error, view=view, parts=parts)
+
+
 def mail_document_process(document: Document) -> None:
     original = document.files.filter(role=FileRole.ORIGINAL).order_by("id").first()
     if original is None or document.files.filter(role=FileRole.ATTACHMENT).exists():
@@ -65,15 +109,16 @@ def mail_document_process(document: Document) -> None:
         # Parsing it could exhaust the worker; the raw mail stays the record.
         Document.objects.filter(pk=document.pk, parse_error="").update(parse_error=_over_limit_error(original.size))
         return
-    parsed = _parse(storage.read_bytes(original.sha256))
-    parts = parsed.attachments + parsed.inline
-    blobs = storage.put_many([part.payload for part in parts])
-    files = [_attachment_file(document.pk, part, blob) for part, blob in zip(parts, blobs, strict=True)]
+    parsed = _read(original)
+    blobs = storage.put_many([part.payload for part in parsed.parts])
+    files = [_attachment_file(document.pk, part, blob) for part, blob in zip(parsed.parts, blobs, strict=True)]
+    files += [_attachment_file(document.pk, part, part.blob) for part in parsed.stored]
     with transaction.atomic():
         locked = Document.objects.select_for_update().get(pk=document.pk)
         if locked.files.filter(role=FileRole.ATTACHMENT).exists():
             return  # processed concurrently
         DocumentFile.objects.bulk_create(files)
+        mailview.mail_view_store(original.pk, parsed.view)
         if parsed.error and not locked.parse_error:
             Document.objects.filter(pk=document.pk).update(parse_error=parsed.error)
 
@@ -127,13 +172,15 @@ def _process_chunk(chunk: list[_Pending]) -> None:
     one transaction; on a database error, mail by mail instead."""
     errors: dict[int, str] = {}
     parts: list[tuple[int, MailPart]] = []
+    streamed: list[DocumentFile] = []
+    views: dict[int, tuple[int, dict[str, Any] | None]] = {}
     for item in chunk:
         pk = item.document.pk
         if item.original.size > settings.MAIL_MAX_MESSAGE_BYTES:
             errors[pk] = _over_limit_error(item.original.size)
             continue
         try:
-            parsed = _parse(storage.read_bytes(item.original.sha256))
+            parsed = _read(item.original)
         except storage.StorageError:
             logger.exception("mail document %s: original missing from the store", pk)
             continue
@@ -143,10 +190,12 @@ def _process_chunk(chunk: list[_Pending]) -> None:
             continue
         if parsed.error:
             errors[pk] = parsed.error
-        parts += [(pk, part) for part in parsed.attachments + parsed.inline]
+        parts += [(pk, part) for part in parsed.parts]
+        streamed += [_attachment_file(pk, part, part.blob) for part in parsed.stored]
+        views[pk] = (item.original.pk, parsed.view)
     try:
         blobs = storage.put_many([part.payload for _, part in parts])
-        files = [_attachment_file(pk, part, blob) for (pk, part), blob in zip(parts, blobs, strict=True)]
+        files = streamed + [_attachment_file(pk, part, blob) for (pk, part), blob in zip(parts, blobs, strict=True)]
         with transaction.atomic():
             # Lock in one order (by pk): two tasks on overlapping documents cannot deadlock.
             locked = dict(
@@ -162,6 +211,9 @@ def _process_chunk(chunk: list[_Pending]) -> None:
                 )
             )
             DocumentFile.objects.bulk_create(f for f in files if f.document_id in locked and f.document_id not in again)
+            for pk, (original_id, view) in views.items():
+                if pk in locked and pk not in again:
+                    mailview.mail_view_store(original_id, view)
             for pk, error in errors.items():
                 if pk in locked and pk not in again and not locked[pk]:
                     Document.objects.filter(pk=pk).update(parse_error=error[:2000])
