@@ -1,0 +1,260 @@
+"""Big and hostile mail (issue 10, requirement 9): what one 100 MB mail costs
+the archive step, processing and the View tab (peak RSS growth of each, in a
+child process of its own), and the server time of viewing a mail of 10,000
+parts after processing.
+
+    BENCH=bigmail make bench
+    BENCH=bigmail bash scripts/bench.sh --megabytes 100 --parts 10000 --views 5
+
+Each step runs in a fresh child (``python -m bench.bigmail_bench --step …``)
+that first does the same step on a tiny mail (imports, connections, compiled
+templates), then reads ``ru_maxrss``, does the step on the big mail and reads it
+again: the growth is what the big mail costs. The archive step is what
+ingestion does after the fetch (store the raw stream, read the header block,
+create the document); the fetch itself (an IMAP or Graph client holding the
+mail) is not part of it. Targets: ≤ 64 MB growth each, ≤ 100 ms per view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.harness import ROOT, BenchEnv, say
+
+DATABASE = "webadmin_bench_bigmail"
+LIMIT_RSS_MB = 64
+LIMIT_VIEW_MS = 100
+
+
+# --------------------------------------------------------------------------- the mails
+
+
+def write_big_mail(path: Path, megabytes: int) -> int:
+    """A mail of about ``megabytes`` MB: text and HTML bodies, an inline image,
+    one base64 attachment making up the rest. Written in pieces."""
+    boundary, related = "bench-outer-boundary", "bench-related-boundary"
+    head = (
+        "From: Bench Sender <sender@example.com>\r\nTo: alice@example.com\r\n"
+        "Subject: A very big mail\r\nDate: Tue, 01 Dec 2026 12:00:00 +0000\r\n"
+        "Message-ID: <big-bench@example.com>\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'
+        f"--{boundary}\r\n"
+        f'Content-Type: multipart/related; boundary="{related}"\r\n\r\n'
+        f"--{related}\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        '<h1>Big</h1><p>See the attachment.</p><img src="cid:logo@bench"><img src="https://tracker.example/t.gif">\r\n'
+        f"--{related}\r\nContent-Type: image/png\r\nContent-ID: <logo@bench>\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64).decode().replace("\n", "\r\n")
+        + f"\r\n--{related}--\r\n"
+        f"--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+        'Content-Disposition: attachment; filename="big.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    target = megabytes * 1000 * 1000
+    line = 57  # bytes per base64 line of 76 characters
+    block = os.urandom(line * 1000)
+    encoded = b"".join(base64.b64encode(block[i : i + line]) + b"\r\n" for i in range(0, len(block), line))
+    with open(path, "wb") as out:
+        out.write(head)
+        size = len(head)
+        while size + len(encoded) + len(tail) <= target:
+            out.write(encoded)
+            size += len(encoded)
+        out.write(tail)
+        size += len(tail)
+    return size
+
+
+def write_many_parts_mail(path: Path, parts: int) -> int:
+    boundary = "bench-many-parts"
+    pieces = [
+        "From: sender@example.com\r\nTo: alice@example.com\r\nSubject: Many parts\r\n"
+        f'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'
+        f"--{boundary}\r\nContent-Type: text/plain\r\n\r\nA mail of {parts} parts.\r\n"
+    ]
+    pieces += [
+        f"--{boundary}\r\nContent-Type: text/plain\r\n"
+        f'Content-Disposition: attachment; filename="part-{n}.txt"\r\n\r\npart {n} of the many\r\n'
+        for n in range(1, parts)
+    ]
+    pieces.append(f"--{boundary}--\r\n")
+    data = "".join(pieces).encode()
+    path.write_bytes(data)
+    return len(data)
+
+
+# --------------------------------------------------------------------------- the steps (children)
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _archive(path: Path) -> int:
+    from django.contrib.auth.models import Group
+    from django.db import transaction
+
+    from archive import services, storage
+    from archive.mail import parse_headers
+    from archive.models import DocumentKind, FileRole
+
+    with open(path, "rb") as fh:
+        blob = storage.put_stream(fh)
+        fh.seek(0)
+        headers = parse_headers(fh.read(1024 * 1024))
+    spec = services.NewDocument(
+        owner_group=Group.objects.get(name="bench"),
+        values={"title": headers.subject or path.name, "date": "2026-12-01"},
+        kind=DocumentKind.MAIL,
+        files=[services.NewFile(name=path.name, blob=blob, content_type="message/rfc822", role=FileRole.ORIGINAL)],
+    )
+    with transaction.atomic():
+        [document] = services.documents_create_many([spec], schedule_extraction=False)
+    return document.pk
+
+
+def _process(document_id: int) -> None:
+    from archive import processing
+
+    processing.mail_documents_process([document_id])
+
+
+def _view(client, document_id: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    from django.urls import reverse
+
+    timings = {}
+    for name, url in (
+        ("page", reverse("archive:document", args=[document_id])),
+        ("body", reverse("archive:mail_body", args=[document_id])),
+    ):
+        start = time.perf_counter()
+        response = client.get(url)
+        timings[name] = (time.perf_counter() - start) * 1000
+        if response.status_code != 200:
+            raise SystemExit(f"{url}: HTTP {response.status_code}")
+    return timings
+
+
+def child(args: argparse.Namespace) -> None:
+    import django
+
+    django.setup()
+    out: dict[str, object] = {}
+    if args.step == "archive":
+        _archive(Path(args.warmup))
+        base = _maxrss_mb()
+        out["document"] = _archive(Path(args.target))
+    elif args.step == "process":
+        _process(int(args.warmup))
+        base = _maxrss_mb()
+        _process(int(args.target))
+    else:
+        from django.contrib.auth.models import User
+        from django.test import Client
+
+        client = Client(HTTP_HOST="localhost")
+        client.force_login(User.objects.get(username="bench"))
+        _view(client, int(args.warmup))
+        base = _maxrss_mb()
+        runs = [_view(client, int(args.target)) for _ in range(args.views)]
+        out["page_ms"] = statistics.median(r["page"] for r in runs)
+        out["body_ms"] = statistics.median(r["body"] for r in runs)
+        out["first_page_ms"] = runs[0]["page"]
+    out["rss_growth_mb"] = _maxrss_mb() - base
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def run_step(step: str, warmup: object, target: object, views: int = 1) -> dict[str, float]:
+    command = [sys.executable, "-m", "bench.bigmail_bench", "--step", step, "--warmup", str(warmup)]
+    command += ["--target", str(target), "--views", str(views)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result: dict[str, float] = json.loads(line[len("RESULT ") :])
+            return result
+    raise SystemExit(f"step {step} failed:\n{done.stdout}\n{done.stderr}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def verdict(value: float, limit: float) -> str:
+    return "ok" if value <= limit else f"OVER the target of {limit:g}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--megabytes", type=int, default=100)
+    parser.add_argument("--parts", type=int, default=10_000)
+    parser.add_argument("--views", type=int, default=5, help="views of the many-parts mail (the median is shown)")
+    parser.add_argument("--keep", action="store_true", help="keep the database and data directory")
+    parser.add_argument("--step", help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", help=argparse.SUPPRESS)
+    parser.add_argument("--target", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.step:
+        child(args)
+        return 0
+
+    env = BenchEnv.create(DATABASE, keep=args.keep)
+    try:
+        from django.contrib.auth.models import Group, User
+
+        from archive.defaults import ensure_defaults
+        from archive.models import ArchiveSettings, FieldDefinition
+
+        ensure_defaults(FieldDefinition, ArchiveSettings, Group)
+        group = Group.objects.create(name="bench")
+        User.objects.create_user("bench", password="bench-only-password").groups.add(group)
+
+        mails = env.data_dir / "mails"
+        mails.mkdir()
+        tiny = mails / "tiny.eml"
+        write_many_parts_mail(tiny, 3)
+        big = mails / "big.eml"
+        many = mails / "many.eml"
+        big_size = write_big_mail(big, args.megabytes)
+        many_size = write_many_parts_mail(many, args.parts)
+        say(f"mails: {big_size / 1e6:.1f} MB (one base64 attachment), {args.parts} parts in {many_size / 1e6:.2f} MB")
+
+        archived = {name: int(run_step("archive", tiny, path)["document"]) for name, path in (("tiny", tiny),)}
+        big_archive = run_step("archive", tiny, big)
+        many_archive = run_step("archive", tiny, many)
+        tiny_id, big_id, many_id = archived["tiny"], int(big_archive["document"]), int(many_archive["document"])
+        run_step("process", tiny_id, tiny_id)  # the warm-up mail itself, processed
+        big_process = run_step("process", tiny_id, big_id)
+        many_process = run_step("process", tiny_id, many_id)
+        big_view = run_step("view", tiny_id, big_id)
+        many_view = run_step("view", tiny_id, many_id, views=args.views)
+
+        say()
+        say(f"{args.megabytes} MB mail, peak RSS growth of the step's process (target ≤ {LIMIT_RSS_MB} MB):")
+        for name, result in (("archive", big_archive), ("processing", big_process), ("view", big_view)):
+            growth = result["rss_growth_mb"]
+            say(f"  {name:<11} +{growth:7.1f} MB  {verdict(growth, LIMIT_RSS_MB)}")
+        say(f"  (view: document page {big_view['page_ms']:.0f} ms, body frame {big_view['body_ms']:.0f} ms)")
+        say()
+        say(f"{args.parts}-part mail after processing, server time, median of {args.views}:")
+        say(f"  (target ≤ {LIMIT_VIEW_MS} ms)")
+        say(f"  document page {many_view['page_ms']:7.1f} ms  {verdict(many_view['page_ms'], LIMIT_VIEW_MS)}")
+        say(f"  body frame    {many_view['body_ms']:7.1f} ms  {verdict(many_view['body_ms'], LIMIT_VIEW_MS)}")
+        say(
+            f"  (processing it: +{many_process['rss_growth_mb']:.1f} MB; "
+            f"view RSS growth +{many_view['rss_growth_mb']:.1f} MB)"
+        )
+    finally:
+        env.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
