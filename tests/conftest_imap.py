@@ -63,7 +63,8 @@ def imap_commands(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
     original = imaplib.IMAP4._command  # type: ignore[attr-defined]
 
     def recording(self: imaplib.IMAP4, name: str, *args: Any) -> Any:
-        sent.append((name, *(a.decode() if isinstance(a, bytes) else str(a) for a in args)))
+        # IMAPClient passes bytes and leaves unused trailing arguments None.
+        sent.append((name, *(a.decode() if isinstance(a, bytes) else str(a) for a in args if a is not None)))
         return original(self, name, *args)
 
     monkeypatch.setattr(imaplib.IMAP4, "_command", recording)
