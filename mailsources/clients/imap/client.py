@@ -38,10 +38,6 @@ from . import errors
 from .folder_sync import Cursor, FetchRefused, FolderSync, Mailbox, chunks, nothing_to_do
 
 logger = logging.getLogger(__name__)
-# IMAPClient routes imaplib's wire trace to this logger at DEBUG: every line the
-# server sends, with mail headers, and records whose arguments do not match their
-# format (imaplib passes two). Not for our logs; our own messages say what happened.
-logging.getLogger("imapclient.imaplib").setLevel(logging.INFO)
 
 SECURITY_TLS = "tls"
 SECURITY_STARTTLS = "starttls"
@@ -352,6 +348,10 @@ class ImapClient:
             )
         except Exception as exc:
             raise self._connect_error(exc) from exc
+        # IMAPClient turns imaplib's trace fully on (debug 5) and logs it at DEBUG: imaplib
+        # then formats a repr of every mail body, twice, logged or not (a quarter more
+        # worker CPU per mail in `make bench`), and every server line with mail headers.
+        conn._imap.debug = 0
         if self.security == SECURITY_STARTTLS:
             try:
                 self._starttls(conn, context)
@@ -413,6 +413,10 @@ class ImapClient:
             ) from exc
         except OSError as exc:
             raise errors.session_error(exc, self._where, self.timeout, "logging in", self._password) from exc
+        finally:
+            # imaplib keeps the last commands, LOGIN with the password, in memory.
+            with contextlib.suppress(AttributeError):
+                conn._imap._cmd_log.clear()
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
