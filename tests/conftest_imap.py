@@ -58,7 +58,11 @@ def tcp_proxy_factory() -> Iterator[Callable[..., TcpProxy]]:
 
 @pytest.fixture
 def imap_commands(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
-    """Every IMAP command sent from now on, as (name, *args) strings."""
+    """Every IMAP command sent through imaplib from now on, as (name, *args) strings.
+
+    IMAPClient sends FETCH, SELECT/EXAMINE, LOGIN, AUTHENTICATE, MOVE, STORE and
+    EXPUNGE this way; SEARCH and ENABLE it writes itself, so they are not listed.
+    """
     sent: list[tuple[str, ...]] = []
     original = imaplib.IMAP4._command  # type: ignore[attr-defined]
 

@@ -140,7 +140,7 @@ def test_unencrypted_connections_need_explicit_permission(
         make_client(security="none", allow_unencrypted=False).test_connection()
     assert_error(exc_info, PermanentSourceError, "unencrypted_not_allowed", "not allowed")
 
-    assert make_client(security="none").test_connection().folders
+    assert [f.name for f in make_client(security="none").test_connection().folders] == ["INBOX"]
 
 
 def test_wrong_password_is_an_authentication_failure_without_the_password(
@@ -159,7 +159,7 @@ def test_a_non_ascii_password_logs_in_with_sasl_plain(
     dovecot: Any, make_client: Callable[..., ImapClient], imap_commands: list[tuple[str, ...]]
 ) -> None:
     mailbox = dovecot.mailbox(dovecot.add_user(password="Grüezi-€-pässwort"))
-    assert make_client(mailbox).test_connection().folders
+    assert [f.name for f in make_client(mailbox).test_connection().folders] == ["INBOX"]
     assert ("AUTHENTICATE", "PLAIN") in imap_commands
 
 
@@ -372,7 +372,7 @@ def test_a_uidvalidity_change_resyncs_everything(imap_mailbox: Mailbox, make_cli
 
     batches = ledger.run(make_client(batch_size=2))
 
-    assert batches and all(b.resync and b.epoch == str(new_epoch) for b in batches)
+    assert len(batches) == 2 and all(b.resync and b.epoch == str(new_epoch) for b in batches)
     assert uids_of(batches) == [1, 2, 3]
     assert batches[-1].cursor["uidvalidity"] == new_epoch
     assert ledger.run(make_client()) == []  # and then it is settled
@@ -445,7 +445,7 @@ def test_a_connection_cut_mid_fetch_is_transient_and_the_rerun_completes(
 
     assert_error(exc_info, TransientSourceError, "connection_lost", "connection", password=imap_mailbox.user.password)
     assert proxy.cuts == 1 and uids_of_ledger(ledger) == [1]
-    assert ledger.run(make_client(batch_bytes=250_000))
+    assert uids_of(ledger.run(make_client(batch_bytes=250_000))) == [2, 3, 4]
     assert uids_of_ledger(ledger) == [1, 2, 3, 4]
     assert [raw for _e, _u, raw in ledger.messages] == raws
 
@@ -509,6 +509,8 @@ def test_servers_without_move_or_uidplus_are_refused_up_front(
     mailbox.append("INBOX", mail("a"))
     client = make_client(mailbox)
     client.check_action_supported("keep")
+    # Without LIST-STATUS the counts come from one STATUS per folder.
+    assert [(f.name, f.total) for f in client.list_folders()] == [("INBOX", 1)]
 
     with pytest.raises(SourceError) as exc_info:
         client.check_action_supported("move")

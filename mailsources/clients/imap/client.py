@@ -434,6 +434,10 @@ class ImapClient:
             raise errors.session_error(exc, self._where, self.timeout, action, self._password) from exc
         except imaplib.IMAP4.error as exc:
             raise errors.session_error(exc, self._where, self.timeout, action, self._password) from exc
+        except ValueError as exc:  # IMAPClient's parser choked on a malformed response
+            raise TransientSourceError(
+                f"The server {self._where} sent a malformed response while {action} ({exc}).", code="protocol_error"
+            ) from exc
 
     # ----------------------------------------------------------------- folders
 
