@@ -5,6 +5,10 @@ folder names, LITERAL+); this class adds what an archive needs on top:
 verified TLS only (or explicitly allowed plain text), errors in the user's
 words, EXAMINE so \\Seen stays untouched, and MOVE/delete only where the server
 can do exactly that (MOVE, UIDPLUS).
+
+IMAPClient replaced a hand-written protocol module after measuring both in the
+same ``make bench`` runs (issue 9): with imaplib's trace off (see ``_connect``)
+it is not measurably slower; alone, its parser costs ~0.02 ms more CPU per mail.
 """
 
 from __future__ import annotations
