@@ -16,12 +16,13 @@ SEARCH_COUNT_LIMIT = 500
 
 
 class CappedPaginator(Paginator):
+    # Pages further than this are not counted to: ``?page=`` with 30 digits
+    # would otherwise make the count read (or SQLite refuse) that many rows.
+    max_page = 10_000
+
     def __init__(self, object_list: Any, per_page: int, *, page: object = 1, limit: int = COUNT_LIMIT) -> None:
         super().__init__(object_list, per_page)
-        try:
-            wanted = max(1, int(str(page)))
-        except ValueError:
-            wanted = 1
+        wanted = page_number(page, self.max_page)
         # Always count past the requested page, so that "next" stays correct there.
         self.limit = max(limit, (wanted + 1) * per_page)
 
@@ -35,12 +36,24 @@ class CappedPaginator(Paginator):
     more = False  # True once counting stopped at the limit
 
 
+def page_number(page: object, maximum: int) -> int:
+    """A page number from ``?page=``: 1 unless it is a number, at most ``maximum``."""
+    text = str(page).strip()
+    if not (text.isascii() and text.isdigit()):
+        return 1
+    if len(text) > len(str(maximum)):
+        return maximum
+    return min(max(1, int(text)), maximum)
+
+
 class WindowPaginator(CappedPaginator):
     """For search hits: one query takes the ids of the first hits, in result
     order, up to a little past the page; count and page come from that list,
     and only the page's documents are then loaded (by ``fetch``, which keeps
     the list's order). The search engine runs once per page view, and reads
     no more hits than it shows — relevance order included."""
+
+    max_page = 200  # 10,000 hits: enough to page through, bounded for the engine
 
     def __init__(
         self, object_list: Any, per_page: int, *, fetch: Any, page: object = 1, limit: int = SEARCH_COUNT_LIMIT

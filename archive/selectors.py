@@ -3,6 +3,8 @@ every route that touches a document or one of its files goes through it."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.db.models import CharField, Count, F, QuerySet
 from django.db.models.fields.json import KeyTextTransform
@@ -22,6 +24,9 @@ COLUMN_FIELDS = {
 }
 
 User = AbstractBaseUser | AnonymousUser
+
+# Document numbers are 64-bit primary keys.
+MAX_DOCUMENT_NUMBER = 2**63 - 1
 
 
 def groups_for_user(user: User) -> QuerySet[Group]:
@@ -48,12 +53,38 @@ def document_get_for_user(user: User, number: int) -> Document:
     """The document, or Http404 — the same for "does not exist" and "not yours"."""
     try:
         return documents_visible_to(user).select_related("owner_group").get(pk=number)
-    except (Document.DoesNotExist, ValueError, TypeError):
+    except (Document.DoesNotExist, ValueError, TypeError, OverflowError):
         raise Http404("No such document") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class DocumentAccess:
+    """What a request may do with a document, as ``document_access_get`` decided."""
+
+    document: Document
+    public: bool  # opened as a published document (read-only, logged), not as the user's own
+    user: User  # whom the check was made for
+
+
+def document_access_get(user: User, number: int, *, public_ok: bool) -> DocumentAccess:
+    """The one access check of every document route: the user's own document,
+    else (``public_ok``) a published one, for anyone. Http404 otherwise — the
+    same for "does not exist" and "not yours"."""
+    if user.is_authenticated:
+        try:
+            return DocumentAccess(document_get_for_user(user, number), public=False, user=user)
+        except Http404:
+            if not public_ok:
+                raise
+    if not public_ok:
+        raise Http404("No such document")
+    return DocumentAccess(document_get_public(number), public=True, user=user)
 
 
 def documents_get_for_user(user: User, numbers: list[int]) -> list[Document]:
     """Several documents in the given order; 404 if any one is not visible."""
+    if not all(0 < n <= MAX_DOCUMENT_NUMBER for n in numbers):
+        raise Http404("No such document")  # no such number can exist (and SQLite cannot compare it)
     found = {d.pk: d for d in documents_visible_to(user).filter(pk__in=numbers)}
     if len(found) != len(set(numbers)):
         raise Http404("No such document")
@@ -73,7 +104,7 @@ def document_get_public(number: int) -> Document:
     settings = ArchiveSettings.load()
     try:
         document = Document.objects.select_related("owner_group").get(pk=number)
-    except (Document.DoesNotExist, ValueError, TypeError):
+    except (Document.DoesNotExist, ValueError, TypeError, OverflowError):
         raise Http404("No such document") from None
     if not document_is_published(document, settings):
         raise Http404("No such document")
@@ -83,7 +114,7 @@ def document_get_public(number: int) -> Document:
 def file_get_for_document(document: Document, file_id: int) -> DocumentFile:
     try:
         return document.files.get(pk=file_id)
-    except (DocumentFile.DoesNotExist, ValueError, TypeError):
+    except (DocumentFile.DoesNotExist, ValueError, TypeError, OverflowError):
         raise Http404("No such file") from None
 
 
@@ -98,7 +129,7 @@ def file_get_public(document: Document, file_id: int) -> DocumentFile:
         return original
     try:
         return document.files.get(pk=file_id, version=original.version, role=FileRole.ATTACHMENT)
-    except (DocumentFile.DoesNotExist, ValueError, TypeError):
+    except (DocumentFile.DoesNotExist, ValueError, TypeError, OverflowError):
         raise Http404("No such file") from None
 
 

@@ -8,7 +8,10 @@ The interface the rest of the archive uses:
 - ``index_document(document)`` — call inside the transaction that changes a
   document's fields or notes (``archive.services`` does);
 - ``index_documents(numbers)`` — bulk, for ``manage.py reindex``;
-- ``parse_query`` / ``SearchQueryError`` — the query language (``query.py``).
+- ``parse_query`` / ``SearchQueryError`` — the query language (``query.py``),
+  bounded in length and terms;
+- ``time_budget()`` — run a search's statements under the per-query time
+  budget (``budget.py``): ``SearchTooComplex`` past it.
 
 Which engine runs the match is decided by the database in use (``backends.py``):
 SQLite FTS5 or MariaDB InnoDB FULLTEXT; on MariaDB ``planner.py`` may read
@@ -30,6 +33,7 @@ from archive import selectors
 from archive.models import Document, FieldDefinition
 from archive.paging import SEARCH_COUNT_LIMIT, WindowPaginator
 from archive.search.backends import backend_for
+from archive.search.budget import SearchTooComplex, time_budget
 from archive.search.indexing import index_document, index_documents
 from archive.search.query import ParsedQuery, SearchQueryError, parse_query
 from archive.search.snippets import Snippet, snippets_for
@@ -38,11 +42,13 @@ __all__ = [
     "ParsedQuery",
     "SearchQueryError",
     "SearchResults",
+    "SearchTooComplex",
     "Snippet",
     "index_document",
     "index_documents",
     "parse_query",
     "search_documents",
+    "time_budget",
 ]
 
 
