@@ -29,7 +29,8 @@ from archive.table import shows_posters, table_columns, table_rows
 PAGE_SIZE = 50
 MAX_LINKS = 1000  # documents per copy-link request
 # ASCII digits only: str.isdigit() also takes "²" and "①", which int() refuses.
-_DOCUMENT_NUMBER = re.compile(r"[0-9]{1,19}")
+# Longer numbers are valid syntax for a number no document has (a 404).
+_DOCUMENT_NUMBER = re.compile(r"[0-9]{1,100}")
 
 
 def _request_base(request: HttpRequest) -> str:
@@ -96,6 +97,7 @@ def table(request: HttpRequest) -> HttpResponse:
             "posters": posters is not None,
             "q": q,
             "search_error": search_error,
+            "max_query_chars": search.MAX_QUERY_CHARS,
         },
     )
 

@@ -149,4 +149,3 @@ def test_every_hostile_value_on_every_parameter_of_every_route(client, alice, do
     url = reverse(route.name, kwargs={k: kwargs[k] for k in route.kwargs})
     for value in HOSTILE:
         check(client, url, dict.fromkeys(PARAMETERS, value))
-

@@ -35,10 +35,11 @@ from archive.paging import SEARCH_COUNT_LIMIT, WindowPaginator
 from archive.search.backends import backend_for
 from archive.search.budget import SearchTooComplex, time_budget
 from archive.search.indexing import index_document, index_documents
-from archive.search.query import ParsedQuery, SearchQueryError, parse_query
+from archive.search.query import MAX_QUERY_CHARS, ParsedQuery, SearchQueryError, parse_query
 from archive.search.snippets import Snippet, snippets_for
 
 __all__ = [
+    "MAX_QUERY_CHARS",
     "ParsedQuery",
     "SearchQueryError",
     "SearchResults",

@@ -301,7 +301,7 @@ def _normalise_number(text: str) -> str | None:
         number = Decimal(text.strip().replace("'", ""))
     except InvalidOperation:
         return None
-    if not number.is_finite() or abs(number.adjusted()) > 30:
+    if not number.is_finite() or abs(number.adjusted()) > 100:
         return None  # 1e999999999 would be a billion digits as text
     return format(number.normalize(), "f")  # as archive.services stores it
 
