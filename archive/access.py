@@ -30,7 +30,8 @@ from archive.selectors import DocumentAccess
 
 P = ParamSpec("P")
 DocumentView = Callable[Concatenate[HttpRequest, DocumentAccess, P], HttpResponse]
-RouteView = Callable[Concatenate[HttpRequest, int, P], HttpResponse]
+# Django passes the URL's kwargs by name (number=…, file_id=…).
+RouteView = Callable[..., HttpResponse]
 
 
 def document_access(
@@ -38,7 +39,7 @@ def document_access(
     public_ok: bool = False,
     require: Callable[[Document], object] | None = None,
     signed_user: Callable[[HttpRequest, int], selectors.User | None] | None = None,
-) -> Callable[[DocumentView[P]], RouteView[P]]:
+) -> Callable[[DocumentView[P]], RouteView]:
     """The view gets a ``DocumentAccess`` in place of the ``number``.
 
     ``public_ok``: a published document opens for anyone (read-only).
@@ -47,8 +48,7 @@ def document_access(
     ``signed_user``: for a request without session, the user a signed URL was
     issued to (a mail's inline images, whose frame sends no cookie)."""
 
-    def decorator(view: DocumentView[P]) -> RouteView[P]:
-        @functools.wraps(view)
+    def decorator(view: DocumentView[P]) -> RouteView:
         def wrapper(request: HttpRequest, number: int, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
             user: selectors.User = request.user
             if signed_user is not None and not user.is_authenticated:
@@ -66,7 +66,8 @@ def document_access(
                 harden_public(request, access.document, response)
             return response
 
-        wrapper.document_access = True  # type: ignore[attr-defined]  # what the access tests look for
+        functools.update_wrapper(wrapper, view)
+        wrapper.document_access = True  # type: ignore[attr-defined]  # a mark the access tests look for
         return wrapper
 
     return decorator

@@ -78,7 +78,7 @@ def table(request: HttpRequest) -> HttpResponse:
         else:
             sort = "relevance" if results.by_relevance else sort
             for document in documents:
-                document.search_snippet = snippets.get(document.pk)  # type: ignore[attr-defined]
+                document.search_snippet = snippets.get(document.pk)
     else:
         page = CappedPaginator(qs, PAGE_SIZE, page=page_param).get_page(request.GET.get("page"))
         documents = list(page.object_list)
@@ -128,7 +128,7 @@ def document_detail(request: HttpRequest, access: DocumentAccess) -> HttpRespons
         "values": services.document_values_for_display(document, definitions),
         "show_notes": settings.show_notes and not public,
     }
-    if context["viewer"] == "mail":
+    if context["viewer"] == "mail" and original is not None:
         context["mail"] = mailview.mail_summary(document, original)
     if not public:
         context["fields_form"] = DocumentFieldsForm(definitions=definitions, initial_values=document.values)
@@ -201,7 +201,7 @@ def document_fields(request: HttpRequest, access: DocumentAccess) -> HttpRespons
             request,
             "Not saved: "
             + "; ".join(
-                f"{form.fields[k].label}: {' '.join(v)}" if k in form.fields else " ".join(v)
+                f"{form.fields[k].label}: {' '.join(map(str, v))}" if k in form.fields else " ".join(map(str, v))
                 for k, v in form.errors.items()
             ),
         )

@@ -10,7 +10,6 @@ from archive.access import staff_required
 from archive.forms import ArchiveSettingsForm
 from archive.models import ArchiveSettings
 
-
 # Visitors log in; a signed-in user who is not staff gets the 403 page (a
 # redirect to the login page would send them straight back: a loop).
 administrators_only = staff_required

@@ -308,7 +308,7 @@ def _normalise_number(text: str) -> str | None:
 
 def _number_condition(name: str, value: str, label: str, *, integer: bool) -> Q:
     low, sep, high = value.partition("..")
-    bounds = []
+    bounds: list[Decimal | None] = []
     for part in (low, high) if sep else (low,):
         part = part.strip()
         if not part:
@@ -317,13 +317,13 @@ def _number_condition(name: str, value: str, label: str, *, integer: bool) -> Q:
         normal = _normalise_number(part)
         if normal is None or (integer and not normal.lstrip("-").isdigit()):
             raise SearchQueryError(f"{label}: {part!r} is not a number")
-        number = Decimal(normal)
-        if abs(number) >= (MAX_DOCUMENT_NUMBER if integer else MAX_NUMBER):
+        bound = Decimal(normal)
+        if abs(bound) >= (MAX_DOCUMENT_NUMBER if integer else MAX_NUMBER):
             raise SearchQueryError(f"{label}: {part!r} is out of range")
-        bounds.append(number)
+        bounds.append(bound)
     if name == "pk":
-        if not sep:
-            return Q(pk=int(bounds[0]))  # type: ignore[arg-type]
+        if not sep and bounds[0] is not None:
+            return Q(pk=int(bounds[0]))
         q = Q()
         if bounds[0] is not None:
             q &= Q(pk__gte=int(bounds[0]))

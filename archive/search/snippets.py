@@ -107,9 +107,9 @@ def passage(text: str, highlights: list[Highlight]) -> tuple[int, SafeString] | 
     # One entry per folded word, remembering the written word it came from.
     words: list[str] = []
     owner: list[int] = []
-    for index, (_, _, folded) in enumerate(spans):
-        words += folded
-        owner += [index] * len(folded)
+    for index, (_, _, parts) in enumerate(spans):
+        words += parts
+        owner += [index] * len(parts)
     positions: dict[str, list[int]] = {}
     for i, word in enumerate(words):
         positions.setdefault(word, []).append(i)
