@@ -22,7 +22,7 @@ from django.db import OperationalError, connections
 
 from archive.search.query import SearchQueryError
 
-DEFAULT_BUDGET_MS = 3000
+DEFAULT_BUDGET_MS = 1000
 PROGRESS_STEPS = 1000  # SQLite VM instructions between two looks at the clock
 _MARIADB_TIMEOUT = 1969  # ER_STATEMENT_TIMEOUT: max_statement_time exceeded
 
