@@ -371,7 +371,8 @@ def make_hostile_queries(meta: dict[str, object]) -> list[tuple[str, str]]:
         ("hostile: a* x 1300", "a* " * 1300),  # the finding: 3.9 KB, 37 s before
         ("hostile: a* x 300", "a* " * 300),  # within the length limit: one term
         ("hostile: 26 prefixes", " ".join(f"{c}*" for c in letters)),
-        ("hostile: 32 prefixes", " ".join([f"{a}{b}*" for a in "aeiou" for b in letters][:32])),
+        ("hostile: 8 one-letter prefixes", "a* e* i* o* u* s* t* r*"),  # at the limit of prefixes
+        ("hostile: 8 prefixes + 24 words", "a* e* i* o* u* s* t* r* " + " ".join(common[:24])),
         ("hostile: 3000 OR words", " OR ".join(rare)),
         ("hostile: 32 common", " ".join(common[:32])),
         ("hostile: 1 + 31 excluded", common[0] + " " + " ".join(f"-{w}" for w in common[1:32])),

@@ -142,7 +142,7 @@ X_FRAME_OPTIONS = "DENY"  # views that must be framed (file viewer, mail body) a
 WHITENOISE_ADD_HEADERS_FUNCTION = static_file_headers
 # One search's SQL statements together may run this long; past it the table
 # says "too complex — narrow it" (archive/search/budget.py).
-SEARCH_TIME_BUDGET_MS = env_int("SEARCH_TIME_BUDGET_MS", 1000, minimum=100)
+SEARCH_TIME_BUDGET_MS = env_int("SEARCH_TIME_BUDGET_MS", 900, minimum=100)
 
 # --- Celery ---
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

@@ -43,6 +43,8 @@ class SearchQueryError(ValueError):
 # terms, so a few kilobytes of ``a* a* …`` must not hold a web worker.
 MAX_QUERY_CHARS = 1000
 MAX_TERMS = 32  # conditions after merging repeats; each word of a phrase counts
+# A prefix stands for every word that starts with it: an index reads them all.
+MAX_PREFIX_TERMS = 8
 # Dates and numbers the databases can compare (MariaDB DATETIME: years 1000-9999).
 MIN_YEAR, MAX_YEAR = 1000, 9998
 MAX_NUMBER = Decimal(10) ** 20
@@ -175,6 +177,11 @@ def parse_query(text: str, definitions: Iterable[FieldDefinition]) -> ParsedQuer
         raise SearchQueryError(
             f"The search has {count:,} terms (each word of a phrase counts); at most {MAX_TERMS} are allowed"
             " — narrow it."
+        )
+    prefixes = sum(t.prefix for t in query.terms)
+    if prefixes > MAX_PREFIX_TERMS:
+        raise SearchQueryError(
+            f"The search has {prefixes} words ending in *; at most {MAX_PREFIX_TERMS} are allowed — narrow it."
         )
     return query
 

@@ -373,3 +373,15 @@ def test_the_budget_comes_from_the_settings(settings):
 
     settings.SEARCH_TIME_BUDGET_MS = 1500
     assert budget_seconds() == 1.5
+
+
+def test_innodbs_own_full_text_limit_is_too_complex_too():
+    from django.db import InternalError, OperationalError
+
+    from archive.search.budget import is_too_complex
+
+    assert is_too_complex(InternalError(188, "FTS query exceeds result cache limit"), mariadb=True)
+    assert is_too_complex(OperationalError(1969, "max_statement_time exceeded"), mariadb=True)
+    assert not is_too_complex(OperationalError(2006, "MySQL server has gone away"), mariadb=True)
+    assert is_too_complex(OperationalError("interrupted"), mariadb=False)
+    assert not is_too_complex(OperationalError("database is locked"), mariadb=False)

@@ -257,3 +257,11 @@ def test_the_best_window_is_the_one_the_quadratic_search_found():
         )
         if hits:
             assert _best_window(hits, owner) == quadratic(hits, owner)
+
+
+def test_prefixes_are_bounded_apart_from_words():
+    from archive.search.query import MAX_PREFIX_TERMS
+
+    parse_query(" ".join(f"p{i}*" for i in range(MAX_PREFIX_TERMS)), FIELDS)
+    with pytest.raises(SearchQueryError, match=f"{MAX_PREFIX_TERMS + 1} words ending in \\*; at most"):
+        parse_query(" ".join(f"p{i}*" for i in range(MAX_PREFIX_TERMS + 1)), FIELDS)
