@@ -357,6 +357,7 @@ def make_queries(meta: dict[str, object], n: int, seed: int) -> list[tuple[str, 
 
 
 HOSTILE_RUNS = 3  # each hostile query, timed this many times
+TOO_COMPLEX: dict[str, int] = {}  # query → times the time budget stopped it
 
 
 def make_hostile_queries(meta: dict[str, object]) -> list[tuple[str, str]]:
@@ -408,6 +409,8 @@ def run(  # type: ignore[no-untyped-def]
         elapsed = (time.perf_counter() - t0) * 1000
         if response.status_code != 200:
             raise SystemExit(f"{params}: HTTP {response.status_code}")
+        if b"too complex to answer in time" in response.content:
+            TOO_COMPLEX[params.get("q", "")] = TOO_COMPLEX.get(params.get("q", ""), 0) + 1
         return elapsed
 
     for _, q in queries[:30]:  # warm up the connection and the caches a little
@@ -428,7 +431,7 @@ def run(  # type: ignore[no-untyped-def]
     return timings
 
 
-def report(timings: dict[str, list[float]], meta: dict[str, object]) -> None:
+def report(timings: dict[str, list[float]], meta: dict[str, object], queries: list[tuple[str, str]]) -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -461,6 +464,8 @@ def report(timings: dict[str, list[float]], meta: dict[str, object]) -> None:
         f"table page p95 {percentile(table_half, 0.95):.0f} ms (target 100); "
         f"mean search {statistics.mean(searches):.0f} ms"
     )
+    normal = {q for label, q in queries if q in TOO_COMPLEX}
+    print(f"representative searches stopped by the time budget: {len(normal)} of {len(queries)}")
     hostile = {label: max(ts) for label, ts in timings.items() if label.startswith("hostile")}
     if hostile:
         worst = max(hostile, key=hostile.__getitem__)
@@ -541,7 +546,7 @@ def main() -> None:
     print(f"Running {len(queries):,} searches and {args.table_runs} table pages as a user who sees half …")
     with buffer_pool(args.buffer_pool_mb):
         timings = run(queries, args.table_runs, half, admin, make_hostile_queries(meta))
-        report(timings, meta)
+        report(timings, meta, queries)
     if args.json:
         Path(args.json).write_text(json.dumps({"docs": args.docs, "timings_ms": timings}, indent=1))
 
