@@ -15,6 +15,11 @@
     kind:mail                 mails (or kind:document)
 
 A ``name:`` that is not a field is searched as text ("re:", "http://…").
+
+Bounded (issue 11): at most MAX_QUERY_CHARS characters, MAX_TERMS terms once
+repeats are merged (each word of a phrase counts), MAX_PREFIX_TERMS prefixes;
+dates and numbers within what both databases compare. Beyond that the user
+gets a SearchQueryError saying so.
 """
 
 from __future__ import annotations

@@ -79,3 +79,11 @@ def test_static_files_carry_the_same_security_headers_as_pages(client, db, path)
     for header in ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options"):
         assert response[header] == page[header], header
     assert response["Referrer-Policy"] == page["Referrer-Policy"]
+
+
+def test_a_form_without_its_csrf_token_gets_the_styled_403(db):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    html = assert_styled_error(client.post("/login/", {"username": "x", "password": "y"}), 403, "Form expired")
+    assert "CSRF" not in html and "Referer" not in html
