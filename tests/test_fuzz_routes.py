@@ -1,5 +1,6 @@
 """No input makes a server error (issue 11): generated values for every GET
-parameter on every route of the project, as a normal user and as a visitor.
+parameter on every route of the project, as a normal user, as a visitor and
+as an administrator.
 
 The routes come from ``urlpatterns`` (``tests/archive/test_access.py``), the
 parameter names from the views' source (every ``request.GET`` they read), so
@@ -139,11 +140,19 @@ def test_no_input_makes_a_server_error_for_a_visitor(client, documents, data):
     check(client, url_of(route, data, documents), data.draw(parameters, label="params"))
 
 
-@pytest.mark.parametrize("anonymous", [False, True], ids=["user", "visitor"])
+@FUZZ
+@given(data=st.data())
+def test_no_input_makes_a_server_error_for_an_administrator(client, admin_user, documents, data):
+    client.force_login(admin_user)  # past the 403s: the administration pages' own parameters
+    route = data.draw(st.sampled_from(ROUTES), label="route")
+    check(client, url_of(route, data, documents), data.draw(parameters, label="params"))
+
+
+@pytest.mark.parametrize("persona", ["alice", None, "admin_user"], ids=["user", "visitor", "administrator"])
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
-def test_every_hostile_value_on_every_parameter_of_every_route(client, alice, documents, route, anonymous):
-    if not anonymous:
-        client.force_login(alice)
+def test_every_hostile_value_on_every_parameter_of_every_route(request, client, documents, route, persona):
+    if persona is not None:
+        client.force_login(request.getfixturevalue(persona))
     doc = documents[0]
     kwargs = {"number": doc.pk, "file_id": doc.files.first().pk, "pk": 1, "part": "1", "kind": "imap"}
     url = reverse(route.name, kwargs={k: kwargs[k] for k in route.kwargs})
