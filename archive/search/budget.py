@@ -16,6 +16,7 @@ snippets) is bounded by the query limits in ``query.py``."""
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -75,7 +76,8 @@ def time_budget(
         raise
     finally:
         if raw is not None:
-            raw.set_progress_handler(None, 0)
+            with contextlib.suppress(sqlite3.ProgrammingError):  # closed meanwhile: nothing to undo
+                raw.set_progress_handler(None, 0)
 
 
 def is_too_complex(exc: DatabaseError, *, mariadb: bool) -> bool:
