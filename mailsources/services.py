@@ -65,7 +65,7 @@ def graph_request_gate():  # type: ignore[no-untyped-def]
     """Graph's per-mailbox limits shared by all workers (Redis: at most 4 requests in
     flight, paced together), or None on the embedded broker, where all workers share
     one machine and each client paces itself."""
-    from mailsources.throttle import redis_request_gate
+    from mailsources.pacing import redis_request_gate
 
     return redis_request_gate(rate_limit=graph_rate_limit())
 

@@ -38,7 +38,7 @@ from mailsources.models import (
     RunStatus,
     SourceStatus,
 )
-from mailsources.throttle import RedisRequestGate, redis_request_gate
+from mailsources.pacing import RedisRequestGate, redis_request_gate
 from tests.fakes.graph_fake import GraphFake, free_port, make_mime
 from tests.mailsources import graph_pipeline
 from tests.mailsources.graph_pipeline import ALICE, BOB, M365, add_mails, counts, downloads, originals, sync
@@ -53,7 +53,9 @@ m365 = graph_pipeline.m365
 pytestmark = pytest.mark.django_db
 
 REPO = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("TEST_GRAPH_REDIS_URL", "redis://127.0.0.1:6379/12")
+# The test run's own Redis database: the teardown removes every gate key in it, which would
+# reset the pacing state of another run's tests sharing the database.
+REDIS_URL = os.environ.get("TEST_GRAPH_REDIS_URL") or os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
 DEADLINE = 60.0  # seconds; generous for a loaded machine, never waited out on success
 
 
@@ -434,7 +436,7 @@ def redis_url(settings: Any) -> Iterator[str]:
     try:
         client.ping()
     except redis.RedisError as exc:
-        pytest.fail(f"the test needs Redis at {REDIS_URL} (TEST_GRAPH_REDIS_URL): {exc}", pytrace=False)
+        pytest.fail(f"the test needs Redis at {REDIS_URL} (TEST_GRAPH_REDIS_URL or TEST_REDIS_URL): {exc}", pytrace=False)
     settings.CELERY_BROKER_URL = REDIS_URL
     yield REDIS_URL
     for key in client.scan_iter(match="webadmin:graph:*"):
