@@ -211,7 +211,7 @@ class GraphClient:
         """Delete archived messages (Graph moves them to Recoverable Items)."""
         with self._translate("deleting messages"):
             for location in locations:
-                # Already gone: the goal is reached.
+                # A message that is already gone: the goal is reached.
                 self._request_unless_gone("DELETE", self._http.url(f"/messages/{quote(location, safe='')}"))
 
     def close(self) -> None:
