@@ -31,7 +31,6 @@ import datetime as dt
 import functools
 import json
 import logging
-import random
 import signal
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from archive import storage
+from archive.backoff import backoff_delay
 from archive.extractors import Limits
 from archive.models import DocumentFile, ExtractionStatus, FileRole
 from archive.search import index_document
@@ -99,8 +99,7 @@ def enqueue_documents(document_ids: list[int]) -> None:
 
 
 def _retry_delay(attempts: int) -> float:
-    base = _setting("EXTRACTION_RETRY_SECONDS", 300)
-    return base * 2 ** max(0, attempts - 1) * random.uniform(0.8, 1.2)
+    return backoff_delay(attempts - 1, base=_setting("EXTRACTION_RETRY_SECONDS", 300), jitter=(0.8, 1.2))
 
 
 # --- running one file ----------------------------------------------------------

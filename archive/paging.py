@@ -5,9 +5,11 @@ beyond that the table says "more than N"."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
 COUNT_LIMIT = 10_000
@@ -15,24 +17,41 @@ COUNT_LIMIT = 10_000
 SEARCH_COUNT_LIMIT = 500
 
 
-class CappedPaginator(Paginator):
+if TYPE_CHECKING:  # generic only in django-stubs
+    _Paginator = Paginator[Any]
+else:
+    _Paginator = Paginator
+
+
+class CappedPaginator(_Paginator):
+    # Pages further than this are not counted to: ``?page=`` with 30 digits
+    # would otherwise make the count read (or SQLite refuse) that many rows.
+    max_page = 10_000
+
     def __init__(self, object_list: Any, per_page: int, *, page: object = 1, limit: int = COUNT_LIMIT) -> None:
         super().__init__(object_list, per_page)
-        try:
-            wanted = max(1, int(str(page)))
-        except ValueError:
-            wanted = 1
+        wanted = page_number(page, self.max_page)
         # Always count past the requested page, so that "next" stays correct there.
         self.limit = max(limit, (wanted + 1) * per_page)
 
     @cached_property
     def count(self) -> int:
         # Without ORDER BY: the database may count along any index, and stop.
-        counted = self.object_list.order_by()[: self.limit + 1].count()
+        counted = cast("QuerySet[Any]", self.object_list).order_by()[: self.limit + 1].count()
         self.more = counted > self.limit
         return min(counted, self.limit)
 
     more = False  # True once counting stopped at the limit
+
+
+def page_number(page: object, maximum: int) -> int:
+    """A page number from ``?page=``: 1 unless it is a number, at most ``maximum``."""
+    text = str(page).strip()
+    if not (text.isascii() and text.isdigit()):
+        return 1
+    if len(text) > len(str(maximum)):
+        return maximum
+    return min(max(1, int(text)), maximum)
 
 
 class WindowPaginator(CappedPaginator):
@@ -42,8 +61,16 @@ class WindowPaginator(CappedPaginator):
     the list's order). The search engine runs once per page view, and reads
     no more hits than it shows — relevance order included."""
 
+    max_page = 200  # 10,000 hits: enough to page through, bounded for the engine
+
     def __init__(
-        self, object_list: Any, per_page: int, *, fetch: Any, page: object = 1, limit: int = SEARCH_COUNT_LIMIT
+        self,
+        object_list: Any,
+        per_page: int,
+        *,
+        fetch: Callable[[list[int]], Sequence[Any]],
+        page: object = 1,
+        limit: int = SEARCH_COUNT_LIMIT,
     ) -> None:
         super().__init__(object_list, per_page, page=page, limit=limit)
         self.fetch = fetch
@@ -53,14 +80,14 @@ class WindowPaginator(CappedPaginator):
 
     @cached_property
     def ids(self) -> list[int]:
-        return list(self.object_list.values_list("pk", flat=True)[: self.limit + 1])
+        return list(cast("QuerySet[Any]", self.object_list).values_list("pk", flat=True)[: self.limit + 1])
 
     @cached_property
     def count(self) -> int:
         self.more = len(self.ids) > self.limit
         return min(len(self.ids), self.limit)
 
-    def page(self, number: Any) -> Page:
+    def page(self, number: Any) -> Page[Any]:
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
-        return self._get_page(self.fetch(self.ids[bottom : bottom + self.per_page]), number, self)
+        return Page(self.fetch(self.ids[bottom : bottom + self.per_page]), number, self)

@@ -3,8 +3,11 @@ every route that touches a document or one of its files goes through it."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+import dataclasses
+
+from django.contrib.auth.models import AbstractBaseUser, AbstractUser, AnonymousUser, Group
 from django.db.models import CharField, Count, F, QuerySet
+from django.db.models.expressions import OrderBy
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.http import Http404
@@ -23,24 +26,41 @@ COLUMN_FIELDS = {
 
 User = AbstractBaseUser | AnonymousUser
 
+# Document numbers are 64-bit primary keys.
+MAX_DOCUMENT_NUMBER = 2**63 - 1
+
+
+def _member(user: User) -> AbstractUser | None:
+    """The signed-in user with groups and the superuser flag; None for a visitor."""
+    if isinstance(user, AbstractUser) and user.is_authenticated:
+        return user
+    return None
+
+
+def sees_everything(user: User) -> bool:
+    member = _member(user)
+    return member is not None and member.is_superuser
+
 
 def groups_for_user(user: User) -> QuerySet[Group]:
-    if not user.is_authenticated:
+    member = _member(user)
+    if member is None:
         return Group.objects.none()
-    if user.is_superuser:
+    if member.is_superuser:
         return Group.objects.all()
-    return user.groups.all()  # type: ignore[union-attr]
+    return member.groups.all()
 
 
 def documents_visible_to(user: User) -> QuerySet[Document]:
-    if not user.is_authenticated or not user.is_active:
+    member = _member(user)
+    if member is None or not user.is_active:
         return Document.objects.none()
-    if user.is_superuser:
+    if member.is_superuser:
         return Document.objects.all()
     # The group ids as constants, not a subquery: with a subquery MariaDB
     # sorts every visible row for a table page; with constants it walks the
     # date index and stops after a page (see bench/search_bench.py).
-    groups = list(user.groups.values_list("pk", flat=True))  # type: ignore[union-attr]
+    groups = list(member.groups.values_list("pk", flat=True))
     return Document.objects.filter(owner_group_id__in=groups)
 
 
@@ -48,12 +68,38 @@ def document_get_for_user(user: User, number: int) -> Document:
     """The document, or Http404 — the same for "does not exist" and "not yours"."""
     try:
         return documents_visible_to(user).select_related("owner_group").get(pk=number)
-    except (Document.DoesNotExist, ValueError, TypeError):
+    except (Document.DoesNotExist, ValueError, TypeError, OverflowError):
         raise Http404("No such document") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class DocumentAccess:
+    """What a request may do with a document, as ``document_access_get`` decided."""
+
+    document: Document
+    public: bool  # opened as a published document (read-only, logged), not as the user's own
+    user: User  # whom the check was made for
+
+
+def document_access_get(user: User, number: int, *, public_ok: bool) -> DocumentAccess:
+    """The one access check of every document route: the user's own document,
+    else (``public_ok``) a published one, for anyone. Http404 otherwise — the
+    same for "does not exist" and "not yours"."""
+    if user.is_authenticated:
+        try:
+            return DocumentAccess(document_get_for_user(user, number), public=False, user=user)
+        except Http404:
+            if not public_ok:
+                raise
+    if not public_ok:
+        raise Http404("No such document")
+    return DocumentAccess(document_get_public(number), public=True, user=user)
 
 
 def documents_get_for_user(user: User, numbers: list[int]) -> list[Document]:
     """Several documents in the given order; 404 if any one is not visible."""
+    if not all(0 < n <= MAX_DOCUMENT_NUMBER for n in numbers):
+        raise Http404("No such document")  # no such number can exist (and SQLite cannot compare it)
     found = {d.pk: d for d in documents_visible_to(user).filter(pk__in=numbers)}
     if len(found) != len(set(numbers)):
         raise Http404("No such document")
@@ -73,7 +119,7 @@ def document_get_public(number: int) -> Document:
     settings = ArchiveSettings.load()
     try:
         document = Document.objects.select_related("owner_group").get(pk=number)
-    except (Document.DoesNotExist, ValueError, TypeError):
+    except (Document.DoesNotExist, ValueError, TypeError, OverflowError):
         raise Http404("No such document") from None
     if not document_is_published(document, settings):
         raise Http404("No such document")
@@ -83,7 +129,7 @@ def document_get_public(number: int) -> Document:
 def file_get_for_document(document: Document, file_id: int) -> DocumentFile:
     try:
         return document.files.get(pk=file_id)
-    except (DocumentFile.DoesNotExist, ValueError, TypeError):
+    except (DocumentFile.DoesNotExist, ValueError, TypeError, OverflowError):
         raise Http404("No such file") from None
 
 
@@ -98,7 +144,7 @@ def file_get_public(document: Document, file_id: int) -> DocumentFile:
         return original
     try:
         return document.files.get(pk=file_id, version=original.version, role=FileRole.ATTACHMENT)
-    except (DocumentFile.DoesNotExist, ValueError, TypeError):
+    except (DocumentFile.DoesNotExist, ValueError, TypeError, OverflowError):
         raise Http404("No such file") from None
 
 
@@ -143,7 +189,8 @@ def field_suggestions(user: User, definitions: list[FieldDefinition], limit: int
     return suggestions
 
 
-def order_expression(field: FieldDefinition, descending: bool):  # type: ignore[no-untyped-def]
+def order_expression(field: FieldDefinition, descending: bool) -> OrderBy:
+    expr: F | KeyTextTransform
     if field.name in COLUMN_FIELDS:
         expr = F(COLUMN_FIELDS[field.name])
     else:

@@ -1,6 +1,9 @@
-"""WebDMS views: thin; every document goes through ``document_get_for_user``."""
+"""WebDMS views: thin; every document route goes through ``@document_access``
+(``archive/access.py``), the one access entry point."""
 
 from __future__ import annotations
+
+import re
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -14,14 +17,20 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from archive import mailview, search, selectors, services, storage, thumbnails, uploads
+from archive.access import document_access
 from archive.forms import DocumentFieldsForm, NotesForm, UploadForm
 from archive.links import access_link, clipboard_payload
-from archive.models import ArchiveSettings, Document, DocumentFile, FileRole, PrimaryUsage, PublicAccess
+from archive.models import ArchiveSettings, Document, DocumentFile, FileRole, PrimaryUsage
 from archive.paging import CappedPaginator
+from archive.selectors import DocumentAccess
 from archive.serving import is_inline_type, serve_file
 from archive.table import shows_posters, table_columns, table_rows
 
 PAGE_SIZE = 50
+MAX_LINKS = 1000  # documents per copy-link request
+# ASCII digits only: str.isdigit() also takes "²" and "①", which int() refuses.
+# Longer numbers are valid syntax for a number no document has (a 404).
+_DOCUMENT_NUMBER = re.compile(r"[0-9]{1,100}")
 
 
 def _request_base(request: HttpRequest) -> str:
@@ -45,32 +54,34 @@ def table(request: HttpRequest) -> HttpResponse:
     if sort_field is not None:
         qs = qs.order_by(selectors.order_expression(sort_field, descending), "-pk" if descending else "pk")
     q = request.GET.get("q", "").strip()
-    results, search_error = None, ""
+    page_param = request.GET.get("page", 1)
+    search_error = ""
     if q:  # full text: relevance first, unless a column was chosen
         by_relevance = request.GET.get("sort", "relevance") == "relevance"
         try:
-            results = search.search_documents(
-                request.user,
-                q,
-                definitions=definitions,
-                sort_field=None if by_relevance else sort_field,
-                descending=descending,
-                allow_scan=request.GET.get("sort") != "relevance",  # unless relevance was asked for
-            )
+            with search.time_budget():  # "too complex" rather than a worker held for long
+                results = search.search_documents(
+                    request.user,
+                    q,
+                    definitions=definitions,
+                    sort_field=None if by_relevance else sort_field,
+                    descending=descending,
+                    allow_scan=request.GET.get("sort") != "relevance",  # unless relevance was asked for
+                )
+                page = results.paginator(PAGE_SIZE, page=page_param).get_page(request.GET.get("page"))
+                documents = list(page.object_list)
+                snippets = results.snippets(documents)
         except search.SearchQueryError as exc:
             search_error = str(exc)
-        sort = "relevance" if results and results.by_relevance else sort
-    paginator = (
-        results.paginator(PAGE_SIZE, page=request.GET.get("page", 1))
-        if results
-        else CappedPaginator(qs if not q else qs.none(), PAGE_SIZE, page=request.GET.get("page", 1))
-    )
-    page = paginator.get_page(request.GET.get("page"))
-    documents = list(page.object_list)
-    if results is not None:
-        snippets = results.snippets(documents)
-        for document in documents:
-            document.search_snippet = snippets.get(document.pk)  # type: ignore[attr-defined]
+            page = CappedPaginator(qs.none(), PAGE_SIZE).get_page(1)
+            documents = []
+        else:
+            sort = "relevance" if results.by_relevance else sort
+            for document in documents:
+                document.search_snippet = snippets.get(document.pk)
+    else:
+        page = CappedPaginator(qs, PAGE_SIZE, page=page_param).get_page(request.GET.get("page"))
+        documents = list(page.object_list)
     posters = thumbnails.posters_for(documents) if shows_posters(settings) else None
     rows = table_rows(documents, columns, posters)
     return render(
@@ -86,45 +97,16 @@ def table(request: HttpRequest) -> HttpResponse:
             "posters": posters is not None,
             "q": q,
             "search_error": search_error,
+            "max_query_chars": search.MAX_QUERY_CHARS,
         },
     )
 
 
-def _log_public_access(request: HttpRequest, document: Document) -> None:
-    PublicAccess.objects.create(
-        document=document,
-        ip=request.META.get("REMOTE_ADDR") or None,
-        user_agent=request.headers.get("User-Agent", "")[:300],
-        path=request.get_full_path()[:300],
-    )
-
-
-def _document_for_request(
-    request: HttpRequest, number: int, user: selectors.User | None = None
-) -> tuple[Document, bool]:
-    """(document, public): the user's own, or a published one for anyone.
-    Raises Http404; the caller turns it into a login redirect for visitors.
-    ``user`` stands in for a request without session (a mail's signed image URLs)."""
-    user = user or request.user
-    if user.is_authenticated:
-        try:
-            return selectors.document_get_for_user(user, number), False
-        except Http404:
-            pass
-    return selectors.document_get_public(number), True
-
-
+@document_access(public_ok=True)
 @require_GET
-def document_detail(request: HttpRequest, number: int) -> HttpResponse:
-    try:
-        document, public = _document_for_request(request, number)
-    except Http404:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        raise
+def document_detail(request: HttpRequest, access: DocumentAccess) -> HttpResponse:
+    document, public = access.document, access.public
     settings = ArchiveSettings.load()
-    if public:
-        _log_public_access(request, document)
     definitions = selectors.field_definitions()
     original = document.original()
     files = list(document.files.all())
@@ -146,7 +128,7 @@ def document_detail(request: HttpRequest, number: int) -> HttpResponse:
         "values": services.document_values_for_display(document, definitions),
         "show_notes": settings.show_notes and not public,
     }
-    if context["viewer"] == "mail":
+    if context["viewer"] == "mail" and original is not None:
         context["mail"] = mailview.mail_summary(document, original)
     if not public:
         context["fields_form"] = DocumentFieldsForm(definitions=definitions, initial_values=document.values)
@@ -154,12 +136,7 @@ def document_detail(request: HttpRequest, number: int) -> HttpResponse:
         context["versions"] = [f for f in files if f.role == FileRole.ORIGINAL]
         context["suggestions"] = selectors.field_suggestions(request.user, definitions, settings.combobox_elements)
         context["version_key"] = _version_key_of(document, settings)
-    response = render(request, "archive/document.html", context)
-    if public:
-        # Unpublishing must take effect at once: no copy may be kept anywhere.
-        response["Cache-Control"] = "no-store"
-        response["X-Robots-Tag"] = "noindex"
-    return response
+    return render(request, "archive/document.html", context)
 
 
 def _version_key_of(document: Document, settings: ArchiveSettings) -> str:
@@ -195,32 +172,21 @@ def _viewer_kind(document: Document, original, usage: str = PrimaryUsage.DOCUMEN
     return "download"
 
 
+@document_access(public_ok=True)
 @xframe_options_sameorigin  # shown inside the View tab's frame
 @require_GET
-def document_file(request: HttpRequest, number: int, file_id: int) -> HttpResponseBase:
-    try:
-        document, public = _document_for_request(request, number)
-    except Http404:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        raise
-    if not public:
-        file = selectors.file_get_for_document(document, file_id)
-        return serve_file(request, file, download=request.GET.get("download") == "1")
-    file = selectors.file_get_public(document, file_id)
-    # Every request is logged, range requests of a player included: skipping
-    # any kind of request would be a way to read without a trace.
-    _log_public_access(request, document)
-    response = serve_file(request, file, download=request.GET.get("download") == "1")
-    response["Cache-Control"] = "no-store"
-    response["X-Robots-Tag"] = "noindex"
-    return response
+def document_file(request: HttpRequest, access: DocumentAccess, file_id: int) -> HttpResponseBase:
+    if access.public:  # what the View tab shows, nothing of the rest
+        file = selectors.file_get_public(access.document, file_id)
+    else:
+        file = selectors.file_get_for_document(access.document, file_id)
+    return serve_file(request, file, download=request.GET.get("download") == "1")
 
 
-@login_required
+@document_access()
 @require_POST
-def document_fields(request: HttpRequest, number: int) -> HttpResponse:
-    document = selectors.document_get_for_user(request.user, number)
+def document_fields(request: HttpRequest, access: DocumentAccess) -> HttpResponse:
+    document = access.document
     form = DocumentFieldsForm(request.POST, definitions=selectors.field_definitions(), initial_values=document.values)
     if form.is_valid():
         values = {d.name: form.cleaned_data[d.name] for d in form.definitions}
@@ -235,17 +201,17 @@ def document_fields(request: HttpRequest, number: int) -> HttpResponse:
             request,
             "Not saved: "
             + "; ".join(
-                f"{form.fields[k].label}: {' '.join(v)}" if k in form.fields else " ".join(v)
+                f"{form.fields[k].label}: {' '.join(map(str, v))}" if k in form.fields else " ".join(map(str, v))
                 for k, v in form.errors.items()
             ),
         )
     return redirect(reverse("archive:document", args=[document.pk]) + "#fields")
 
 
-@login_required
+@document_access()
 @require_POST
-def document_notes(request: HttpRequest, number: int) -> HttpResponse:
-    document = selectors.document_get_for_user(request.user, number)
+def document_notes(request: HttpRequest, access: DocumentAccess) -> HttpResponse:
+    document = access.document
     form = NotesForm(request.POST)
     if form.is_valid():
         services.document_set_notes(document, form.cleaned_data["notes"])
@@ -302,12 +268,14 @@ def upload(request: HttpRequest) -> HttpResponse:
 def copy_links(request: HttpRequest) -> HttpResponse:
     """The one copy-link endpoint: ``?ids=1,2,3`` → JSON with title, URL and
     the ready clipboard texts (plain and HTML)."""
-    try:
-        numbers = [int(n) for n in request.GET.get("ids", "").split(",") if n.strip()]
-    except ValueError:
+    given = [n.strip() for n in request.GET.get("ids", "").split(",") if n.strip()]
+    if not all(_DOCUMENT_NUMBER.fullmatch(n) for n in given):
         return JsonResponse({"error": "ids must be document numbers"}, status=400)
-    if not numbers:
+    if not given:
         return JsonResponse({"error": "no documents given"}, status=400)
+    if len(given) > MAX_LINKS:
+        return JsonResponse({"error": f"at most {MAX_LINKS} documents at once"}, status=400)
+    numbers = [int(n) for n in given]
     if request.user.is_authenticated:
         documents = selectors.documents_get_for_user(request.user, numbers)
     elif len(numbers) == 1:
@@ -325,46 +293,34 @@ def copy_links(request: HttpRequest) -> HttpResponse:
 def legacy_link(request: HttpRequest) -> HttpResponse:
     """``/perl/avclient/index.pl?target=new&go=N`` of the original box → the document.
     Redirects without looking the document up, so it tells nothing about it."""
-    go = request.GET.get("go", "")
-    if not go.isdigit():
+    go = request.GET.get("go", "").strip()
+    if not go:
         return redirect("archive:table")
+    if not _DOCUMENT_NUMBER.fullmatch(go) or int(go) > selectors.MAX_DOCUMENT_NUMBER:
+        # Not a number of any document (str.isdigit() would take "²").
+        raise Http404("No such document")
     return redirect("archive:document", int(go))
 
 
-def _mail_for_request(
-    request: HttpRequest, number: int, user: selectors.User | None = None
-) -> tuple[Document, DocumentFile, bool]:
-    """(document, its .eml, public) through the same access check as the
-    document page; a document that is not shown as a mail is a 404 too."""
-    document, public = _document_for_request(request, number, user)
+def _shown_as_mail(document: Document) -> DocumentFile:
+    """The document's .eml; Http404 for a document not shown as a mail."""
     original = document.original()
     if original is None or _viewer_kind(document, original, ArchiveSettings.load().primary_usage) != "mail":
         raise Http404("No such document")
-    return document, original, public
+    return original
 
 
-def _harden_public(request: HttpRequest, document: Document, response: HttpResponseBase) -> None:
-    # As for files: every request of a visitor is logged, nothing is kept in caches.
-    _log_public_access(request, document)
-    response["Cache-Control"] = "no-store"
-    response["X-Robots-Tag"] = "noindex"
-
-
+@document_access(public_ok=True, require=_shown_as_mail)
 @xframe_options_sameorigin  # the View tab shows it in a sandboxed frame
 @require_GET
-def mail_body(request: HttpRequest, number: int) -> HttpResponse:
+def mail_body(request: HttpRequest, access: DocumentAccess) -> HttpResponse:
     """The body of a mail as a document of its own, for the View tab's
     ``<iframe sandbox>``; remote images only with ``?remote=1``."""
-    try:
-        document, original, public = _mail_for_request(request, number)
-    except Http404:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        raise
+    document = access.document
     allow_remote = request.GET.get("remote") == "1"
     body = mailview.mail_body(
-        mailview.mail_load(document, original),
-        part_url=mailview.part_url_builder(document.pk, None if public else request.user),
+        mailview.mail_load(document, _shown_as_mail(document)),
+        part_url=mailview.part_url_builder(document.pk, None if access.public else request.user),
         allow_remote=allow_remote,
         prefer_text=request.GET.get("format") == "text",
     )
@@ -373,39 +329,31 @@ def mail_body(request: HttpRequest, number: int) -> HttpResponse:
     # Remote images and opened links learn nothing about the archive's URLs.
     response["Referrer-Policy"] = "no-referrer"
     response["Cache-Control"] = "private, no-cache"
-    if public:
-        _harden_public(request, document, response)
     return response
 
 
+def _part_token_user(request: HttpRequest, number: int) -> selectors.User | None:
+    # The body frame is sandboxed (an opaque origin): its image requests carry
+    # no session cookie (SameSite). mail_body signed whom it showed the images
+    # to; the access check runs again here for that user.
+    token = request.GET.get("t")
+    return mailview.part_token_user(token, number) if token else None
+
+
+@document_access(public_ok=True, require=_shown_as_mail, signed_user=_part_token_user)
 @require_GET
-def mail_part(request: HttpRequest, number: int, part: str) -> HttpResponseBase:
+def mail_part(request: HttpRequest, access: DocumentAccess, part: str) -> HttpResponseBase:
     """One MIME part of a mail (attachment or inline image), from the stored
     file when the mail was processed, else from the .eml itself."""
-    token_user = None
-    if not request.user.is_authenticated and request.GET.get("t"):
-        # The body frame is sandboxed (an opaque origin): its image requests
-        # carry no session cookie (SameSite). mail_body signed whom it showed
-        # the images to; the access check runs again here for that user.
-        token_user = mailview.part_token_user(request.GET["t"], number)
-    try:
-        document, original, public = _mail_for_request(request, number, token_user)
-    except Http404:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        raise
-    content = mailview.mail_part_get(document, original, part)
+    document = access.document
+    content = mailview.mail_part_get(document, _shown_as_mail(document), part)
     if content is None:
         raise Http404("No such file")
     # Only images are ever shown inline (the body's cid: images); the rest downloads.
     download = request.GET.get("download") == "1" or not mailview.is_inline_image(content.content_type)
-    if token_user is not None and download:
+    if access.user is not request.user and download:
         # A signed URL shows the body's images, nothing else.
         return redirect_to_login(request.get_full_path())
     if content.file is not None:
-        response: HttpResponseBase = serve_file(request, content.file, download=download)
-    else:
-        response = mailview.serve_part_bytes(content, download=download)
-    if public:
-        _harden_public(request, document, response)
-    return response
+        return serve_file(request, content.file, download=download)
+    return mailview.serve_part_bytes(content, download=download)

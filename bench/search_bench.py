@@ -12,6 +12,11 @@ server of ``BENCH_MARIADB_URL`` (default mysql://root@127.0.0.1:3306/), which
 the script creates and migrates (``--database-url`` to choose another). Rows are written with multi-row INSERTs
 and the FULLTEXT index is built once after loading, as a restore would.
 Targets at 1M documents: search p95 <= 300 ms, table page p95 <= 100 ms.
+
+Then hostile queries (issue 11): the penetration test's ``a*`` × 1,300, many
+prefixes, thousands of OR-like words, huge phrases, terms at the limit, dates
+and numbers no database can compare — each must answer (a page, a message or
+"too complex") within the search's limits. Target: the worst <= 1 s.
 """
 
 from __future__ import annotations
@@ -351,6 +356,35 @@ def make_queries(meta: dict[str, object], n: int, seed: int) -> list[tuple[str, 
     return queries[:n]
 
 
+HOSTILE_RUNS = 3  # each hostile query, timed this many times
+TOO_COMPLEX: dict[str, int] = {}  # query → times the time budget stopped it
+
+
+def make_hostile_queries(meta: dict[str, object]) -> list[tuple[str, str]]:
+    """What an attacker with an account would send (issue 11): bounded by the
+    query limits, merged repeats and the time budget."""
+    df: dict[str, float] = meta["df"]  # type: ignore[assignment]
+    by_frequency = sorted(df, key=lambda w: -df[w])
+    common = [w for w in by_frequency if len(w) > 3][:40]
+    rare = [w for w in by_frequency if len(w) > 4][-3000:]
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return [
+        ("hostile: a* x 1300", "a* " * 1300),  # the finding: 3.9 KB, 37 s before
+        ("hostile: a* x 300", "a* " * 300),  # within the length limit: one term
+        ("hostile: 26 prefixes", " ".join(f"{c}*" for c in letters)),
+        ("hostile: 8 one-letter prefixes", "a* e* i* o* u* s* t* r*"),  # at the limit of prefixes
+        ("hostile: 8 prefixes + 24 words", "a* e* i* o* u* s* t* r* " + " ".join(common[:24])),
+        ("hostile: 3000 OR words", " OR ".join(rare)),
+        ("hostile: 32 common", " ".join(common[:32])),
+        ("hostile: 1 + 31 excluded", common[0] + " " + " ".join(f"-{w}" for w in common[1:32])),
+        ("hostile: huge phrase", '"' + " ".join(common * 50) + '"'),
+        ("hostile: 32-word phrase", '"' + " ".join(common[:32]) + '"'),
+        ("hostile: 9999-12-31", "date:9999-12-31"),
+        ("hostile: 30-digit number", "number:" + "9" * 30),
+        ("hostile: field prefixes", " ".join(f"from:{c}*" for c in letters)),
+    ]
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     k = (len(ordered) - 1) * p
@@ -358,7 +392,9 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def run(queries: list[tuple[str, str]], table_runs: int, half, admin) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
+def run(  # type: ignore[no-untyped-def]
+    queries: list[tuple[str, str]], table_runs: int, half, admin, hostile: list[tuple[str, str]] = ()
+) -> dict[str, list[float]]:
     from django.test import RequestFactory
 
     from archive.views import table
@@ -373,6 +409,8 @@ def run(queries: list[tuple[str, str]], table_runs: int, half, admin) -> dict[st
         elapsed = (time.perf_counter() - t0) * 1000
         if response.status_code != 200:
             raise SystemExit(f"{params}: HTTP {response.status_code}")
+        if b"too complex to answer in time" in response.content:
+            TOO_COMPLEX[params.get("q", "")] = TOO_COMPLEX.get(params.get("q", ""), 0) + 1
         return elapsed
 
     for _, q in queries[:30]:  # warm up the connection and the caches a little
@@ -386,10 +424,14 @@ def run(queries: list[tuple[str, str]], table_runs: int, half, admin) -> dict[st
     for _ in range(table_runs):
         timings.setdefault("table page (half)", []).append(timed(half, {"sort": "date", "dir": "desc"}))
         timings.setdefault("table page (admin)", []).append(timed(admin, {"sort": "date", "dir": "desc"}))
+    for label, q in hostile:
+        for user in (half, admin) * HOSTILE_RUNS:
+            timings.setdefault(label, []).append(timed(user, {"q": q}))
+            timings.setdefault(label + " (relevance)", []).append(timed(user, {"q": q, "sort": "relevance"}))
     return timings
 
 
-def report(timings: dict[str, list[float]], meta: dict[str, object]) -> None:
+def report(timings: dict[str, list[float]], meta: dict[str, object], queries: list[tuple[str, str]]) -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -401,14 +443,19 @@ def report(timings: dict[str, list[float]], meta: dict[str, object]) -> None:
         )
         sizes = ", ".join(f"{name} {mb} MB" for name, mb in cursor.fetchall())
     print(f"\nMariaDB {version}, buffer pool {int(pool) // 1048576} MB; {meta['docs']:,} documents; {sizes}")
-    print(f"{'':22}{'n':>6}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'max ms':>10}")
-    searches = [t for label, ts in timings.items() if not label.startswith("table") for t in ts]
-    rows = [(label, ts) for label, ts in timings.items() if not label.startswith("table")]
+    print(f"{'':34}{'n':>6}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+
+    def other(label: str) -> bool:
+        return label.startswith(("table", "hostile"))
+
+    searches = [t for label, ts in timings.items() if not other(label) for t in ts]
+    rows = [(label, ts) for label, ts in timings.items() if not other(label)]
     rows += [("ALL SEARCHES", searches)]
     rows += [(label, ts) for label, ts in timings.items() if label.startswith("table")]
+    rows += [(label, ts) for label, ts in timings.items() if label.startswith("hostile")]
     for label, ts in rows:
         print(
-            f"{label:22}{len(ts):>6}{percentile(ts, 0.5):>10.1f}{percentile(ts, 0.95):>10.1f}"
+            f"{label:34}{len(ts):>6}{percentile(ts, 0.5):>10.1f}{percentile(ts, 0.95):>10.1f}"
             f"{percentile(ts, 0.99):>10.1f}{max(ts):>10.1f}"
         )
     table_half = timings.get("table page (half)", [0.0])
@@ -417,6 +464,12 @@ def report(timings: dict[str, list[float]], meta: dict[str, object]) -> None:
         f"table page p95 {percentile(table_half, 0.95):.0f} ms (target 100); "
         f"mean search {statistics.mean(searches):.0f} ms"
     )
+    normal = {q for label, q in queries if q in TOO_COMPLEX}
+    print(f"representative searches stopped by the time budget: {len(normal)} of {len(queries)}")
+    hostile = {label: max(ts) for label, ts in timings.items() if label.startswith("hostile")}
+    if hostile:
+        worst = max(hostile, key=hostile.__getitem__)
+        print(f"hostile queries: worst {hostile[worst]:.0f} ms ({worst}; target 1000) at {meta['docs']:,} documents")
 
 
 @contextlib.contextmanager
@@ -492,8 +545,8 @@ def main() -> None:
     queries = make_queries(meta, args.queries, args.seed)
     print(f"Running {len(queries):,} searches and {args.table_runs} table pages as a user who sees half …")
     with buffer_pool(args.buffer_pool_mb):
-        timings = run(queries, args.table_runs, half, admin)
-        report(timings, meta)
+        timings = run(queries, args.table_runs, half, admin, make_hostile_queries(meta))
+        report(timings, meta, queries)
     if args.json:
         Path(args.json).write_text(json.dumps({"docs": args.docs, "timings_ms": timings}, indent=1))
 

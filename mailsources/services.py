@@ -15,7 +15,7 @@ from mailsources.models import AfterArchive, MailSource, SourceKind, SourceStatu
 from mailsources.secrets import SecretUnavailable, decrypt_secret, encrypt_secret
 
 if TYPE_CHECKING:
-    from mailsources.throttle import RedisRequestGate
+    from mailsources.pacing import RedisRequestGate
 
 
 def source_set_secret(source: MailSource, secret: str) -> None:
@@ -69,7 +69,7 @@ def graph_request_gate() -> RedisRequestGate | None:
     """Graph's per-mailbox limits shared by all workers (Redis: at most 4 requests in
     flight, paced together), or None on the embedded broker, where all workers share
     one machine and each client paces itself."""
-    from mailsources.throttle import redis_request_gate
+    from mailsources.pacing import redis_request_gate
 
     return redis_request_gate(rate_limit=graph_rate_limit())
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
-import random
 import uuid
 from datetime import datetime
 
@@ -16,6 +14,7 @@ from celery import shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from archive.backoff import at_least_retry_after, backoff_delay
 from archive.tasks import process_mail_documents
 from mailsources import pipeline, services
 from mailsources.clients.base import TransientSourceError
@@ -187,9 +186,8 @@ def retry_countdown(retries: int, retry_after: float | None, *, jitter: float | 
     """Seconds until the next attempt: exponential backoff (30 s doubling, at most an hour)
     with jitter; a server's Retry-After wins when it is longer, rounded up so the retry
     never comes early (Graph sends fractions such as 2.128)."""
-    jitter = random.uniform(0.5, 1.0) if jitter is None else jitter
-    backoff = min(3600, 30 * 2**retries) * jitter
-    return float(max(backoff, math.ceil(retry_after or 0)))
+    backoff = backoff_delay(retries, base=30, cap=3600, jitter=(0.5, 1.0), factor=jitter)
+    return at_least_retry_after(backoff, retry_after)
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import formats, timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from archive.access import staff_required
 from mailsources import services, tasks
 from mailsources.clients.base import SourceError
 from mailsources.forms import FORMS
 from mailsources.models import MailSource, SourceKind, SourceStatus, SyncRun
 from mailsources.secrets import SecretUnavailable
 
-View = Callable[..., HttpResponse]
-
-
-def administrators_only(view: View) -> View:
-    decorated: View = staff_member_required(view, login_url="login")
-    return decorated
+administrators_only = staff_required  # the 403 page for signed-in users without the right
 
 
 def queued_text(source: MailSource) -> str:

@@ -58,12 +58,17 @@ def tcp_proxy_factory() -> Iterator[Callable[..., TcpProxy]]:
 
 @pytest.fixture
 def imap_commands(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
-    """Every IMAP command sent from now on, as (name, *args) strings."""
+    """Every IMAP command sent through imaplib from now on, as (name, *args) strings.
+
+    IMAPClient sends FETCH, SELECT/EXAMINE, LOGIN, AUTHENTICATE, MOVE, STORE and
+    EXPUNGE this way; SEARCH and ENABLE it writes itself, so they are not listed.
+    """
     sent: list[tuple[str, ...]] = []
     original = imaplib.IMAP4._command  # type: ignore[attr-defined]
 
     def recording(self: imaplib.IMAP4, name: str, *args: Any) -> Any:
-        sent.append((name, *(a.decode() if isinstance(a, bytes) else str(a) for a in args)))
+        # IMAPClient passes bytes and leaves unused trailing arguments None.
+        sent.append((name, *(a.decode() if isinstance(a, bytes) else str(a) for a in args if a is not None)))
         return original(self, name, *args)
 
     monkeypatch.setattr(imaplib.IMAP4, "_command", recording)

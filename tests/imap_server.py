@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import trustme
-
-from mailsources.clients.imap_protocol import encode_folder_name, quote_folder_name
+from imapclient.imap_utf7 import encode as encode_utf7
 
 DOVECOT_PACKAGE = "dovecot-imapd"
 HOST = "localhost"  # the name in the server certificate; 127.0.0.1 is *not* in it
@@ -91,6 +90,16 @@ protocol imap {{
   mail_max_userip_connections = 200
 }}
 """
+
+
+def encode_folder_name(name: str) -> str:
+    """A folder name in IMAP's modified UTF-7, as Dovecot's maildir names it."""
+    return encode_utf7(name).decode("ascii")
+
+
+def quote_folder_name(name: str) -> str:
+    """The folder as an IMAP quoted string, for the raw imaplib commands below."""
+    return '"' + encode_folder_name(name).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def find_dovecot() -> str:

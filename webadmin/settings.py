@@ -9,6 +9,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from webadmin.env import env_bool, env_int, env_list, env_secret, env_str, env_url
+from webadmin.middleware import static_file_headers
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -170,6 +171,14 @@ if env_bool("BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"  # views that must be framed (file viewer, mail body) allow same-origin
+
+# --- Hardening (issue 11: bounded search, security headers on static files) ---
+# Static files get the pages' CSP, X-Frame-Options and nosniff (webadmin/middleware.py).
+WHITENOISE_ADD_HEADERS_FUNCTION = static_file_headers
+# One search's SQL statements together may run this long; past it the table
+# says "too complex — narrow it" (archive/search/budget.py).
+SEARCH_TIME_BUDGET_MS = env_int("SEARCH_TIME_BUDGET_MS", 900, minimum=100)
+
 
 # --- Celery: broker, queues and routing, the schedule, housekeeping ---
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

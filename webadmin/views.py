@@ -1,18 +1,18 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from archive.access import staff_required
 from archive.forms import ArchiveSettingsForm
 from archive.models import ArchiveSettings
 
-
-def administrators_only(view):  # type: ignore[no-untyped-def]
-    return staff_member_required(view, login_url="login")
+# Visitors log in; a signed-in user who is not staff gets the 403 page (a
+# redirect to the login page would send them straight back: a loop).
+administrators_only = staff_required
 
 
 @administrators_only

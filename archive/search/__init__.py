@@ -8,7 +8,10 @@ The interface the rest of the archive uses:
 - ``index_document(document)`` — call inside the transaction that changes a
   document's fields or notes (``archive.services`` does);
 - ``index_documents(numbers)`` — bulk, for ``manage.py reindex``;
-- ``parse_query`` / ``SearchQueryError`` — the query language (``query.py``).
+- ``parse_query`` / ``SearchQueryError`` — the query language (``query.py``),
+  bounded in length and terms;
+- ``time_budget()`` — run a search's statements under the per-query time
+  budget (``budget.py``): ``SearchTooComplex`` past it.
 
 Which engine runs the match is decided by the database in use (``backends.py``):
 SQLite FTS5 or MariaDB InnoDB FULLTEXT; on MariaDB ``planner.py`` may read
@@ -30,19 +33,23 @@ from archive import selectors
 from archive.models import Document, FieldDefinition
 from archive.paging import SEARCH_COUNT_LIMIT, WindowPaginator
 from archive.search.backends import backend_for
+from archive.search.budget import SearchTooComplex, time_budget
 from archive.search.indexing import index_document, index_documents
-from archive.search.query import ParsedQuery, SearchQueryError, parse_query
+from archive.search.query import MAX_QUERY_CHARS, ParsedQuery, SearchQueryError, parse_query
 from archive.search.snippets import Snippet, snippets_for
 
 __all__ = [
+    "MAX_QUERY_CHARS",
     "ParsedQuery",
     "SearchQueryError",
     "SearchResults",
+    "SearchTooComplex",
     "Snippet",
     "index_document",
     "index_documents",
     "parse_query",
     "search_documents",
+    "time_budget",
 ]
 
 
@@ -113,6 +120,6 @@ def _date_order(ascending: bool) -> tuple[Any, str]:
 
 def _group_ids(user: selectors.User) -> list[int] | None:
     """None for a user who sees every document."""
-    if user.is_superuser:
+    if selectors.sees_everything(user):
         return None
     return [g.pk for g in selectors.groups_for_user(user)]

@@ -12,6 +12,13 @@ A small date range bounds it the same way. The token figures come from
 
 An excluded word that is common is checked on the row rather than in the
 index, for the same reason.
+
+InnoDB does not stop reading posting lists when a statement runs out of time
+(``max_statement_time`` takes effect only between rows), so the search's time
+budget (``budget.py``) cannot cut an index read short. Where the posting lists
+alone would outlast the budget, the plan reads documents one by one instead
+(which the budget does stop) or, when relevance was asked for, the search is
+"too complex" before it starts.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from django.db.models import QuerySet
 from archive.models import Document
 from archive.search import statistics
 from archive.search import tokens as tk
+from archive.search.budget import SearchTooComplex, budget_seconds
 from archive.search.query import ParsedQuery, TextTerm
 
 SECONDS_PER_POSTING = 2e-6
@@ -59,9 +67,9 @@ def plan(
     if not est.total:
         return Plan()
 
-    def postings(term: TextTerm) -> float:  # documents InnoDB reads for the term
+    def postings(term: TextTerm) -> float:  # postings per document InnoDB reads for the term
         if term.prefix:
-            return est.prefix(term.tokens[0], UNKNOWN_FRACTION)
+            return est.prefix_postings(term.tokens[0], UNKNOWN_FRACTION)
         return sum(est.fraction(t, UNKNOWN_FRACTION) for t in _index_tokens(term))
 
     def share(term: TextTerm) -> float:  # documents that have the term
@@ -73,9 +81,12 @@ def plan(
 
     positive = [t for t in terms if not t.negate]
     late = tuple(t for t in terms if t.negate and share(t) >= LATE_EXCLUSION_FRACTION)
-    if not allow_scan or not positive:
-        return Plan(late_exclusions=late)
     n, visible = est.total, max(est.visible, 1e-6)
+    index_read = n * sum(postings(t) for t in terms if t not in late) * SECONDS_PER_POSTING
+    if not allow_scan or not positive:
+        if index_read > budget_seconds():  # InnoDB would not stop in time
+            raise SearchTooComplex()
+        return Plan(late_exclusions=late)
     scan_limit = n * visible  # documents the user may open
     in_range = 1.0  # share of those the other conditions leave
     if parsed.narrows_by_index:
@@ -87,10 +98,10 @@ def plan(
     selectivity = matching * math.prod(1 - share(t) for t in terms if t.negate)
     # The index: every posting list, then rows in index order until the window is full.
     hit_rows = min(n * matching, window / max(visible * in_range, 1e-9))
-    index_cost = n * sum(postings(t) for t in terms if t not in late) * SECONDS_PER_POSTING + hit_rows * (
-        SECONDS_PER_SCANNED_DOCUMENT if late else SECONDS_PER_HIT_ROW
-    )
+    index_cost = index_read + hit_rows * (SECONDS_PER_SCANNED_DOCUMENT if late else SECONDS_PER_HIT_ROW)
     # One by one: until the window is full, or the end of the range.
     scanned = min(scan_limit, window / max(selectivity, 1e-9))
     scan_cost = scanned * SECONDS_PER_SCANNED_DOCUMENT
-    return Plan(scan=scan_cost < index_cost, late_exclusions=late)
+    # A scan the budget stops rather than an index read it cannot stop.
+    scan = scan_cost < index_cost or index_read > budget_seconds()
+    return Plan(scan=scan, late_exclusions=late)

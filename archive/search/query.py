@@ -15,6 +15,11 @@
     kind:mail                 mails (or kind:document)
 
 A ``name:`` that is not a field is searched as text ("re:", "http://…").
+
+Bounded (issue 11): at most MAX_QUERY_CHARS characters, MAX_TERMS terms once
+repeats are merged (each word of a phrase counts), MAX_PREFIX_TERMS prefixes;
+dates and numbers within what both databases compare. Beyond that the user
+gets a SearchQueryError saying so.
 """
 
 from __future__ import annotations
@@ -37,6 +42,18 @@ from archive.search import tokens as tk
 
 class SearchQueryError(ValueError):
     """The query cannot be run as typed; the message says why, for the user."""
+
+
+# Bounds on what one search may ask (issue 11): a query's cost grows with its
+# terms, so a few kilobytes of ``a* a* …`` must not hold a web worker.
+MAX_QUERY_CHARS = 1000
+MAX_TERMS = 32  # conditions after merging repeats; each word of a phrase counts
+# A prefix stands for every word that starts with it: an index reads them all.
+MAX_PREFIX_TERMS = 8
+# Dates and numbers the databases can compare (MariaDB DATETIME: years 1000-9999).
+MIN_YEAR, MAX_YEAR = 1000, 9998
+MAX_NUMBER = Decimal(10) ** 20
+MAX_DOCUMENT_NUMBER = 2**63 - 1
 
 
 # Searchable things that are not fields: indexed as field tokens under these names.
@@ -129,17 +146,27 @@ def _text_term(text: str, *, negate: bool, field: str | None = None) -> TextTerm
 
 
 def parse_query(text: str, definitions: Iterable[FieldDefinition]) -> ParsedQuery:
+    """The query, its repeated terms merged. Raises SearchQueryError, also for
+    a query longer than MAX_QUERY_CHARS or with more than MAX_TERMS terms."""
+    if len(text) > MAX_QUERY_CHARS:
+        raise SearchQueryError(
+            f"The search is {len(text):,} characters long; at most {MAX_QUERY_CHARS:,} are allowed — narrow it."
+        )
     fields = _field_lookup(definitions)
     query = ParsedQuery(text=text)
+    seen_conditions: set[tuple[str, str, bool]] = set()
     for match in _split_terms(text):
         negate = bool(match.group("neg"))
         if match.group("field") is not None:
             field = fields.get(match.group("field").casefold())
             value = _unquote(match.group("fvalue"))
             if field is not None and value.strip():
-                _add_field_condition(
-                    query, field, value.strip(), negate=negate, quoted=match.group("fvalue").startswith('"')
-                )
+                key = (field.name, value.strip().casefold(), negate)
+                if key not in seen_conditions:  # date:2024 date:2024 is one condition
+                    seen_conditions.add(key)
+                    _add_field_condition(
+                        query, field, value.strip(), negate=negate, quoted=match.group("fvalue").startswith('"')
+                    )
                 continue
             raw = match.group(0)[1:] if negate else match.group(0)
             term = _text_term(raw, negate=negate)
@@ -149,6 +176,18 @@ def parse_query(text: str, definitions: Iterable[FieldDefinition]) -> ParsedQuer
             term = _text_term(match.group("word"), negate=negate)
         if term is not None:
             query.terms.append(term)
+    query.terms = list(dict.fromkeys(query.terms))  # "a* a* a*" is one term
+    count = len(query.filters) + sum(len(t.words) for t in query.terms)
+    if count > MAX_TERMS:
+        raise SearchQueryError(
+            f"The search has {count:,} terms (each word of a phrase counts); at most {MAX_TERMS} are allowed"
+            " — narrow it."
+        )
+    prefixes = sum(t.prefix for t in query.terms)
+    if prefixes > MAX_PREFIX_TERMS:
+        raise SearchQueryError(
+            f"The search has {prefixes} words ending in *; at most {MAX_PREFIX_TERMS} are allowed — narrow it."
+        )
     return query
 
 
@@ -218,6 +257,8 @@ def _date_span(text: str) -> tuple[dt.date, dt.date]:
         year, month, day = int(m[3]), int(m[2]), int(m[1]) if m[1] else None
     else:
         raise SearchQueryError(f"{text!r} is not a date (YYYY-MM-DD, YYYY-MM, YYYY or DD.MM.YYYY)")
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise SearchQueryError(f"{text!r}: the year must be between {MIN_YEAR} and {MAX_YEAR}")
     try:
         if month is None:
             return dt.date(year, 1, 1), dt.date(year + 1, 1, 1)
@@ -272,14 +313,14 @@ def _normalise_number(text: str) -> str | None:
         number = Decimal(text.strip().replace("'", ""))
     except InvalidOperation:
         return None
-    if not number.is_finite():
-        return None
+    if not number.is_finite() or abs(number.adjusted()) > 100:
+        return None  # 1e999999999 would be a billion digits as text
     return format(number.normalize(), "f")  # as archive.services stores it
 
 
 def _number_condition(name: str, value: str, label: str, *, integer: bool) -> Q:
     low, sep, high = value.partition("..")
-    bounds = []
+    bounds: list[Decimal | None] = []
     for part in (low, high) if sep else (low,):
         part = part.strip()
         if not part:
@@ -288,10 +329,13 @@ def _number_condition(name: str, value: str, label: str, *, integer: bool) -> Q:
         normal = _normalise_number(part)
         if normal is None or (integer and not normal.lstrip("-").isdigit()):
             raise SearchQueryError(f"{label}: {part!r} is not a number")
-        bounds.append(Decimal(normal))
+        bound = Decimal(normal)
+        if abs(bound) >= (MAX_DOCUMENT_NUMBER if integer else MAX_NUMBER):
+            raise SearchQueryError(f"{label}: {part!r} is out of range")
+        bounds.append(bound)
     if name == "pk":
-        if not sep:
-            return Q(pk=int(bounds[0]))  # type: ignore[arg-type]
+        if not sep and bounds[0] is not None:
+            return Q(pk=int(bounds[0]))
         q = Q()
         if bounds[0] is not None:
             q &= Q(pk__gte=int(bounds[0]))

@@ -60,9 +60,46 @@ def _find(
     return found
 
 
+def _best_window(hits: list[tuple[int, int, int]], owner: list[int]) -> tuple[int, int]:
+    """(first written word, number of distinct highlights) of the window of
+    WINDOW_WORDS words, starting LEAD_WORDS before a hit, that shows the most
+    distinct highlights; the first such window wins. ``hits`` sorted by word index.
+
+    One sweep (linear after sorting): as the window moves right, a hit enters
+    once its last word fits and leaves once its first word falls off the front."""
+    spans = [(owner[j], owner[j + n - 1], hid) for j, n, hid in hits]
+    by_end = sorted(range(len(spans)), key=lambda k: spans[k][1])
+    entered = left = 0
+    inside = [False] * len(spans)
+    gone = [False] * len(spans)
+    counts: dict[int, int] = {}
+    best_start, best_score = 0, -1
+    for first, _, _ in spans:  # window starts are non-decreasing: hits are sorted
+        start = max(0, first - LEAD_WORDS)
+        while entered < len(by_end) and spans[by_end[entered]][1] < start + WINDOW_WORDS:
+            k = by_end[entered]
+            entered += 1
+            if not gone[k]:
+                inside[k] = True
+                counts[spans[k][2]] = counts.get(spans[k][2], 0) + 1
+        while left < len(spans) and spans[left][0] < start:
+            gone[left] = True
+            if inside[left]:
+                inside[left] = False
+                hid = spans[left][2]
+                counts[hid] -= 1
+                if not counts[hid]:
+                    del counts[hid]
+            left += 1
+        if len(counts) > best_score:
+            best_start, best_score = start, len(counts)
+    return best_start, best_score
+
+
 def passage(text: str, highlights: list[Highlight]) -> tuple[int, SafeString] | None:
     """(number of distinct highlights shown, HTML) of the best passage, or None."""
     text = text[:SCAN_CHARS]
+    highlights = list(dict.fromkeys(highlights))  # a repeated term is marked once
     folded = tk.fold(text)
     if not any(words[0] in folded for words, _ in highlights):
         return None  # cheap: most sources of a hit do not have the words
@@ -70,9 +107,9 @@ def passage(text: str, highlights: list[Highlight]) -> tuple[int, SafeString] | 
     # One entry per folded word, remembering the written word it came from.
     words: list[str] = []
     owner: list[int] = []
-    for index, (_, _, folded) in enumerate(spans):
-        words += folded
-        owner += [index] * len(folded)
+    for index, (_, _, parts) in enumerate(spans):
+        words += parts
+        owner += [index] * len(parts)
     positions: dict[str, list[int]] = {}
     for i, word in enumerate(words):
         positions.setdefault(word, []).append(i)
@@ -82,12 +119,7 @@ def passage(text: str, highlights: list[Highlight]) -> tuple[int, SafeString] | 
     if not hits:
         return None
     hits.sort()
-    best_start, best_score = 0, -1
-    for i, _, _ in hits:
-        start = max(0, owner[i] - LEAD_WORDS)
-        shown = {hid for j, n, hid in hits if owner[j] >= start and owner[j + n - 1] < start + WINDOW_WORDS}
-        if len(shown) > best_score:
-            best_start, best_score = start, len(shown)
+    best_start, best_score = _best_window(hits, owner)
     end = min(len(spans), best_start + WINDOW_WORDS)
     marked = set()
     for j, n, _ in hits:
@@ -136,6 +168,7 @@ def _sources(
 def snippets_for(
     documents: Sequence[Document], highlights: list[Highlight], definitions: Iterable[FieldDefinition]
 ) -> dict[int, Snippet]:
+    highlights = list(dict.fromkeys(highlights))
     if not highlights or not documents:
         return {}
     fields = {f.name: f for f in definitions}

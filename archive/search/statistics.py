@@ -71,7 +71,13 @@ class Estimates:
         return self.fractions.get(token, unknown)
 
     def prefix(self, prefix: str, unknown: float) -> float:
-        return min(1.0, self.prefixes.get(prefix) or unknown)
+        """Share of documents with a token of this prefix (at most all)."""
+        return min(1.0, self.prefix_postings(prefix, unknown))
+
+    def prefix_postings(self, prefix: str, unknown: float) -> float:
+        """Postings per document InnoDB reads for the prefix: every token's
+        list (``a*`` reads "and", "archive", "a__" … — several per document)."""
+        return self.prefixes.get(prefix) or unknown
 
 
 def lookup(tokens: Iterable[str], prefixes: Iterable[str], group_ids: list[int] | None) -> Estimates:

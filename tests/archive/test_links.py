@@ -132,3 +132,50 @@ def test_valid_dns_names(value):
 def test_invalid_dns_names(value):
     with pytest.raises(ValidationError):
         validate_dns_name(value)
+
+
+# --- no 500 from any number (issue 11) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("ids", ["9" * 30, "9" * 19, f"1,{'9' * 30}", "0", "-5"])
+def test_numbers_no_document_can_have_are_not_found(client, alice, doc, ids):
+    client.force_login(alice)
+    expected = 400 if ids.startswith("-") else 404  # "-5" is not a document number at all
+    assert client.get(reverse("archive:links"), {"ids": ids}).status_code == expected
+    client.logout()
+    assert client.get(reverse("archive:links"), {"ids": ids}).status_code in (expected, 401)
+
+
+@pytest.mark.parametrize("ids", ["²", "①", "1,²", "1_000", "0x10", " ", "1,,2"])
+def test_ids_that_only_look_like_numbers_are_a_400(client, alice, doc, ids):
+    client.force_login(alice)
+    response = client.get(reverse("archive:links"), {"ids": ids})
+    assert response.status_code == (404 if ids == "1,,2" else 400), ids
+
+
+def test_a_selection_of_links_is_bounded(client, alice, doc):
+    client.force_login(alice)
+    response = client.get(reverse("archive:links"), {"ids": ",".join([str(doc.pk)] * 1001)})
+    assert response.status_code == 400 and "at most 1000" in response.json()["error"]
+
+
+@pytest.mark.parametrize("go", ["²", "①", "٣", "9" * 30, "9" * 20, "-1", "1.0", "abc"])
+@pytest.mark.parametrize("signed_in", [True, False], ids=["user", "visitor"])
+def test_a_legacy_link_with_something_else_than_a_number_is_not_found(client, alice, go, signed_in):
+    if signed_in:
+        client.force_login(alice)
+    response = client.get("/perl/avclient/index.pl", {"target": "new", "go": go})
+    assert response.status_code == 404
+    assert 'class="card error-page"' in response.content.decode()
+
+
+def test_a_legacy_link_without_a_number_opens_the_archive(client):
+    assert client.get("/perl/avclient/index.pl")["Location"] == reverse("archive:table")
+    assert client.get("/perl/avclient/index.pl?target=new&go=")["Location"] == reverse("archive:table")
+
+
+@pytest.mark.parametrize("number", ["9" * 19, "9" * 30, "18446744073709551616"])
+def test_a_document_url_with_a_number_too_large_for_any_document_is_a_404(client, alice, number):
+    client.force_login(alice)
+    assert client.get(f"/dms/doc/{number}/").status_code == 404
+    assert client.get(f"/dms/doc/1/file/{number}/").status_code == 404

@@ -175,3 +175,27 @@ def test_a_visitor_gets_the_newest_version_only(client, flyer, group_a):
     assert file_url(flyer, newest.pk) in body and file_url(flyer, old_file) not in body
     assert client.get(file_url(flyer, newest.pk)).status_code == 200
     assert client.get(file_url(flyer, old_file)).status_code == 404
+
+
+def test_every_public_route_is_hardened_in_the_one_access_entry_point(client, group_a, published_field):
+    """Document, file, mail body and mail part of a published mail: each
+    visitor request logged and kept out of caches (``archive/access.py``)."""
+    from tests.archive.mail_samples import archive_mail, html_mail
+
+    mail = archive_mail(
+        html_mail('<p>news</p><img src="cid:logo@example.com" alt="logo">'), group_a, values={"published": True}
+    )
+    body = client.get(reverse("archive:mail_body", args=[mail.pk]))
+    (part,) = set(re.findall(r"/mail/part/([0-9.]+)/", body.content.decode()))
+    urls = [
+        document_url(mail),
+        file_url(mail),
+        reverse("archive:mail_body", args=[mail.pk]),
+        reverse("archive:mail_part", args=[mail.pk, part]),
+    ]
+    PublicAccess.objects.all().delete()
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert response["Cache-Control"] == "no-store" and response["X-Robots-Tag"] == "noindex", url
+    assert list(PublicAccess.objects.order_by("pk").values_list("path", flat=True)) == urls

@@ -319,3 +319,69 @@ def test_matching_document_by_document_finds_what_the_index_finds(alice, archive
                 dates = [d.date for d in results.documents]
                 assert not results.by_relevance and dates == sorted(dates, reverse=True), query
         monkeypatch.undo()
+
+
+# --- the time budget (issue 11): "too complex" instead of a worker held for long ---------
+
+# About a billion rows: minutes of work on either database, unless interrupted.
+ENDLESS = (
+    "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000) SELECT COUNT(*) FROM c a, c b, c x"
+)
+
+
+def test_the_database_stops_a_statement_that_outruns_the_budget():
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(search.SearchTooComplex, match="too complex to answer in time — narrow it"):
+        with search.time_budget(0.2), connection.cursor() as cursor:
+            cursor.execute(ENDLESS)
+    assert time.monotonic() - started < 5
+    with connection.cursor() as cursor:  # the connection is usable, and unlimited again
+        cursor.execute(
+            "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 500) SELECT COUNT(*) FROM c"
+        )
+        assert cursor.fetchone() == (500,)
+
+
+class SteppingClock:
+    """Each reading one second later than the one before."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_search_past_its_budget_is_too_complex(alice, archive):
+    archive("Invoice", text="Payment due in March")
+    clock = SteppingClock()  # the budget starts at 1; the first statement starts at 2, the next at 3 …
+    with pytest.raises(search.SearchTooComplex):
+        with search.time_budget(2.5, clock=clock):
+            results = search.search_documents(alice, "invoice")
+            page = results.paginator(50).get_page(1)
+            results.snippets(list(page.object_list))
+    # With time to spare, the same search answers.
+    with search.time_budget(60):
+        assert found(alice, "invoice march") != []
+
+
+def test_the_budget_comes_from_the_settings(settings):
+    from archive.search.budget import budget_seconds
+
+    settings.SEARCH_TIME_BUDGET_MS = 1500
+    assert budget_seconds() == 1.5
+
+
+def test_innodbs_own_full_text_limit_is_too_complex_too():
+    from django.db import InternalError, OperationalError
+
+    from archive.search.budget import is_too_complex
+
+    assert is_too_complex(InternalError(188, "FTS query exceeds result cache limit"), mariadb=True)
+    assert is_too_complex(OperationalError(1969, "max_statement_time exceeded"), mariadb=True)
+    assert not is_too_complex(OperationalError(2006, "MySQL server has gone away"), mariadb=True)
+    assert is_too_complex(OperationalError("interrupted"), mariadb=False)
+    assert not is_too_complex(OperationalError("database is locked"), mariadb=False)

@@ -164,3 +164,104 @@ def test_a_passage_marks_prefixes_and_phrases_and_escapes_the_rest():
         "<mark>Invoices</mark> &amp; <mark>invoicing</mark>: the <mark>annual</mark> <mark>report</mark> &lt;now&gt;"
     )
     assert passage("nothing here", [(("invoice",), False)]) is None
+
+
+# --- bounds (issue 11): a search cannot ask for unbounded work --------------------------
+
+
+def test_repeated_terms_are_merged():
+    assert terms("a* " * 300) == [TextTerm(tokens=("a",), prefix=True, words=("a",))]
+    assert len(terms('invoice "annual report" invoice INVOICE "Annual Report" -draft -draft')) == 3
+    assert len(parse_query("date:2024 date:2024 date:2024", FIELDS).filters) == 1
+
+
+def test_a_query_too_long_or_with_too_many_terms_is_refused_with_a_clear_message():
+    from archive.search.query import MAX_QUERY_CHARS, MAX_TERMS
+
+    with pytest.raises(SearchQueryError, match=f"at most {MAX_QUERY_CHARS:,} are allowed — narrow it"):
+        parse_query("a" * (MAX_QUERY_CHARS + 1), FIELDS)
+    parse_query(" ".join(f"w{i}" for i in range(MAX_TERMS)), FIELDS)
+    with pytest.raises(SearchQueryError, match=f"{MAX_TERMS + 1} terms .* at most {MAX_TERMS}"):
+        parse_query(" ".join(f"w{i}" for i in range(MAX_TERMS + 1)), FIELDS)
+    with pytest.raises(SearchQueryError, match="each word of a phrase counts"):
+        parse_query('"' + " ".join(f"w{i}" for i in range(MAX_TERMS + 1)) + '"', FIELDS)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "date:9999-12-31",
+        "date:9999",
+        "date:..9999-12-31",
+        "date:0001-01-01..",
+        "due:9999-12",
+        "date:31.12.9999",
+        "number:" + "9" * 30,
+        "number:-" + "9" * 30 + "..",
+        "amount:" + "9" * 40 + "..",
+    ],
+)
+def test_dates_and_numbers_no_database_can_compare_are_refused(query):
+    with pytest.raises(SearchQueryError, match="year must be between|out of range"):
+        parse_query(query, FIELDS)
+
+
+def test_a_huge_exponent_is_not_expanded_into_digits():
+    with pytest.raises(SearchQueryError, match="not a number"):
+        parse_query("amount:1e999999999..", FIELDS)
+    (term,) = terms("amount:1e999999999")  # searched as text, not as a billion zeros
+    assert len(term.tokens[0]) < 40
+
+
+def test_snippets_take_linear_time_in_the_number_of_matches():
+    """The penetration test's 1,300 ``a*`` spent 78 % of 37 s here: every hit
+    was compared with every other. Now the best window is one sweep."""
+    import time
+
+    from archive.search.snippets import passage
+
+    text = " ".join(f"a{i % 16} b{i % 16}" for i in range(5000))  # 200 hits (the cap) per highlight
+    highlights = [((f"a{i}",), False) for i in range(16)] + [((f"b{i}",), True) for i in range(16)]
+    started = time.perf_counter()
+    score, html = passage(text, highlights)
+    # Quadratic, 6,400 hits² ≈ 40 million steps took 2 s here; the sweep takes 20 ms.
+    assert time.perf_counter() - started < 0.5
+    assert score >= 2 and "<mark>" in html
+
+
+def test_the_best_window_is_the_one_the_quadratic_search_found():
+    import random
+
+    from archive.search.snippets import LEAD_WORDS, WINDOW_WORDS, _best_window
+
+    def quadratic(hits, owner):
+        best_start, best_score = 0, -1
+        for i, _, _ in hits:
+            start = max(0, owner[i] - LEAD_WORDS)
+            shown = {h for j, n, h in hits if owner[j] >= start and owner[j + n - 1] < start + WINDOW_WORDS}
+            if len(shown) > best_score:
+                best_start, best_score = start, len(shown)
+        return best_start, best_score
+
+    rng = random.Random(11)
+    for _ in range(500):
+        owner, at = [], 0
+        for _ in range(rng.randint(1, 200)):
+            owner.append(at)
+            at += rng.random() < 0.8  # a written word may fold into several words
+        hits = sorted(
+            (j, n, rng.randrange(5))
+            for n in (rng.randint(1, 4) for _ in range(rng.randint(1, 40)))
+            if len(owner) >= n
+            for j in [rng.randrange(len(owner) - n + 1)]
+        )
+        if hits:
+            assert _best_window(hits, owner) == quadratic(hits, owner)
+
+
+def test_prefixes_are_bounded_apart_from_words():
+    from archive.search.query import MAX_PREFIX_TERMS
+
+    parse_query(" ".join(f"p{i}*" for i in range(MAX_PREFIX_TERMS)), FIELDS)
+    with pytest.raises(SearchQueryError, match=f"{MAX_PREFIX_TERMS + 1} words ending in \\*; at most"):
+        parse_query(" ".join(f"p{i}*" for i in range(MAX_PREFIX_TERMS + 1)), FIELDS)

@@ -103,3 +103,64 @@ def test_the_table_stops_counting_past_the_page_it_shows(alice, archived):
     last = CappedPaginator(qs, 2, page=3, limit=3)
     assert (last.count, last.more) == (5, False)
     assert not last.get_page(3).has_next()
+
+
+# --- bounded input (issue 11) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("a* " * 1300, "characters long; at most 1,000 are allowed — narrow it"),
+        (" ".join(f"w{i}" for i in range(200)), "200 terms (each word of a phrase counts); at most 32"),
+        ('"' + " ".join(f"x{i}" for i in range(100)) + '"', "100 terms"),
+        ("date:9999-12-31", "the year must be between 1000 and 9998"),
+        ("number:" + "9" * 30, "out of range"),
+    ],
+    ids=["repeated prefixes", "many words", "huge phrase", "last date", "huge number"],
+)
+def test_a_hostile_query_gets_a_clear_message_in_the_table(client, alice, archived, query, message):
+    archived("Anything", "anything a aa")
+    client.force_login(alice)
+    response = client.get(reverse("archive:table"), {"q": query})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert '<p class="search-error" role="alert">' in html and message in html
+    assert rows(html) == []
+
+
+def test_a_repeated_prefix_is_one_term(client, alice, archived):
+    hit = archived("Alpha", "alpha beta")
+    client.force_login(alice)
+    html = client.get(reverse("archive:table"), {"q": "alp* " * 150}).content.decode()
+    assert rows(html) == [hit.pk]
+    assert html.count("<mark>") == 1
+
+
+def test_a_search_past_the_time_budget_says_narrow_it(client, alice, archived, settings):
+    archived("Invoice", "Payment due in March")
+    client.force_login(alice)
+    settings.SEARCH_TIME_BUDGET_MS = 0  # every statement is past it
+    response = client.get(reverse("archive:table"), {"q": "invoice"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "too complex to answer in time — narrow it" in html and rows(html) == []
+    settings.SEARCH_TIME_BUDGET_MS = 3000
+    assert len(rows(client.get(reverse("archive:table"), {"q": "invoice"}).content.decode())) == 1
+
+
+@pytest.mark.parametrize("page", ["9" * 30, "²", "-3", "1e5", "0"])
+def test_any_page_number_gives_a_page(client, alice, archived, page):
+    hit = archived("Invoice", "Payment due in March")
+    client.force_login(alice)
+    for params in ({"page": page}, {"page": page, "q": "invoice"}):
+        response = client.get(reverse("archive:table"), params)
+        assert response.status_code == 200
+        assert rows(response.content.decode()) == [hit.pk], params
+
+
+def test_the_search_box_is_bounded_in_the_browser_too(client, alice):
+    from archive.search.query import MAX_QUERY_CHARS
+
+    client.force_login(alice)
+    assert f'maxlength="{MAX_QUERY_CHARS}"' in client.get(reverse("archive:table")).content.decode()

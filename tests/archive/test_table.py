@@ -135,3 +135,20 @@ def test_suggestions_cost_one_query_per_selection_field(alice, make_document, co
     with CaptureQueriesContext(connection) as queries:
         selectors.field_suggestions(alice, definitions, 5)
     assert len(queries) == 3  # the user's groups (documents_visible_to), then one per selection field
+
+
+@pytest.mark.parametrize(
+    ("given", "page"),
+    [("3", 3), ("9" * 30, 10_000), ("²", 1), ("①", 1), ("-2", 1), ("0", 1), ("1.5", 1), ("", 1), (None, 1)],
+)
+def test_a_page_number_from_the_address_is_bounded(given, page):
+    from archive.paging import CappedPaginator, page_number
+
+    assert page_number(given, CappedPaginator.max_page) == page
+
+
+def test_a_page_far_past_the_end_shows_the_last_page(client, alice, make_document):
+    make_document(name="only.txt")
+    client.force_login(alice)
+    response = client.get(reverse("archive:table"), {"page": "9" * 30})
+    assert response.status_code == 200 and "only.txt" in response.content.decode()

@@ -2,7 +2,7 @@
 paths (the pipeline, the client factory, WebAdmin, ``manage.py mailtest``).
 
 Nothing of the product is patched: Django is only *configured* to talk to the local Entra ID +
-Graph fake (``tests/fakes/graph_fake.py``) — ``GRAPH_AUTHORITY_HOST``, ``GRAPH_URL``,
+Graph fake (``tests/fakes/graph_fake/``) — ``GRAPH_AUTHORITY_HOST``, ``GRAPH_URL``,
 ``MAIL_CA_FILE`` — and its pacing window is set to one the fake's tests never reach
 (``GRAPH_RATE_LIMIT_*``; Graph's own 10,000 per 600 s would make every test crawl).
 

@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from mailsources.clients.imap_protocol import quote_folder_name
-from tests.imap_server import Mailbox
+from tests.imap_server import Mailbox, quote_folder_name
 
 _counter = itertools.count(1)
 

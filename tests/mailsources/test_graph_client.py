@@ -25,7 +25,7 @@ import trustme
 
 from mailsources.clients.base import FolderBatch, PermanentSourceError, SourceError, TransientSourceError
 from mailsources.clients.graph import GraphClient, parse_retry_after
-from tests.fakes.graph_fake import GraphFake, free_port, iter_mime_batch, make_mime
+from tests.fakes.graph_fake import GraphFake, ManualClock, free_port, iter_mime_batch, make_mime
 
 # The fake server, its per-test reset and the loopback-only guard are shared
 # with the pipeline tests.
@@ -272,11 +272,13 @@ def test_a_large_page_is_split_by_bytes_and_a_crash_inside_it_repeats_only_the_r
     fake: GraphFake, m365: Tenant
 ) -> None:
     ids = add_messages(fake, "inbox", 10)
-    size = len(make_mime(subject="m inbox 0"))
+    with fake._lock:  # test-side peek: 3 messages of at least this size fill a batch, 2 never do
+        box = fake._mailboxes[ALICE]
+        size = min(len(box.messages[box.ids[i]].raw) for i in ids)
     ledger = Ledger()
     run = m365.client(page_size=10, max_batch_bytes=3 * size).sync_folder("Inbox", None, ledger.known)
     first = next(run)
-    assert 1 <= len(first.messages) < 10 and "delta_link" not in first.cursor  # re-reads the page
+    assert len(first.messages) == 3 and "delta_link" not in first.cursor  # full at 3; re-reads the page
     ledger.commit("Inbox", first)
     run.close()
 
@@ -560,34 +562,81 @@ def test_a_token_revoked_mid_run_is_renewed_and_the_run_completes(fake: GraphFak
 
     ledger.sync(m365.client(page_size=4), "Inbox", known=known)
     assert sorted(ledger.locations) == sorted(ids)
-    assert fake.stats().tokens_issued == 2
-    assert fake.stats().by_status[401] >= 1
+    stats = fake.stats()
+    # Renewed once, however many downloads saw the revoked token fail; the new one never failed.
+    assert stats.tokens_issued == 2 and stats.tokens_refused == 1
+    assert 1 <= stats.by_status[401] <= 4  # one per download in flight with the revoked token
+
+
+def test_a_token_revoked_mid_run_costs_one_refused_request(fake: GraphFake, m365: Tenant) -> None:
+    ids = add_messages(fake, "inbox", 9)
+    ledger = Ledger()
+
+    def known(epoch: str, locations: Iterable[str]) -> set[str]:
+        if fake.stats().tokens_refused == 0:
+            fake.revoke_tokens()
+        return ledger.known(epoch, locations)
+
+    ledger.sync(m365.client(page_size=4, max_concurrent=1), "Inbox", known=known)
+    assert sorted(ledger.locations) == sorted(ids)
+    stats = fake.stats()
+    assert (stats.tokens_issued, stats.tokens_refused, stats.by_status[401]) == (2, 1, 1)
 
 
 def test_a_token_that_expires_is_renewed_before_graph_refuses_it(fake: GraphFake, m365: Tenant) -> None:
-    # msal renews when < 5 minutes remain: a 301 s token is "expired" after ~1 s. O365 2.1.10 +
-    # msal >= 1.32 crash here with AssertionError (GRAPH.md d1.1); a worker lives for days.
-    fake.set_token_lifetime(301)
-    client = m365.client()
+    # msal renews when < 5 minutes remain. O365 2.1.10 + msal >= 1.32 crash on the first request
+    # after that with AssertionError (GRAPH.md d1.1); a worker lives for days.
+    clock = ManualClock()
+    fake.clock = clock  # Graph and the client agree on the time; neither waits for it
+    fake.set_token_lifetime(3599)
+    client = m365.client(clock=clock)
     add_messages(fake, "inbox", 2)
     ledger = Ledger()
     ledger.sync(client, "Inbox")
-    time.sleep(1.3)
+    assert fake.stats().tokens_issued == 1
+    clock.advance(3600)  # the token has expired: Graph would refuse it now
     add_messages(fake, "inbox", 2, prefix="later")
     ledger.sync(client, "Inbox")
     assert len(ledger.locations) == 4
-    assert fake.stats().tokens_issued >= 2  # more when the first sync itself outlived the token
+    assert fake.stats().tokens_issued == 2
     assert fake.stats().by_status[401] == 0
 
 
+def test_a_token_is_kept_until_less_than_five_minutes_remain(fake: GraphFake, m365: Tenant) -> None:
+    clock = ManualClock()
+    fake.clock = clock
+    client = m365.client(clock=clock)
+    add_messages(fake, "inbox", 2)
+    ledger = Ledger()
+    ledger.sync(client, "Inbox")
+    clock.advance(3599 - 300 - 1)
+    add_messages(fake, "inbox", 1, prefix="still fresh")
+    ledger.sync(client, "Inbox")
+    assert fake.stats().tokens_issued == 1
+    clock.advance(2)
+    add_messages(fake, "inbox", 1, prefix="due")
+    ledger.sync(client, "Inbox")
+    assert len(ledger.locations) == 4
+    assert fake.stats().tokens_issued == 2 and fake.stats().by_status[401] == 0
+
+
 def test_graph_rejecting_tokens_early_is_survived(fake: GraphFake, m365: Tenant) -> None:
-    fake.set_token_lifetime(3599, server_lifetime=0.3)
-    fake.set_latency(0.05)
+    clock = ManualClock()
+    fake.clock = clock
+    fake.set_token_lifetime(3599, server_lifetime=60)  # Graph refuses tokens after 60 s
     ids = add_messages(fake, "inbox", 12)
     ledger = Ledger()
-    ledger.sync(m365.client(page_size=3, max_concurrent=1), "Inbox")
+
+    def known(epoch: str, locations: Iterable[str]) -> set[str]:
+        if clock() < 1_000_060:  # between listing the first page and downloading it
+            clock.advance(61)
+        return ledger.known(epoch, locations)
+
+    # The client's own clock says its token is good for an hour: only Graph's 401 tells it.
+    ledger.sync(m365.client(page_size=3, max_concurrent=1), "Inbox", known=known)
     assert sorted(ledger.locations) == sorted(ids)
-    assert fake.stats().tokens_issued >= 2
+    stats = fake.stats()
+    assert (stats.tokens_issued, stats.tokens_refused, stats.by_status[401]) == (2, 1, 1)
 
 
 # ----------------------------------------------------------------------- test connection

@@ -38,7 +38,7 @@ from mailsources.models import (
     RunStatus,
     SourceStatus,
 )
-from mailsources.throttle import RedisRequestGate, redis_request_gate
+from mailsources.pacing import RedisRequestGate, redis_request_gate
 from tests.fakes.graph_fake import GraphFake, free_port, make_mime
 from tests.mailsources import graph_pipeline
 from tests.mailsources.graph_pipeline import ALICE, BOB, M365, add_mails, counts, downloads, originals, sync
@@ -53,7 +53,9 @@ m365 = graph_pipeline.m365
 pytestmark = pytest.mark.django_db
 
 REPO = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("TEST_GRAPH_REDIS_URL", "redis://127.0.0.1:6379/12")
+# The test run's own Redis database: the teardown removes every gate key in it, which would
+# reset the pacing state of another run's tests sharing the database.
+REDIS_URL = os.environ.get("TEST_GRAPH_REDIS_URL") or os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
 DEADLINE = 60.0  # seconds; generous for a loaded machine, never waited out on success
 
 
@@ -284,8 +286,8 @@ def test_a_long_retry_after_ends_the_run_retrying_and_the_task_waits_that_long(f
 
     # Not slept inside the worker: the run ends and the task is retried after Retry-After.
     assert caught.value.code == "throttled" and caught.value.retry_after == 90.5
-    assert tasks.retry_countdown(0, caught.value.retry_after) >= 91
-    assert tasks.retry_countdown(tasks.MAX_RETRIES, caught.value.retry_after) >= 91
+    assert tasks.retry_countdown(0, caught.value.retry_after) == 91  # rounded up, longer than the backoff
+    assert tasks.retry_countdown(tasks.MAX_RETRIES, caught.value.retry_after, jitter=0.5) == 1800  # backoff wins
     source.refresh_from_db()
     assert source.status == SourceStatus.RETRYING and "throttling" in source.status_message
     assert source.lease_owner == "" and source.lease_until is None
@@ -350,7 +352,9 @@ def test_a_token_that_expires_mid_run_is_renewed_and_the_run_completes(fake: Gra
     assert (run.status, run.new, run.duplicate) == (RunStatus.OK, 20, 0), run.errors
     assert len(expired) == 5
     stats = fake.stats()
-    assert stats.by_status[401] >= 1 and stats.tokens_issued == 2
+    # Renewed once, however many requests in flight saw the revoked token fail.
+    assert stats.tokens_issued == 2 and stats.tokens_refused == 1
+    assert 1 <= stats.by_status[401] <= 4
     assert originals(source) == {("Inbox", i): raw for i, raw in mails.items()}
 
 
@@ -421,7 +425,7 @@ def test_the_fifth_concurrent_request_never_happens(fake: GraphFake, m365: M365)
     for mailbox in (ALICE, BOB):
         stats = fake.stats(mailbox)
         assert stats.concurrency_rejections == 0 and stats.throttled == 0
-        assert 1 <= stats.max_in_flight <= 4
+        assert 2 <= stats.max_in_flight <= 4  # the two runs overlapped, and never beyond 4
 
 
 # --------------------------------------------------------------------------- the Redis gate
@@ -434,7 +438,9 @@ def redis_url(settings: Any) -> Iterator[str]:
     try:
         client.ping()
     except redis.RedisError as exc:
-        pytest.fail(f"the test needs Redis at {REDIS_URL} (TEST_GRAPH_REDIS_URL): {exc}", pytrace=False)
+        pytest.fail(
+            f"the test needs Redis at {REDIS_URL} (TEST_GRAPH_REDIS_URL or TEST_REDIS_URL): {exc}", pytrace=False
+        )
     settings.CELERY_BROKER_URL = REDIS_URL
     yield REDIS_URL
     for key in client.scan_iter(match="webadmin:graph:*"):
@@ -464,7 +470,7 @@ def test_the_redis_gate_never_admits_a_fifth_request(redis_url: str) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert entries[0] == 120 and 1 <= peak[0] <= 4
+    assert entries[0] == 120 and 2 <= peak[0] <= 4
     assert redis.Redis.from_url(redis_url).zcard(gate.slots_key(key)) == 0
     gate.close()
 
