@@ -101,6 +101,18 @@ def _read(original: DocumentFile) -> _Parsed:
     return _Parsed(error=parsed.error, view=view, parts=parts)
 
 
+def mail_view_build(original: DocumentFile) -> bool:
+    """Store the view of a mail processed before views were stored (or of an
+    older layout), leaving its files alone; the parts of a big mail are read
+    again (the store keeps one copy). False when the mail is not to be parsed."""
+    if original.size > settings.MAIL_MAX_MESSAGE_BYTES:
+        return False
+    parsed = _read(original)
+    with transaction.atomic():
+        mailview.mail_view_store(original.pk, parsed.view)
+    return parsed.view is not None
+
+
 def mail_document_process(document: Document) -> None:
     original = document.files.filter(role=FileRole.ORIGINAL).order_by("id").first()
     if original is None or document.files.filter(role=FileRole.ATTACHMENT).exists():

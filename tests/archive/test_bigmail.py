@@ -249,3 +249,21 @@ def test_a_streamed_mail_over_the_parts_limit_keeps_its_first_parts_and_says_why
     loaded = mailview.mail_load(document, document.original())
     assert loaded.stored is not None
     assert "more than 7 MIME parts" in loaded.problem
+
+
+def test_manage_py_mail_views_build_stores_the_views_of_mails_processed_before(group_a):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    documents = [archive_mail(html_mail(f"<h1>Old {n}</h1>"), group_a) for n in range(3)]
+    processing.mail_documents_process([d.pk for d in documents])
+    MailView.objects.filter(original=documents[0].original()).delete()
+    MailView.objects.filter(original=documents[1].original()).update(schema=mailview.MAIL_VIEW_SCHEMA - 1)
+    out = StringIO()
+    call_command("mail_views_build", stdout=out)
+    assert out.getvalue().strip() == "2 mail views stored, 0 mails left to be parsed when shown"
+    for document in documents:
+        loaded = mailview.mail_load(document, document.original())
+        assert loaded.stored is not None
+        assert f"<h1>Old {documents.index(document)}</h1>" in loaded.stored["body"]["html"]
