@@ -464,6 +464,7 @@ class MailAttachment:
     content_type: str
     size: int
     inline: bool = False  # an image the body shows through its Content-ID
+    url: str = ""  # where it downloads (set by ``mail_summary``)
 
 
 @dataclasses.dataclass
@@ -718,10 +719,15 @@ def mail_summary(document: Document, original: DocumentFile) -> MailSummary:
     loaded = mail_load(document, original)
     # The frame renders the body itself; this rendering only counts what it blocks.
     body = mail_body(loaded, part_url=lambda path: f"/{path}/")
+    attachments = mail_attachments(loaded, body.cids_used)
+    # One reverse() for all: a mail may list hundreds of parts.
+    prefix = reverse("archive:mail_part", args=[document.pk, "1"]).removesuffix("1/")
+    for attachment in attachments:
+        attachment.url = f"{prefix}{attachment.part}/?download=1"
     return MailSummary(
         headers=loaded.headers,
         problem=loaded.problem,
-        attachments=mail_attachments(loaded, body.cids_used),
+        attachments=attachments,
         remote_blocked=body.remote_blocked,
         body_format=body.format,
         has_text_alternative=body.format == "html" and loaded.has_text,
