@@ -353,9 +353,12 @@ def leaf_role(node: MimeNode, *, have_text: bool, have_html: bool) -> LeafRole:
     path = node.path or "1"
     if cid and disposition != "attachment" and ctype.startswith("image/"):
         return LeafRole("inline", ctype, filename, cid, disposition)
-    if not filename:
-        filename = f"part-{path}{_EXTENSIONS.get(ctype, '.bin')}"
-    return LeafRole("attachment", ctype, filename, cid, disposition)
+    return LeafRole("attachment", ctype, filename or default_filename(path, ctype), cid, disposition)
+
+
+def default_filename(path: str, content_type: str) -> str:
+    """The name of an attachment that has none: ``part-1.2.pdf``-like."""
+    return f"part-{path}{_EXTENSIONS.get(content_type, '.bin')}"
 
 
 def _add_node(result: ParsedMail, node: MimeNode) -> None:

@@ -40,7 +40,7 @@ from django.utils.http import content_disposition_header
 
 from archive import storage
 from archive.mail import MailHeaders, MailPart, ParsedMail, mail_limits, parse_headers, parse_message
-from archive.models import Document, DocumentFile, FileRole, MailView
+from archive.models import Document, DocumentFile, FileRole, MailView, MailViewEncoder
 from archive.serving import FILE_CSP, is_inline_type
 
 # --- The allowlist -------------------------------------------------------------------------
@@ -843,7 +843,7 @@ def mail_view_data(
             for part in parts
         ],
     }
-    if len(json.dumps(data)) > MAIL_VIEW_MAX_BYTES:
+    if len(json.dumps(data, cls=MailViewEncoder).encode()) > MAIL_VIEW_MAX_BYTES:
         return None
     return data
 

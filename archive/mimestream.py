@@ -11,7 +11,8 @@ parts too, the line break before a boundary belongs to the boundary, doubled
 boundaries make no part, a multipart without its start boundary is one leaf),
 classifies leaves with ``mail.leaf_role`` and applies the same
 ``MailLimits``: for a well-formed mail it finds exactly what
-``mail.parse_message`` finds. It reads lines up to ``LINE_MAX`` bytes (longer
+``mail.parse_message`` finds — except that a text or HTML body over
+``BODY_MAX`` becomes an attachment. It reads lines up to ``LINE_MAX`` bytes (longer
 ones in pieces) and ends lines at LF only (a lone CR ends no line here).
 """
 
@@ -21,6 +22,7 @@ import base64
 import binascii
 import dataclasses
 import email.policy
+import itertools
 import quopri
 import re
 import tempfile
@@ -30,11 +32,22 @@ from email.parser import BytesHeaderParser
 from typing import BinaryIO
 
 from archive import storage
-from archive.mail import MailLimitExceeded, MailLimits, MimeNode, decode_bytes, leaf_role
+from archive.mail import (
+    LeafRole,
+    MailLimitExceeded,
+    MailLimits,
+    MimeNode,
+    decode_bytes,
+    default_filename,
+    leaf_role,
+)
 
 # Mails smaller than this are parsed by ``email.parser`` (memory ~8× the mail).
 STREAM_MIN_BYTES = 4 * 1024 * 1024
 LINE_MAX = 64 * 1024
+# A text or HTML body longer than this (decoded) is kept as an attachment, not
+# shown as the body: the view stores the sanitised body in one database row.
+BODY_MAX = 1024 * 1024
 # A header block is at most this long; the rest of an endless one is dropped.
 HEADER_MAX = 1024 * 1024
 # A preamble is held in memory up to this, then spooled to a temporary file.
@@ -288,12 +301,24 @@ class _Walk:
         decoder = _Decoder(str(message.get("content-transfer-encoding", "")).lower())
         decoded = _decoded(decoder, _stripped(body) if strip else body)
         if role.kind in ("text", "html"):
-            text = decode_bytes(b"".join(decoded), message.get_content_charset())
-            if role.kind == "text":
-                result.text = text
+            held: list[bytes] = []
+            size = 0
+            for chunk in decoded:
+                held.append(chunk)
+                size += len(chunk)
+                if size > BODY_MAX:
+                    # Too big to show in a browser: kept as a part (a download), not as the body.
+                    name = default_filename(path or "1", role.content_type)
+                    role = LeafRole("attachment", role.content_type, name, "", role.disposition)
+                    decoded = itertools.chain(held, decoded)
+                    break
             else:
-                result.html = text
-            return
+                text = decode_bytes(b"".join(held), message.get_content_charset())
+                if role.kind == "text":
+                    result.text = text
+                else:
+                    result.html = text
+                return
         part = StoredPart(
             path=path or "1",
             content_type=role.content_type,

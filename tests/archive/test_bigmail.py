@@ -267,3 +267,29 @@ def test_manage_py_mail_views_build_stores_the_views_of_mails_processed_before(g
         loaded = mailview.mail_load(document, document.original())
         assert loaded.stored is not None
         assert f"<h1>Old {documents.index(document)}</h1>" in loaded.stored["body"]["html"]
+
+
+def test_a_streamed_body_too_big_to_show_is_kept_as_an_attachment(group_a):
+    text = "Grüße aus Zürich, Zeile für Zeile.\n" * 40_000  # 1.4 MB
+    msg = EmailMessage()
+    msg["Subject"] = "long"
+    msg.set_content(text)
+    msg.add_attachment(os.urandom(4 * 1024 * 1024), maintype="application", subtype="octet-stream", filename="b.bin")
+    document = archive_mail(msg.as_bytes(), group_a)
+    processing.mail_documents_process([document.pk])
+    body_file = document.files.get(role=FileRole.ATTACHMENT, name="part-1.txt")
+    assert storage.read_bytes(body_file.sha256).decode() == text
+    loaded = mailview.mail_load(document, document.original())
+    assert loaded.stored is not None and not loaded.stored["body"]["has_text"]
+    assert [p["name"] for p in loaded.stored["parts"]] == ["part-1.txt", "b.bin"]
+
+
+def test_non_ascii_text_is_stored_as_utf8_not_as_escapes(group_a):
+    document = archive_mail(html_mail("<p>" + "Ωμέγα " * 1000 + "</p>"), group_a)
+    processing.mail_documents_process([document.pk])
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT data FROM archive_mailview")
+        [(raw,)] = cursor.fetchall()
+    assert "Ωμέγα" in raw and "\\u03a9" not in raw
