@@ -293,3 +293,22 @@ def test_non_ascii_text_is_stored_as_utf8_not_as_escapes(group_a):
         cursor.execute("SELECT data FROM archive_mailview")
         [(raw,)] = cursor.fetchall()
     assert "Ωμέγα" in raw and "\\u03a9" not in raw
+
+
+def _hostile_payloads() -> list[str]:
+    from tests.archive import test_mailview
+
+    [mark] = test_mailview.test_nothing_that_runs_submits_embeds_or_fetches_survives.pytestmark
+    return list(mark.args[1])
+
+
+def test_hostile_html_is_stored_exactly_as_sanitised_as_it_is_shown_when_parsed(group_a):
+    """Every payload of the sanitiser's tests, in a mail, processed: what the
+    stored view serves is byte for byte what parsing the mail serves."""
+    payloads = _hostile_payloads()
+    assert len(payloads) > 20
+    documents = [archive_mail(html_mail(payload), group_a) for payload in payloads]
+    parsed = [rendering(d, use_stored=False) for d in documents]
+    processing.mail_documents_process([d.pk for d in documents])
+    assert MailView.objects.count() == len(documents)
+    assert [rendering(d, use_stored=True) for d in documents] == parsed
