@@ -170,6 +170,7 @@ def child(args: argparse.Namespace) -> None:
         out["body_ms"] = statistics.median(r["body"] for r in runs)
         out["first_page_ms"] = runs[0]["page"]
     out["rss_growth_mb"] = _maxrss_mb() - base
+    out["rss_peak_mb"] = _maxrss_mb()
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -233,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         run_step("process", tiny_id, tiny_id)  # the warm-up mail itself, processed
         big_process = run_step("process", tiny_id, big_id)
         many_process = run_step("process", tiny_id, many_id)
+        from archive.models import DocumentFile, FileRole
+
+        for label, number in (("100 MB mail", big_id), ("many-parts mail", many_id)):
+            sizes = list(
+                DocumentFile.objects.filter(document_id=number, role=FileRole.ATTACHMENT).values_list("size", flat=True)
+            )
+            say(f"processing the {label} stored {len(sizes)} parts, the largest {max(sizes, default=0) / 1e6:.1f} MB")
         big_view = run_step("view", tiny_id, big_id)
         many_view = run_step("view", tiny_id, many_id, views=args.views)
 
@@ -240,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{args.megabytes} MB mail, peak RSS growth of the step's process (target ≤ {LIMIT_RSS_MB} MB):")
         for name, result in (("archive", big_archive), ("processing", big_process), ("view", big_view)):
             growth = result["rss_growth_mb"]
-            say(f"  {name:<11} +{growth:7.1f} MB  {verdict(growth, LIMIT_RSS_MB)}")
+            peak = result["rss_peak_mb"]
+            say(f"  {name:<11} +{growth:7.1f} MB (peak {peak:.0f} MB)  {verdict(growth, LIMIT_RSS_MB)}")
         say(f"  (view: document page {big_view['page_ms']:.0f} ms, body frame {big_view['body_ms']:.0f} ms)")
         say()
         say(f"{args.parts}-part mail after processing, server time, median of {args.views}:")
