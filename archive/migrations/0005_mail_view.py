@@ -6,20 +6,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('archive', '0004_search_statistics'),
+        ("archive", "0004_search_statistics"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MailView',
+            name="MailView",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('schema', models.PositiveSmallIntegerField()),
-                ('data', models.JSONField(encoder=archive.models.MailViewEncoder)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('original', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='mail_view', to='archive.documentfile')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("schema", models.PositiveSmallIntegerField()),
+                ("data", models.JSONField(encoder=archive.models.MailViewEncoder)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                (
+                    "original",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="mail_view", to="archive.documentfile"
+                    ),
+                ),
             ],
         ),
     ]
