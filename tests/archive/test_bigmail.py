@@ -91,7 +91,12 @@ def corpus() -> list[tuple[str, bytes, MailLimits]]:
 def test_the_streaming_reader_finds_what_the_parser_finds(settings, raw, limits, request):
     name = request.node.callspec.id
     if name in KNOWN_DIFFERENT:
-        pytest.skip("a known difference, see KNOWN_DIFFERENT")
+        expected, got = parsed_outline(raw, limits), streamed_outline(raw, limits)
+        # Still different (drop the name from KNOWN_DIFFERENT once it reads the same),
+        # but the same parts in the same places.
+        assert got != expected
+        assert [p[:5] for p in got[2]] == [p[:5] for p in expected[2]]
+        return
     if name == "cpython-16":  # msg_16: a multipart without its start boundary inside another
         expected, got = parsed_outline(raw, limits), streamed_outline(raw, limits)
         assert expected[:2] == got[:2] and [p[:5] for p in expected[2]] == [p[:5] for p in got[2]]
