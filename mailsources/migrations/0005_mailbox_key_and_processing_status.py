@@ -130,6 +130,7 @@ def processing_status(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+    atomic = False  # MariaDB cannot run DDL inside a transaction; each merge is atomic itself
     dependencies = [
         ("archive", "0005_document_processing_status"),
         ("mailsources", "0004_mailsource_queued_at"),

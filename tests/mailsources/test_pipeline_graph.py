@@ -375,7 +375,7 @@ def test_one_mailbox_failing_does_not_stop_the_others(fake: GraphFake, m365: M36
     assert statuses["nobody@contoso.com"].status == SourceStatus.ERROR
     assert "ErrorInvalidUser" in statuses["nobody@contoso.com"].message
     source.refresh_from_db()
-    assert source.status == SourceStatus.OK and "2 problem(s)" in source.status_message  # not stopped
+    assert source.status == SourceStatus.PARTIAL and "2 of 3 mailboxes failing" in source.status_message  # not stopped
 
     page = admin_client.get(reverse("mailsources:detail", args=[source.pk])).content.decode()
     assert BOB in page and "Access to mailbox bob@contoso.com was denied" in page
