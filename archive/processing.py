@@ -185,19 +185,23 @@ def _record(outcomes: dict[int, Outcome], claimed_at: dt.datetime | None) -> Non
     if not outcomes:
         return
     now = timezone.now()
+    alike: dict[Outcome, list[int]] = {}
+    for pk, outcome in sorted(outcomes.items()):
+        alike.setdefault(outcome, []).append(pk)
     with transaction.atomic():
-        for pk, outcome in sorted(outcomes.items()):
-            mine = Document.objects.filter(pk=pk)
-            if claimed_at is not None:
-                mine = mine.filter(processing_status=ProcessingStatus.PROCESSING, processing_updated=claimed_at)
-            update: dict[str, object] = {
-                "processing_status": outcome.status,
-                "processing_error": outcome.error[:2000],
-                "processing_updated": now,
-            }
-            if outcome.status == ProcessingStatus.DONE:
-                update["processing_attempts"] = 0
-            mine.update(**update)
+        for outcome, pks in alike.items():
+            for i in range(0, len(pks), 500):
+                mine = Document.objects.filter(pk__in=pks[i : i + 500])
+                if claimed_at is not None:
+                    mine = mine.filter(processing_status=ProcessingStatus.PROCESSING, processing_updated=claimed_at)
+                update: dict[str, object] = {
+                    "processing_status": outcome.status,
+                    "processing_error": outcome.error[:2000],
+                    "processing_updated": now,
+                }
+                if outcome.status == ProcessingStatus.DONE:
+                    update["processing_attempts"] = 0
+                mine.update(**update)
 
 
 def mail_documents_process(document_ids: list[int], *, now: dt.datetime | None = None) -> dict[int, Outcome]:

@@ -187,21 +187,25 @@ def batch_ingest(
     mapped_fields = {
         f.name: f for f in (source.from_field, source.to_field, source.cc_field, source.subject_field) if f is not None
     }
-    result = BatchResult()
     # Dedup per mailbox across sources (SPEC §2 rule 2): another source on the same
     # account archived these already? Then this one adds locations, not documents.
     identity = mailbox_identity(source.kind, mailbox)
-    try:
-        with transaction.atomic():
-            _batch_commit(source, mailbox, identity, folder, batch, run, stored, mapping, mapped_fields, result)
-    except IntegrityError as exc:
-        if "mailbox_key" not in str(exc):
-            raise
-        # Another source on the same mailbox committed some of these mails meanwhile
-        # (only one run per source holds the lease): the next attempt finds them.
-        raise TransientSourceError(
-            f"another source on this mailbox archived the same mails at the same time: {exc}", code="dedup_race"
-        ) from exc
+    for attempt in range(1, 4):
+        result = BatchResult()
+        try:
+            with transaction.atomic():
+                _batch_commit(source, mailbox, identity, folder, batch, run, stored, mapping, mapped_fields, result)
+            break
+        except IntegrityError as exc:
+            if "mailbox_key" not in str(exc):
+                raise
+            # Another source on the same mailbox committed some of these mails meanwhile
+            # (only one run per source holds the lease): again, finding them archived.
+            if attempt == 3:
+                raise TransientSourceError(
+                    f"another source on this mailbox archived the same mails at the same time: {exc}",
+                    code="dedup_race",
+                ) from exc
     result.archived = [(blob.sha256, message.location) for message, blob in stored]
     return result
 

@@ -417,7 +417,13 @@ def test_the_fifth_concurrent_request_never_happens(fake: GraphFake, m365: M365)
         thread.join()
 
     assert not errors and [r.status for r in runs] == [RunStatus.OK, RunStatus.OK]
-    assert ArchivedMail.objects.count() == 2 * 60  # each source archives its own copies
+    # One document per mail and mailbox (SPEC §2 rule 2); each source records its locations.
+    assert ArchivedMail.objects.count() == 60
+    assert (
+        MailLocation.objects.filter(source=sources[0]).count()
+        == MailLocation.objects.filter(source=sources[1]).count()
+        == 60
+    )
     for mailbox in (ALICE, BOB):
         stats = fake.stats(mailbox)
         assert stats.concurrency_rejections == 0 and stats.throttled == 0
