@@ -6,8 +6,8 @@
    the unique key: (mailbox_key, sha256).
 2. Existing duplicates (a second source on the same account archived its mails
    again) are merged: the oldest document stays; every location of the others
-   moves to it, and so do their files it lacks (and their notes); only then are
-   the duplicate rows deleted. Blobs are content-addressed: nothing leaves the store.
+   moves to it, and so do their files it lacks (and their notes; to be extracted
+   and indexed again); only then are the duplicate rows deleted. Blobs are content-addressed: nothing leaves the store.
 3. ``Document.processing_status`` of archived mail, from what processing left:
    attachments stored → done; a "No space left on device" (or quota) failure →
    pending again, its error cleared (it was an outage, not the mail); the mail
@@ -94,14 +94,24 @@ def merge_duplicates(apps, schema_editor):
                     continue  # still the record of another mail: not a duplicate document
                 duplicate = Document.objects.get(pk=duplicate_document)
                 # Files the kept document lacks (by role, content and MIME part) move to it.
+                # Extracted again (pending): the extraction sweep then re-indexes the kept
+                # document with their text and the notes.
                 have = set(DocumentFile.objects.filter(document_id=kept.pk).values_list("role", "sha256", "part"))
+                changed = False
                 for file in DocumentFile.objects.filter(document_id=duplicate.pk).order_by("pk"):
                     if (file.role, file.sha256, file.part) not in have:
-                        DocumentFile.objects.filter(pk=file.pk).update(document_id=kept.pk)
+                        DocumentFile.objects.filter(pk=file.pk).update(
+                            document_id=kept.pk, extraction_status="pending", extraction_attempts=0
+                        )
                         have.add((file.role, file.sha256, file.part))
+                        changed = True
                 if duplicate.notes.strip() and duplicate.notes.strip() not in kept.notes:
                     kept.notes = "\n\n".join(filter(None, [kept.notes.strip(), duplicate.notes.strip()]))
                     Document.objects.filter(pk=kept.pk).update(notes=kept.notes)
+                    if not changed:
+                        DocumentFile.objects.filter(document_id=kept.pk, role="original").update(
+                            extraction_status="pending", extraction_attempts=0
+                        )
                 # Counted as archived by the source that made the duplicate: it was not new.
                 MailSource.objects.filter(pk=other.source_id).update(
                     archived_count=Greatest(F("archived_count") - 1, 0)

@@ -75,7 +75,15 @@ def test_duplicates_of_two_sources_on_one_account_merge_into_the_oldest_without_
             doc = Doc.objects.create(kind="mail", owner_group_id=group_a.pk, parse_error=parse_error, notes=notes)
             File.objects.create(document=doc, role="original", name="m.eml", sha256=sha, size=10)
             if attachment:
-                File.objects.create(document=doc, role="attachment", name=attachment, sha256="c" * 64, size=3, part="2")
+                File.objects.create(
+                    document=doc,
+                    role="attachment",
+                    name=attachment,
+                    sha256="c" * 64,
+                    size=3,
+                    part="2",
+                    extraction_status="done",
+                )
             return Mail.objects.create(source=source, mailbox=mailbox, sha256=sha, document=doc, size=10)
 
         a, b = "a" * 64, "b" * 64
@@ -127,6 +135,8 @@ def test_duplicates_of_two_sources_on_one_account_merge_into_the_oldest_without_
             ("original", "m.eml"),
         ]
         assert kept_doc.notes == "checked"
+        # To be extracted again, so that the kept document is indexed with it.
+        assert kept_doc.files.get(role="attachment").extraction_status == "pending"
         assert Source.objects.get(pk=accounting.pk).archived_count == 2  # one of its three was a duplicate
         assert Source.objects.get(pk=office.pk).archived_count == 3
 
