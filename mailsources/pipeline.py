@@ -187,150 +187,150 @@ def batch_ingest(
     mapped_fields = {
         f.name: f for f in (source.from_field, source.to_field, source.cc_field, source.subject_field) if f is not None
     }
-    # Dedup per mailbox across sources (SPEC §2 rule 2): another source on the same
-    # account archived these already? Then this one adds locations, not documents.
+    result = BatchResult()
     identity = mailbox_identity(source.kind, mailbox)
+    with transaction.atomic():
+        shas = {blob.sha256 for _, blob in stored}
+        # Dedup per mailbox across sources (SPEC §2 rule 2): another source on the same
+        # account archived these already? Then this one adds locations, not documents.
+        existing = dict(ArchivedMail.objects.filter(mailbox_key=identity, sha256__in=shas).values_list("sha256", "pk"))
+        to_create: dict[str, tuple[FetchedMessage, storage.StoredBlob]] = {}
+        for message, blob in stored:
+            if blob.sha256 in existing or blob.sha256 in to_create:
+                result.duplicate += 1
+            else:
+                to_create[blob.sha256] = (message, blob)
+        specs, headers_list = [], []
+        for message, blob in to_create.values():
+            headers = parse_headers(message.raw)
+            headers_list.append(headers)
+            values: dict[str, object] = {"title": headers.subject or "(no subject)"}
+            date = headers.date or message.received_at
+            if date is not None:
+                values["date"] = date.isoformat()
+            for header, field_name in mapping.items():
+                value = getattr(headers, "from_" if header == "from" else header)
+                if value_fits(mapped_fields[field_name], value):
+                    values[field_name] = value
+            specs.append(
+                NewDocument(
+                    owner_group=source.owner_group,
+                    values=values,
+                    kind=DocumentKind.MAIL,
+                    parse_error=headers.error,
+                    files=[
+                        NewFile(
+                            name=eml_name(headers.subject, blob.sha256),
+                            blob=blob,
+                            content_type="message/rfc822",
+                            role=FileRole.ORIGINAL,
+                        )
+                    ],
+                )
+            )
+        # Text extraction is scheduled by the processing stage, in batches and
+        # once the attachments are files (a task per mail here would cost ~1.5 ms each).
+        documents = documents_create_many(specs, schedule_extraction=False)
+        # Their processing is pending from this commit on (its sweep finds a lost task).
+        processing_register(d.pk for d in documents)
+        new_mails = ArchivedMail.objects.bulk_create(
+            ArchivedMail(
+                source=source,
+                mailbox=mailbox,
+                mailbox_key=identity,
+                sha256=sha,
+                document=document,
+                message_id=headers.message_id,
+                size=blob.size,
+            )
+            for (sha, (_, blob)), document, headers in zip(to_create.items(), documents, headers_list, strict=True)
+        )
+        mail_ids = existing | {m.sha256: m.pk for m in new_mails}
+        if any(m.pk is None for m in new_mails):
+            mail_ids.update(
+                ArchivedMail.objects.filter(mailbox_key=identity, sha256__in=list(to_create)).values_list(
+                    "sha256", "pk"
+                )
+            )
+        here = MailLocation.objects.filter(source=source, mailbox=mailbox, folder=folder, epoch=batch.epoch)
+        # Graph: mails archived before from another folder of the mailbox (moved here) were
+        # not downloaded again; record that they are (also) in this folder now.
+        seen_before = MailLocation.objects.filter(
+            source=source, mailbox=mailbox, epoch=batch.epoch, **source.location_scope(folder)
+        )
+        known_mail_ids = dict(_exact_locations(seen_before, batch.known_locations, "mail_id"))
+        MailLocation.objects.bulk_create(
+            [
+                MailLocation(
+                    source=source,
+                    mailbox=mailbox,
+                    folder=folder,
+                    epoch=batch.epoch,
+                    location=message.location,
+                    mail_id=mail_ids[blob.sha256],
+                )
+                for message, blob in stored
+            ]
+            + [
+                MailLocation(
+                    source=source, mailbox=mailbox, folder=folder, epoch=batch.epoch, location=location, mail_id=mail_id
+                )
+                for location, mail_id in known_mail_ids.items()
+            ],
+            ignore_conflicts=True,
+        )
+        if known_mail_ids:
+            # Moved away and back again: present here once more.
+            back = [pk for _, pk in _exact_locations(here.filter(removed_at__isnull=False), known_mail_ids, "pk")]
+            MailLocation.objects.filter(pk__in=back).update(removed_at=None)
+        present = {message.location for message, _ in stored} | set(known_mail_ids)
+        removed = [location for location in batch.removed if location not in present]
+        if removed:
+            gone = [pk for _, pk in _exact_locations(here.filter(removed_at__isnull=True), removed, "pk")]
+            MailLocation.objects.filter(pk__in=gone).update(removed_at=timezone.now())
+        # The cursor moves with (never before) the rows it covers.
+        FolderCursor.objects.update_or_create(
+            source=source,
+            mailbox=mailbox,
+            folder=folder,
+            defaults={"cursor": batch.cursor, "status": CursorStatus.OK, "status_message": ""},
+        )
+        result.new = len(documents)
+        result.new_document_ids = [d.pk for d in documents]
+        SyncRun.objects.filter(pk=run.pk).update(
+            new=F("new") + result.new,
+            duplicate=F("duplicate") + result.duplicate,
+            done=F("done") + len(batch.messages),
+        )
+        MailSource.objects.filter(pk=source.pk).update(archived_count=F("archived_count") + result.new)
+    result.archived = [(blob.sha256, message.location) for message, blob in stored]
+    return result
+
+
+def batch_ingest_deduplicated(
+    source: MailSource,
+    mailbox: str,
+    folder: str,
+    batch: FolderBatch,
+    run: SyncRun,
+    blobs: list[storage.StoredBlob] | None = None,
+) -> BatchResult:
+    """``batch_ingest``, committed again when another source on the same mailbox
+    committed some of the batch's mails meanwhile (only one run per source holds
+    the lease, two sources on one account may run at once): the next attempt
+    finds them archived and adds locations."""
     for attempt in range(1, 4):
-        result = BatchResult()
         try:
-            with transaction.atomic():
-                _batch_commit(source, mailbox, identity, folder, batch, run, stored, mapping, mapped_fields, result)
-            break
+            return batch_ingest(source, mailbox, folder, batch, run, blobs)
         except IntegrityError as exc:
             if "mailbox_key" not in str(exc):
                 raise
-            # Another source on the same mailbox committed some of these mails meanwhile
-            # (only one run per source holds the lease): again, finding them archived.
             if attempt == 3:
                 raise TransientSourceError(
                     f"another source on this mailbox archived the same mails at the same time: {exc}",
                     code="dedup_race",
                 ) from exc
-    result.archived = [(blob.sha256, message.location) for message, blob in stored]
-    return result
-
-
-def _batch_commit(
-    source: MailSource,
-    mailbox: str,
-    identity: str,
-    folder: str,
-    batch: FolderBatch,
-    run: SyncRun,
-    stored: list[tuple[FetchedMessage, storage.StoredBlob]],
-    mapping: dict[str, str],
-    mapped_fields: dict[str, FieldDefinition],
-    result: BatchResult,
-) -> None:
-    shas = {blob.sha256 for _, blob in stored}
-    existing = dict(ArchivedMail.objects.filter(mailbox_key=identity, sha256__in=shas).values_list("sha256", "pk"))
-    to_create: dict[str, tuple[FetchedMessage, storage.StoredBlob]] = {}
-    for message, blob in stored:
-        if blob.sha256 in existing or blob.sha256 in to_create:
-            result.duplicate += 1
-        else:
-            to_create[blob.sha256] = (message, blob)
-    specs, headers_list = [], []
-    for message, blob in to_create.values():
-        headers = parse_headers(message.raw)
-        headers_list.append(headers)
-        values: dict[str, object] = {"title": headers.subject or "(no subject)"}
-        date = headers.date or message.received_at
-        if date is not None:
-            values["date"] = date.isoformat()
-        for header, field_name in mapping.items():
-            value = getattr(headers, "from_" if header == "from" else header)
-            if value_fits(mapped_fields[field_name], value):
-                values[field_name] = value
-        specs.append(
-            NewDocument(
-                owner_group=source.owner_group,
-                values=values,
-                kind=DocumentKind.MAIL,
-                parse_error=headers.error,
-                files=[
-                    NewFile(
-                        name=eml_name(headers.subject, blob.sha256),
-                        blob=blob,
-                        content_type="message/rfc822",
-                        role=FileRole.ORIGINAL,
-                    )
-                ],
-            )
-        )
-    # Text extraction is scheduled by the processing stage, in batches and
-    # once the attachments are files (a task per mail here would cost ~1.5 ms each).
-    documents = documents_create_many(specs, schedule_extraction=False)
-    # Their processing is pending from this commit on (its sweep finds a lost task).
-    processing_register(d.pk for d in documents)
-    new_mails = ArchivedMail.objects.bulk_create(
-        ArchivedMail(
-            source=source,
-            mailbox=mailbox,
-            mailbox_key=identity,
-            sha256=sha,
-            document=document,
-            message_id=headers.message_id,
-            size=blob.size,
-        )
-        for (sha, (_, blob)), document, headers in zip(to_create.items(), documents, headers_list, strict=True)
-    )
-    mail_ids = existing | {m.sha256: m.pk for m in new_mails}
-    if any(m.pk is None for m in new_mails):
-        mail_ids.update(
-            ArchivedMail.objects.filter(mailbox_key=identity, sha256__in=list(to_create)).values_list("sha256", "pk")
-        )
-    here = MailLocation.objects.filter(source=source, mailbox=mailbox, folder=folder, epoch=batch.epoch)
-    # Graph: mails archived before from another folder of the mailbox (moved here) were
-    # not downloaded again; record that they are (also) in this folder now.
-    seen_before = MailLocation.objects.filter(
-        source=source, mailbox=mailbox, epoch=batch.epoch, **source.location_scope(folder)
-    )
-    known_mail_ids = dict(_exact_locations(seen_before, batch.known_locations, "mail_id"))
-    MailLocation.objects.bulk_create(
-        [
-            MailLocation(
-                source=source,
-                mailbox=mailbox,
-                folder=folder,
-                epoch=batch.epoch,
-                location=message.location,
-                mail_id=mail_ids[blob.sha256],
-            )
-            for message, blob in stored
-        ]
-        + [
-            MailLocation(
-                source=source, mailbox=mailbox, folder=folder, epoch=batch.epoch, location=location, mail_id=mail_id
-            )
-            for location, mail_id in known_mail_ids.items()
-        ],
-        ignore_conflicts=True,
-    )
-    if known_mail_ids:
-        # Moved away and back again: present here once more.
-        back = [pk for _, pk in _exact_locations(here.filter(removed_at__isnull=False), known_mail_ids, "pk")]
-        MailLocation.objects.filter(pk__in=back).update(removed_at=None)
-    present = {message.location for message, _ in stored} | set(known_mail_ids)
-    removed = [location for location in batch.removed if location not in present]
-    if removed:
-        gone = [pk for _, pk in _exact_locations(here.filter(removed_at__isnull=True), removed, "pk")]
-        MailLocation.objects.filter(pk__in=gone).update(removed_at=timezone.now())
-    # The cursor moves with (never before) the rows it covers.
-    FolderCursor.objects.update_or_create(
-        source=source,
-        mailbox=mailbox,
-        folder=folder,
-        defaults={"cursor": batch.cursor, "status": CursorStatus.OK, "status_message": ""},
-    )
-    result.new = len(documents)
-    result.new_document_ids = [d.pk for d in documents]
-    SyncRun.objects.filter(pk=run.pk).update(
-        new=F("new") + result.new,
-        duplicate=F("duplicate") + result.duplicate,
-        done=F("done") + len(batch.messages),
-    )
-    MailSource.objects.filter(pk=source.pk).update(archived_count=F("archived_count") + result.new)
+    raise AssertionError("unreachable")
 
 
 def act_after_archive(
@@ -410,7 +410,7 @@ def mailbox_sync(
                     remaining = max(0, batch.total - known, len(batch.messages))
                     SyncRun.objects.filter(pk=run.pk).update(total=F("done") + remaining)
                     first = False
-                result = batch_ingest(source, mailbox, folder, batch, run, blobs)
+                result = batch_ingest_deduplicated(source, mailbox, folder, batch, run, blobs)
                 if after_commit and result.new_document_ids:
                     transaction.on_commit(functools.partial(after_commit, result.new_document_ids))
                 acted = act_after_archive(client, source, mailbox, folder, batch.epoch, result.archived)
