@@ -238,11 +238,12 @@ def extract_document(document_id: int, *, reschedule: bool = True) -> dict[str, 
     return counts
 
 
-def extraction_sweep(*, stale_minutes: int = 30, limit: int = 1000) -> int:
+def extraction_sweep(*, stale_minutes: int = 30, limit: int = 1000, now: dt.datetime | None = None) -> int:
     """The safety net (Celery beat): queue documents whose files still wait —
-    their task was lost (broker down at upload, a worker killed) — and mark
-    files that used up their attempts without finishing as failed."""
-    cutoff = timezone.now() - dt.timedelta(minutes=stale_minutes)
+    their task was lost (broker down at upload, a worker killed, a restarted
+    Redis) or failed (retried while attempts remain) — and mark files that used
+    up their attempts without finishing as failed. ``now``: the clock (tests)."""
+    cutoff = (now or timezone.now()) - dt.timedelta(minutes=stale_minutes)
     DocumentFile.objects.filter(
         extraction_status=ExtractionStatus.PENDING,
         extraction_attempts__gte=max_attempts(),

@@ -48,6 +48,18 @@ class DocumentKind(models.TextChoices):
     MAIL = "mail", "Mail"
 
 
+class ProcessingStatus(models.TextChoices):
+    """Where a mail document's processing (its parts becoming files) stands;
+    ``archive.processing`` moves it, its sweep re-queues what is stuck."""
+
+    NONE = "none", "Nothing to process"  # not a mail from a source (uploads)
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    DONE = "done", "Processed"
+    FAILED_TRANSIENT = "failed_transient", "Failed, will retry"
+    FAILED_PERMANENT = "failed_permanent", "Failed"
+
+
 class Document(models.Model):
     """An archived document. Its primary key is the document number (``go=`` of
     access links): AUTO_INCREMENT on MariaDB and AUTOINCREMENT on SQLite never
@@ -64,9 +76,20 @@ class Document(models.Model):
     modified = models.DateTimeField(auto_now=True)
     # Set when a mail could not be parsed; the raw file is still the record.
     parse_error = models.TextField(blank=True)
+    # Processing of a mail (archive.processing): its state, what went wrong, how
+    # many times it was claimed, when it was last claimed, queued or finished,
+    # and how many claims were lost (the worker killed) without an outcome.
+    processing_status = models.CharField(max_length=16, choices=ProcessingStatus.choices, default=ProcessingStatus.NONE)
+    processing_error = models.TextField(blank=True)
+    processing_attempts = models.PositiveSmallIntegerField(default=0)
+    processing_updated = models.DateTimeField(null=True, blank=True)
+    processing_lost = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
-        indexes = [models.Index(fields=["owner_group", "date"])]
+        indexes = [
+            models.Index(fields=["owner_group", "date"]),
+            models.Index(fields=["processing_status", "processing_updated"], name="document_processing_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.pk}: {self.title}"

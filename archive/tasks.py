@@ -37,5 +37,11 @@ def refresh_search_statistics() -> None:
 # bench's instrumentation know it by that name.
 @shared_task(name="mailsources.tasks.process_mail_documents", acks_late=True, ignore_result=True)
 def process_mail_documents(document_ids: list[int]) -> None:
-    # Idempotent: a document whose attachments are files already is skipped.
+    # Idempotent: a document processed already, or claimed by a live worker, is skipped.
     processing.mail_documents_process(document_ids)
+
+
+@shared_task(ignore_result=True)
+def processing_sweep() -> None:
+    # Re-queues mail processing that was lost or failed transiently (archive.processing).
+    processing.processing_sweep()

@@ -3,6 +3,8 @@ location ledger and the run history."""
 
 from __future__ import annotations
 
+import hashlib
+
 from django.contrib.auth.models import Group
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -31,6 +33,8 @@ class SourceStatus(models.TextChoices):
     IDLE = "idle", "Idle"
     RUNNING = "running", "Running"
     OK = "ok", "OK"
+    # Ran, but some mailboxes or folders failed (the page names them).
+    PARTIAL = "partial", "Partly failing"
     RETRYING = "retrying", "Retrying"
     ERROR = "error", "Stopped: error"
     DISABLED = "disabled", "Disabled"
@@ -128,6 +132,12 @@ class MailSource(models.Model):
             return f"{self.username}@{self.host}"
         return address.lower()
 
+    def mailbox_identity(self, address: str = "") -> str:
+        """The mailbox as the server knows it, the same for every source on it: the
+        dedup key of ``ArchivedMail`` (one document per distinct raw message per
+        mailbox, SPEC §2 rule 2)."""
+        return mailbox_identity(self.kind, self.mailbox_key(address))
+
     def location_scope(self, folder: str) -> dict[str, str]:
         """Where a location is unique, as a ``MailLocation`` filter: an IMAP UID
         within its folder, a Graph immutable id within the whole mailbox (it
@@ -135,11 +145,30 @@ class MailSource(models.Model):
         return {} if self.kind == SourceKind.M365 else {"folder": folder}
 
 
-class ArchivedMail(models.Model):
-    """One distinct raw message per mailbox: the dedup key of mail ingestion."""
+def mailbox_identity(kind: str, mailbox_key: str) -> str:
+    """``MailSource.mailbox_identity`` from a kind and a ``mailbox_key`` ("user@host"
+    for IMAP, the address for Microsoft 365): host names and addresses compare
+    case-insensitively, an IMAP username as the server spells it (servers may
+    tell "Alice" from "alice"). Over 255 characters: its SHA-256."""
+    if kind == SourceKind.IMAP:
+        user, _, host = mailbox_key.rpartition("@")
+        identity = f"imap:{user}@{host.strip().rstrip('.').lower()}"
+    else:
+        identity = f"m365:{mailbox_key.strip().lower()}"
+    if len(identity) > 255:
+        identity = f"{kind}:sha256:{hashlib.sha256(identity.encode()).hexdigest()}"
+    return identity
 
+
+class ArchivedMail(models.Model):
+    """One distinct raw message per mailbox: the dedup key of mail ingestion. A
+    second source on the same mailbox (``mailbox_key``) finds the rows of the
+    first and adds locations, not documents."""
+
+    # The source that archived it first.
     source = models.ForeignKey(MailSource, on_delete=models.PROTECT, related_name="mails")
-    mailbox = models.CharField(max_length=255)  # IMAP username or the M365 address
+    mailbox = models.CharField(max_length=255)  # IMAP username@host or the M365 address, as that source names it
+    mailbox_key = models.CharField(max_length=255)  # MailSource.mailbox_identity
     sha256 = models.CharField(max_length=64)
     document = models.ForeignKey(Document, on_delete=models.PROTECT, related_name="+")
     message_id = models.CharField(max_length=500, blank=True)
@@ -149,7 +178,7 @@ class ArchivedMail(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["source", "mailbox", "sha256"], name="uniq_mail_per_mailbox")]
+        constraints = [models.UniqueConstraint(fields=["mailbox_key", "sha256"], name="uniq_mail_per_mailbox_key")]
 
 
 class MailLocation(models.Model):

@@ -29,13 +29,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from archive import storage
 from archive.mail import parse_headers
 from archive.models import DocumentKind, FieldDefinition, FieldType, FileRole
+from archive.processing import processing_register
 from archive.services import NewDocument, NewFile, clean_field_value, documents_create_many
 from mailsources.clients.base import (
     FetchedMessage,
@@ -56,6 +57,7 @@ from mailsources.models import (
     RunStatus,
     SourceStatus,
     SyncRun,
+    mailbox_identity,
 )
 
 logger = logging.getLogger(__name__)
@@ -186,11 +188,12 @@ def batch_ingest(
         f.name: f for f in (source.from_field, source.to_field, source.cc_field, source.subject_field) if f is not None
     }
     result = BatchResult()
+    identity = mailbox_identity(source.kind, mailbox)
     with transaction.atomic():
         shas = {blob.sha256 for _, blob in stored}
-        existing = dict(
-            ArchivedMail.objects.filter(source=source, mailbox=mailbox, sha256__in=shas).values_list("sha256", "pk")
-        )
+        # Dedup per mailbox across sources (SPEC §2 rule 2): another source on the same
+        # account archived these already? Then this one adds locations, not documents.
+        existing = dict(ArchivedMail.objects.filter(mailbox_key=identity, sha256__in=shas).values_list("sha256", "pk"))
         to_create: dict[str, tuple[FetchedMessage, storage.StoredBlob]] = {}
         for message, blob in stored:
             if blob.sha256 in existing or blob.sha256 in to_create:
@@ -228,10 +231,13 @@ def batch_ingest(
         # Text extraction is scheduled by the processing stage, in batches and
         # once the attachments are files (a task per mail here would cost ~1.5 ms each).
         documents = documents_create_many(specs, schedule_extraction=False)
+        # Their processing is pending from this commit on (its sweep finds a lost task).
+        processing_register(d.pk for d in documents)
         new_mails = ArchivedMail.objects.bulk_create(
             ArchivedMail(
                 source=source,
                 mailbox=mailbox,
+                mailbox_key=identity,
                 sha256=sha,
                 document=document,
                 message_id=headers.message_id,
@@ -242,7 +248,7 @@ def batch_ingest(
         mail_ids = existing | {m.sha256: m.pk for m in new_mails}
         if any(m.pk is None for m in new_mails):
             mail_ids.update(
-                ArchivedMail.objects.filter(source=source, mailbox=mailbox, sha256__in=list(to_create)).values_list(
+                ArchivedMail.objects.filter(mailbox_key=identity, sha256__in=list(to_create)).values_list(
                     "sha256", "pk"
                 )
             )
@@ -301,6 +307,32 @@ def batch_ingest(
     return result
 
 
+def batch_ingest_deduplicated(
+    source: MailSource,
+    mailbox: str,
+    folder: str,
+    batch: FolderBatch,
+    run: SyncRun,
+    blobs: list[storage.StoredBlob] | None = None,
+) -> BatchResult:
+    """``batch_ingest``, committed again when another source on the same mailbox
+    committed some of the batch's mails meanwhile (only one run per source holds
+    the lease, two sources on one account may run at once): the next attempt
+    finds them archived and adds locations."""
+    for attempt in range(1, 4):
+        try:
+            return batch_ingest(source, mailbox, folder, batch, run, blobs)
+        except IntegrityError as exc:
+            if "mailbox_key" not in str(exc):
+                raise
+            if attempt == 3:
+                raise TransientSourceError(
+                    f"another source on this mailbox archived the same mails at the same time: {exc}",
+                    code="dedup_race",
+                ) from exc
+    raise AssertionError("unreachable")
+
+
 def act_after_archive(
     client: MailClient,
     source: MailSource,
@@ -324,7 +356,9 @@ def act_after_archive(
         return 0
     locations = [loc for _, loc in verified]
     ArchivedMail.objects.filter(
-        source=source, mailbox=mailbox, sha256__in={sha for sha, _ in verified}, verified_at__isnull=True
+        mailbox_key=mailbox_identity(source.kind, mailbox),
+        sha256__in={sha for sha, _ in verified},
+        verified_at__isnull=True,
     ).update(verified_at=timezone.now())
     if source.after_archive == AfterArchive.MOVE:
         client.move(folder, locations, source.move_to_folder, epoch=epoch)
@@ -367,9 +401,16 @@ def mailbox_sync(
             stored = _stored_ahead(batches) if ahead else ((b, batch_store(b)) for b in batches)
             for batch, blobs in stored:
                 if first and batch.total is not None:
-                    SyncRun.objects.filter(pk=run.pk).update(total=F("done") + batch.total)
+                    # The folder's messages less those the ledger holds already (an
+                    # incremental run fetches only the rest); in a resync's new epoch,
+                    # none are known and every message is read again.
+                    known = MailLocation.objects.filter(
+                        source=source, mailbox=mailbox, folder=folder, epoch=batch.epoch, removed_at__isnull=True
+                    ).count()
+                    remaining = max(0, batch.total - known, len(batch.messages))
+                    SyncRun.objects.filter(pk=run.pk).update(total=F("done") + remaining)
                     first = False
-                result = batch_ingest(source, mailbox, folder, batch, run, blobs)
+                result = batch_ingest_deduplicated(source, mailbox, folder, batch, run, blobs)
                 if after_commit and result.new_document_ids:
                     transaction.on_commit(functools.partial(after_commit, result.new_document_ids))
                 acted = act_after_archive(client, source, mailbox, folder, batch.epoch, result.archived)
@@ -505,13 +546,20 @@ def source_sync(
     if permanent and len(permanent) == len(mailboxes):
         _finish(run, source, RunStatus.FAILED, all_errors, SourceStatus.ERROR, "; ".join(permanent))
     elif all_errors:
+        # Not "OK": the status says which mailboxes (and how many folders) fail.
+        failing = [address for address in mailboxes if any(p.startswith(f"{address}: ") for p in permanent)]
+        parts = []
+        if failing:
+            parts.append(f"{len(failing)} of {len(mailboxes)} mailboxes failing: {', '.join(failing)}")
+        if errors:
+            parts.append(f"{len(errors)} folder problem(s)")
         _finish(
             run,
             source,
             RunStatus.PARTIAL,
             all_errors,
-            SourceStatus.OK,
-            f"{len(all_errors)} problem(s), see the run history",
+            SourceStatus.PARTIAL,
+            "; ".join(parts) + " (see the run history)",
         )
     else:
         _finish(run, source, RunStatus.OK, [], SourceStatus.OK, "")
@@ -533,7 +581,12 @@ def _finish(run: SyncRun, source: MailSource, status: str, errors: list[str], so
     run.status = status
     run.finished = now
     run.errors = "\n".join(errors)
-    run.save(update_fields=["status", "finished", "errors"])
+    if status in (RunStatus.OK, RunStatus.PARTIAL):
+        # Finished: everything there was to read was read. The estimate made at the
+        # start (the folders' messages less the ledger's) may have counted mails too
+        # young to archive or moved in already known; the true total is what was done.
+        run.total = run.done
+    run.save(update_fields=["status", "finished", "errors", "total"])
     update: dict[str, object] = {"status": source_status, "status_message": message[:2000], "last_run_at": now}
     if source_status == SourceStatus.ERROR:
         update["next_run_at"] = None

@@ -3,7 +3,6 @@ in arguments; ``acks_late`` is safe because every task is idempotent."""
 
 from __future__ import annotations
 
-import errno
 import logging
 import uuid
 from datetime import datetime
@@ -11,10 +10,11 @@ from datetime import datetime
 import kombu.exceptions
 import redis.exceptions
 from celery import shared_task
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from archive.backoff import at_least_retry_after, backoff_delay
+from archive.errors import is_disk_full, is_transient_db_error
 from archive.tasks import process_mail_documents
 from mailsources import pipeline, services
 from mailsources.clients.base import TransientSourceError
@@ -94,32 +94,6 @@ def sync_source(self, source_id: int, interrupted_owner: str = "", interrupted_r
         raise self.retry(countdown=countdown, exc=exc, kwargs=retry_kwargs) from None
 
 
-# MariaDB/MySQL: lock wait timeout, deadlock, too many connections, server shutting
-# down, can't connect (socket, TCP), server gone away, lost connection, connection
-# killed or dropped by the server, lost during the handshake.
-_TRANSIENT_DB_CODES = {1205, 1213, 1040, 1053, 1927, 2002, 2003, 2006, 2013, 2055, 4031}
-# SQLite: busy, its file unreachable or its disk failing/full (the same later).
-_TRANSIENT_SQLITE_MESSAGES = (
-    "database is locked",
-    "database table is locked",
-    "unable to open database file",
-    "disk i/o error",
-    "database or disk is full",
-)
-
-
-def is_transient_db_error(exc: BaseException) -> bool:
-    """Database errors a later attempt of the same idempotent run can succeed after:
-    the connection or the server is gone for now, or a lock was in the way."""
-    if isinstance(exc, InterfaceError):
-        return True  # a connection already closed under us
-    if not isinstance(exc, OperationalError):
-        return False
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    message = str(exc).lower()
-    return code in _TRANSIENT_DB_CODES or any(m in message for m in _TRANSIENT_SQLITE_MESSAGES)
-
-
 def infrastructure_error(exc: BaseException) -> str | None:
     """The reason to show when ``exc`` is an outage of something the run depends on
     (database, broker, disk space) rather than a fault of the run; else None."""
@@ -127,7 +101,7 @@ def infrastructure_error(exc: BaseException) -> str | None:
         return f"database unavailable: {exc}"
     if isinstance(exc, BROKER_ERRORS):
         return f"broker unavailable: {exc}"
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if is_disk_full(exc):
         return f"disk full: {exc}"
     return None
 

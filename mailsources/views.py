@@ -12,7 +12,7 @@ from archive.access import staff_required
 from mailsources import services, tasks
 from mailsources.clients.base import SourceError
 from mailsources.forms import FORMS
-from mailsources.models import MailSource, SourceKind, SourceStatus, SyncRun
+from mailsources.models import MailboxStatus, MailSource, SourceKind, SourceStatus, SyncRun
 from mailsources.secrets import SecretUnavailable
 
 administrators_only = staff_required  # the 403 page for signed-in users without the right
@@ -25,10 +25,51 @@ def queued_text(source: MailSource) -> str:
     return "queued since " + formats.date_format(timezone.localtime(source.queued_at), "DATETIME_FORMAT")
 
 
+def failing_mailboxes(source: MailSource, statuses: list[MailboxStatus] | None = None) -> list[MailboxStatus]:
+    """The configured mailboxes whose last run failed (stopped or retrying)."""
+    if statuses is None:
+        statuses = list(source.mailbox_statuses.all())
+    configured = {source.mailbox_key(address) for address in source.sync_mailboxes}
+    return sorted(
+        (m for m in statuses if m.mailbox in configured and m.status in (SourceStatus.ERROR, SourceStatus.RETRYING)),
+        key=lambda m: m.mailbox,
+    )
+
+
+def status_text(source: MailSource, failing: list[MailboxStatus]) -> str:
+    """The source's status as the pages show it: never "OK" while a mailbox fails."""
+    text = source.get_status_display()
+    if failing and source.status in (SourceStatus.OK, SourceStatus.IDLE):
+        text = SourceStatus.PARTIAL.label
+    if source.status_message:
+        text += f" — {source.status_message}"
+    return text
+
+
+def failing_text(failing: list[MailboxStatus]) -> str:
+    """ "Failing mailboxes: a@x (Stopped: error), …" or ""."""
+    if not failing:
+        return ""
+    return "Failing mailboxes: " + ", ".join(f"{m.mailbox} ({m.get_status_display()})" for m in failing)
+
+
+def progress_text(run: SyncRun | None) -> str:
+    """ "done / total (new n, duplicate d) — status" of the latest run; "—" without one."""
+    if run is None:
+        return "—"
+    total = "?" if run.total is None else str(run.total)
+    return f"{run.done} / {total} (new {run.new}, duplicate {run.duplicate}) — {run.get_status_display()}"
+
+
 @administrators_only
 @require_GET
 def source_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "mailsources/list.html", {"sources": MailSource.objects.all()})
+    sources = list(MailSource.objects.prefetch_related("mailbox_statuses"))
+    rows = []
+    for source in sources:
+        failing = failing_mailboxes(source, list(source.mailbox_statuses.all()))
+        rows.append({"source": source, "status": status_text(source, failing), "failing": failing_text(failing)})
+    return render(request, "mailsources/list.html", {"sources": sources, "rows": rows})
 
 
 @administrators_only
@@ -69,11 +110,15 @@ def source_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def source_detail(request: HttpRequest, pk: int) -> HttpResponse:
     source = get_object_or_404(MailSource, pk=pk)
+    failing = failing_mailboxes(source)
     return render(
         request,
         "mailsources/detail.html",
         {
             "source": source,
+            "status": status_text(source, failing),
+            "failing": failing_text(failing),
+            "progress": progress_text(source.runs.first()),
             "queued": queued_text(source),
             "runs": source.runs.all()[:25],
             "mailbox_statuses": source.mailbox_statuses.order_by("mailbox"),
@@ -115,11 +160,15 @@ def source_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
 def source_progress(request: HttpRequest, pk: int) -> JsonResponse:
     source = get_object_or_404(MailSource, pk=pk)
     run: SyncRun | None = source.runs.first()
+    failing = failing_mailboxes(source)
     return JsonResponse(
         {
             "status": source.status,
             "status_display": source.get_status_display(),
             "status_message": source.status_message,
+            "status_text": status_text(source, failing),
+            "failing": failing_text(failing),
+            "progress": progress_text(run),
             "archived": source.archived_count,
             "queued": queued_text(source),
             "run": None

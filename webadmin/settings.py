@@ -216,6 +216,7 @@ CELERY_TASK_ROUTES = {
     # The processing task lives in archive.tasks under its old registered name (queued
     # messages keep working).
     "mailsources.tasks.process_mail_documents": {"queue": "processing"},
+    "archive.tasks.processing_sweep": {"queue": "processing"},
     "archive.tasks.*extract*": {"queue": "extraction"},
     "archive.housekeeping_tasks.*": {"queue": "processing"},
 }
@@ -230,11 +231,23 @@ TEMP_FILE_MAX_AGE_HOURS = env_int("TEMP_FILE_MAX_AGE_HOURS", 24, minimum=1)
 # that the ones a killed web process left behind can be found and swept.
 FILE_UPLOAD_TEMP_DIR = str(Path(env_str("FILE_UPLOAD_TEMP_DIR", str(DATA_DIR / "upload-tmp"))).resolve())
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+# Mail processing's state (archive/processing.py): a claim older than STALE was lost
+# with its worker; PENDING: queued that long ago and not started (its message lost);
+# a transient failure is retried after RETRY seconds, doubling up to an hour; a mail
+# whose claim was lost MAX_LOST times fails permanently (it kills its worker).
+MAIL_PROCESSING_SWEEP_SECONDS = env_int("MAIL_PROCESSING_SWEEP_SECONDS", 120, minimum=10)
+MAIL_PROCESSING_STALE_SECONDS = env_int("MAIL_PROCESSING_STALE_SECONDS", 900, minimum=60)
+MAIL_PROCESSING_PENDING_SECONDS = env_int("MAIL_PROCESSING_PENDING_SECONDS", 600, minimum=60)
+MAIL_PROCESSING_RETRY_SECONDS = env_int("MAIL_PROCESSING_RETRY_SECONDS", 60, minimum=1)
+MAIL_PROCESSING_MAX_LOST = env_int("MAIL_PROCESSING_MAX_LOST", 5, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-mail-sources": {
         "task": "mailsources.tasks.dispatch_due_sources",
         "schedule": float(MAIL_DISPATCH_SECONDS),
     },
+    # Mail processing's safety net (archive/processing.py): lost, stuck or transiently
+    # failed processing is queued again.
+    "processing-sweep": {"task": "archive.tasks.processing_sweep", "schedule": float(MAIL_PROCESSING_SWEEP_SECONDS)},
     # Text extraction's safety net: files whose task was lost get queued again.
     "extraction-sweep": {"task": "archive.tasks.extraction_sweep", "schedule": 600.0},
     # How common words are, for the MariaDB search planner (archive/search/statistics.py).

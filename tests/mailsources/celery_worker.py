@@ -12,7 +12,9 @@ The environment says where everything is (``DATABASE_URL``: the test database,
 - ``WORKER_PAUSE_AT_CURSOR_WRITE`` / ``WORKER_PAUSE_MARKER``: on the n-th write
   of a folder cursor — inside a batch's transaction, everything else of the
   batch written, not committed — create the marker file and hang there until
-  the test kills the process.
+  the test kills the process;
+- ``WORKER_PAUSE_AT_TABLE``: the same at the n-th write of another table instead
+  (``archive_documentfile``: inside mail processing's transaction).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import django  # noqa: E402
 django.setup()
 
 from mailsources import services  # noqa: E402
-from tests.mailsources.kill_points import pause_at_cursor_write  # noqa: E402
+from tests.mailsources.kill_points import pause_at_write  # noqa: E402
 from webadmin.celery import app  # noqa: E402
 
 
@@ -53,7 +55,11 @@ def main() -> None:
     if os.environ.get("WORKER_BATCH_SIZE"):
         small_batches(int(os.environ["WORKER_BATCH_SIZE"]))
     if os.environ.get("WORKER_PAUSE_AT_CURSOR_WRITE"):
-        pause_at_cursor_write(int(os.environ["WORKER_PAUSE_AT_CURSOR_WRITE"]), Path(os.environ["WORKER_PAUSE_MARKER"]))
+        pause_at_write(
+            os.environ.get("WORKER_PAUSE_AT_TABLE", "mailsources_foldercursor"),
+            int(os.environ["WORKER_PAUSE_AT_CURSOR_WRITE"]),
+            Path(os.environ["WORKER_PAUSE_MARKER"]),
+        )
     app.worker_main(
         [
             "worker",

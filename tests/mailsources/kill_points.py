@@ -1,5 +1,6 @@
 """Where the kill tests' subprocesses stop: inside a batch's transaction,
-everything of the batch written but nothing committed, until SIGKILL."""
+everything of the batch written but nothing committed (or inside mail
+processing's transaction), until SIGKILL."""
 
 from __future__ import annotations
 
@@ -14,12 +15,19 @@ from django.db import connection
 def pause_at_cursor_write(number: int, marker: Path) -> None:
     """On the ``number``-th write of a folder cursor, create ``marker`` (holding
     this process id) and hang there."""
+    pause_at_write("mailsources_foldercursor", number, marker)
+
+
+def pause_at_write(table: str, number: int, marker: Path) -> None:
+    """On the ``number``-th INSERT or UPDATE of ``table`` (e.g. "archive_documentfile":
+    inside mail processing's transaction, its parts stored, nothing committed),
+    create ``marker`` (holding this process id) and hang there."""
     writes = 0
 
     def hang_after(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         nonlocal writes
         result = execute(sql, params, many, context)
-        if "mailsources_foldercursor" in sql and sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
+        if table in sql and sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
             writes += 1
             if writes == number:
                 marker.write_text(str(os.getpid()))

@@ -1,5 +1,6 @@
 """WebAdmin pages for mail sources: forms, write-only secrets, test connection,
-"sync now", live progress and the `mailtest` command."""
+"sync now", live progress and the `mailtest` command; the status and progress
+texts tell the truth (incremental runs, resyncs, failing mailboxes)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,19 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from archive.models import FieldDefinition
-from mailsources.models import MailSource, SourceStatus, SyncRun
+from mailsources.models import MailboxStatus, MailSource, SourceStatus, SyncRun
 from mailsources.secrets import decrypt_secret
+from tests.mailsources import graph_pipeline
+from tests.mailsources.graph_pipeline import ALICE, BOB, add_mails
+from tests.mailsources.graph_pipeline import sync as graph_sync
+from tests.mailsources.imap_pipeline import mail, small_batches, sync
+
+# Microsoft 365 fixtures (the fake Graph, Django configured to talk to it, a tenant in it).
+graph_server = graph_pipeline.graph_server
+fake = graph_pipeline.fake
+loopback_only = graph_pipeline.loopback_only
+graph_settings = graph_pipeline.graph_settings
+m365 = graph_pipeline.m365
 
 
 def imap_form(imap_mailbox, dovecot, group, **overrides) -> dict:
@@ -176,3 +188,96 @@ def test_source_pages_are_for_administrators_only(client, alice, group_a):
     ):
         assert client.get(url).status_code == 403  # the styled 403 page, not a login loop
     assert client.post(reverse("mailsources:sync", args=[source.pk])).status_code == 403
+
+
+# --------------------------------------------------------------------------- true status texts
+
+
+def progress_text(client, source) -> str:
+    return client.get(reverse("mailsources:progress", args=[source.pk])).json()["progress"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_progress_counts_what_each_run_reads_first_incremental_and_resync(
+    client, staff, imap_mailbox, imap_source_factory
+):
+    imap_mailbox.append_many("INBOX", [mail(f"old {i}") for i in range(15)])
+    source = imap_source_factory(imap_mailbox)
+    client.force_login(staff)
+    sync(source)
+    assert progress_text(client, source) == "15 / 15 (new 15, duplicate 0) — Finished"
+
+    # Incremental: 8 new of 23 in the folder. Live, after each committed batch of 3, and at the end.
+    imap_mailbox.append_many("INBOX", [mail(f"new {i}") for i in range(8)])
+    seen: list[str] = []
+    sync(source, client_factory=small_batches(3), after_commit=lambda ids: seen.append(progress_text(client, source)))
+    assert seen == [
+        "3 / 8 (new 3, duplicate 0) — Running",
+        "6 / 8 (new 6, duplicate 0) — Running",
+        "8 / 8 (new 8, duplicate 0) — Running",
+    ]
+    assert progress_text(client, source) == "8 / 8 (new 8, duplicate 0) — Finished"
+    page = client.get(reverse("mailsources:detail", args=[source.pk])).content.decode()
+    assert '<dd id="source-progress">8 / 8 (new 8, duplicate 0) — Finished</dd>' in page
+
+    # Nothing new: an incremental run that reads nothing says so.
+    sync(source)
+    assert progress_text(client, source) == "0 / 0 (new 0, duplicate 0) — Finished"
+
+    # A resync (UIDVALIDITY changed) reads every message again, by content: all duplicates.
+    imap_mailbox.change_uidvalidity()
+    sync(source)
+    assert progress_text(client, source) == "23 / 23 (new 0, duplicate 23) — Finished"
+
+
+def test_a_source_with_failing_mailboxes_is_partly_failing_and_names_them(fake, m365, client, staff):
+    m365.add_mailbox(BOB)
+    fake.update_app(m365.client_id, allowed_mailboxes=[ALICE, "nobody@contoso.com"])  # an access policy
+    add_mails(fake, "inbox", 2)
+    source = m365.source(mailboxes=[BOB, ALICE, "nobody@contoso.com"])
+
+    graph_sync(source)
+
+    source.refresh_from_db()
+    assert source.status == SourceStatus.PARTIAL  # not "OK"
+    assert source.status_message == (
+        "2 of 3 mailboxes failing: bob@contoso.com, nobody@contoso.com (see the run history)"
+    )
+    failing = "Failing mailboxes: bob@contoso.com (Stopped: error), nobody@contoso.com (Stopped: error)"
+    client.force_login(staff)
+    listing = client.get(reverse("mailsources:list")).content.decode()
+    assert "Partly failing — 2 of 3 mailboxes failing: bob@contoso.com, nobody@contoso.com" in listing
+    assert failing in listing and 'class="status-partial"' in listing
+    page = client.get(reverse("mailsources:detail", args=[source.pk])).content.decode()
+    assert f'<dd id="source-failing">{failing}</dd>' in page
+    assert '<dd id="source-status">Partly failing — 2 of 3 mailboxes failing' in page
+    data = client.get(reverse("mailsources:progress", args=[source.pk])).json()
+    assert data["status"] == "partial" and data["failing"] == failing
+    assert data["status_text"].startswith("Partly failing — 2 of 3 mailboxes failing")
+
+    # Access granted, the unknown mailbox removed: OK again, nothing listed as failing.
+    fake.update_app(m365.client_id, allowed_mailboxes=[ALICE, BOB])
+    source.mailboxes = f"{BOB}\n{ALICE}"
+    source.save()
+    graph_sync(source)
+    source.refresh_from_db()
+    assert source.status == SourceStatus.OK
+    data = client.get(reverse("mailsources:progress", args=[source.pk])).json()
+    assert (data["status_text"], data["failing"]) == ("OK", "")
+    assert (
+        '<dd id="source-failing">none</dd>'
+        in client.get(reverse("mailsources:detail", args=[source.pk])).content.decode()
+    )
+
+
+def test_a_mailbox_status_failing_is_never_shown_as_ok(client, staff, group_a):
+    """Rows from before the "partial" status: a failing mailbox still shows."""
+    source = MailSource.objects.create(
+        kind="m365", name="m", owner_group=group_a, mailboxes=f"{ALICE}\n{BOB}", status=SourceStatus.OK
+    )
+    MailboxStatus.objects.create(source=source, mailbox=BOB, status=SourceStatus.ERROR, message="denied")
+    MailboxStatus.objects.create(source=source, mailbox="gone@contoso.com", status=SourceStatus.ERROR)  # not configured
+    client.force_login(staff)
+    listing = client.get(reverse("mailsources:list")).content.decode()
+    assert "Partly failing" in listing and "Failing mailboxes: bob@contoso.com (Stopped: error)" in listing
+    assert "gone@contoso.com" not in listing

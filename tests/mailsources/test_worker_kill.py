@@ -1,6 +1,8 @@
 """A real Celery worker on Redis, killed with SIGKILL in the middle of a run:
 the committed batches stay, the open one vanishes, the lease keeps others
-out until it expires, and the rerun completes with nothing lost or doubled."""
+out until it expires, and the rerun completes with nothing lost or doubled.
+Killed during mail processing: its claim goes stale, the sweep takes it back
+and another worker processes every mail once."""
 
 from __future__ import annotations
 
@@ -20,10 +22,12 @@ from urllib.parse import quote
 import pytest
 import redis
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 from kombu import Connection
 
-from archive.models import Document, DocumentFile, FileRole
+from archive import tasks as archive_tasks
+from archive.models import Document, DocumentFile, FileRole, ProcessingStatus
 from mailsources import tasks
 from mailsources.models import ArchivedMail, FolderCursor, MailLocation, MailSource, RunStatus, SourceStatus
 from tests.mailsources.imap_pipeline import archived_raws, mail, server_messages, sync
@@ -205,3 +209,53 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(
     source.refresh_from_db()
     assert source.status == SourceStatus.OK and source.archived_count == 12
     assert source.lease_owner == "" and source.lease_until is None
+
+
+def test_a_worker_killed_during_processing_leaves_a_claim_the_sweep_takes_back(
+    imap_mailbox, imap_source_factory, start_worker, redis_queue, tmp_path
+):
+    raws = [
+        mail(f"invoice {i}", f"Invoice number {i}.", attachment=(f"invoice-{i}.csv", f"{i};CHF\n".encode()))
+        for i in range(6)
+    ]
+    imap_mailbox.append_many("INBOX", raws)
+    source = imap_source_factory(imap_mailbox)
+    # Archived; the processing task is never sent (as when Redis restarts empty).
+    assert sync(source).new == 6
+    ids = sorted(Document.objects.values_list("pk", flat=True))
+    assert set(Document.objects.values_list("processing_status", flat=True)) == {ProcessingStatus.PENDING}
+
+    # Worker A claims the documents and hangs inside the transaction recording their parts.
+    marker = tmp_path / "processing-paused"
+    worker_a = start_worker(
+        "worker-a",
+        WORKER_PAUSE_AT_TABLE="archive_documentfile",
+        WORKER_PAUSE_AT_CURSOR_WRITE="1",
+        WORKER_PAUSE_MARKER=str(marker),
+    )
+    enqueue(redis_queue, archive_tasks.process_mail_documents, ids)
+    wait_for(marker.exists, "pause inside processing's transaction", [worker_a])
+    worker_a.kill()
+
+    assert not DocumentFile.objects.filter(role=FileRole.ATTACHMENT).exists()
+    assert set(Document.objects.values_list("processing_status", flat=True)) == {ProcessingStatus.PROCESSING}
+
+    # The clock moves past the stale threshold; the sweep (beat) runs on worker B.
+    stale = timedelta(seconds=settings.MAIL_PROCESSING_STALE_SECONDS + 1)
+    Document.objects.update(processing_updated=F("processing_updated") - stale)
+    worker_b = start_worker("worker-b")
+    enqueue(redis_queue, archive_tasks.processing_sweep)
+
+    def all_processed() -> bool:
+        statuses = set(Document.objects.values_list("processing_status", flat=True))
+        return statuses == {ProcessingStatus.DONE}
+
+    wait_for(all_processed, "every mail processed after the sweep", [worker_b])
+    worker_b.kill()
+
+    # Every mail with its attachment, once; each claim lost once.
+    assert Document.objects.count() == 6
+    for document in Document.objects.all():
+        [attachment] = document.files.filter(role=FileRole.ATTACHMENT)
+        assert attachment.name == f"invoice-{document.title.split()[1]}.csv"
+        assert (document.processing_lost, document.processing_attempts, document.processing_error) == (1, 0, "")
