@@ -37,6 +37,7 @@ from archive import storage
 from archive.mail import parse_headers
 from archive.models import DocumentKind, FieldDefinition, FieldType, FileRole
 from archive.services import NewDocument, NewFile, clean_field_value, documents_create_many
+from mailsources import mailbox_runner
 from mailsources.clients.base import (
     FetchedMessage,
     FolderBatch,
@@ -438,11 +439,13 @@ def source_sync(
     client_factory: ClientFactory,
     owner: str | None = None,
     after_commit: AfterCommitHook | None = None,
+    only_mailboxes: list[str] | None = None,
 ) -> SyncRun | None:
     """One run of one source. Returns None when another run holds the lease.
 
-    Raises TransientSourceError (after recording it) so the task can retry;
-    a PermanentSourceError stops the source with a visible status.
+    Raises TransientSourceError (after recording it) so the task can retry; its
+    ``mailboxes`` then names the mailboxes still to sync (``only_mailboxes`` of the
+    retry). A PermanentSourceError stops the source with a visible status.
     """
     owner = owner or uuid.uuid4().hex
     if not lease_acquire(source_id, owner):
@@ -461,25 +464,41 @@ def source_sync(
     MailSource.objects.filter(pk=source.pk).update(status=SourceStatus.RUNNING, status_message="")
     errors: list[str] = []
     mailboxes = source.sync_mailboxes
+    if only_mailboxes is not None:  # a retry of the mailboxes that had to wait
+        mailboxes = [m for m in mailboxes if m in only_mailboxes] or mailboxes
     permanent: list[str] = []
+
+    def one_mailbox(address: str) -> list[str]:
+        key = source.mailbox_key(address)
+        client = client_factory(source, address)
+        try:
+            found = mailbox_sync(client, source, key, run, owner, after_commit)
+        except PermanentSourceError as exc:
+            _mailbox_status(source, key, SourceStatus.ERROR, str(exc))
+            raise
+        except TransientSourceError as exc:
+            _mailbox_status(source, key, SourceStatus.RETRYING, str(exc))
+            raise
+        finally:
+            client.close()
+        _mailbox_status(source, key, SourceStatus.OK, "")
+        return found
+
     try:
-        for address in mailboxes:
-            key = source.mailbox_key(address)
-            client = client_factory(source, address)
-            try:
-                errors += mailbox_sync(client, source, key, run, owner, after_commit)
-                _mailbox_status(source, key, SourceStatus.OK, "")
-            except PermanentSourceError as exc:
-                _mailbox_status(source, key, SourceStatus.ERROR, str(exc))
-                if len(mailboxes) == 1:
-                    raise
-                # One mailbox failing (403, unknown mailbox) does not stop the others.
-                permanent.append(f"{address}: {exc}")
-            except TransientSourceError as exc:
-                _mailbox_status(source, key, SourceStatus.RETRYING, str(exc))
-                raise
-            finally:
-                client.close()
+        # Microsoft 365 mailboxes side by side; one failing or waiting does not stop the others.
+        parallel = source.has_mailbox_statuses and not transaction.get_connection().in_atomic_block
+        outcome = mailbox_runner.run_mailboxes(mailboxes, one_mailbox, parallel=parallel)
+        errors += outcome.errors
+        if outcome.crashed is not None:
+            raise outcome.crashed
+        if len(mailboxes) == 1 and outcome.permanent:
+            raise outcome.permanent[0][1]
+        permanent += [f"{address}: {exc}" for address, exc in outcome.permanent]
+        waiting = outcome.waiting_error(of=len(mailboxes))
+        if waiting is not None:
+            errors += permanent
+            waiting.mailboxes = outcome.waiting_mailboxes
+            raise waiting
     except TransientSourceError as exc:
         _finish(run, source, RunStatus.RETRY, errors + [str(exc)], SourceStatus.RETRYING, str(exc))
         lease_release(source.pk, owner)
