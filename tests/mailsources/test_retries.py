@@ -22,19 +22,15 @@ from mailsources import pacing, tasks
 from mailsources.clients.base import TransientSourceError
 from mailsources.models import MailboxStatus, MailLocation, RunStatus, SourceStatus
 from tests.fakes.graph_fake import GraphFake, ManualClock
-from tests.mailsources.graph_pipeline import (  # noqa: F401 - fixtures
-    ALICE,
-    BOB,
-    M365,
-    add_mails,
-    counts,
-    fake,
-    graph_server,
-    graph_settings,
-    loopback_only,
-    m365,
-    originals,
-)
+from tests.mailsources import graph_pipeline
+from tests.mailsources.graph_pipeline import ALICE, BOB, M365, add_mails, counts, originals
+
+# The fixtures this module uses (the fake, Django configured to talk to it, a tenant in it).
+graph_server = graph_pipeline.graph_server
+fake = graph_pipeline.fake
+loopback_only = graph_pipeline.loopback_only
+graph_settings = graph_pipeline.graph_settings
+m365 = graph_pipeline.m365
 
 pytestmark = pytest.mark.django_db
 
@@ -132,9 +128,7 @@ def test_retry_after_13_is_every_countdown_and_progress_resets_the_budget(fake: 
     assert source.status == SourceStatus.OK and source.runs.first().status == RunStatus.OK
 
 
-def test_attempts_without_progress_keep_the_servers_wait_and_end_after_the_budget(
-    fake: GraphFake, m365: M365
-) -> None:
+def test_attempts_without_progress_keep_the_servers_wait_and_end_after_the_budget(fake: GraphFake, m365: M365) -> None:
     add_mails(fake, "inbox", 3)
     source = m365.source()
     fake.inject_error(429, path="/delta", retry_after="13", times=None)  # nothing ever commits

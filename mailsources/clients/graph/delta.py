@@ -337,8 +337,10 @@ class FolderSync:
             try:
                 message = downloads.take()
             except TransientSourceError:
-                # Throttled (or cut off) mid-page: what was downloaded is committed first, so
-                # the next attempt, re-reading the page, skips it instead of fetching it again.
+                # Throttled (or cut off) mid-page: what was downloaded, before and after the
+                # message that failed, is committed first, so the next attempt, re-reading
+                # the page, skips it instead of fetching it again.
+                part += downloads.take_finished()
                 if part:
                     yield FolderBatch(epoch="", messages=part, cursor=page.reread, total=total, resync=page.resync)
                 raise

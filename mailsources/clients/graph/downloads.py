@@ -73,6 +73,24 @@ class Downloads:
             self._start_more()
         return result
 
+    def take_finished(self) -> list[FetchedMessage]:
+        """What is left, as far as it has already been downloaded (in order); the rest is
+        cancelled. For a consumer that must stop (throttled): it commits what it has."""
+        with self._lock:
+            self._closed = True
+            self._waiting.clear()
+            futures = list(self._futures)
+            self._futures.clear()
+        finished = []
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                result = future.result()
+                if result is not None:
+                    finished.append(result)
+            else:
+                future.cancel()
+        return finished
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
