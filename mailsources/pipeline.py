@@ -188,6 +188,11 @@ def batch_ingest(
     }
     result = BatchResult()
     with transaction.atomic():
+        # Mailboxes of a source commit side by side: the rows every batch updates (the
+        # source, the run) are taken first, in this order, so batches queue for them rather
+        # than deadlock (MariaDB: each holding a shared lock from its inserts' foreign keys).
+        list(MailSource.objects.select_for_update().filter(pk=source.pk).values_list("pk"))
+        list(SyncRun.objects.select_for_update().filter(pk=run.pk).values_list("pk"))
         shas = {blob.sha256 for _, blob in stored}
         existing = dict(
             ArchivedMail.objects.filter(source=source, mailbox=mailbox, sha256__in=shas).values_list("sha256", "pk")
@@ -497,7 +502,8 @@ def source_sync(
         waiting = outcome.waiting_error(of=len(mailboxes))
         if waiting is not None:
             errors += permanent
-            waiting.mailboxes = outcome.waiting_mailboxes
+            if len(outcome.waiting) < len(mailboxes):  # the others are done: retry the waiting ones
+                waiting.mailboxes = outcome.waiting_mailboxes
             raise waiting
     except TransientSourceError as exc:
         _finish(run, source, RunStatus.RETRY, errors + [str(exc)], SourceStatus.RETRYING, str(exc))

@@ -13,6 +13,7 @@ import kombu.exceptions
 import redis.exceptions
 from celery import shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import Error as DatabaseErrors
 from django.utils import timezone
 
 from archive.backoff import backoff_delay, server_wait
@@ -134,7 +135,7 @@ def next_stalled(source_id: int, stalled: int, attempt_started: datetime) -> int
         progressed = FolderCursor.objects.filter(
             source_id=source_id, status=CursorStatus.OK, updated__gte=attempt_started
         ).exists()
-    except DatabaseError:
+    except DatabaseErrors:
         progressed = False
     return 0 if progressed else stalled + 1
 
