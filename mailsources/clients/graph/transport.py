@@ -6,8 +6,10 @@ the Retry-After policy (:meth:`GraphTransport.request`).
   worker processes, through the ``request_gate`` when one is given.
 * ``Retry-After`` is honoured in every form (integer, fraction, HTTP-date; absent ->
   exponential backoff): short waits are slept, long ones raise
-  ``TransientSourceError(retry_after=...)`` so the task is rescheduled instead of blocking.
-  A 429 pauses every thread of the mailbox.
+  ``TransientSourceError(retry_after=<the server's wait>)`` so the task is rescheduled exactly
+  then instead of blocking (``retry_after=None`` when the server named no wait: the task backs
+  off). A 429 pauses every thread of the mailbox; a pause longer than a run may sleep stops
+  them at once (:meth:`MailboxLimiter.wait_turn`), so the others of the run go on.
 * A 401 for a token msal still trusts (revoked, clock skew) renews it once.
 * Links Graph hands back are followed only on the configured Graph origin (O365 would send the
   bearer token to whatever host a nextLink names).
