@@ -9,7 +9,7 @@ the Retry-After policy (:meth:`GraphTransport.request`).
   ``TransientSourceError(retry_after=<the server's wait>)`` so the task is rescheduled exactly
   then instead of blocking (``retry_after=None`` when the server named no wait: the task backs
   off). A 429 pauses every thread of the mailbox; a pause longer than a run may sleep stops
-  them at once (:meth:`MailboxLimiter.wait_turn`), so the others of the run go on.
+  them at once (:meth:`MailboxLimiter.wait_turn`) and the run's other mailboxes go on.
 * A 401 for a token msal still trusts (revoked, clock skew) renews it once.
 * Links Graph hands back are followed only on the configured Graph origin (O365 would send the
   bearer token to whatever host a nextLink names).
