@@ -29,6 +29,12 @@ def backoff_delay(
     return delay if cap is None else min(cap, delay)
 
 
+def server_wait(retry_after: float) -> float:
+    """A server's Retry-After as a countdown: as given, rounded up to whole seconds so the retry
+    never comes early (Graph sends fractions such as 2.128), and at least one second."""
+    return float(max(1, math.ceil(retry_after)))
+
+
 def at_least_retry_after(delay: float, retry_after: float | None) -> float:
     """``delay``, or the server's Retry-After when that is longer, rounded up to whole seconds
     so the retry never comes early (Graph sends fractions such as 2.128)."""

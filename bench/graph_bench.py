@@ -1,10 +1,10 @@
 """Microsoft 365 ingestion benchmark (issue 4, item 7): ``python -m bench.graph_bench``.
 
 1. Starts the local Entra ID + Graph fake (``tests.fakes.graph_fake``) in a process of its own,
-   so it does not compete with the client for the GIL, with one mailbox of ``--mails`` small
-   messages in its Inbox and the throttling model on, time-scaled: Graph's 10,000 requests per
-   600 s per app + mailbox become ``--window-requests`` per ``--window-seconds`` (default 10,000
-   per 60 s), 4 concurrent requests.
+   so it does not compete with the client for the GIL, with ``--mailboxes`` mailboxes (default
+   1) of ``--mails`` small messages each in their Inbox and the throttling model on, time-scaled:
+   Graph's 10,000 requests per 600 s per app + mailbox become ``--window-requests`` per
+   ``--window-seconds`` (default 10,000 per 60 s), 4 concurrent requests, per mailbox.
 2. Creates a fresh database (MariaDB ``webadmin_bench_graph``, or ``--db sqlite``), migrates it,
    and a Microsoft 365 source with Number of mails = ``--page-size`` (default 1000), configured
    only to talk to the fake (``GRAPH_URL``, ``GRAPH_AUTHORITY_HOST``, ``MAIL_CA_FILE``) and to
@@ -13,7 +13,9 @@
    factory: delta pages, ``$value`` downloads, store + fsync, documents, ledger), as the sync task
    does; a run that ends throttled is run again, as the task's retry would.
 4. Prints mails/s, Graph requests per archived mail, 429 answers received and mails/s as a
-   percentage of the throttle ceiling, then the figures of a no-change rerun.
+   percentage of the throttle ceiling (N mailboxes: N times one mailbox's, as Graph limits each
+   mailbox on its own; the mailboxes of the source sync side by side), then the figures of a
+   no-change rerun.
 
 Targets (issue 4): <= 1.01 requests per archived mail, >= 95 % of the ceiling, a handful of
 429s at most.
@@ -35,12 +37,21 @@ from urllib.parse import urlsplit
 from bench.harness import DEFAULT_MARIADB_URL, CpuMeter, _recreate_database, cpu_line, pids_named, say
 
 ALICE = "alice@contoso.com"
+
+
+def mailbox_names(count: int) -> list[str]:
+    return [ALICE] + [f"user{i}@contoso.com" for i in range(2, count + 1)]
+
+
 DATABASE = "webadmin_bench_graph"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.graph_bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--mails", type=int, default=10_000, help="mails in the mailbox (default 10000)")
+    parser.add_argument("--mails", type=int, default=10_000, help="mails per mailbox (default 10000)")
+    parser.add_argument(
+        "--mailboxes", type=int, default=1, help="mailboxes of the one source, synced side by side (default 1)"
+    )
     parser.add_argument("--page-size", type=int, default=1000, help="Number of mails (Office 365), 1-1000")
     parser.add_argument("--window-requests", type=int, default=10_000, help="throttle window: requests")
     parser.add_argument(
@@ -77,12 +88,14 @@ def _fake_main(conn: Any, args: dict[str, Any]) -> None:
     with GraphFake() as fake:
         tenant = fake.add_tenant(domains=["contoso.com"])
         client_id, secret = fake.add_app(tenant, roles=["Mail.Read"])
-        fake.add_mailbox(ALICE, tenant=tenant)
         started = time.monotonic()
         stored = 0
-        for raw, received in iter_mime_batch(args["mails"], size=args["mail_size"]):
-            fake.add_message(ALICE, "inbox", raw, received)
-            stored += len(raw)
+        boxes = mailbox_names(args["mailboxes"])
+        for box in boxes:
+            fake.add_mailbox(box, tenant=tenant)
+            for raw, received in iter_mime_batch(args["mails"], size=args["mail_size"]):
+                fake.add_message(box, "inbox", raw, received)
+                stored += len(raw)
         fake.set_throttle(
             max_concurrent=4,
             window_requests=args["window_requests"],
@@ -104,14 +117,16 @@ def _fake_main(conn: Any, args: dict[str, Any]) -> None:
         )
         while True:
             command = conn.recv()
-            if command == "stats":
-                stats = fake.stats(ALICE)
+            if command == "stats":  # the mailboxes' counters together
+                every = fake.stats()
+                per_box = [fake.stats(box) for box in boxes]
                 conn.send(
                     {
-                        **dataclasses.asdict(stats),
-                        "tokens_issued": fake.stats().tokens_issued,
-                        "by_status": dict(stats.by_status),
-                        "by_kind": dict(stats.by_kind),
+                        **dataclasses.asdict(every),
+                        "by_status": dict(every.by_status),
+                        "by_kind": dict(every.by_kind),
+                        "graph_requests": sum(b.graph_requests for b in per_box),
+                        "max_in_flight": max(b.max_in_flight for b in per_box),
                     }
                 )
             elif command == "timeline":  # when each Graph request arrived (monotonic seconds)
@@ -136,6 +151,7 @@ class FakeProcess:
                 child,
                 {
                     "mails": args.mails,
+                    "mailboxes": args.mailboxes,
                     "mail_size": args.mail_size,
                     "window_requests": args.window_requests,
                     "window_seconds": args.window_seconds,
@@ -214,7 +230,7 @@ def create_source(args: argparse.Namespace, fake: dict[str, Any]) -> int:
         name="bench m365",
         tenant=fake["tenant"],
         client_id=fake["client_id"],
-        mailboxes=ALICE,
+        mailboxes="\n".join(mailbox_names(args.mailboxes)),
         folders="Inbox",
         page_size=args.page_size,
         owner_group=Group.objects.get_or_create(name="Archive")[0],
@@ -236,12 +252,14 @@ def run_until_done(source_id: int, timeout: float) -> tuple[float, int]:
 
     started = time.monotonic()
     runs = 0
+    waiting: list[str] | None = None  # the mailboxes a retry is for
     while True:
         runs += 1
         try:
-            run = pipeline.source_sync(source_id, client_factory=services.client_for_source)
+            run = pipeline.source_sync(source_id, client_factory=services.client_for_source, only_mailboxes=waiting)
         except TransientSourceError as exc:
-            wait = retry_countdown(0, exc.retry_after, jitter=0.0)
+            waiting = exc.mailboxes
+            wait = max(retry_countdown(0, exc.retry_after, jitter=0.5), exc.min_wait or 0)
             say(f"  run {runs} ended transiently ({exc.code}): {exc}; again in {wait:.0f} s")
             time.sleep(wait)
         else:
@@ -277,16 +295,20 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--page-size must be 1-1000")
     data_dir = Path(tempfile.mkdtemp(prefix="webadmin-bench-graph-", dir=os.environ.get("BENCH_TMPDIR")))
     say(
-        f"Microsoft 365 bench: {args.mails} mails, Number of mails = {args.page_size}, throttle "
-        f"{args.window_requests} requests / {args.window_seconds:g} s and 4 concurrent per mailbox, "
+        f"Microsoft 365 bench: {args.mailboxes} mailbox(es) of {args.mails} mails, Number of mails = "
+        f"{args.page_size}, throttle {args.window_requests} requests / {args.window_seconds:g} s and 4 "
+        "concurrent per mailbox, "
         f"{args.db}{', Redis gate' if args.redis_gate else ''}"
     )
+    if args.mailboxes < 1:
+        raise SystemExit("--mailboxes must be at least 1")
+    total = args.mails * args.mailboxes
     fake = FakeProcess(args)
     database_url = ""
     try:
         config = fake.config
         say(
-            f"fake (own process) loaded {args.mails} mails, {config['bytes'] / 1e6:.1f} MB, in "
+            f"fake (own process) loaded {total} mails, {config['bytes'] / 1e6:.1f} MB, in "
             f"{config['load_s']:.1f} s at {config['base_url']}"
         )
         database_url = configure(args, config, data_dir)
@@ -303,13 +325,14 @@ def main(argv: list[str] | None = None) -> int:
         seconds, runs = run_until_done(source_id, args.timeout)
         cpu = meter.read()
         stats = fake.call("stats")
-        problems = verify(source_id, args.mails)
+        problems = verify(source_id, total)
 
-        ceiling = args.window_requests / args.window_seconds  # requests (≈ mails) per second
-        mails_per_s = args.mails / seconds
-        per_mail = stats["graph_requests"] / args.mails
+        # requests (≈ mails) per second: each mailbox has a window of its own
+        ceiling = args.mailboxes * args.window_requests / args.window_seconds
+        mails_per_s = total / seconds
+        per_mail = stats["graph_requests"] / total
         request_rate = stats["graph_requests"] / seconds
-        say(f"first sync: {args.mails} mails in {seconds:.1f} s ({runs} run{'s' if runs > 1 else ''})")
+        say(f"first sync: {total} mails in {seconds:.1f} s ({runs} run{'s' if runs > 1 else ''})")
         say(f"  mails/s:                      {mails_per_s:8.1f}")
         say(
             f"  Graph requests per mail:      {per_mail:8.4f}   ({stats['graph_requests']} requests: "
@@ -318,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         say(
             f"  429 responses received:       {stats['throttled']:8d}   (window {stats['window_rejections']}, "
-            f"concurrency {stats['concurrency_rejections']}); max in flight {stats['max_in_flight']}"
+            f"concurrency {stats['concurrency_rejections']}); max in flight {stats['max_in_flight']} per "
+            f"mailbox, {stats['max_mailboxes_in_flight']} mailbox(es) at once"
         )
         say(f"  throttle ceiling:             {ceiling:8.1f} requests/s")
         say(

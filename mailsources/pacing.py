@@ -29,6 +29,7 @@ The Redis gate in detail:
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import threading
 import time
@@ -74,31 +75,42 @@ class MailboxLimiter:
         max_concurrent: int,
         rate_limit: tuple[int, float] | None,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._lock = threading.Lock()
         self._burst = max_concurrent
         self.interval = pacing_interval(rate_limit, max_concurrent) if rate_limit is not None else 0.0
-        self._clock = clock
+        self._clock = clock or _monotonic
         self._sleep = sleep
         self._tat = 0.0
         self._paused_until = 0.0
 
     @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
+    def slot(self, *, max_pause: float | None = None) -> Iterator[None]:
         # Pace first, then take a concurrency slot: a thread sleeping until its send time must
         # not hold one of the 4 slots (that alone cost ~15 % of the ceiling). A wait for a slot
         # only delays a send, by about one request's latency, which the window margin absorbs.
-        self.wait_turn()
+        self.wait_turn(max_pause=max_pause)
         with self._slots:
             yield
 
-    def wait_turn(self) -> None:
-        """Sleep until this process may send (pacing, a Retry-After pause), holding no slot."""
+    def wait_turn(self, *, max_pause: float | None = None) -> None:
+        """Sleep until this process may send (pacing, a Retry-After pause), holding no slot.
+
+        A Retry-After pause longer than ``max_pause`` is not slept: TransientSourceError with
+        the rest of it as ``retry_after``, so that the run is rescheduled (and a client being
+        closed does not wait for its threads to sleep it out)."""
         with self._lock:
             now = self._clock()
+            paused = self._paused_until - now
+            if max_pause is not None and paused > max_pause:
+                raise TransientSourceError(
+                    f"waiting for Microsoft 365 (Retry-After {math.ceil(paused)} s)",
+                    code="throttled",
+                    retry_after=paused,
+                )
             send_at = max(now, self._paused_until)
             if self.interval:
                 send_at, self._tat = gcra_reserve(self._tat, send_at, self.interval, self._burst)
@@ -112,6 +124,15 @@ class MailboxLimiter:
     def pause(self, seconds: float) -> None:
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+def monotonic() -> float:
+    """The clock of the process-wide limiters (a test may replace it with one it moves)."""
+    return time.monotonic()
+
+
+def _monotonic() -> float:
+    return monotonic()  # looked up per call
 
 
 _LIMITERS: dict[tuple[Any, ...], MailboxLimiter] = {}

@@ -38,6 +38,7 @@ from archive.mail import parse_headers
 from archive.models import DocumentKind, FieldDefinition, FieldType, FileRole
 from archive.processing import processing_register
 from archive.services import NewDocument, NewFile, clean_field_value, documents_create_many
+from mailsources import mailbox_runner
 from mailsources.clients.base import (
     FetchedMessage,
     FolderBatch,
@@ -190,6 +191,11 @@ def batch_ingest(
     result = BatchResult()
     identity = mailbox_identity(source.kind, mailbox)
     with transaction.atomic():
+        # Mailboxes of a source commit side by side: the rows every batch updates (the
+        # source, the run) are taken first, in this order, so batches queue for them rather
+        # than deadlock (MariaDB: each holding a shared lock from its inserts' foreign keys).
+        list(MailSource.objects.select_for_update().filter(pk=source.pk).values_list("pk"))
+        list(SyncRun.objects.select_for_update().filter(pk=run.pk).values_list("pk"))
         shas = {blob.sha256 for _, blob in stored}
         # Dedup per mailbox across sources (SPEC §2 rule 2): another source on the same
         # account archived these already? Then this one adds locations, not documents.
@@ -479,11 +485,13 @@ def source_sync(
     client_factory: ClientFactory,
     owner: str | None = None,
     after_commit: AfterCommitHook | None = None,
+    only_mailboxes: list[str] | None = None,
 ) -> SyncRun | None:
     """One run of one source. Returns None when another run holds the lease.
 
-    Raises TransientSourceError (after recording it) so the task can retry;
-    a PermanentSourceError stops the source with a visible status.
+    Raises TransientSourceError (after recording it) so the task can retry; its
+    ``mailboxes`` then names the mailboxes still to sync (``only_mailboxes`` of the
+    retry). A PermanentSourceError stops the source with a visible status.
     """
     owner = owner or uuid.uuid4().hex
     if not lease_acquire(source_id, owner):
@@ -502,25 +510,42 @@ def source_sync(
     MailSource.objects.filter(pk=source.pk).update(status=SourceStatus.RUNNING, status_message="")
     errors: list[str] = []
     mailboxes = source.sync_mailboxes
+    if only_mailboxes is not None:  # a retry of the mailboxes that had to wait
+        mailboxes = [m for m in mailboxes if m in only_mailboxes] or mailboxes
     permanent: list[str] = []
+
+    def one_mailbox(address: str) -> list[str]:
+        key = source.mailbox_key(address)
+        client = client_factory(source, address)
+        try:
+            found = mailbox_sync(client, source, key, run, owner, after_commit)
+        except PermanentSourceError as exc:
+            _mailbox_status(source, key, SourceStatus.ERROR, str(exc))
+            raise
+        except TransientSourceError as exc:
+            _mailbox_status(source, key, SourceStatus.RETRYING, str(exc))
+            raise
+        finally:
+            client.close()
+        _mailbox_status(source, key, SourceStatus.OK, "")
+        return found
+
     try:
-        for address in mailboxes:
-            key = source.mailbox_key(address)
-            client = client_factory(source, address)
-            try:
-                errors += mailbox_sync(client, source, key, run, owner, after_commit)
-                _mailbox_status(source, key, SourceStatus.OK, "")
-            except PermanentSourceError as exc:
-                _mailbox_status(source, key, SourceStatus.ERROR, str(exc))
-                if len(mailboxes) == 1:
-                    raise
-                # One mailbox failing (403, unknown mailbox) does not stop the others.
-                permanent.append(f"{address}: {exc}")
-            except TransientSourceError as exc:
-                _mailbox_status(source, key, SourceStatus.RETRYING, str(exc))
-                raise
-            finally:
-                client.close()
+        # Microsoft 365 mailboxes side by side; one failing or waiting does not stop the others.
+        parallel = source.has_mailbox_statuses and not transaction.get_connection().in_atomic_block
+        outcome = mailbox_runner.run_mailboxes(mailboxes, one_mailbox, parallel=parallel)
+        errors += outcome.errors
+        if outcome.crashed is not None:
+            raise outcome.crashed
+        if len(mailboxes) == 1 and outcome.permanent:
+            raise outcome.permanent[0][1]
+        permanent += [f"{address}: {exc}" for address, exc in outcome.permanent]
+        waiting = outcome.waiting_error(of=len(mailboxes))
+        if waiting is not None:
+            errors += permanent
+            if len(outcome.waiting) < len(mailboxes):  # the others are done: retry the waiting ones
+                waiting.mailboxes = outcome.waiting_mailboxes
+            raise waiting
     except TransientSourceError as exc:
         _finish(run, source, RunStatus.RETRY, errors + [str(exc)], SourceStatus.RETRYING, str(exc))
         lease_release(source.pk, owner)

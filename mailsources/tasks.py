@@ -4,6 +4,7 @@ in arguments; ``acks_late`` is safe because every task is idempotent."""
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from datetime import datetime
 
@@ -11,17 +12,19 @@ import kombu.exceptions
 import redis.exceptions
 from celery import shared_task
 from django.db import DatabaseError, connection, transaction
+from django.db import Error as DatabaseErrors
 from django.utils import timezone
 
-from archive.backoff import at_least_retry_after, backoff_delay
+from archive.backoff import backoff_delay, server_wait
 from archive.errors import is_disk_full, is_transient_db_error
 from archive.tasks import process_mail_documents
 from mailsources import pipeline, services
 from mailsources.clients.base import TransientSourceError
-from mailsources.models import MailSource, RunStatus, SourceStatus, SyncRun
+from mailsources.models import CursorStatus, FolderCursor, MailSource, RunStatus, SourceStatus, SyncRun
 
 logger = logging.getLogger(__name__)
 
+# Attempts in a row that commit nothing before the chain of retries stops (progress resets it).
 MAX_RETRIES = 8
 
 # The broker cannot take a message (Redis down, the filesystem broker's disk full):
@@ -55,10 +58,24 @@ def sync_enqueue(source_id: int) -> None:
         raise
 
 
-@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES, ignore_result=True)
-def sync_source(self, source_id: int, interrupted_owner: str = "", interrupted_reason: str = "") -> None:  # type: ignore[no-untyped-def]
+@shared_task(bind=True, acks_late=True, max_retries=None, ignore_result=True)
+def sync_source(  # type: ignore[no-untyped-def]
+    self,
+    source_id: int,
+    interrupted_owner: str = "",
+    interrupted_reason: str = "",
+    stalled: int = 0,
+    mailboxes: list[str] | None = None,
+) -> None:
     """One run. ``interrupted_owner``/``interrupted_reason``: the attempt before this
-    retry died on an outage before it could close its run (the database was down)."""
+    retry died on an outage before it could close its run (the database was down).
+
+    Retries: ``stalled`` counts the attempts in a row that committed nothing; an attempt
+    that committed something starts it again, and only MAX_RETRIES attempts without any
+    progress end the chain (Celery's own retry count is not used: it never resets). A
+    server's Retry-After is the countdown as given; without one the delay backs off with
+    ``stalled``. ``mailboxes``: a retry of only the mailboxes that had to wait (the others
+    of the run completed)."""
     # Unique per attempt (a message redelivered to another process of the same
     # worker must not share the lease) and within lease_owner's 64 chars.
     owner = f"{uuid.uuid4().hex[:16]}@{self.request.hostname or 'direct'}"[:64]
@@ -72,26 +89,55 @@ def sync_source(self, source_id: int, interrupted_owner: str = "", interrupted_r
             client_factory=services.client_for_source,
             owner=owner,
             after_commit=_enqueue_processing,
+            only_mailboxes=mailboxes,
         )
     except TransientSourceError as exc:
-        countdown = retry_countdown(self.request.retries, exc.retry_after)
+        stalled = next_stalled(source_id, stalled, attempt_started)
+        if stalled > MAX_RETRIES:
+            logger.warning("source %s: %d attempts without progress, giving up: %s", source_id, stalled, exc)
+            raise
+        countdown = max(retry_countdown(max(0, stalled - 1), exc.retry_after), math.ceil(exc.min_wait or 0))
         logger.warning("source %s: transient error, retry in %.0f s: %s", source_id, countdown, exc)
-        raise self.retry(countdown=countdown, exc=exc, kwargs={}) from None
+        retry_kwargs: dict[str, object] = {"stalled": stalled}
+        if exc.mailboxes:
+            retry_kwargs["mailboxes"] = exc.mailboxes
+        raise self.retry(countdown=countdown, exc=exc, kwargs=retry_kwargs) from None
     except Exception as exc:
         reason = infrastructure_error(exc)
         if reason is None:
             raise
         closed = run_close_interrupted(source_id, owner, reason, since=attempt_started)
-        countdown = retry_countdown(self.request.retries, None)
+        stalled = next_stalled(source_id, stalled, attempt_started)
+        if stalled > MAX_RETRIES:
+            logger.warning("source %s: %s; %d attempts without progress, giving up", source_id, reason, stalled)
+            raise
+        countdown = retry_countdown(max(0, stalled - 1), None)
         logger.warning("source %s: %s; retry in %.0f s", source_id, reason, countdown)
         # Database still down: the next attempt closes the dead run first (the earlier
         # attempt's, whose lease kept this one out, or else this one's).
-        retry_kwargs = {}
+        outage_kwargs: dict[str, object] = {"stalled": stalled}
+        if mailboxes:
+            outage_kwargs["mailboxes"] = mailboxes
         if interrupted_owner:
-            retry_kwargs = {"interrupted_owner": interrupted_owner, "interrupted_reason": interrupted_reason}
+            outage_kwargs |= {"interrupted_owner": interrupted_owner, "interrupted_reason": interrupted_reason}
         elif not closed:
-            retry_kwargs = {"interrupted_owner": owner, "interrupted_reason": reason}
-        raise self.retry(countdown=countdown, exc=exc, kwargs=retry_kwargs) from None
+            outage_kwargs |= {"interrupted_owner": owner, "interrupted_reason": reason}
+        raise self.retry(countdown=countdown, exc=exc, kwargs=outage_kwargs) from None
+
+
+def next_stalled(source_id: int, stalled: int, attempt_started: datetime) -> int:
+    """The count of attempts in a row without progress, after one that started then: 0 when it
+    committed a batch (a folder cursor moved with it), else one more. A database that does not
+    answer cannot tell: no progress."""
+    try:
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+        progressed = FolderCursor.objects.filter(
+            source_id=source_id, status=CursorStatus.OK, updated__gte=attempt_started
+        ).exists()
+    except DatabaseErrors:
+        progressed = False
+    return 0 if progressed else stalled + 1
 
 
 def infrastructure_error(exc: BaseException) -> str | None:
@@ -156,12 +202,14 @@ def _close_interrupted(source_id: int, owner: str, reason: str, since: datetime 
         MailSource.objects.filter(pk=source_id, status=SourceStatus.RETRYING).update(status_message=reason[:2000])
 
 
-def retry_countdown(retries: int, retry_after: float | None, *, jitter: float | None = None) -> float:
-    """Seconds until the next attempt: exponential backoff (30 s doubling, at most an hour)
-    with jitter; a server's Retry-After wins when it is longer, rounded up so the retry
-    never comes early (Graph sends fractions such as 2.128)."""
-    backoff = backoff_delay(retries, base=30, cap=3600, jitter=(0.5, 1.0), factor=jitter)
-    return at_least_retry_after(backoff, retry_after)
+def retry_countdown(stalled: int, retry_after: float | None, *, jitter: float | None = None) -> float:
+    """Seconds until the next attempt. The server named a wait (Retry-After): exactly that,
+    rounded up (Graph sends fractions such as 2.128), no backoff on top. Otherwise exponential
+    backoff (30 s doubling, at most an hour) with jitter; ``stalled``: the attempts without
+    progress before the one that just failed."""
+    if retry_after is not None:
+        return server_wait(retry_after)
+    return backoff_delay(stalled, base=30, cap=3600, jitter=(0.5, 1.0), factor=jitter)
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -280,6 +280,10 @@ GRAPH_URL = env_url("GRAPH_URL", "https://graph.microsoft.com")
 # Change it only for a scaled-down test or bench Graph.
 GRAPH_RATE_LIMIT_REQUESTS = env_int("GRAPH_RATE_LIMIT_REQUESTS", 10_000, minimum=10)
 GRAPH_RATE_LIMIT_SECONDS = env_int("GRAPH_RATE_LIMIT_SECONDS", 600, minimum=1)
+# Mailboxes of one Microsoft 365 source synced at the same time (each within its own Graph
+# budget), and at most this many mailboxes at once in one worker process, all sources together.
+GRAPH_MAILBOXES_PER_SOURCE = env_int("GRAPH_MAILBOXES_PER_SOURCE", 4, minimum=1)
+GRAPH_MAILBOXES_PER_WORKER = env_int("GRAPH_MAILBOXES_PER_WORKER", 8, minimum=1)
 # Extra CA bundle for in-house IMAP servers / a test Graph; system CAs otherwise.
 MAIL_CA_FILE = env_str("MAIL_CA_FILE", "") or None
 

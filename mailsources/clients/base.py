@@ -32,11 +32,26 @@ class SourceError(Exception):
 
 
 class TransientSourceError(SourceError):
-    """Worth retrying later. ``retry_after`` (seconds) when the server said so."""
+    """Worth retrying later.
 
-    def __init__(self, message: str, *, code: str | None = None, retry_after: float | None = None) -> None:
+    ``retry_after`` (seconds): the wait the server named (Retry-After); the next attempt comes
+    exactly then, with no backoff on top. None: the server named none, the caller backs off,
+    but not for less than ``min_wait`` (e.g. another mailbox of the run was told to wait that
+    long). ``mailboxes``: set by the pipeline when only some mailboxes of a run must be tried
+    again (the others completed)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retry_after: float | None = None,
+        min_wait: float | None = None,
+    ) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+        self.min_wait = min_wait
+        self.mailboxes: list[str] | None = None
 
 
 class PermanentSourceError(SourceError):

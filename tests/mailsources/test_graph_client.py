@@ -18,11 +18,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import requests
 import trustme
 
+from mailsources import pacing
 from mailsources.clients.base import FolderBatch, PermanentSourceError, SourceError, TransientSourceError
 from mailsources.clients.graph import GraphClient, parse_retry_after
 from tests.fakes.graph_fake import GraphFake, ManualClock, free_port, iter_mime_batch, make_mime
@@ -397,6 +399,36 @@ def test_a_long_retry_after_is_not_slept_but_rescheduled(fake: GraphFake, m365: 
         Ledger().sync(m365.client(max_inline_wait=5), "Inbox")
     assert time.monotonic() - started < 3
     assert caught.value.code == "throttled" and caught.value.retry_after == 120
+
+
+def test_a_long_retry_after_mid_page_hands_out_the_downloads_and_stops_the_mailbox(
+    fake: GraphFake, m365: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = ManualClock(start=time.monotonic())  # the mailbox limiter's: its pause ends when moved
+    monkeypatch.setattr(pacing, "monotonic", clock)
+    ids = list(reversed(add_messages(fake, "inbox", 40)))  # as the delta round lists them
+    fake.inject_error(429, path=rf"/messages/{ids[20]}/\$value$", times=1, retry_after="120")
+    ledger = Ledger()
+    client = m365.client(page_size=1000)
+
+    with pytest.raises(TransientSourceError) as caught:
+        ledger.sync(client, "Inbox")
+
+    assert caught.value.code == "throttled" and caught.value.retry_after == 120
+    # The page's downloads before the throttled one (and any finished after it) were handed
+    # out to be committed; the mailbox's other threads stopped instead of sleeping 120 s.
+    assert set(ids[:20]) <= set(ledger.locations) and ids[20] not in ledger.locations
+    assert ledger.cursors["Inbox"].get("delta_link") is None  # the page is read again
+    client.close()  # no thread of the mailbox is left waiting out the pause
+
+    handed_out = set(ledger.locations)
+    fake.reset_stats()
+    clock.advance(120)
+    ledger.sync(m365.client(page_size=1000), "Inbox")
+    assert sorted(ledger.locations) == sorted(ids)
+    fetched = {unquote(r.path.split("/")[-2]) for r in fake.requests if r.kind == "value"}
+    assert fetched and not fetched & handed_out  # nothing handed out is fetched again
+    assert set(ledger.downloads.values()) == {1}
 
 
 def test_retry_after_parsing() -> None:

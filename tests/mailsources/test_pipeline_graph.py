@@ -286,10 +286,11 @@ def test_a_long_retry_after_ends_the_run_retrying_and_the_task_waits_that_long(f
 
     # Not slept inside the worker: the run ends and the task is retried after Retry-After.
     assert caught.value.code == "throttled" and caught.value.retry_after == 90.5
-    assert tasks.retry_countdown(0, caught.value.retry_after) == 91  # rounded up, longer than the backoff
-    assert tasks.retry_countdown(tasks.MAX_RETRIES, caught.value.retry_after, jitter=0.5) == 1800  # backoff wins
+    assert tasks.retry_countdown(0, caught.value.retry_after) == 91  # as given, rounded up
+    assert tasks.retry_countdown(tasks.MAX_RETRIES, caught.value.retry_after, jitter=0.5) == 91  # nothing on top
     source.refresh_from_db()
     assert source.status == SourceStatus.RETRYING and "throttling" in source.status_message
+    assert source.status_message.startswith("waiting for Microsoft 365 (Retry-After 91 s)")
     assert source.lease_owner == "" and source.lease_until is None
     assert MailboxStatus.objects.get(source=source).status == SourceStatus.RETRYING
     run = source.runs.get()
@@ -297,15 +298,18 @@ def test_a_long_retry_after_ends_the_run_retrying_and_the_task_waits_that_long(f
 
 
 def test_the_retry_countdown_backs_off_and_honours_retry_after() -> None:
-    # Exponential backoff (30 s doubling, at most an hour) with jitter in [0.5, 1.0].
+    # No wait named: exponential backoff over the attempts without progress (30 s doubling,
+    # at most an hour) with jitter in [0.5, 1.0].
     assert [tasks.retry_countdown(n, None, jitter=1.0) for n in (0, 1, 3, 7, 20)] == [30, 60, 240, 3600, 3600]
     assert tasks.retry_countdown(2, None, jitter=0.5) == 60
     assert all(15 <= tasks.retry_countdown(0, None) <= 30 for _ in range(200))
-    # A server's Retry-After wins when longer, rounded up (Graph sends fractions).
+    # A server's Retry-After is the countdown as given, rounded up (Graph sends fractions),
+    # however many attempts came before: no backoff on top, none instead.
     assert tasks.retry_countdown(0, 120, jitter=1.0) == 120
     assert tasks.retry_countdown(0, 90.2, jitter=0.5) == 91
-    assert tasks.retry_countdown(0, 2.128, jitter=0.5) == 15
-    assert tasks.retry_countdown(0, 0.0, jitter=1.0) == 30
+    assert tasks.retry_countdown(0, 2.128, jitter=0.5) == 3
+    assert [tasks.retry_countdown(n, 13, jitter=1.0) for n in (0, 1, 5, 20)] == [13, 13, 13, 13]
+    assert tasks.retry_countdown(0, 0.0, jitter=1.0) == 1  # "now": the next second
 
 
 def test_503_bursts_are_ridden_out(fake: GraphFake, m365: M365) -> None:

@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from ..base import FetchedMessage, FolderBatch, KnownFilter
+from ..base import FetchedMessage, FolderBatch, KnownFilter, TransientSourceError
 from .downloads import Downloader, Downloads, Wanted
 from .errors import GraphError
 from .folders import FolderRef
@@ -334,7 +334,16 @@ class FolderSync:
         part: list[FetchedMessage] = []
         size = 0
         for index in range(len(page.fresh)):
-            message = downloads.take()
+            try:
+                message = downloads.take()
+            except TransientSourceError:
+                # Throttled (or cut off) mid-page: what was downloaded, before and after the
+                # message that failed, is committed first, so the next attempt, re-reading
+                # the page, skips it instead of fetching it again.
+                part += downloads.take_finished()
+                if part:
+                    yield FolderBatch(epoch="", messages=part, cursor=page.reread, total=total, resync=page.resync)
+                raise
             if message is not None:
                 part.append(message)
                 size += len(message.raw)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -73,6 +74,24 @@ class Downloads:
             self._start_more()
         return result
 
+    def take_finished(self) -> list[FetchedMessage]:
+        """What is left, as far as it has already been downloaded (in order); the rest is
+        cancelled. For a consumer that must stop (throttled): it commits what it has."""
+        with self._lock:
+            self._closed = True
+            self._waiting.clear()
+            futures = list(self._futures)
+            self._futures.clear()
+        finished = []
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                result = future.result()
+                if result is not None:
+                    finished.append(result)
+            else:
+                future.cancel()
+        return finished
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -106,7 +125,9 @@ class Downloads:
             elif not future.cancelled():
                 self._sizes[future] = size
                 self._ready_bytes += size
-            if not self._closed:
+            # A cancelled download means the pool is shutting down (the client closes, maybe
+            # in this very thread, holding the pool's lock): submitting more would deadlock.
+            if not self._closed and not future.cancelled():
                 try:
                     self._start_more()
                 except RuntimeError:  # the pool is shutting down (client closed)
@@ -123,6 +144,7 @@ class Downloader:
         self._budget = budget_bytes
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._queues: weakref.WeakSet[Downloads] = weakref.WeakSet()
 
     def fetch(self, location: str, received: datetime | None) -> FetchedMessage | None:
         """The message's MIME, or None when it was deleted since it was listed."""
@@ -142,11 +164,15 @@ class Downloader:
 
     def ahead(self) -> Downloads:
         """A queue whose downloads run ahead of its consumer (see :class:`Downloads`)."""
-        return Downloads(
+        queue = Downloads(
             self._executor(), self.fetch, max_in_flight=self._max_concurrent * 2, budget_bytes=self._budget
         )
+        self._queues.add(queue)
+        return queue
 
     def close(self) -> None:
+        for queue in list(self._queues):  # a consumer that stopped without closing its queue
+            queue.close()
         with self._pool_lock:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)

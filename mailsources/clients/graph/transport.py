@@ -6,8 +6,10 @@ the Retry-After policy (:meth:`GraphTransport.request`).
   worker processes, through the ``request_gate`` when one is given.
 * ``Retry-After`` is honoured in every form (integer, fraction, HTTP-date; absent ->
   exponential backoff): short waits are slept, long ones raise
-  ``TransientSourceError(retry_after=...)`` so the task is rescheduled instead of blocking.
-  A 429 pauses every thread of the mailbox.
+  ``TransientSourceError(retry_after=<the server's wait>)`` so the task is rescheduled exactly
+  then instead of blocking (``retry_after=None`` when the server named no wait: the task backs
+  off). A 429 pauses every thread of the mailbox; a pause longer than a run may sleep stops
+  them at once (:meth:`MailboxLimiter.wait_turn`) and the run's other mailboxes go on.
 * A 401 for a token msal still trusts (revoked, clock skew) renews it once.
 * Links Graph hands back are followed only on the configured Graph origin (O365 would send the
   bearer token to whatever host a nextLink names).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -243,13 +246,14 @@ class GraphTransport:
 
     @contextlib.contextmanager
     def _slot(self) -> Iterator[None]:
+        # A mailbox told to wait longer than the run may sleep: every thread of it stops here.
         if self._gate is None:
-            with self._limiter.slot():
+            with self._limiter.slot(max_pause=self._max_inline_wait):
                 yield
             return
         # The cross-process gate may pace too: enter it before taking this process's own slot,
         # so that a thread waiting for its turn there holds none of the 4 here.
-        self._limiter.wait_turn()
+        self._limiter.wait_turn(max_pause=self._max_inline_wait)
         with self._gate(self._gate_key), self._limiter.concurrency():
             yield
 
@@ -269,8 +273,7 @@ class GraphTransport:
                 f"{type(failure).__name__}"
             ),
             code="timeout" if timed_out else "unreachable",
-            retry_after=wait,
-        ) from None
+        ) from None  # no retry_after: the server named no wait, the task backs off
 
     def _wait_after_refusal(self, attempt: int, err: GraphError) -> None:
         """429 or 5xx: sleep for Retry-After (or the backoff) before the next try, or raise."""
@@ -283,13 +286,16 @@ class GraphTransport:
             time.sleep(wait)
             return
         throttled = err.status == 429
+        what = (
+            f"Microsoft Graph is {'throttling' if throttled else 'unavailable for'} "
+            f"mailbox {self.mailbox} ({err.status} {err.code or 'error'})"
+        )
+        # The server's wait is the task's countdown as given; without one the task backs off.
+        waiting = f"waiting for Microsoft 365 (Retry-After {math.ceil(server_wait)} s): " if server_wait else ""
         raise TransientSourceError(
-            self.errors.scrub(
-                f"Microsoft Graph is {'throttling' if throttled else 'unavailable for'} "
-                f"mailbox {self.mailbox} ({err.status} {err.code or 'error'}); retry in {wait:.0f} s."
-            ),
+            self.errors.scrub(f"{waiting}{what}."),
             code="throttled" if throttled else "unavailable",
-            retry_after=wait,
+            retry_after=server_wait,
         )
 
     def _renew(self, rejected: str) -> None:

@@ -122,6 +122,9 @@ class GraphApiMixin:
             st.in_flight += 1
             for stats in (self._stats, mstats):
                 stats.max_in_flight = max(stats.max_in_flight, st.in_flight)
+            # Whether mailboxes were served at the same time: how many had a request in flight.
+            busy = len({m for (_, m), state in self._throttle.items() if state.in_flight > 0})
+            self._stats.max_mailboxes_in_flight = max(self._stats.max_mailboxes_in_flight, busy)
             if self.max_concurrent is not None and st.in_flight > self.max_concurrent:
                 st.in_flight -= 1
                 for stats in (self._stats, mstats):

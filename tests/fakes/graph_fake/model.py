@@ -298,7 +298,8 @@ class FakeStats:
     concurrency_rejections: int = 0  # "the 5th concurrent request"
     window_rejections: int = 0
     injected: int = 0
-    max_in_flight: int = 0  # highest number of simultaneous requests that *arrived*
+    max_in_flight: int = 0  # highest number of simultaneous requests that *arrived*, per mailbox
+    max_mailboxes_in_flight: int = 0  # most mailboxes with a request in flight at once (global)
 
     def copy(self) -> FakeStats:
         return dataclasses.replace(
