@@ -1,6 +1,8 @@
 """The fields and settings a new archive starts with (used by a data migration
 and by tests that flush the database)."""
 
+from typing import Any
+
 # (name, label, type, internal, in_reduced_table, order)
 DEFAULT_FIELDS = [
     ("number", "Number", "number", True, True, 10),
@@ -18,7 +20,8 @@ DEFAULT_FIELDS = [
 DEFAULT_GROUP = "Archive"
 
 
-def ensure_defaults(field_model, settings_model, group_model) -> None:  # type: ignore[no-untyped-def]
+# Any: a migration passes historical model classes, which have no static type.
+def ensure_defaults(field_model: Any, settings_model: Any, group_model: Any) -> None:
     """Idempotent; takes model classes so a migration can pass historical ones."""
     for name, label, type_, internal, reduced, order in DEFAULT_FIELDS:
         field_model.objects.get_or_create(

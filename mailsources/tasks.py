@@ -10,7 +10,7 @@ from datetime import datetime
 
 import kombu.exceptions
 import redis.exceptions
-from celery import shared_task
+from celery import Task, shared_task
 from django.db import DatabaseError, connection, transaction
 from django.db import Error as DatabaseErrors
 from django.utils import timezone
@@ -59,8 +59,8 @@ def sync_enqueue(source_id: int) -> None:
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None, ignore_result=True)
-def sync_source(  # type: ignore[no-untyped-def]
-    self,
+def sync_source(
+    self: Task[..., None],
     source_id: int,
     interrupted_owner: str = "",
     interrupted_reason: str = "",

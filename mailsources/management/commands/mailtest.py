@@ -1,6 +1,6 @@
 """`python manage.py mailtest SOURCE`: the successor of the original's mailtest.py."""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mailsources.clients.base import SourceError
 from mailsources.models import MailSource
@@ -11,7 +11,7 @@ from mailsources.services import source_test_connection
 class Command(BaseCommand):
     help = "Log in to a mail source, list its folders and show the newest mail's subject."
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("source", help="the source's name or number")
 
     def handle(self, *args: object, **options: object) -> None:
