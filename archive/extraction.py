@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from archive import storage
 from archive.backoff import backoff_delay
+from archive.errors import transient_reason
 from archive.extractors import Limits
 from archive.models import DocumentFile, ExtractionStatus, FileRole
 from archive.search import index_document
@@ -185,8 +186,13 @@ def extract_file(file_id: int) -> str | None:
         if not storage.exists(file.sha256):
             raise storage.StorageError(f"blob {file.sha256} is missing from the store")
         outcome = run_sandboxed(path, file.content_type, file.name, skip)
-    except storage.StorageError as exc:
-        outcome = Outcome(ExtractionStatus.FAILED, error=str(exc))
+    except (storage.StorageError, OSError) as exc:
+        reason = transient_reason(exc) or (
+            f"the store is not readable: {exc}" if isinstance(exc, storage.StorageError) else None
+        )
+        if reason is None:
+            raise
+        return _attempt_given_back(file, reason)
     error = outcome.error
     if outcome.status == ExtractionStatus.FAILED:
         error = f"attempt {attempts} of {max_attempts()}: {error}"
@@ -197,6 +203,20 @@ def extract_file(file_id: int) -> str | None:
         text=outcome.text if outcome.status == ExtractionStatus.DONE else "",
     )
     return outcome.status
+
+
+def _attempt_given_back(file: DocumentFile, reason: str) -> str:
+    """An outage (the store unreadable, the disk full), not the file's fault: the
+    attempt is given back, so only the content can use the attempts up; the file
+    waits as failed, and the retry or the sweep tries again once the outage is over."""
+    log.warning("extraction of file %s (%s) postponed: %s", file.pk, file.name, reason)
+    DocumentFile.objects.filter(pk=file.pk).update(
+        extraction_status=ExtractionStatus.FAILED,
+        extraction_attempts=F("extraction_attempts") - 1,
+        extraction_error=f"will retry, not the file's fault: {reason}"[:2000],
+        text="",
+    )
+    return ExtractionStatus.FAILED
 
 
 # --- a document, and the sweep -------------------------------------------------

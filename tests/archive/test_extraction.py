@@ -359,6 +359,29 @@ def test_a_failed_extraction_is_recorded_retried_and_leaves_the_fields_searchabl
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_unreadable_store_postpones_extraction_without_using_up_its_attempts(group_a, alice, queued):
+    document = _archive(group_a, "report.pdf", make_pdf("Wartungsvertrag Heizung"), content_type="application/pdf")
+    file = DocumentFile.objects.get(document=document)
+    blob = storage.blob_path(file.sha256)
+    kept = blob.read_bytes()
+    blob.unlink()  # the store is not mounted, restored from a backup, ...
+    queued.clear()
+
+    for _ in range(5):  # more tries than attempts exist: an outage uses none of them
+        extraction.extract_document(document.pk)
+    file.refresh_from_db()
+    assert (file.extraction_status, file.extraction_attempts) == (ExtractionStatus.FAILED, 0)
+    assert file.extraction_error.startswith("will retry, not the file's fault: the store is not readable: blob ")
+    assert [number for number, _countdown in queued] == [document.pk] * 5  # each one retried later
+
+    blob.write_bytes(kept)  # the store is back
+    extraction.extract_document(document.pk)
+    file.refresh_from_db()
+    assert (file.extraction_status, file.extraction_attempts) == (ExtractionStatus.DONE, 1)
+    assert list(search.search_documents(alice, "wartungsvertrag").documents) == [document]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_hanging_extractor_is_killed_at_the_timeout(group_a, monkeypatch, settings, queued):
     settings.EXTRACTION_TIMEOUT_SECONDS = 1
     monkeypatch.setattr(extraction, "EXTRACTOR_COMMAND", [sys.executable, "-c", "import time; time.sleep(60)"])
