@@ -24,13 +24,11 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connections, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from archive import storage
@@ -47,6 +45,7 @@ from mailsources.clients.base import (
     SourceError,
     TransientSourceError,
 )
+from mailsources.leases import lease_acquire, lease_release, lease_renew
 from mailsources.models import (
     AfterArchive,
     ArchivedMail,
@@ -66,34 +65,6 @@ logger = logging.getLogger(__name__)
 # Called after each committed batch with the list of new document ids, e.g. to
 # enqueue full parsing and text extraction. Set by mailsources.tasks.
 AfterCommitHook = Callable[[list[int]], None]
-
-
-# --------------------------------------------------------------------------- lease
-
-
-def lease_acquire(source_id: int, owner: str, seconds: int | None = None) -> bool:
-    """Claim the source for one run with a conditional UPDATE: exactly one of
-    several workers (on any machine) wins; an expired lease can be taken over."""
-    now = timezone.now()
-    until = now + timedelta(seconds=seconds or settings.MAIL_SOURCE_LEASE_SECONDS)
-    claimed = (
-        MailSource.objects.filter(pk=source_id)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner))
-        .update(lease_owner=owner, lease_until=until)
-    )
-    return claimed == 1
-
-
-def lease_renew(source_id: int, owner: str) -> None:
-    until = timezone.now() + timedelta(seconds=settings.MAIL_SOURCE_LEASE_SECONDS)
-    renewed = MailSource.objects.filter(pk=source_id, lease_owner=owner).update(lease_until=until)
-    if not renewed:
-        # Someone took over an expired lease: stop, the other run continues.
-        raise TransientSourceError("the run lost its lease to another worker", code="lease_lost")
-
-
-def lease_release(source_id: int, owner: str) -> None:
-    MailSource.objects.filter(pk=source_id, lease_owner=owner).update(lease_owner="", lease_until=None)
 
 
 # --------------------------------------------------------------------------- helpers
