@@ -43,6 +43,10 @@ def seconds(value: float) -> str:
 class Series:
     name: str
     values: Sequence[float]
+    css_class: str = ""  # default: s0, s1, … by position
+
+    def cls(self, position: int) -> str:
+        return self.css_class or f"s{position}"
 
 
 def _attrs(**values: object) -> str:
@@ -55,7 +59,7 @@ def bar_chart(
     *,
     title: str,
     fmt: Formatter = count,
-    width: int = 640,
+    width: int = 500,
     height: int = 200,
     chart_id: str = "",
 ) -> SafeString:
@@ -89,19 +93,72 @@ def bar_chart(
             if h <= 0:
                 continue
             y -= h
-            parts.append(
-                f'<rect class="s{n}" {_attrs(x=f"{x:.1f}", y=f"{y:.1f}", width=f"{bar_w:.1f}", height=f"{h:.1f}")}/>'
-            )
+            box = _attrs(x=f"{x:.1f}", y=f"{y:.1f}", width=f"{bar_w:.1f}", height=f"{h:.1f}")
+            parts.append(f'<rect class="{s.cls(n)}" {box}/>')
         parts.append("</g>")
     shown = sorted({0, len(labels) // 2, len(labels) - 1}) if labels else []
     for i in shown:
         x = left + i * step + step / 2
-        tick = _attrs(x=f"{x:.1f}", y=top + plot_h + 14)
-        parts.append(f'<text class="tick" text-anchor="middle" {tick}>{escape(labels[i])}</text>')
+        # The outer labels grow inwards, so the picture does not cut them off.
+        anchor = "middle" if len(labels) < 3 or 0 < i < len(labels) - 1 else ("start" if i == 0 else "end")
+        if anchor != "middle":
+            x = left + i * step + (0 if i == 0 else step)
+        tick = _attrs(x=f"{x:.1f}", y=top + plot_h + 14, text_anchor=anchor)
+        parts.append(f'<text class="tick" {tick}>{escape(labels[i])}</text>')
     if len(series) > 1:
         legend_x = float(left)
         for n, s in enumerate(series):
-            parts.append(f'<rect class="s{n}" {_attrs(x=legend_x, y=height - 12, width=10, height=10)}/>')
+            parts.append(f'<rect class="{s.cls(n)}" {_attrs(x=legend_x, y=height - 12, width=10, height=10)}/>')
+            parts.append(f'<text class="legend" {_attrs(x=legend_x + 14, y=height - 3)}>{escape(s.name)}</text>')
+            legend_x += 24 + 8 * len(s.name)
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 - every text above is escaped
+
+
+def hbar_chart(
+    labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    title: str,
+    fmt: Formatter = count,
+    width: int = 500,
+    chart_id: str = "",
+    label_chars: int = 30,
+) -> SafeString:
+    """Stacked horizontal bars, one row per label (long labels: mailboxes);
+    a label longer than ``label_chars`` is shortened, its tooltip has it whole."""
+    left, right, top, row_h = 210, 60, 26, 22
+    height = top + row_h * len(labels) + (22 if len(series) > 1 else 6)
+    plot_w = width - left - right
+    totals = [sum(s.values[i] for s in series) for i in range(len(labels))]
+    peak = max(totals, default=0) or 1
+    box = _attrs(viewBox=f"0 0 {width} {height}", width=width, height=height, aria_label=title)
+    parts = [
+        f'<svg class="chart" {_attrs(id=chart_id) if chart_id else ""} role="img" {box} '
+        'xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<text class="chart-title" {_attrs(x=4, y=16)}>{escape(title)}</text>',
+    ]
+    for i, label in enumerate(labels):
+        y = top + i * row_h
+        short = label if len(label) <= label_chars else label[: label_chars - 1] + "…"
+        tip = ", ".join(f"{s.name}: {fmt(s.values[i])}" for s in series)
+        parts.append(f'<g class="bar" data-label="{escape(label)}"><title>{escape(label)}: {escape(tip)}</title>')
+        parts.append(f'<text class="tick" {_attrs(x=left - 6, y=y + 15, text_anchor="end")}>{escape(short)}</text>')
+        x = float(left)
+        for n, s in enumerate(series):
+            w = plot_w * s.values[i] / peak
+            if w <= 0:
+                continue
+            rect = _attrs(x=f"{x:.1f}", y=y + 3, width=f"{w:.1f}", height=row_h - 6)
+            parts.append(f'<rect class="{s.cls(n)}" {rect}/>')
+            x += w
+        parts.append(f'<text class="tick" {_attrs(x=f"{x + 4:.1f}", y=y + 15)}>{escape(fmt(totals[i]))}</text>')
+        parts.append("</g>")
+    if len(series) > 1:
+        legend_x = float(left)
+        for n, s in enumerate(series):
+            parts.append(f'<rect class="{s.cls(n)}" {_attrs(x=legend_x, y=height - 12, width=10, height=10)}/>')
             parts.append(f'<text class="legend" {_attrs(x=legend_x + 14, y=height - 3)}>{escape(s.name)}</text>')
             legend_x += 24 + 8 * len(s.name)
     parts.append("</svg>")

@@ -61,11 +61,11 @@ def admin_dashboard(*, now: dt.datetime | None = None) -> dict[str, Any]:
             fmt=charts.size,
             chart_id="chart-bytes",
         ),
-        "mailbox_chart": charts.bar_chart(
+        "mailbox_chart": charts.hbar_chart(
             [f"{names.get(m.source, f'source {m.source}')}: {m.mailbox}" for m in mailboxes],
             [
                 charts.Series("last 30 days", [m.recent for m in mailboxes]),
-                charts.Series("before", [m.documents - m.recent for m in mailboxes]),
+                charts.Series("before", [m.documents - m.recent for m in mailboxes], css_class="s-muted"),
             ],
             title="Mails per source and mailbox",
             chart_id="chart-mailboxes",
