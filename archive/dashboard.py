@@ -25,7 +25,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max, QuerySet, Sum
+from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from archive import extraction
@@ -160,7 +160,14 @@ def growth_per_month(groups: Groups, *, now: dt.datetime, months: int = 12) -> l
         firsts.append(prev.replace(day=1))
     firsts.reverse()
     sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for day, n, b in _days(groups).filter(date__gte=firsts[0]).values_list("date", "documents", "bytes"):
+    per_date = (
+        _days(groups)
+        .filter(date__gte=firsts[0])
+        .values("date")
+        .annotate(n=Sum("documents"), b=Sum("bytes"))
+        .values_list("date", "n", "b")
+    )
+    for day, n, b in per_date:
         key = day.strftime("%Y-%m")
         sums[key][0] += n
         sums[key][1] += b
@@ -178,16 +185,14 @@ class MailboxGrowth:
 
 def growth_per_mailbox(groups: Groups, *, now: dt.datetime, days: int = 30) -> list[MailboxGrowth]:
     first = utc_day(now) - dt.timedelta(days=days - 1)
-    out: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for source, mailbox, day, n, b in _days(groups, mail=True).values_list(
-        "source", "mailbox", "date", "documents", "bytes"
-    ):
-        figures = out[source, mailbox]
-        figures[0] += n
-        figures[1] += b
-        if day >= first:
-            figures[2] += n
-    return [MailboxGrowth(s, m, *f) for (s, m), f in sorted(out.items())]
+    rows = (
+        _days(groups, mail=True)
+        .values("source", "mailbox")
+        .annotate(n=Sum("documents"), b=Sum("bytes"), recent=Sum("documents", filter=Q(date__gte=first)))
+        .order_by("source", "mailbox")
+        .values_list("source", "mailbox", "n", "b", "recent")
+    )
+    return [MailboxGrowth(source, mailbox, n or 0, b or 0, recent or 0) for source, mailbox, n, b, recent in rows]
 
 
 # --- search coverage ---------------------------------------------------------------
@@ -212,8 +217,9 @@ class Coverage:
         return 100.0 if not self.documents else 100.0 * self.searchable / self.documents
 
 
-def coverage(groups: Groups) -> Coverage:
-    found = totals(groups)
+def coverage(groups: Groups, *, known: Totals | None = None) -> Coverage:
+    """``known``: the totals of ``groups``, if the caller has them already."""
+    found = known or totals(groups)
     files = DocumentFile.objects.filter(extraction_status__in=(ExtractionStatus.PENDING, ExtractionStatus.FAILED))
     if groups is not None:
         files = files.filter(document__owner_group_id__in=list(groups))

@@ -372,10 +372,11 @@ def overview(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     days = dashboard.growth_per_day(groups, now=now)
     months = dashboard.growth_per_month(groups, now=now)
-    coverage = dashboard.coverage(groups)
+    totals = dashboard.totals(groups)
+    coverage = dashboard.coverage(groups, known=totals)
     alarms = dashboard.coverage_alarms(coverage, now=now)
     context = {
-        "totals": dashboard.totals(groups),
+        "totals": totals,
         "coverage": coverage,
         "alarms": alarms,
         "coverage_meter": charts.meter(coverage.percent, title="Search coverage", alarm=bool(alarms)),

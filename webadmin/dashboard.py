@@ -5,13 +5,18 @@ the alarms of both."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
+from django.db import IntegrityError, OperationalError
 from django.utils import timezone
 
 from archive import charts
 from archive import dashboard as archive_dashboard
+from archive.models import ArchiveDay
 from mailsources import dashboard as sources_dashboard
+
+log = logging.getLogger(__name__)
 
 
 def figures_refresh(*, full: bool = False, now: dt.datetime | None = None) -> int:
@@ -19,29 +24,35 @@ def figures_refresh(*, full: bool = False, now: dt.datetime | None = None) -> in
     or every day (``full``, nightly)."""
     moment = now or timezone.now()
     since = None if full else archive_dashboard.utc_day(moment) - dt.timedelta(days=1)
-    return archive_dashboard.figures_refresh(since=since) + sources_dashboard.figures_refresh(since=since)
+    if not ArchiveDay.objects.exists():
+        since = None  # the first run after the upgrade: every day, not only today's
+    try:
+        return archive_dashboard.figures_refresh(since=since) + sources_dashboard.figures_refresh(since=since)
+    except (IntegrityError, OperationalError) as exc:
+        # Two refreshes at once (the nightly one and today's): one wins the
+        # rows, the other gives up; the next run, minutes later, is complete.
+        log.warning("dashboard figures not refreshed (another refresh at the same time?): %s", exc)
+        return 0
 
 
 def admin_dashboard(*, now: dt.datetime | None = None) -> dict[str, Any]:
     moment = now or timezone.now()
     days = archive_dashboard.growth_per_day(None, now=moment)
     months = archive_dashboard.growth_per_month(None, now=moment)
-    coverage = archive_dashboard.coverage(None)
-    alarms = archive_dashboard.coverage_alarms(coverage, now=moment) + sources_dashboard.source_alarms(now=moment)
+    totals = archive_dashboard.totals(None)
+    coverage = archive_dashboard.coverage(None, known=totals)
+    coverage_alarms = archive_dashboard.coverage_alarms(coverage, now=moment)
+    alarms = coverage_alarms + sources_dashboard.source_alarms(now=moment)
     runs = sources_dashboard.runs_per_day(now=moment)
     names = sources_dashboard.source_names()
     mailboxes = archive_dashboard.growth_per_mailbox(None, now=moment)
     backlog = archive_dashboard.queue_backlog()
     return {
         "alarms": alarms,
-        "totals": archive_dashboard.totals(None),
+        "totals": totals,
         "coverage": coverage,
-        "coverage_meter": charts.meter(
-            coverage.percent,
-            title="Search coverage",
-            alarm=bool(archive_dashboard.coverage_alarms(coverage, now=moment)),
-        ),
-        "storage": charts.size(archive_dashboard.totals(None).bytes),
+        "coverage_meter": charts.meter(coverage.percent, title="Search coverage", alarm=bool(coverage_alarms)),
+        "storage": charts.size(totals.bytes),
         "per_day_chart": charts.bar_chart(
             [p.label for p in days],
             [charts.Series("documents", [p.documents for p in days])],

@@ -98,6 +98,12 @@ def test_the_frequent_refresh_recomputes_today_and_yesterday_and_keeps_older_day
     assert dashboard.totals(None).documents == 2
 
 
+def test_the_first_refresh_computes_every_day(make_document):
+    _created(make_document(), NOW - dt.timedelta(days=400))
+    webadmin_dashboard.figures_refresh(now=NOW)
+    assert dashboard.totals(None).documents == 1
+
+
 def test_mail_figures_per_source_and_mailbox(make_document, group_a):
     source = _source(group_a)
     other = _source(group_a, "Second")
