@@ -115,8 +115,12 @@ class DocumentFile(models.Model):
 
     class Meta:
         ordering = ["role", "-version", "id"]
-        # The dashboard's coverage: pending and failed files counted, the oldest found, by index.
-        indexes = [models.Index(fields=["extraction_status", "created"], name="archive_file_extraction_idx")]
+        indexes = [
+            # The dashboard: pending and failed files counted and the oldest found by
+            # index; a day's files summed without reading the others.
+            models.Index(fields=["extraction_status", "created"], name="archive_file_extraction_idx"),
+            models.Index(fields=["created"], name="archive_file_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -311,7 +315,7 @@ class ArchiveDay(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["date", "owner_group", "source", "mailbox"], name="uniq_archive_day")
         ]
-        indexes = [models.Index(fields=["source", "date"])]
+        indexes = [models.Index(fields=["source", "date"], name="archive_day_source_date_idx")]
 
     def __str__(self) -> str:
         return f"{self.date} {self.owner_group_id}/{self.source}/{self.mailbox}: {self.documents}"

@@ -49,6 +49,7 @@ def _mail(source: MailSource, document: Document, mailbox: str, size: int, momen
         source=source, mailbox=mailbox, sha256=uuid.uuid4().hex * 2, document=document, size=size
     )
     ArchivedMail.objects.filter(pk=mail.pk).update(created=moment)
+    _created(document, moment)  # archived in one transaction: the same moment
 
 
 def _done(document: Document) -> None:
