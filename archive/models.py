@@ -138,6 +138,12 @@ class DocumentFile(models.Model):
 
     class Meta:
         ordering = ["role", "-version", "id"]
+        indexes = [
+            # The dashboard: pending and failed files counted and the oldest found by
+            # index; a day's files summed without reading the others.
+            models.Index(fields=["extraction_status", "created"], name="archive_file_extraction_idx"),
+            models.Index(fields=["created"], name="archive_file_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -308,3 +314,31 @@ class MailView(models.Model):
 
     def __str__(self) -> str:
         return f"mail view of file {self.original_id}"
+
+
+class ArchiveDay(models.Model):
+    """Precomputed daily figures for the dashboards (``archive/dashboard.py``):
+    what arrived on one UTC day for one owner group — all its documents
+    (``source`` 0) or the mail of one mail source and mailbox (``source`` is
+    the mail source's id; archive does not know that model). A page view sums
+    these few rows instead of counting the archive."""
+
+    date = models.DateField()
+    owner_group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="+")
+    source = models.PositiveIntegerField(default=0)
+    mailbox = models.CharField(max_length=255, blank=True)
+    documents = models.PositiveIntegerField(default=0)
+    # Documents of the day that have a search index entry.
+    indexed = models.PositiveIntegerField(default=0)
+    # Bytes of the files (source 0) or raw mails (a source) that arrived that day.
+    bytes = models.PositiveBigIntegerField(default=0)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["date", "owner_group", "source", "mailbox"], name="uniq_archive_day")
+        ]
+        indexes = [models.Index(fields=["source", "date"], name="archive_day_source_date_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.owner_group_id}/{self.source}/{self.mailbox}: {self.documents}"

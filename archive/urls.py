@@ -28,6 +28,7 @@ urlpatterns = [
     path("", views.table, name="table"),
     path("upload/", views.upload, name="upload"),
     path("links/", views.copy_links, name="links"),
+    path("overview/", views.overview, name="overview"),
     path("doc/<number:number>/", views.document_detail, name="document"),
     path("doc/<number:number>/fields/", views.document_fields, name="document_fields"),
     path("doc/<number:number>/notes/", views.document_notes, name="document_notes"),

@@ -13,10 +13,11 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from archive import mailview, search, selectors, services, storage, thumbnails, uploads
+from archive import charts, dashboard, mailview, search, selectors, services, storage, thumbnails, uploads
 from archive.access import document_access
 from archive.forms import DocumentFieldsForm, NotesForm, UploadForm
 from archive.links import access_link, clipboard_payload
@@ -357,3 +358,39 @@ def mail_part(request: HttpRequest, access: DocumentAccess, part: str) -> HttpRe
     if content.file is not None:
         return serve_file(request, content.file, download=download)
     return mailview.serve_part_bytes(content, download=download)
+
+
+@login_required
+@require_GET
+def overview(request: HttpRequest) -> HttpResponse:
+    """The user's dashboard: growth and search coverage of the documents they see."""
+    groups = (
+        None
+        if selectors.sees_everything(request.user)
+        else list(selectors.groups_for_user(request.user).values_list("pk", flat=True))
+    )
+    now = timezone.now()
+    days = dashboard.growth_per_day(groups, now=now)
+    months = dashboard.growth_per_month(groups, now=now)
+    totals = dashboard.totals(groups)
+    coverage = dashboard.coverage(groups, known=totals)
+    alarms = dashboard.coverage_alarms(coverage, now=now)
+    context = {
+        "totals": totals,
+        "coverage": coverage,
+        "alarms": alarms,
+        "coverage_meter": charts.meter(coverage.percent, title="Search coverage", alarm=bool(alarms)),
+        "per_day_chart": charts.bar_chart(
+            [p.label for p in days],
+            [charts.Series("documents", [p.documents for p in days])],
+            title="Your documents per day (30 days)",
+            chart_id="chart-days",
+        ),
+        "per_month_chart": charts.bar_chart(
+            [p.label for p in months],
+            [charts.Series("documents", [p.documents for p in months])],
+            title="Your documents per month (12 months)",
+            chart_id="chart-months",
+        ),
+    }
+    return render(request, "archive/overview.html", context)

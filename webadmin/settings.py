@@ -260,6 +260,28 @@ CELERY_BEAT_SCHEDULE = {
     "orphan-blobs-report": {"task": "archive.housekeeping_tasks.orphan_blobs_report", "schedule": 86400.0},
 }
 
+# --- Dashboard (WebAdmin home, WebDMS overview): precomputed daily figures, alarms ---
+# The figures of today and yesterday are recomputed this often; every day once a night.
+DASHBOARD_REFRESH_SECONDS = env_int("DASHBOARD_REFRESH_SECONDS", 300, minimum=30)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "dashboard-figures-today": {
+            "task": "webadmin.tasks.refresh_dashboard_figures",
+            "schedule": float(DASHBOARD_REFRESH_SECONDS),
+        },
+        "dashboard-figures-all": {
+            "task": "webadmin.tasks.refresh_dashboard_figures",
+            "schedule": 86400.0,
+            "kwargs": {"full": True},
+        },
+    }
+)
+CELERY_TASK_ROUTES["webadmin.tasks.*"] = {"queue": "processing"}
+# Alarm: a file waits for text extraction longer than this.
+DASHBOARD_COVERAGE_STALL_MINUTES = env_int("DASHBOARD_COVERAGE_STALL_MINUTES", 60, minimum=1)
+# Alarm: an enabled mail source's last finished run is older than this many intervals.
+DASHBOARD_SOURCE_STALL_INTERVALS = env_int("DASHBOARD_SOURCE_STALL_INTERVALS", 3, minimum=1)
+
 # --- Text extraction for search (archive/extraction.py): limits per file ---
 EXTRACTION_TIMEOUT_SECONDS = env_int("EXTRACTION_TIMEOUT_SECONDS", 60, minimum=1)
 EXTRACTION_MEMORY_MB = env_int("EXTRACTION_MEMORY_MB", 1024, minimum=128)

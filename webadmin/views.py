@@ -4,11 +4,13 @@ from django.contrib import messages
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from archive import dashboard as archive_dashboard
 from archive.access import staff_required
 from archive.forms import ArchiveSettingsForm
 from archive.models import ArchiveSettings
+from webadmin import dashboard
 
 # Visitors log in; a signed-in user who is not staff gets the 403 page (a
 # redirect to the login page would send them straight back: a loop).
@@ -18,7 +20,15 @@ administrators_only = staff_required
 @administrators_only
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "webadmin/home.html")
+    return render(request, "webadmin/home.html", dashboard.admin_dashboard())
+
+
+@administrators_only
+@require_POST
+def dashboard_reindex(request: HttpRequest) -> HttpResponse:
+    queued = archive_dashboard.coverage_requeue()
+    messages.success(request, f"Re-index started: {queued:,} document(s) queued for text extraction.")
+    return redirect("webadmin:home")
 
 
 # What each setting does in the WebDMS, shown under it (SPEC §4).

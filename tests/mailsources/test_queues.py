@@ -161,7 +161,7 @@ def queue_length(server: PrivateRedis, queue: str) -> int:
 
 def our_tasks() -> list[str]:
     app.loader.import_default_modules()  # what a worker imports at start (autodiscovery)
-    return sorted(name for name in app.tasks if name.split(".", 1)[0] in {"archive", "mailsources"})
+    return sorted(name for name in app.tasks if name.split(".", 1)[0] in {"archive", "mailsources", "webadmin"})
 
 
 def test_every_task_of_the_product_goes_to_one_of_the_three_queues():

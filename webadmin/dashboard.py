@@ -1,0 +1,110 @@
+"""The WebAdmin dashboard: the archive's figures (``archive/dashboard.py``) and
+the mail sources' (``mailsources/dashboard.py``) on one page, with charts and
+the alarms of both."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.db import IntegrityError, OperationalError
+from django.utils import timezone
+
+from archive import charts
+from archive import dashboard as archive_dashboard
+from archive.models import ArchiveDay
+from mailsources import dashboard as sources_dashboard
+
+log = logging.getLogger(__name__)
+
+
+def figures_refresh(*, full: bool = False, now: dt.datetime | None = None) -> int:
+    """The beat task's work: today and yesterday (late arrivals around midnight),
+    or every day (``full``, nightly)."""
+    moment = now or timezone.now()
+    since = None if full else archive_dashboard.utc_day(moment) - dt.timedelta(days=1)
+    if not ArchiveDay.objects.exists():
+        since = None  # the first run after the upgrade: every day, not only today's
+    try:
+        return archive_dashboard.figures_refresh(since=since) + sources_dashboard.figures_refresh(since=since)
+    except (IntegrityError, OperationalError) as exc:
+        # Two refreshes at once (the nightly one and today's): one wins the
+        # rows, the other gives up; the next run, minutes later, is complete.
+        log.warning("dashboard figures not refreshed (another refresh at the same time?): %s", exc)
+        return 0
+
+
+def admin_dashboard(*, now: dt.datetime | None = None) -> dict[str, Any]:
+    moment = now or timezone.now()
+    days = archive_dashboard.growth_per_day(None, now=moment)
+    months = archive_dashboard.growth_per_month(None, now=moment)
+    totals = archive_dashboard.totals(None)
+    coverage = archive_dashboard.coverage(None, known=totals)
+    coverage_alarms = archive_dashboard.coverage_alarms(coverage, now=moment)
+    alarms = coverage_alarms + sources_dashboard.source_alarms(now=moment)
+    runs = sources_dashboard.runs_per_day(now=moment)
+    names = sources_dashboard.source_names()
+    mailboxes = archive_dashboard.growth_per_mailbox(None, now=moment)
+    backlog = archive_dashboard.queue_backlog()
+    return {
+        "alarms": alarms,
+        "totals": totals,
+        "coverage": coverage,
+        "coverage_meter": charts.meter(coverage.percent, title="Search coverage", alarm=bool(coverage_alarms)),
+        "storage": charts.size(totals.bytes),
+        "per_day_chart": charts.bar_chart(
+            [p.label for p in days],
+            [charts.Series("documents", [p.documents for p in days])],
+            title="Documents per day (30 days)",
+            chart_id="chart-days",
+        ),
+        "per_month_chart": charts.bar_chart(
+            [p.label for p in months],
+            [charts.Series("documents", [p.documents for p in months])],
+            title="Documents per month (12 months)",
+            chart_id="chart-months",
+        ),
+        "bytes_chart": charts.bar_chart(
+            [p.label for p in days],
+            [charts.Series("bytes", [p.bytes for p in days])],
+            title="Stored bytes per day (30 days)",
+            fmt=charts.size,
+            chart_id="chart-bytes",
+        ),
+        "mailbox_chart": charts.hbar_chart(
+            [f"{names.get(m.source, f'source {m.source}')}: {m.mailbox}" for m in mailboxes],
+            [
+                charts.Series("last 30 days", [m.recent for m in mailboxes]),
+                charts.Series("before", [m.documents - m.recent for m in mailboxes], css_class="s-muted"),
+            ],
+            title="Mails per source and mailbox",
+            chart_id="chart-mailboxes",
+        )
+        if mailboxes
+        else None,
+        "mailboxes": [(names.get(m.source, f"source {m.source}"), m) for m in mailboxes],
+        "runs_chart": charts.bar_chart(
+            [r.label for r in runs],
+            [charts.Series("finished", [r.finished for r in runs]), charts.Series("failed", [r.failed for r in runs])],
+            title="Sync runs per day (14 days)",
+            chart_id="chart-runs",
+        ),
+        "durations_chart": charts.bar_chart(
+            [r.label for r in runs],
+            [charts.Series("longest run", [r.longest_seconds for r in runs])],
+            title="Longest sync run per day",
+            fmt=charts.seconds,
+            chart_id="chart-durations",
+        ),
+        "recent_runs": sources_dashboard.recent_runs(),
+        "backlog": sorted(backlog.items()),
+        "backlog_chart": charts.bar_chart(
+            [name for name, _ in sorted(backlog.items())],
+            [charts.Series("waiting", [n or 0 for _, n in sorted(backlog.items())])],
+            title="Queue backlog (messages waiting)",
+            width=320,
+            chart_id="chart-queues",
+        ),
+        "now": moment,
+    }
