@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("archive", "0005_mail_view"),
+        ("archive", "0006_document_processing_status"),
         ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
