@@ -76,14 +76,14 @@ class MailboxLimiter:
         rate_limit: tuple[int, float] | None,
         *,
         clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._lock = threading.Lock()
         self._burst = max_concurrent
         self.interval = pacing_interval(rate_limit, max_concurrent) if rate_limit is not None else 0.0
         self._clock = clock or _monotonic
-        self._sleep = sleep
+        self._sleep = sleep or _sleep
         self._tat = 0.0
         self._paused_until = 0.0
 
@@ -133,6 +133,16 @@ def monotonic() -> float:
 
 def _monotonic() -> float:
     return monotonic()  # looked up per call
+
+
+def sleep(seconds: float) -> None:
+    """How the limiters and the Graph transport wait (a test may replace it with one that
+    moves its clock instead)."""
+    time.sleep(seconds)
+
+
+def _sleep(seconds: float) -> None:
+    sleep(seconds)  # looked up per call
 
 
 _LIMITERS: dict[tuple[Any, ...], MailboxLimiter] = {}

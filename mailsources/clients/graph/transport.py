@@ -29,6 +29,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from archive.backoff import backoff_delay
+from mailsources import pacing
 from mailsources.pacing import RequestGate, limiter_for
 
 from ..base import TransientSourceError
@@ -261,7 +262,7 @@ class GraphTransport:
         """No answer (unreachable, timed out): sleep before the next try, or raise."""
         wait = self._backoff(attempt)
         if attempt < self.max_attempts and wait <= self._max_inline_wait:
-            time.sleep(wait)
+            pacing.sleep(wait)
             return
         # A body that stalls surfaces as ConnectionError(ReadTimeoutError), not Timeout.
         timed_out = isinstance(failure, requests.Timeout) or "timed out" in str(failure).lower()
@@ -283,7 +284,7 @@ class GraphTransport:
             self._limiter.pause(wait)  # the whole mailbox backs off, not just this thread
         if attempt < self.max_attempts and wait <= self._max_inline_wait:
             log.info("Graph %s %s for %s: retrying in %.2fs", err.status, err.code, self.mailbox, wait)
-            time.sleep(wait)
+            pacing.sleep(wait)
             return
         throttled = err.status == 429
         what = (
