@@ -37,9 +37,12 @@ from archive.mail import (
     MailLimitExceeded,
     MailLimits,
     MimeNode,
+    NestedMail,
     decode_bytes,
     default_filename,
+    eml_name,
     leaf_role,
+    parse_headers,
 )
 
 # Mails smaller than this are parsed by ``email.parser`` (memory ~8× the mail).
@@ -72,6 +75,7 @@ class StoredPart:
     content_id: str
     disposition: str
     blob: storage.StoredBlob
+    parent: str = ""  # as ``mail.MailPart.parent``
 
     @property
     def size(self) -> int:
@@ -84,6 +88,9 @@ class StreamedMail:
     html: str = ""
     attachments: list[StoredPart] = dataclasses.field(default_factory=list)
     inline: list[StoredPart] = dataclasses.field(default_factory=list)
+    # The message that is the whole body of a forward (its headers and body);
+    # an attached message deeper in is stored as its .eml, not read here.
+    nested: list[NestedMail] = dataclasses.field(default_factory=list)
     error: str = ""
 
 
@@ -174,11 +181,25 @@ class _Walk:
         self.put = put
         self.count = 0
         self.result = StreamedMail()
+        # Where the first text and HTML body go: the mail, or the message it forwards.
+        self.body: StreamedMail | NestedMail = self.result
+        self.parent = ""
+        self.hint: str | None = None
 
     # --- one entity: headers, then its body by type
 
-    def entity(self, path: str, depth: int, *, in_multipart: bool, digest: bool = False) -> None:
-        message = self._headers()
+    def entity(
+        self, path: str, depth: int, *, in_multipart: bool, digest: bool = False, forwarded: bool = False
+    ) -> None:
+        message, block = self._headers()
+        if forwarded:
+            headers = parse_headers(block)
+            nested = NestedMail(path="", name=eml_name(headers.subject, ""), headers=headers)
+            self.result.nested.append(nested)
+            self.body = nested
+            self.hint = None
+        if self.hint is None and message.get_content_maintype() == "text":
+            self.hint = message.get_content_charset()
         if digest:
             message.set_default_type("message/rfc822")  # RFC 2046 §5.1.5
         self.count += 1
@@ -188,15 +209,18 @@ class _Walk:
             raise MailLimitExceeded(f"MIME nesting deeper than {self.limits.max_depth}")
         ctype = message.get_content_type()
         if ctype == "message/delivery-status":
-            self.delivery_status(path, depth)
+            self.leaf(message, path, self._body(), strip=in_multipart)
+        elif message.get_content_maintype() == "message" and not path:
+            self.entity("1", depth + 1, in_multipart=in_multipart, forwarded=True)
         elif message.get_content_maintype() == "message":
-            self.entity(f"{path}.1" if path else "1", depth + 1, in_multipart=in_multipart)
+            self.attached_message(message, path, strip=in_multipart)
         elif message.get_content_maintype() == "multipart" and message.get_boundary() is not None:
             self.multipart(message, path, depth, in_multipart=in_multipart)
         else:
             self.leaf(message, path, self._body(), strip=in_multipart)
 
-    def _headers(self) -> Message:
+    def _headers(self) -> tuple[Message, bytes]:
+        """The entity's header fields, and their bytes with the empty line that ends them."""
         block: list[bytes] = []
         size = 0
         while True:
@@ -206,11 +230,33 @@ class _Walk:
             if self.lines.starts_line and not _HEADER_LINE.match(line):
                 if not _EMPTY_LINE.match(line):
                     self.lines.unread(line, True)  # the body starts without an empty line
+                else:
+                    block.append(line)
                 break
             size += len(line)
             if size <= HEADER_MAX:
                 block.append(line)
-        return _HEADER_PARSER.parsebytes(b"".join(block))
+        data = b"".join(block)
+        return _HEADER_PARSER.parsebytes(data), data
+
+    def attached_message(self, message: Message, path: str, *, strip: bool) -> None:
+        """An attached message: stored as its .eml, named by its filename or its
+        Subject (its own parts are read when it is opened, not here)."""
+        inner, block = self._headers()
+        node = MimeNode(message=message, path=path, depth=0, content_type=message.get_content_type())
+        name = node.filename or eml_name(parse_headers(block).subject, path)
+        body = self._body()
+        lines = itertools.chain([block], _stripped(body) if strip else body)
+        part = StoredPart(
+            path=path,
+            content_type="message/rfc822",
+            filename=name,
+            content_id=node.content_id,
+            disposition=node.disposition or "attachment",
+            blob=self.put(lines),
+            parent=self.parent,
+        )
+        self.result.attachments.append(part)
 
     def _body(self) -> Iterator[bytes]:
         """The rest of this entity, up to the next boundary of an enclosing multipart."""
@@ -261,33 +307,6 @@ class _Walk:
         finally:
             preamble.close()
 
-    def delivery_status(self, path: str, depth: int) -> None:
-        """Blocks of header fields separated by empty lines, each a leaf without
-        a body (as ``email.feedparser`` reads them); a small body, held."""
-        blocks: list[list[bytes]] = [[]]
-        size = 0
-        for line in self._body():
-            size += len(line)
-            if size > HEADER_MAX:
-                continue
-            if self.lines.starts_line and _EMPTY_LINE.match(line):
-                blocks.append([])
-            else:
-                blocks[-1].append(line)
-        if not blocks[-1] and len(blocks) > 1:
-            blocks.pop()
-        for number, block in enumerate(blocks, 1):
-            headers = 0
-            while headers < len(block) and _HEADER_LINE.match(block[headers]):
-                headers += 1
-            message = _HEADER_PARSER.parsebytes(b"".join(block[:headers]))
-            self.count += 1
-            if self.count > self.limits.max_parts:
-                raise MailLimitExceeded(f"more than {self.limits.max_parts} MIME parts")
-            if depth + 1 > self.limits.max_depth:
-                raise MailLimitExceeded(f"MIME nesting deeper than {self.limits.max_depth}")
-            self.leaf(message, f"{path}.{number}" if path else str(number), iter(block[headers:]), strip=False)
-
     def _skip_epilogue(self) -> None:
         for _ in self._body():
             pass
@@ -297,7 +316,8 @@ class _Walk:
     def leaf(self, message: Message, path: str, body: Iterator[bytes], *, strip: bool) -> None:
         node = MimeNode(message=message, path=path, depth=0, content_type=message.get_content_type())
         result = self.result
-        role = leaf_role(node, have_text=bool(result.text), have_html=bool(result.html))
+        target = self.body
+        role = leaf_role(node, have_text=bool(target.text), have_html=bool(target.html))
         decoder = _Decoder(str(message.get("content-transfer-encoding", "")).lower())
         decoded = _decoded(decoder, _stripped(body) if strip else body)
         if role.kind in ("text", "html"):
@@ -313,11 +333,11 @@ class _Walk:
                     decoded = itertools.chain(held, decoded)
                     break
             else:
-                text = decode_bytes(b"".join(held), message.get_content_charset())
+                text = decode_bytes(b"".join(held), message.get_content_charset(), hint=self.hint)
                 if role.kind == "text":
-                    result.text = text
+                    target.text = text
                 else:
-                    result.html = text
+                    target.html = text
                 return
         part = StoredPart(
             path=path or "1",
@@ -327,6 +347,8 @@ class _Walk:
             disposition=role.disposition,
             blob=self.put(decoded),
         )
+        if part.size == 0 and not node.filename:
+            return  # an empty part without a name is nothing to offer
         (result.inline if role.kind == "inline" else result.attachments).append(part)
 
 
