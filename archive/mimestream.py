@@ -104,6 +104,8 @@ class _Lines:
         self._at_start = True  # the next piece starts a line
         self.boundaries: list[re.Pattern[bytes]] = []
         self.starts_line = True  # of the piece last returned
+        # Files that get a copy of every piece returned (attached messages being read).
+        self.copies: list[BinaryIO] = []
 
     def _next(self) -> tuple[bytes, bool]:
         if self._pushed:
@@ -114,6 +116,10 @@ class _Lines:
         return piece, start
 
     def unread(self, piece: bytes, starts_line: bool) -> None:
+        """Give back the piece ``readline`` returned last."""
+        for copy in self.copies:
+            copy.seek(-len(piece), 2)
+            copy.truncate()
         self._pushed.append((piece, starts_line))
 
     def readline(self) -> bytes:
@@ -121,9 +127,11 @@ class _Lines:
         boundary of an enclosing multipart (left to be read by its owner)."""
         piece, start = self._next()
         if piece and start and any(b.match(piece) for b in reversed(self.boundaries)):
-            self.unread(piece, start)
+            self._pushed.append((piece, start))
             return b""
         self.starts_line = start
+        for copy in self.copies:
+            copy.write(piece)
         return piece
 
 
@@ -189,14 +197,23 @@ class _Walk:
     # --- one entity: headers, then its body by type
 
     def entity(
-        self, path: str, depth: int, *, in_multipart: bool, digest: bool = False, forwarded: bool = False
+        self,
+        path: str,
+        depth: int,
+        *,
+        in_multipart: bool,
+        digest: bool = False,
+        message_of: MimeNode | None = None,
     ) -> None:
+        """``message_of``: the message/* part this entity is the message of."""
         message, block = self._headers()
-        if forwarded:
+        if message_of is not None:
             headers = parse_headers(block)
-            nested = NestedMail(path="", name=eml_name(headers.subject, ""), headers=headers)
+            name = message_of.filename or eml_name(headers.subject, message_of.path)
+            nested = NestedMail(path=message_of.path, name=name, headers=headers)
             self.result.nested.append(nested)
             self.body = nested
+            self.parent = message_of.path
             self.hint = None
         if self.hint is None and message.get_content_maintype() == "text":
             self.hint = message.get_content_charset()
@@ -210,10 +227,8 @@ class _Walk:
         ctype = message.get_content_type()
         if ctype == "message/delivery-status":
             self.leaf(message, path, self._body(), strip=in_multipart)
-        elif message.get_content_maintype() == "message" and not path:
-            self.entity("1", depth + 1, in_multipart=in_multipart, forwarded=True)
         elif message.get_content_maintype() == "message":
-            self.attached_message(message, path, strip=in_multipart)
+            self.attached_message(message, path, depth, in_multipart=in_multipart)
         elif message.get_content_maintype() == "multipart" and message.get_boundary() is not None:
             self.multipart(message, path, depth, in_multipart=in_multipart)
         else:
@@ -239,24 +254,39 @@ class _Walk:
         data = b"".join(block)
         return _HEADER_PARSER.parsebytes(data), data
 
-    def attached_message(self, message: Message, path: str, *, strip: bool) -> None:
-        """An attached message: stored as its .eml, named by its filename or its
-        Subject (its own parts are read when it is opened, not here)."""
-        inner, block = self._headers()
-        node = MimeNode(message=message, path=path, depth=0, content_type=message.get_content_type())
-        name = node.filename or eml_name(parse_headers(block).subject, path)
-        body = self._body()
-        lines = itertools.chain([block], _stripped(body) if strip else body)
-        part = StoredPart(
-            path=path,
-            content_type="message/rfc822",
-            filename=name,
-            content_id=node.content_id,
-            disposition=node.disposition or "attachment",
-            blob=self.put(lines),
-            parent=self.parent,
-        )
-        self.result.attachments.append(part)
+    def attached_message(self, message: Message, path: str, depth: int, *, in_multipart: bool) -> None:
+        """An attached message: read as mail (its body and parts, as
+        ``mail.parse_message`` reads them) while a copy of it becomes its .eml
+        part — but not for the message that is the whole body."""
+        node = MimeNode(message=message, path=path, depth=depth, content_type=message.get_content_type())
+        saved = (self.body, self.parent, self.hint)
+        at = len(self.result.attachments)
+        copy = tempfile.SpooledTemporaryFile(_SPOOL_BYTES)  # noqa: SIM115 - closed below
+        try:
+            self.lines.copies.append(copy)
+            try:
+                self.entity(f"{path}.1" if path else "1", depth + 1, in_multipart=in_multipart, message_of=node)
+            finally:
+                self.lines.copies.remove(copy)
+                self.body, self.parent, self.hint = saved
+            if not path:
+                return
+            nested = next((n for n in self.result.nested if n.path == path), None)
+            name = nested.name if nested is not None else default_filename(path, "message/rfc822")
+            copy.seek(0)
+            lines = iter(lambda: copy.readline(LINE_MAX), b"")
+            part = StoredPart(
+                path=path,
+                content_type="message/rfc822",
+                filename=name,
+                content_id=node.content_id,
+                disposition=node.disposition or "attachment",
+                blob=self.put(_stripped(lines) if in_multipart else lines),
+                parent=self.parent,
+            )
+            self.result.attachments.insert(at, part)
+        finally:
+            copy.close()
 
     def _body(self) -> Iterator[bytes]:
         """The rest of this entity, up to the next boundary of an enclosing multipart."""
@@ -346,6 +376,7 @@ class _Walk:
             content_id=role.content_id,
             disposition=role.disposition,
             blob=self.put(decoded),
+            parent=self.parent,
         )
         if part.size == 0 and not node.filename:
             return  # an empty part without a name is nothing to offer

@@ -42,26 +42,52 @@ def big_mail(attachment: bytes, *, html: str = "<p>Hello <b>big</b> world</p>") 
     return msg.as_bytes()
 
 
-def _outline(text: str, html: str, parts: list[tuple[str, str, str, str, str, bytes]], error: str) -> tuple:
-    return (text, html, parts, error)
+def _outline(
+    text: str, html: str, parts: list[tuple[str, str, str, str, str, bytes | None]], error: str, nested: list
+) -> tuple:
+    return (text, html, parts, error, [(n.path, n.name, n.headers, n.text, n.html) for n in nested])
+
+
+def _message_part(content_type: str) -> bool:
+    # An attached message (or a delivery status): the parser can only write it
+    # again, the streaming reader keeps it byte for byte (asserted below).
+    return content_type.startswith("message/")
 
 
 def parsed_outline(raw: bytes, limits: MailLimits) -> tuple:
     parsed = parse_message(raw, limits, policy=email.policy.compat32)
     parts = [
-        (p.path, p.content_type, p.filename, p.content_id, p.disposition, p.payload)
+        (
+            p.path,
+            p.content_type,
+            p.filename,
+            p.content_id,
+            p.disposition,
+            None if _message_part(p.content_type) else p.payload,
+        )
         for p in parsed.attachments + parsed.inline
     ]
-    return _outline(parsed.text, parsed.html, parts, parsed.error)
+    return _outline(parsed.text, parsed.html, parts, parsed.error, parsed.nested)
 
 
 def streamed_outline(raw: bytes, limits: MailLimits) -> tuple:
     streamed = mimestream.stream_parse(io.BytesIO(raw), limits)
-    parts = [
-        (p.path, p.content_type, p.filename, p.content_id, p.disposition, storage.read_bytes(p.blob.sha256))
-        for p in streamed.attachments + streamed.inline
-    ]
-    return _outline(streamed.text, streamed.html, parts, streamed.error)
+    parts: list[tuple[str, str, str, str, str, bytes | None]] = []
+    for p in streamed.attachments + streamed.inline:
+        data = storage.read_bytes(p.blob.sha256)
+        if _message_part(p.content_type):
+            assert data in raw, "an attached message is kept byte for byte"
+        parts.append(
+            (
+                p.path,
+                p.content_type,
+                p.filename,
+                p.content_id,
+                p.disposition,
+                None if _message_part(p.content_type) else data,
+            )
+        )
+    return _outline(streamed.text, streamed.html, parts, streamed.error, streamed.nested)
 
 
 # What the streaming reader knowingly reads differently: it ends lines at LF
@@ -99,7 +125,10 @@ def test_the_streaming_reader_finds_what_the_parser_finds(settings, raw, limits,
         return
     if name == "cpython-16":  # msg_16: a multipart without its start boundary inside another
         expected, got = parsed_outline(raw, limits), streamed_outline(raw, limits)
-        assert expected[:2] == got[:2] and [p[:5] for p in expected[2]] == [p[:5] for p in got[2]]
+        # The inner multipart is no part to the streaming reader (it reads it as
+        # empty, and an empty part without a name is left out); the rest is the same.
+        assert expected[:2] == got[:2]
+        assert [p[:5] for p in expected[2] if not p[1].startswith("multipart/")] == [p[:5] for p in got[2]]
         return
     assert streamed_outline(raw, limits) == parsed_outline(raw, limits)
 

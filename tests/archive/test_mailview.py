@@ -532,13 +532,27 @@ def test_the_mime_walk_stops_at_its_limits_or_leaves_out_what_is_too_deep():
         ("Grüße".encode(), None, "Grüße"),
         ("Grüße".encode("utf-8-sig"), None, "Grüße"),
         ("Grüße".encode("utf-16"), None, "Grüße"),
-        (b"Gr\xc3\x28e", "utf-8", "Gr\ufffd(e"),  # declared, broken: replaced, not guessed
+        ("Grüße ".encode() + b"Gr\xc3\x28e", "utf-8", "Grüße Gr\ufffd(e"),  # UTF-8 with a broken byte: replaced
+        ("Grüße".encode("cp1252"), "utf-8", "Grüße"),  # labelled UTF-8, written in Windows-1252: guessed
+        ("tendrás".encode("latin-1"), "ansi_x3.110-1983", "tendrás"),  # an alias
+        ("邮件传输失败！".encode(), "gb2312", "邮件传输失败！"),  # labelled GB2312, written in UTF-8
+        ("邮件传输失败！".encode("gb2312"), "gb2312", "邮件传输失败！"),
+        ("Узнай как заработать".encode("cp1251"), None, "Узнай как заработать"),  # undeclared Cyrillic
+        ("邮件传输失败！".encode("gb2312"), None, "邮件传输失败！"),  # undeclared Chinese
+        ("Привет мир, как дела".encode("koi8-r"), None, "Привет мир, как дела"),
     ],
 )
 def test_one_decoder_reads_declared_charsets_and_guesses_undeclared_ones(data, charset, text):
     from archive.mail import decode_bytes
 
     assert decode_bytes(data, charset) == text
+
+
+def test_a_part_without_a_charset_is_read_in_the_charset_its_sibling_declares():
+    from archive.mail import decode_bytes
+
+    data = "martedì 5 marzo".encode("iso-8859-1")
+    assert decode_bytes(data, None, hint="iso-8859-1") == "martedì 5 marzo"
 
 
 def test_a_body_without_a_charset_reads_the_same_in_the_view_and_in_the_search_text(client, alice, group_a):
