@@ -380,14 +380,33 @@ def test_mail_routes_refuse_other_documents(client, alice, make_document):
     assert client.get(part_url(doc, "1")).status_code == 404
 
 
-def test_an_uploaded_eml_opens_in_the_mail_view_in_a_mail_archive(client, alice, make_document):
+@pytest.mark.parametrize("usage", ["documents", "mails", "media"])
+def test_an_uploaded_eml_opens_in_the_mail_view_whatever_the_archive_is_for(client, alice, make_document, usage):
     settings = ArchiveSettings.load()
-    settings.primary_usage = "mails"
+    settings.primary_usage = usage
     settings.save()
     doc = make_document(content=html_mail("<p>uploaded</p>"), name="uploaded.eml")
     client.force_login(alice)
     assert 'id="mail-headers"' in client.get(document_url(doc)).content.decode()
     assert "<p>uploaded</p>" in client.get(body_url(doc)).content.decode()
+
+
+def test_an_uploaded_eml_fills_its_fields_from_its_headers(make_document):
+    doc = make_document(content=html_mail("<p>uploaded</p>"), name="uploaded.eml")
+    doc.refresh_from_db()
+    assert doc.title == "Grüße aus Zürich"
+    assert doc.values["from"] == "Jürg Müller <juerg@example.com>"
+    assert doc.values["to"] == "Alice <alice@example.com>, bob@example.com"
+    assert doc.values["cc"] == "Carol <carol@example.com>"
+    assert doc.values["subject"] == "Grüße aus Zürich"
+    assert doc.values["filename"] == "uploaded.eml"
+    assert str(doc.values["date"]).startswith("2024-03-05")
+
+
+def test_values_given_with_an_uploaded_eml_win_over_its_headers(make_document):
+    doc = make_document(content=html_mail("<p>x</p>"), name="x.eml", values={"subject": "typed", "title": "Mine"})
+    doc.refresh_from_db()
+    assert (doc.title, doc.values["subject"], doc.values["from"]) == ("Mine", "typed", "Jürg Müller <juerg@example.com>")
 
 
 # --- Access ------------------------------------------------------------------------------
