@@ -17,8 +17,11 @@ that, when and where the mail was read.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
+import functools
+import hashlib
 import json
 import re
 import secrets
@@ -444,14 +447,30 @@ def text_to_html(text: str) -> str:
     return f'<pre class="mail-text">{cleaned}</pre>'
 
 
+FRAME_SCRIPT = "mail-frame.js"
+
+
+@functools.cache
+def frame_script() -> tuple[str, str]:
+    """The frame-height script (a static file of ours) and its CSP hash source."""
+    path = settings.BASE_DIR / "static" / FRAME_SCRIPT
+    text = path.read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+    return text, f"'sha256-{digest}'"
+
+
 def body_csp(*, allow_remote: bool) -> str:
-    """The body frame's own policy. ``sandbox`` repeats the iframe's sandbox so
-    the body stays inert when opened on its own."""
+    """The body frame's own policy. The one script it runs is ours, allowed by
+    its hash (it reports the body's height to the View tab): no script of the
+    mail, inline, external, in an event handler or a ``javascript:`` URL, can
+    run. ``sandbox`` repeats the iframe's sandbox (scripts, but an opaque
+    origin: no cookies, no access to the page) so the body stays inert when
+    opened on its own."""
     images = "'self' https: http:" if allow_remote else "'self'"
     return (
-        f"default-src 'none'; img-src {images}; style-src 'unsafe-inline'; "
+        f"default-src 'none'; img-src {images}; style-src 'unsafe-inline'; script-src {frame_script()[1]}; "
         "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; "
-        "sandbox allow-popups allow-popups-to-escape-sandbox"
+        "sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox"
     )
 
 
@@ -569,6 +588,11 @@ class MailBody:
     remote_blocked: int = 0
     cids_used: set[str] = dataclasses.field(default_factory=set)
     format: str = "empty"  # "html", "text" or "empty"
+
+    @property
+    def script(self) -> str:
+        """The frame's one script (``static/mail-frame.js``): it posts the body's height."""
+        return frame_script()[0]
 
 
 _EMPTY_BODY = '<p class="mail-empty">This mail has no text to show.</p>'
