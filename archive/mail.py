@@ -639,8 +639,8 @@ def _add_node(result: ParsedMail, scope: _Scope, node: MimeNode) -> _Scope | Non
     except Exception as exc:  # noqa: BLE001
         result.defects.append(f"{path}: payload unreadable ({exc.__class__.__name__})")
         return None
-    if not payload and not node.filename:
-        return None  # an empty part without a name is nothing to offer
+    if not node.filename and not payload.strip():
+        return None  # an empty (or blank) part without a name is nothing to offer
     item = MailPart(
         path=path or "1",
         content_type=role.content_type,

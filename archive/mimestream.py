@@ -369,18 +369,32 @@ class _Walk:
                 else:
                     target.html = text
                 return
+        seen = _Content()
         part = StoredPart(
             path=path or "1",
             content_type=role.content_type,
             filename=role.filename,
             content_id=role.content_id,
             disposition=role.disposition,
-            blob=self.put(decoded),
+            blob=self.put(seen.watch(decoded)),
             parent=self.parent,
         )
-        if part.size == 0 and not node.filename:
-            return  # an empty part without a name is nothing to offer
+        if not seen.any and not node.filename:
+            return  # an empty (or blank) part without a name is nothing to offer
         (result.inline if role.kind == "inline" else result.attachments).append(part)
+
+
+class _Content:
+    """Whether the chunks passed through ``watch`` held more than white space."""
+
+    def __init__(self) -> None:
+        self.any = False
+
+    def watch(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if not self.any and chunk.strip():
+                self.any = True
+            yield chunk
 
 
 def _stripped(lines: Iterator[bytes]) -> Iterator[bytes]:
