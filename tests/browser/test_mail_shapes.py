@@ -27,7 +27,19 @@ def open_mail(page, login, number: int, *, logged_in: bool = False):
     # The frame has told the page its height (static/mail-frame.js → static/webdms.js).
     page.wait_for_function("document.getElementById('mail-body').dataset.sized === 'true'")
     page.wait_for_load_state("networkidle")
-    return page.frame_locator("#mail-body")
+    frame = page.frame_locator("#mail-body")
+    settled(page, frame)
+    return frame
+
+
+def settled(page, frame) -> None:
+    """Until the frame's last height message has arrived (the first one may
+    come before the body's fonts are laid out); fails if it never fits."""
+    for _ in range(40):
+        if fits(page, frame):
+            return
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    assert fits(page, frame), (frame_height(page), content_height(frame))
 
 
 def frame_height(page) -> float:
@@ -86,6 +98,7 @@ def test_charsets_read_as_written(page, login, alice, group_a, artifacts_dir):
     for number, (doc, where, text) in enumerate(docs, 1):
         page.goto(f"/dms/doc/{doc.pk}/")
         page.wait_for_function("document.getElementById('mail-body').dataset.sized === 'true'")
+        settled(page, page.frame_locator("#mail-body"))
         if where == "subject":
             assert page.locator("#mail-subject").inner_text() == text
         else:
