@@ -11,13 +11,13 @@ import codecs
 import dataclasses
 import datetime as dt
 import email
-import io
 import email.errors
 import email.policy
+import io
 import re
 from collections.abc import Callable, Iterator
-from email.header import Header, decode_header, make_header  # make_header: the old rule, see decode_text
 from email.generator import BytesGenerator
+from email.header import Header, decode_header
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
@@ -63,7 +63,8 @@ def _header_str(value: object, hint: str | None = None) -> str:
     if not isinstance(value, Header):
         return _FOLD.sub("", str(value))
     parts = [
-        decode_bytes(chunk, hint=hint) if isinstance(chunk, bytes) else chunk for chunk, _charset in decode_header(value)
+        decode_bytes(chunk, hint=hint) if isinstance(chunk, bytes) else chunk
+        for chunk, _charset in decode_header(value)
     ]
     return _FOLD.sub("", "".join(parts))
 
@@ -225,7 +226,7 @@ def decode_text(value: object, *, hint: str | None = None) -> str:
             return _without_surrogates(raw.strip())
         if all(isinstance(chunk, str) for chunk, _charset in chunks):
             return _without_surrogates(raw.strip())
-        parts = []
+        parts: list[str] = []
         previous_encoded = False
         for chunk, charset in chunks:
             encoded = charset is not None

@@ -943,9 +943,7 @@ def _stored_body(
             return MailBody(html=one["text_html"], format="text")
         return MailBody(html="")
 
-    nested = [
-        (n["path"], n["name"], _headers_loads(n["headers"]), render(n["body"])) for n in body.get("nested", [])
-    ]
+    nested = [(n["path"], n["name"], _headers_loads(n["headers"]), render(n["body"])) for n in body.get("nested", [])]
     return _combined(render(body), nested)
 
 

@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from email.message import Message
 from email.parser import BytesHeaderParser
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from archive import storage
 from archive.mail import (
@@ -105,7 +105,7 @@ class _Lines:
         self.boundaries: list[re.Pattern[bytes]] = []
         self.starts_line = True  # of the piece last returned
         # Files that get a copy of every piece returned (attached messages being read).
-        self.copies: list[BinaryIO] = []
+        self.copies: list[IO[bytes]] = []
 
     def _next(self) -> tuple[bytes, bool]:
         if self._pushed:

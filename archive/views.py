@@ -149,7 +149,7 @@ def _version_key_of(document: Document, settings: ArchiveSettings) -> str:
     return "" if value in (None, "") else str(value)
 
 
-def _viewer_kind(document: Document, original, usage: str = PrimaryUsage.DOCUMENTS) -> str:  # type: ignore[no-untyped-def]
+def _viewer_kind(document: Document, original: DocumentFile | None, usage: str = PrimaryUsage.DOCUMENTS) -> str:
     if original is None:
         return "none"
     if document.kind == "mail":

@@ -55,9 +55,7 @@ def fits(page, frame) -> bool:
     return abs(frame_height(page) - max(content_height(frame) + 2, 64)) <= 2
 
 
-def test_attached_messages_show_as_mail_and_are_offered_under_their_names(
-    page, login, alice, group_a, artifacts_dir
-):
+def test_attached_messages_show_as_mail_and_are_offered_under_their_names(page, login, alice, group_a, artifacts_dir):
     doc = archive_mail(nested_mail(), group_a)
     frame = open_mail(page, login, doc.pk)
     names = page.locator("#mail-attachments li > a").all_inner_texts()
