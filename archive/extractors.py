@@ -23,7 +23,7 @@ from email.message import Message
 from html.parser import HTMLParser
 from xml.parsers import expat
 
-from archive.mail import MailLimitExceeded, MailLimits, MimeNode, decode_bytes, walk_mime
+from archive.mail import MailLimitExceeded, MailLimits, MimeNode, charset_hint, decode_bytes, decode_text, walk_mime
 
 
 class NotExtractable(Exception):
@@ -390,30 +390,32 @@ def _xlsx_cell_filter() -> Callable[[str, dict[str, str]], bool]:
 # --- mail ----------------------------------------------------------------------
 
 
-def _part_text(part: Message) -> str:
+def _part_text(part: Message, hint: str | None = None) -> str:
     payload = part.get_payload(decode=True)
-    return decode_bytes(payload, part.get_content_charset()) if isinstance(payload, bytes) else ""
+    return decode_bytes(payload, part.get_content_charset(), hint=hint) if isinstance(payload, bytes) else ""
 
 
 def _header_lines(msg: Message) -> str:
+    """The header fields as the View tab decodes them (``mail.decode_text``)."""
     lines = []
+    hint = charset_hint(msg)
     for name in ("From", "To", "Cc", "Bcc", "Subject"):
         for value in msg.get_all(name, []) or []:
             try:
-                lines.append(f"{name}: {value}")
+                lines.append(f"{name}: {decode_text(value, hint=hint)}")
             except Exception:  # noqa: BLE001 - a broken header is skipped, the mail is not
                 continue
     return "\n".join(lines)
 
 
-def _alternative(node: MimeNode, subparts: list[Message]) -> list[Message]:
+def _alternative(node: MimeNode, subparts: list[Message], hint: str | None = None) -> list[Message]:
     """Of a multipart/alternative, the sender's plain-text rendering if there
     is one with words in it, else the first other one (the HTML)."""
     if node.content_type != "multipart/alternative":
         return subparts
     by_type = {p.get_content_type(): p for p in subparts}
     plain = by_type.get("text/plain")
-    if plain is not None and _part_text(plain).strip():
+    if plain is not None and _part_text(plain, hint).strip():
         return [plain]
     return next(([sub] for sub in subparts if sub.get_content_type() != "text/plain"), [])
 
@@ -422,10 +424,15 @@ def _mail_body_text(msg: Message, limits: Limits, skip: frozenset[str], depth: i
     """The walk's leaves as text: bodies (HTML as text), forwarded mails with
     their headers, attachments through ``extract_text``. Parts past the limits
     are left out."""
+    hint = charset_hint(msg)
+
+    def alternative(node: MimeNode, subparts: list[Message]) -> list[Message]:
+        return _alternative(node, subparts, hint)
+
     walk = walk_mime(
         msg,
         MailLimits(max_depth=limits.max_mime_depth, max_parts=limits.max_mime_parts),
-        children=_alternative,
+        children=alternative,
         skip_too_deep=True,
     )
     try:
@@ -438,7 +445,7 @@ def _mail_body_text(msg: Message, limits: Limits, skip: frozenset[str], depth: i
                         out.add("\n\n" + _header_lines(inner) + "\n")
                 continue
             if node.disposition != "attachment" and node.content_type in ("text/plain", "text/html"):
-                text = node.text()
+                text = node.text(hint)
                 out.add(
                     (html_to_text(text, limits.max_text_chars) if node.content_type == "text/html" else text) + "\n"
                 )

@@ -7,21 +7,31 @@ them and may fail without losing anything.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import datetime as dt
 import email
 import email.errors
 import email.policy
+import io
 import re
 from collections.abc import Callable, Iterator
-from email.header import Header, decode_header, make_header
+from email.generator import BytesGenerator
+from email.header import Header, decode_header
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
+from charset_normalizer.md import mess_ratio
+
 _HEADER_PARSER = BytesHeaderParser(policy=email.policy.compat32)
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-_EXTENSIONS = {"message/rfc822": ".eml", "text/plain": ".txt", "text/html": ".html"}
+_EXTENSIONS = {
+    "message/rfc822": ".eml",
+    "message/delivery-status": ".txt",
+    "text/plain": ".txt",
+    "text/html": ".html",
+}
 
 
 class MailLimitExceeded(Exception):
@@ -45,61 +55,205 @@ class MailHeaders:
     error: str = ""  # set when the header block itself could not be read
 
 
-def _header_str(value: object) -> str:
+def _header_str(value: object, hint: str | None = None) -> str:
     """A header value as an unfolded str (RFC 5322 §2.2.3). compat32 wraps raw
     8-bit header bytes in an "unknown-8bit" Header whose str() turns each such
-    byte into U+FFFD; take them as UTF-8 (RFC 6532), else as Windows-1252
-    (what old mailers sent)."""
+    byte into U+FFFD; take them as UTF-8 (RFC 6532), else as ``decode_bytes``
+    guesses (``hint`` first)."""
     if not isinstance(value, Header):
         return _FOLD.sub("", str(value))
-    parts = [decode_bytes(chunk) if isinstance(chunk, bytes) else chunk for chunk, _charset in decode_header(value)]
+    parts = [
+        decode_bytes(chunk, hint=hint) if isinstance(chunk, bytes) else chunk
+        for chunk, _charset in decode_header(value)
+    ]
     return _FOLD.sub("", "".join(parts))
 
 
 _BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+# Charset labels that mailers write but Python does not know, or knows as a
+# narrower set than what such mails contain (as the WHATWG Encoding Standard
+# maps them for browsers). None: the label says nothing; guess.
+_CHARSET_ALIASES: dict[str, str | None] = {
+    "ansi_x3.110-1983": "cp1252",  # a 1983 teletext set; what carries the label is Latin-1
+    "ansi_x3.4-1968": "ascii",
+    "iso-8859-1": "cp1252",
+    "iso8859-1": "cp1252",
+    "latin1": "cp1252",
+    "latin-1": "cp1252",
+    "us-ascii": "ascii",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "euc-cn": "gb18030",
+    "cn-gb": "gb18030",
+    "big5": "big5hkscs",
+    "ks_c_5601-1987": "cp949",
+    "euc-kr": "cp949",
+    "shift_jis": "cp932",
+    "shift-jis": "cp932",
+    "sjis": "cp932",
+    "x-sjis": "cp932",
+    "windows-31j": "cp932",
+    "iso-8859-8-i": "iso-8859-8",
+    "windows-874": "cp874",
+    "tis-620": "cp874",
+    "x-mac-roman": "mac-roman",
+    "macintosh": "mac-roman",
+    "x-user-defined": None,
+    "unknown-8bit": None,
+    "x-unknown": None,
+    "unknown": None,
+    "default": None,
+    "charset": None,
+}
+# What an undeclared 8-bit text is tried as, most likely first (a tie goes to
+# the earlier): the charsets of mail in Western and Central Europe, Cyrillic,
+# Chinese, Japanese, Korean, Greek, Turkish, Hebrew, Arabic, Baltic.
+_GUESSES = (
+    "cp1252",
+    "cp1251",
+    "gb18030",
+    "cp932",
+    "big5hkscs",
+    "cp949",
+    "koi8-r",
+    "cp1253",
+    "cp1250",
+    "cp1254",
+    "cp1255",
+    "cp1256",
+    "cp1257",
+)
+# A guess this much messier than the least messy one is not taken over an earlier one.
+_MESS_MARGIN = 0.05
+# A declared charset whose text is this messy, where a guess is clean, is a lie.
+_MESS_LIE = 0.3
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]")
 
 
-def decode_bytes(data: bytes, charset: str | None = None) -> str:
-    """Text from bytes, never raising: in ``charset`` when one is declared and
-    known (undecodable bytes replaced); else by its byte order mark, as UTF-8,
-    or as Windows-1252 — what Western European mails and office files are in
-    when they do not say."""
-    if charset:
-        try:
-            return data.decode(charset, errors="replace")
-        except LookupError:  # an unknown charset name
-            pass
-    for bom, codec in _BOMS:
-        if data.startswith(bom):
-            return data.decode(codec, errors="replace")
+def charset_codec(charset: str | None) -> str | None:
+    """The Python codec for a declared charset label; None when the label is
+    absent, says nothing, or is unknown."""
+    if not charset:
+        return None
+    label = charset.strip().strip("\"'").lower()
+    if label in _CHARSET_ALIASES:
+        return _CHARSET_ALIASES[label]
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
+        return codecs.lookup(label).name
+    except LookupError:
+        return None
+
+
+def _mess(text: str) -> float:
+    return float(mess_ratio(text, maximum_threshold=1.0))
+
+
+def _guess(data: bytes, hint: str | None) -> str:
+    """Undeclared (or wrongly declared) 8-bit text: the least messy of the
+    likely charsets (charset-normalizer's measure), the hint first."""
+    candidates = [hint] if hint and hint not in ("ascii", "utf-8") else []
+    candidates += [c for c in _GUESSES if c != hint]
+    scored: list[tuple[float, str]] = []
+    for codec in candidates:
+        try:
+            text = data.decode(codec)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        scored.append((_mess(text), text))
+    if not scored:
         return data.decode("cp1252", errors="replace")
+    least = min(mess for mess, _text in scored)
+    return next(text for mess, text in scored if mess <= least + _MESS_MARGIN)
 
 
-def decode_text(value: object) -> str:
-    """An RFC 2047 header value as text; undecodable pieces are kept, replaced."""
+def decode_bytes(data: bytes, charset: str | None = None, *, hint: str | None = None) -> str:
+    """Text from bytes, never raising — the one decoder of the archive (view,
+    processing, text extraction, 8-bit headers).
+
+    In ``charset`` when one is declared and known (aliases as browsers read
+    them) and the bytes are in it: strictly decodable, and not valid UTF-8 of
+    non-ASCII text under another label (a "GB2312" body written in UTF-8), and
+    not far messier than a guess. Otherwise by its byte order mark, as UTF-8,
+    else guessed: ``hint`` (the charset a sibling part declares) first, then
+    the likely charsets of mail, by charset-normalizer's mess measure."""
+    codec = charset_codec(charset)
+    hint_codec = charset_codec(hint)
+    if data.isascii():
+        return data.decode("ascii")
+    if codec is not None and codec.startswith(("utf-16", "utf-32")):
+        return data.decode(codec, errors="replace")
+    for bom, bom_codec in _BOMS:
+        if data.startswith(bom):
+            return data.decode(bom_codec, errors="replace")
+    try:
+        utf8: str | None = data.decode("utf-8")
+    except UnicodeDecodeError:
+        utf8 = None
+    if utf8 is not None:
+        return utf8  # non-ASCII valid UTF-8 is next to never an accident
+    if codec == "utf-8":
+        # Declared, and mostly UTF-8: a broken sequence is replaced, not guessed.
+        if _UTF8_MULTIBYTE.search(data):
+            return data.decode("utf-8", errors="replace")
+        codec = None
+    if codec is not None and codec != "ascii":
+        try:
+            declared = data.decode(codec)
+        except UnicodeDecodeError:
+            declared = None
+        except LookupError:
+            declared = None
+        if declared is not None:
+            if _mess(declared) < _MESS_LIE:
+                return declared
+            guessed = _guess(data, hint_codec)
+            return guessed if _mess(guessed) + _MESS_MARGIN < _mess(declared) else declared
+    return _guess(data, hint_codec)
+
+
+def decode_text(value: object, *, hint: str | None = None) -> str:
+    """A header value as text: RFC 2047 encoded words and raw 8-bit bytes
+    through ``decode_bytes`` (``hint``: the charset the mail declares for its
+    body); undecodable pieces are kept, replaced."""
     if value is None:
         return ""
-    raw = _header_str(value)
+    raw = _header_str(value, hint)
     if raw.isascii():
         try:
-            return _without_surrogates(str(make_header(decode_header(raw))).strip())
+            chunks = decode_header(raw)
         except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
-            pass
-    # Unknown charset, broken encoded-word, or non-ASCII text beside an
-    # encoded-word (decode_header hands that back raw-unicode-escaped).
-    parts = []
+            return _without_surrogates(raw.strip())
+        if all(isinstance(chunk, str) for chunk, _charset in chunks):
+            return _without_surrogates(raw.strip())
+        parts: list[str] = []
+        previous_encoded = False
+        for chunk, charset in chunks:
+            encoded = charset is not None
+            if isinstance(chunk, bytes):
+                text = decode_bytes(chunk, charset) if encoded else chunk.decode("ascii", errors="replace")
+            else:
+                text = chunk
+            # make_header's rule: a space between an encoded word and plain text
+            # that has none.
+            if parts and encoded != previous_encoded and text and not text[0].isspace():
+                if not parts[-1][-1:].isspace():
+                    parts.append(" ")
+            parts.append(text)
+            previous_encoded = encoded
+        return _without_surrogates("".join(parts).strip())
+    # Non-ASCII text beside an encoded-word (decode_header hands that back
+    # raw-unicode-escaped).
+    out = []
     for chunk, charset in decode_header(raw):
         if isinstance(chunk, bytes):
-            try:
-                parts.append(chunk.decode(charset or "raw-unicode-escape", errors="replace"))
-            except LookupError:
-                parts.append(chunk.decode("latin-1"))
+            if charset:
+                out.append(decode_bytes(chunk, charset))
+            else:
+                out.append(chunk.decode("raw-unicode-escape", errors="replace"))
         else:
-            parts.append(chunk)
-    return _without_surrogates("".join(parts).strip())
+            out.append(chunk)
+    return _without_surrogates("".join(out).strip())
 
 
 def _without_surrogates(text: str) -> str:
@@ -109,12 +263,12 @@ def _without_surrogates(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _addresses(values: list[str]) -> str:
+def _addresses(values: list[str], hint: str | None = None) -> str:
     # Split on the raw header first: an encoded display name may decode to a comma.
-    pairs = getaddresses([_header_str(v) for v in values if v])
+    pairs = getaddresses([_header_str(v, hint) for v in values if v])
     out = []
     for raw_name, addr in pairs:
-        name = decode_text(raw_name)
+        name = decode_text(raw_name, hint=hint)
         if name and any(c in name for c in ',;<>@"'):
             name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if name and addr:
@@ -139,11 +293,13 @@ def parse_headers(raw: bytes) -> MailHeaders:
     """Only the header block: ~4× faster than a full parse; never raises."""
     try:
         msg = _HEADER_PARSER.parsebytes(header_block(raw))
+        # Raw 8-bit header bytes are most likely in the charset the body declares.
+        hint = msg.get_content_charset()
         headers = MailHeaders(
-            from_=_addresses(msg.get_all("From", [])),
-            to=_addresses(msg.get_all("To", [])),
-            cc=_addresses(msg.get_all("Cc", [])),
-            subject=decode_text(msg.get("Subject")),
+            from_=_addresses(msg.get_all("From", []), hint),
+            to=_addresses(msg.get_all("To", []), hint),
+            cc=_addresses(msg.get_all("Cc", []), hint),
+            subject=decode_text(msg.get("Subject"), hint=hint),
             message_id=str(msg.get("Message-ID", "") or "").strip()[:500],
         )
         date = msg.get("Date")
@@ -225,9 +381,23 @@ class MimeNode:
         payload = self.message.get_payload(decode=True)
         return payload if isinstance(payload, bytes) else None
 
-    def text(self) -> str:
-        """The body as text, in its declared charset (``decode_bytes``)."""
-        return decode_bytes(self.payload() or b"", self.message.get_content_charset())
+    def text(self, hint: str | None = None) -> str:
+        """The body as text, in its declared charset (``decode_bytes``; ``hint``:
+        what the mail's other text parts declare, for a part that does not)."""
+        return decode_bytes(self.payload() or b"", self.message.get_content_charset(), hint=hint)
+
+
+def charset_hint(message: Message, limit: int = 50) -> str | None:
+    """The first charset declared by a text part of ``message`` (or by the
+    message itself): how its undeclared parts and raw 8-bit headers are most
+    likely written. Looks at ``limit`` parts at most."""
+    for count, part in enumerate(message.walk()):
+        if count >= limit:
+            break
+        charset = part.get_content_charset() if part.get_content_maintype() in ("text", "multipart") else None
+        if charset and charset_codec(charset) not in (None, "ascii"):
+            return charset
+    return None
 
 
 # Which children of a container to descend into (default: all); the paths keep
@@ -287,6 +457,21 @@ class MailPart:
     content_id: str
     disposition: str
     payload: bytes
+    # The path of the attached message this part is in ("" for the mail's own
+    # parts; "" also for the parts of a message that is the whole body).
+    parent: str = ""
+
+
+@dataclasses.dataclass
+class NestedMail:
+    """An attached message (``message/rfc822``), or the message that is the
+    whole body of a forward: shown as mail below the body, offered as ``name``."""
+
+    path: str  # of the message/* part; "" when it is the whole body
+    name: str
+    headers: MailHeaders
+    text: str = ""
+    html: str = ""
 
 
 @dataclasses.dataclass
@@ -296,26 +481,72 @@ class ParsedMail:
     html: str = ""
     attachments: list[MailPart] = dataclasses.field(default_factory=list)
     inline: list[MailPart] = dataclasses.field(default_factory=list)
+    nested: list[NestedMail] = dataclasses.field(default_factory=list)
     defects: list[str] = dataclasses.field(default_factory=list)
     error: str = ""
+
+
+_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+
+
+def eml_name(subject: str, path: str) -> str:
+    """The name an attached message without a filename is offered under: its Subject."""
+    base = _UNSAFE_NAME.sub("_", subject).strip(" ._")[:120]
+    return f"{base}.eml" if base else default_filename(path or "1", "message/rfc822")
+
+
+def message_bytes(message: Message) -> bytes:
+    """A parsed message as bytes again, as close to how it came as the parser
+    allows (no ">From" mangling, no refolding)."""
+    out = io.BytesIO()
+    generator = BytesGenerator(out, mangle_from_=False, policy=email.policy.compat32.clone(max_line_length=0))
+    generator.flatten(message)
+    return out.getvalue()
+
+
+def is_attached_message(node: MimeNode) -> bool:
+    """A ``message/*`` part holding a message (RFC 2046 §5.2), as the parser
+    reads every ``message/*`` but delivery status."""
+    return node.message.get_content_maintype() == "message" and node.content_type != "message/delivery-status"
+
+
+def _no_delivery_status_blocks(node: MimeNode, below: list[Message]) -> list[Message]:
+    # A delivery status is one part (its blocks of fields are no parts of their own).
+    return [] if node.content_type == "message/delivery-status" else below
+
+
+@dataclasses.dataclass
+class _Scope:
+    prefix: str  # the paths of its nodes start so
+    parent: str  # what its parts name as their parent
+    target: ParsedMail | NestedMail
+    hint: str | None
 
 
 def parse_message(
     raw: bytes, limits: MailLimits | None = None, *, policy: email.policy.Policy = email.policy.default
 ) -> ParsedMail:
-    """Body, attachments and inline images within ``limits``; never raises on bad input.
+    """Body, attachments, inline images and attached messages within
+    ``limits``; never raises on bad input.
 
-    ``policy=email.policy.compat32`` finds the same parts about 2× faster (no
-    structured header objects): for callers that only want the parts."""
+    An attached message is one part (its ``.eml``) and a ``NestedMail`` with
+    its headers and body; its own attachments are listed with it as their
+    ``parent``. ``policy=email.policy.compat32`` finds the same parts about 2×
+    faster (no structured header objects): for callers that only want the parts."""
     limits = limits or MailLimits()
     try:
         msg = BytesParser(policy=policy).parsebytes(raw)
     except Exception as exc:  # noqa: BLE001 - the raw mail stays archived
         return ParsedMail(message=None, error=f"unparseable: {exc.__class__.__name__}: {exc}")
     result = ParsedMail(message=msg)
+    scopes = [_Scope(prefix="", parent="", target=result, hint=charset_hint(msg))]
     try:
-        for node in walk_mime(msg, limits):
-            _add_node(result, node)
+        for node in walk_mime(msg, limits, children=_no_delivery_status_blocks):
+            while len(scopes) > 1 and not node.path.startswith(scopes[-1].prefix):
+                scopes.pop()
+            scope = _add_node(result, scopes[-1], node)
+            if scope is not None:
+                scopes.append(scope)
     except MailLimitExceeded as exc:
         result.error = f"limit exceeded: {exc}"
     except Exception as exc:  # noqa: BLE001 - hostile input
@@ -361,28 +592,56 @@ def default_filename(path: str, content_type: str) -> str:
     return f"part-{path}{_EXTENSIONS.get(content_type, '.bin')}"
 
 
-def _add_node(result: ParsedMail, node: MimeNode) -> None:
-    """The first text and HTML body; every other leaf an attachment or an inline image."""
+def _add_node(result: ParsedMail, scope: _Scope, node: MimeNode) -> _Scope | None:
+    """The first text and HTML body of each message; every other leaf an
+    attachment or an inline image; an attached message a part and a new scope."""
     path = node.path
     for defect in getattr(node.message, "defects", []):
         result.defects.append(f"{path}: {defect.__class__.__name__}")
-    if node.is_multipart:
-        return
-    role = leaf_role(node, have_text=bool(result.text), have_html=bool(result.html))
+    if is_attached_message(node) and node.children:
+        inner = node.children[0]
+        data = message_bytes(inner)
+        headers = parse_headers(data)
+        name = node.filename or eml_name(headers.subject, path)
+        if path:
+            result.attachments.append(
+                MailPart(
+                    path=path,
+                    content_type="message/rfc822",
+                    filename=name,
+                    content_id=node.content_id,
+                    disposition=node.disposition or "attachment",
+                    payload=data,
+                    parent=scope.parent,
+                )
+            )
+        nested = NestedMail(path=path, name=name, headers=headers)
+        result.nested.append(nested)
+        return _Scope(
+            prefix=f"{path}." if path else "", parent=path, target=nested, hint=charset_hint(inner) or scope.hint
+        )
+    if node.is_multipart and node.content_type != "message/delivery-status":
+        return None
+    role = leaf_role(node, have_text=bool(scope.target.text), have_html=bool(scope.target.html))
     if role.kind == "text":
-        result.text = node.text()
-        return
+        scope.target.text = node.text(scope.hint)
+        return None
     if role.kind == "html":
-        result.html = node.text()
-        return
+        scope.target.html = node.text(scope.hint)
+        return None
     try:
-        payload = node.payload()
+        if node.content_type == "message/delivery-status":
+            payload: bytes | None = b"".join(message_bytes(block) for block in node.children)
+        else:
+            payload = node.payload()
         if payload is None:
-            inner = node.message.get_payload()
-            payload = inner.as_bytes() if isinstance(inner, Message) else str(inner).encode()
+            inner_payload = node.message.get_payload()
+            payload = inner_payload.as_bytes() if isinstance(inner_payload, Message) else str(inner_payload).encode()
     except Exception as exc:  # noqa: BLE001
         result.defects.append(f"{path}: payload unreadable ({exc.__class__.__name__})")
-        return
+        return None
+    if not node.filename and not payload.strip():
+        return None  # an empty (or blank) part without a name is nothing to offer
     item = MailPart(
         path=path or "1",
         content_type=role.content_type,
@@ -390,5 +649,7 @@ def _add_node(result: ParsedMail, node: MimeNode) -> None:
         content_id=role.content_id,
         disposition=role.disposition,
         payload=payload,
+        parent=scope.parent,
     )
     (result.inline if role.kind == "inline" else result.attachments).append(item)
+    return None

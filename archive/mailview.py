@@ -17,8 +17,11 @@ that, when and where the mail was read.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
+import functools
+import hashlib
 import json
 import re
 import secrets
@@ -39,7 +42,7 @@ from django.utils.html import escape, urlize
 from django.utils.http import content_disposition_header
 
 from archive import storage
-from archive.mail import MailHeaders, MailPart, ParsedMail, mail_limits, parse_headers, parse_message
+from archive.mail import MailHeaders, MailPart, NestedMail, ParsedMail, mail_limits, parse_headers, parse_message
 from archive.models import Document, DocumentFile, FileRole, MailView, MailViewEncoder
 from archive.serving import FILE_CSP, is_inline_type
 
@@ -288,6 +291,11 @@ BODY_STYLE = (
     "pre.mail-text{white-space:pre-wrap;font:14px/1.45 ui-monospace,monospace;margin:0}"
     "img{max-width:100%;height:auto}"
     ".mail-empty{color:#59636e;font-style:italic}"
+    ".mail-nested{margin:18px 0 0;padding:10px 0 0 12px;border-top:1px solid #d0d7de;border-left:3px solid #d0d7de}"
+    ".mail-nested-title{margin:0 0 6px;font-weight:600;color:#59636e}"
+    ".mail-nested-headers{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:0 0 10px;"
+    "padding:6px 10px;background:#f6f8fa;border-radius:4px}"
+    ".mail-nested-headers dt{color:#59636e;font-weight:600}.mail-nested-headers dd{margin:0}"
 )
 
 
@@ -439,14 +447,30 @@ def text_to_html(text: str) -> str:
     return f'<pre class="mail-text">{cleaned}</pre>'
 
 
+FRAME_SCRIPT = "mail-frame.js"
+
+
+@functools.cache
+def frame_script() -> tuple[str, str]:
+    """The frame-height script (a static file of ours) and its CSP hash source."""
+    path = settings.BASE_DIR / "static" / FRAME_SCRIPT
+    text = path.read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+    return text, f"'sha256-{digest}'"
+
+
 def body_csp(*, allow_remote: bool) -> str:
-    """The body frame's own policy. ``sandbox`` repeats the iframe's sandbox so
-    the body stays inert when opened on its own."""
+    """The body frame's own policy. The one script it runs is ours, allowed by
+    its hash (it reports the body's height to the View tab): no script of the
+    mail, inline, external, in an event handler or a ``javascript:`` URL, can
+    run. ``sandbox`` repeats the iframe's sandbox (scripts, but an opaque
+    origin: no cookies, no access to the page) so the body stays inert when
+    opened on its own."""
     images = "'self' https: http:" if allow_remote else "'self'"
     return (
-        f"default-src 'none'; img-src {images}; style-src 'unsafe-inline'; "
+        f"default-src 'none'; img-src {images}; style-src 'unsafe-inline'; script-src {frame_script()[1]}; "
         "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; "
-        "sandbox allow-popups allow-popups-to-escape-sandbox"
+        "sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox"
     )
 
 
@@ -465,6 +489,8 @@ class MailAttachment:
     size: int
     inline: bool = False  # an image the body shows through its Content-ID
     url: str = ""  # where it downloads (set by ``mail_summary``)
+    parent: str = ""  # the attached message it is in ("" for the mail's own)
+    depth: int = 0  # how many attached messages deep
 
 
 @dataclasses.dataclass
@@ -563,6 +589,64 @@ class MailBody:
     cids_used: set[str] = dataclasses.field(default_factory=set)
     format: str = "empty"  # "html", "text" or "empty"
 
+    @property
+    def script(self) -> str:
+        """The frame's one script (``static/mail-frame.js``): it posts the body's height."""
+        return frame_script()[0]
+
+
+_EMPTY_BODY = '<p class="mail-empty">This mail has no text to show.</p>'
+
+
+def _render(
+    text: str, html: str, *, cid_url: Callable[[str], str | None], allow_remote: bool, prefer_text: bool
+) -> MailBody:
+    if html and not (prefer_text and text):
+        clean = sanitize_mail_html(html, cid_url=cid_url, allow_remote=allow_remote)
+        return MailBody(html=clean.html, remote_blocked=clean.remote_blocked, cids_used=clean.cids_used, format="html")
+    if text:
+        return MailBody(html=text_to_html(text), format="text")
+    return MailBody(html="")
+
+
+def _nested_headers_html(headers: MailHeaders) -> str:
+    rows = [("From", headers.from_), ("To", headers.to)]
+    if headers.cc:
+        rows.append(("CC", headers.cc))
+    rows.append(("Date", headers.date.strftime("%a, %d %b %Y %H:%M %z") if headers.date else ""))
+    rows.append(("Subject", headers.subject or "(no subject)"))
+    cells = "".join(f"<dt>{name}</dt><dd>{escape(value or '—')}</dd>" for name, value in rows)
+    return f'<dl class="mail-nested-headers">{cells}</dl>'
+
+
+def _nested_section(path: str, name: str, headers: MailHeaders, body_html: str) -> str:
+    title = f"Attached message: {escape(name)}" if path else "Forwarded message"
+    return (
+        f'<section class="mail-nested" data-part="{escape(path)}"><p class="mail-nested-title">{title}</p>'
+        f"{_nested_headers_html(headers)}{body_html or _EMPTY_BODY}</section>"
+    )
+
+
+def _combined(main: MailBody, nested: list[tuple[str, str, MailHeaders, MailBody]]) -> MailBody:
+    """The mail's own body, then each attached message as mail (its headers and body)."""
+    if not main.html and not nested:
+        return MailBody(html=_EMPTY_BODY)
+    out = MailBody(
+        html=main.html if main.html or not nested else "",
+        remote_blocked=main.remote_blocked,
+        cids_used=set(main.cids_used),
+        format=main.format,
+    )
+    sections = []
+    for path, name, headers, body in nested:
+        sections.append(_nested_section(path, name, headers, body.html))
+        out.remote_blocked += body.remote_blocked
+        out.cids_used |= body.cids_used
+        if out.format == "empty":
+            out.format = body.format
+    out.html += "".join(sections)
+    return out
+
 
 def mail_body(
     loaded: LoadedMail,
@@ -572,32 +656,64 @@ def mail_body(
     prefer_text: bool = False,
 ) -> MailBody:
     """The body to show: sanitised HTML when the mail has it (unless the user
-    asked for text), else its text."""
+    asked for text), else its text; attached messages below it, as mail."""
     if loaded.stored is not None:
         return _stored_body(
             loaded.stored["body"], part_url=part_url, allow_remote=allow_remote, prefer_text=prefer_text
         )
     parsed = loaded.parsed
-    if parsed is None or not (parsed.html or parsed.text):
-        return MailBody(html='<p class="mail-empty">This mail has no text to show.</p>')
-    if parsed.html and not (prefer_text and parsed.text):
-        cids = _cid_map(loaded.parts)
+    if parsed is None:
+        return MailBody(html=_EMPTY_BODY)
+    cids = _cid_map(loaded.parts)
 
-        def cid_url(cid: str) -> str | None:
-            part = cids.get(cid)
-            # Only images are embedded; anything else stays an attachment.
-            if part is None or not is_inline_image(part.content_type):
-                return None
-            return part_url(part.path)
+    def cid_url(cid: str) -> str | None:
+        part = cids.get(cid)
+        # Only images are embedded; anything else stays an attachment.
+        if part is None or not is_inline_image(part.content_type):
+            return None
+        return part_url(part.path)
 
-        clean = sanitize_mail_html(parsed.html, cid_url=cid_url, allow_remote=allow_remote)
-        return MailBody(html=clean.html, remote_blocked=clean.remote_blocked, cids_used=clean.cids_used, format="html")
-    return MailBody(html=text_to_html(parsed.text), format="text")
+    def render(text: str, html: str) -> MailBody:
+        return _render(text, html, cid_url=cid_url, allow_remote=allow_remote, prefer_text=prefer_text)
+
+    return _combined(
+        render(parsed.text, parsed.html),
+        [(n.path, n.name, n.headers, render(n.text, n.html)) for n in parsed.nested],
+    )
 
 
 def mail_attachments(loaded: LoadedMail, cids_used: set[str]) -> list[MailAttachment]:
-    """What the attachment list shows: every part that is not the body; inline
-    images that the body shows are marked so."""
+    """What the attachment list shows: every part that is not the body, the
+    parts of an attached message right after its ``.eml``; inline images that
+    the body shows are marked so."""
+    return _grouped(_attachments(loaded, cids_used))
+
+
+def _grouped(attachments: list[MailAttachment]) -> list[MailAttachment]:
+    by_parent: dict[str, list[MailAttachment]] = {}
+    paths = {a.part for a in attachments}
+    for attachment in attachments:
+        # A part whose message is not listed (the whole body) is the mail's own.
+        by_parent.setdefault(attachment.parent if attachment.parent in paths else "", []).append(attachment)
+    out: list[MailAttachment] = []
+    seen: set[str] = set()
+
+    def add(parent: str, depth: int) -> None:
+        for attachment in by_parent.get(parent, []):
+            if attachment.part in seen:
+                continue
+            seen.add(attachment.part)
+            attachment.depth = depth
+            out.append(attachment)
+            if attachment.part in by_parent and attachment.part != parent:
+                add(attachment.part, depth + 1)
+
+    add("", 0)
+    out.extend(a for a in attachments if a.part not in seen)
+    return out
+
+
+def _attachments(loaded: LoadedMail, cids_used: set[str]) -> list[MailAttachment]:
     if loaded.stored is not None:
         return [
             MailAttachment(
@@ -606,6 +722,7 @@ def mail_attachments(loaded: LoadedMail, cids_used: set[str]) -> list[MailAttach
                 content_type=part["content_type"],
                 size=part["size"],
                 inline=bool(part["content_id"]) and normalise_cid(part["content_id"]) in cids_used,
+                parent=part.get("parent", ""),
             )
             for part in loaded.stored["parts"]
         ]
@@ -619,6 +736,7 @@ def mail_attachments(loaded: LoadedMail, cids_used: set[str]) -> list[MailAttach
                 content_type=part.content_type,
                 size=len(part.payload),
                 inline=inline,
+                parent=part.parent,
             )
         )
     return out
@@ -740,7 +858,8 @@ def mail_summary(document: Document, original: DocumentFile) -> MailSummary:
 # request, the placeholder's URL depends on the static files. A view swaps the
 # markers for them; the marker's nonce is random per mail, so no mail can
 # predict one (and a marker in the text would only become a URL as text).
-MAIL_VIEW_SCHEMA = 1
+# 2: attached messages (``nested``, parts' ``parent``), charsets guessed.
+MAIL_VIEW_SCHEMA = 2
 # A view row bigger than this (a giant HTML body) is not stored: such a mail is
 # parsed per request, as before processing.
 MAIL_VIEW_MAX_BYTES = 8 * 1024 * 1024
@@ -755,14 +874,17 @@ class PartInfo:
     filename: str
     content_id: str
     size: int
+    parent: str = ""
 
 
 def _marker(nonce: str, target: str) -> str:
     return f"/mail-view-{nonce}/{target}/"
 
 
-def _stored_bodies(text: str, html: str, parts: Sequence[PartInfo]) -> dict[str, Any]:
-    nonce = secrets.token_hex(16)
+def _stored_bodies(
+    text: str, html: str, parts: Sequence[PartInfo], nested: Sequence[NestedMail] = (), nonce: str | None = None
+) -> dict[str, Any]:
+    nonce = nonce or secrets.token_hex(16)
     body: dict[str, Any] = {"nonce": nonce, "has_text": bool(text), "has_html": bool(html)}
     if html:
         cids = _cid_map(parts)
@@ -783,6 +905,16 @@ def _stored_bodies(text: str, html: str, parts: Sequence[PartInfo]) -> dict[str,
             ).html
     if text:
         body["text_html"] = text_to_html(text)
+    if nested:
+        body["nested"] = [
+            {
+                "path": n.path,
+                "name": n.name,
+                "headers": _headers_dumps(n.headers),
+                "body": _stored_bodies(n.text, n.html, parts, nonce=nonce),
+            }
+            for n in nested
+        ]
     return body
 
 
@@ -797,18 +929,22 @@ def _unmarked(html: str, nonce: str, part_url: Callable[[str], str]) -> str:
 def _stored_body(
     body: dict[str, Any], *, part_url: Callable[[str], str], allow_remote: bool, prefer_text: bool
 ) -> MailBody:
-    if not (body["has_html"] or body["has_text"]):
-        return MailBody(html='<p class="mail-empty">This mail has no text to show.</p>')
-    if body["has_html"] and not (prefer_text and body["has_text"]):
-        remote = allow_remote and "html_remote" in body
-        html = _unmarked(body["html_remote"] if remote else body["html"], body["nonce"], part_url)
-        return MailBody(
-            html=html,
-            remote_blocked=0 if allow_remote else body["remote_blocked"],
-            cids_used=set(body["cids_used"]),
-            format="html",
-        )
-    return MailBody(html=body["text_html"], format="text")
+    def render(one: dict[str, Any]) -> MailBody:
+        if one["has_html"] and not (prefer_text and one["has_text"]):
+            remote = allow_remote and "html_remote" in one
+            html = _unmarked(one["html_remote"] if remote else one["html"], body["nonce"], part_url)
+            return MailBody(
+                html=html,
+                remote_blocked=0 if allow_remote else one["remote_blocked"],
+                cids_used=set(one["cids_used"]),
+                format="html",
+            )
+        if one["has_text"]:
+            return MailBody(html=one["text_html"], format="text")
+        return MailBody(html="")
+
+    nested = [(n["path"], n["name"], _headers_loads(n["headers"]), render(n["body"])) for n in body.get("nested", [])]
+    return _combined(render(body), nested)
 
 
 def _headers_dumps(headers: MailHeaders) -> dict[str, Any]:
@@ -823,15 +959,22 @@ def _headers_loads(fields: dict[str, Any]) -> MailHeaders:
 
 
 def mail_view_data(
-    headers: MailHeaders, *, text: str, html: str, parts: Sequence[PartInfo], error: str
+    headers: MailHeaders,
+    *,
+    text: str,
+    html: str,
+    parts: Sequence[PartInfo],
+    error: str,
+    nested: Sequence[NestedMail] = (),
 ) -> dict[str, Any] | None:
     """What ``mail_load`` reads instead of the ``.eml``: built by processing from
     what it parsed (``parts``: the attachments, then the inline images, as
-    ``ParsedMail`` lists them). None when it would be too big to keep."""
+    ``ParsedMail`` lists them; ``nested``: its attached messages). None when
+    it would be too big to keep."""
     data = {
         "headers": _headers_dumps(headers),
         "error": error,
-        "body": _stored_bodies(text, html, parts),
+        "body": _stored_bodies(text, html, parts, nested),
         "parts": [
             {
                 "path": part.path,
@@ -839,6 +982,7 @@ def mail_view_data(
                 "content_type": part.content_type,
                 "content_id": part.content_id,
                 "size": part.size,
+                "parent": part.parent,
             }
             for part in parts
         ],

@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from email.message import Message
 from email.parser import BytesHeaderParser
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from archive import storage
 from archive.mail import (
@@ -37,9 +37,12 @@ from archive.mail import (
     MailLimitExceeded,
     MailLimits,
     MimeNode,
+    NestedMail,
     decode_bytes,
     default_filename,
+    eml_name,
     leaf_role,
+    parse_headers,
 )
 
 # Mails smaller than this are parsed by ``email.parser`` (memory ~8× the mail).
@@ -72,6 +75,7 @@ class StoredPart:
     content_id: str
     disposition: str
     blob: storage.StoredBlob
+    parent: str = ""  # as ``mail.MailPart.parent``
 
     @property
     def size(self) -> int:
@@ -84,6 +88,9 @@ class StreamedMail:
     html: str = ""
     attachments: list[StoredPart] = dataclasses.field(default_factory=list)
     inline: list[StoredPart] = dataclasses.field(default_factory=list)
+    # The message that is the whole body of a forward (its headers and body);
+    # an attached message deeper in is stored as its .eml, not read here.
+    nested: list[NestedMail] = dataclasses.field(default_factory=list)
     error: str = ""
 
 
@@ -97,6 +104,8 @@ class _Lines:
         self._at_start = True  # the next piece starts a line
         self.boundaries: list[re.Pattern[bytes]] = []
         self.starts_line = True  # of the piece last returned
+        # Files that get a copy of every piece returned (attached messages being read).
+        self.copies: list[IO[bytes]] = []
 
     def _next(self) -> tuple[bytes, bool]:
         if self._pushed:
@@ -107,6 +116,10 @@ class _Lines:
         return piece, start
 
     def unread(self, piece: bytes, starts_line: bool) -> None:
+        """Give back the piece ``readline`` returned last."""
+        for copy in self.copies:
+            copy.seek(-len(piece), 2)
+            copy.truncate()
         self._pushed.append((piece, starts_line))
 
     def readline(self) -> bytes:
@@ -114,9 +127,11 @@ class _Lines:
         boundary of an enclosing multipart (left to be read by its owner)."""
         piece, start = self._next()
         if piece and start and any(b.match(piece) for b in reversed(self.boundaries)):
-            self.unread(piece, start)
+            self._pushed.append((piece, start))
             return b""
         self.starts_line = start
+        for copy in self.copies:
+            copy.write(piece)
         return piece
 
 
@@ -174,11 +189,34 @@ class _Walk:
         self.put = put
         self.count = 0
         self.result = StreamedMail()
+        # Where the first text and HTML body go: the mail, or the message it forwards.
+        self.body: StreamedMail | NestedMail = self.result
+        self.parent = ""
+        self.hint: str | None = None
 
     # --- one entity: headers, then its body by type
 
-    def entity(self, path: str, depth: int, *, in_multipart: bool, digest: bool = False) -> None:
-        message = self._headers()
+    def entity(
+        self,
+        path: str,
+        depth: int,
+        *,
+        in_multipart: bool,
+        digest: bool = False,
+        message_of: MimeNode | None = None,
+    ) -> None:
+        """``message_of``: the message/* part this entity is the message of."""
+        message, block = self._headers()
+        if message_of is not None:
+            headers = parse_headers(block)
+            name = message_of.filename or eml_name(headers.subject, message_of.path)
+            nested = NestedMail(path=message_of.path, name=name, headers=headers)
+            self.result.nested.append(nested)
+            self.body = nested
+            self.parent = message_of.path
+            self.hint = None
+        if self.hint is None and message.get_content_maintype() == "text":
+            self.hint = message.get_content_charset()
         if digest:
             message.set_default_type("message/rfc822")  # RFC 2046 §5.1.5
         self.count += 1
@@ -188,15 +226,16 @@ class _Walk:
             raise MailLimitExceeded(f"MIME nesting deeper than {self.limits.max_depth}")
         ctype = message.get_content_type()
         if ctype == "message/delivery-status":
-            self.delivery_status(path, depth)
+            self.leaf(message, path, self._body(), strip=in_multipart)
         elif message.get_content_maintype() == "message":
-            self.entity(f"{path}.1" if path else "1", depth + 1, in_multipart=in_multipart)
+            self.attached_message(message, path, depth, in_multipart=in_multipart)
         elif message.get_content_maintype() == "multipart" and message.get_boundary() is not None:
             self.multipart(message, path, depth, in_multipart=in_multipart)
         else:
             self.leaf(message, path, self._body(), strip=in_multipart)
 
-    def _headers(self) -> Message:
+    def _headers(self) -> tuple[Message, bytes]:
+        """The entity's header fields, and their bytes with the empty line that ends them."""
         block: list[bytes] = []
         size = 0
         while True:
@@ -206,11 +245,48 @@ class _Walk:
             if self.lines.starts_line and not _HEADER_LINE.match(line):
                 if not _EMPTY_LINE.match(line):
                     self.lines.unread(line, True)  # the body starts without an empty line
+                else:
+                    block.append(line)
                 break
             size += len(line)
             if size <= HEADER_MAX:
                 block.append(line)
-        return _HEADER_PARSER.parsebytes(b"".join(block))
+        data = b"".join(block)
+        return _HEADER_PARSER.parsebytes(data), data
+
+    def attached_message(self, message: Message, path: str, depth: int, *, in_multipart: bool) -> None:
+        """An attached message: read as mail (its body and parts, as
+        ``mail.parse_message`` reads them) while a copy of it becomes its .eml
+        part — but not for the message that is the whole body."""
+        node = MimeNode(message=message, path=path, depth=depth, content_type=message.get_content_type())
+        saved = (self.body, self.parent, self.hint)
+        at = len(self.result.attachments)
+        copy = tempfile.SpooledTemporaryFile(_SPOOL_BYTES)  # noqa: SIM115 - closed below
+        try:
+            self.lines.copies.append(copy)
+            try:
+                self.entity(f"{path}.1" if path else "1", depth + 1, in_multipart=in_multipart, message_of=node)
+            finally:
+                self.lines.copies.remove(copy)
+                self.body, self.parent, self.hint = saved
+            if not path:
+                return
+            nested = next((n for n in self.result.nested if n.path == path), None)
+            name = nested.name if nested is not None else default_filename(path, "message/rfc822")
+            copy.seek(0)
+            lines = iter(lambda: copy.readline(LINE_MAX), b"")
+            part = StoredPart(
+                path=path,
+                content_type="message/rfc822",
+                filename=name,
+                content_id=node.content_id,
+                disposition=node.disposition or "attachment",
+                blob=self.put(_stripped(lines) if in_multipart else lines),
+                parent=self.parent,
+            )
+            self.result.attachments.insert(at, part)
+        finally:
+            copy.close()
 
     def _body(self) -> Iterator[bytes]:
         """The rest of this entity, up to the next boundary of an enclosing multipart."""
@@ -261,33 +337,6 @@ class _Walk:
         finally:
             preamble.close()
 
-    def delivery_status(self, path: str, depth: int) -> None:
-        """Blocks of header fields separated by empty lines, each a leaf without
-        a body (as ``email.feedparser`` reads them); a small body, held."""
-        blocks: list[list[bytes]] = [[]]
-        size = 0
-        for line in self._body():
-            size += len(line)
-            if size > HEADER_MAX:
-                continue
-            if self.lines.starts_line and _EMPTY_LINE.match(line):
-                blocks.append([])
-            else:
-                blocks[-1].append(line)
-        if not blocks[-1] and len(blocks) > 1:
-            blocks.pop()
-        for number, block in enumerate(blocks, 1):
-            headers = 0
-            while headers < len(block) and _HEADER_LINE.match(block[headers]):
-                headers += 1
-            message = _HEADER_PARSER.parsebytes(b"".join(block[:headers]))
-            self.count += 1
-            if self.count > self.limits.max_parts:
-                raise MailLimitExceeded(f"more than {self.limits.max_parts} MIME parts")
-            if depth + 1 > self.limits.max_depth:
-                raise MailLimitExceeded(f"MIME nesting deeper than {self.limits.max_depth}")
-            self.leaf(message, f"{path}.{number}" if path else str(number), iter(block[headers:]), strip=False)
-
     def _skip_epilogue(self) -> None:
         for _ in self._body():
             pass
@@ -297,7 +346,8 @@ class _Walk:
     def leaf(self, message: Message, path: str, body: Iterator[bytes], *, strip: bool) -> None:
         node = MimeNode(message=message, path=path, depth=0, content_type=message.get_content_type())
         result = self.result
-        role = leaf_role(node, have_text=bool(result.text), have_html=bool(result.html))
+        target = self.body
+        role = leaf_role(node, have_text=bool(target.text), have_html=bool(target.html))
         decoder = _Decoder(str(message.get("content-transfer-encoding", "")).lower())
         decoded = _decoded(decoder, _stripped(body) if strip else body)
         if role.kind in ("text", "html"):
@@ -313,21 +363,38 @@ class _Walk:
                     decoded = itertools.chain(held, decoded)
                     break
             else:
-                text = decode_bytes(b"".join(held), message.get_content_charset())
+                text = decode_bytes(b"".join(held), message.get_content_charset(), hint=self.hint)
                 if role.kind == "text":
-                    result.text = text
+                    target.text = text
                 else:
-                    result.html = text
+                    target.html = text
                 return
+        seen = _Content()
         part = StoredPart(
             path=path or "1",
             content_type=role.content_type,
             filename=role.filename,
             content_id=role.content_id,
             disposition=role.disposition,
-            blob=self.put(decoded),
+            blob=self.put(seen.watch(decoded)),
+            parent=self.parent,
         )
+        if not seen.any and not node.filename:
+            return  # an empty (or blank) part without a name is nothing to offer
         (result.inline if role.kind == "inline" else result.attachments).append(part)
+
+
+class _Content:
+    """Whether the chunks passed through ``watch`` held more than white space."""
+
+    def __init__(self) -> None:
+        self.any = False
+
+    def watch(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if not self.any and chunk.strip():
+                self.any = True
+            yield chunk
 
 
 def _stripped(lines: Iterator[bytes]) -> Iterator[bytes]:

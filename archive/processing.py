@@ -104,17 +104,19 @@ def _read(original: DocumentFile) -> _Parsed:
             fh.seek(0)
             streamed = mimestream.stream_parse(fh, mail_limits())
         stored = streamed.attachments + streamed.inline
-        infos = [mailview.PartInfo(p.path, p.content_type, p.filename, p.content_id, p.size) for p in stored]
+        infos = [mailview.PartInfo(p.path, p.content_type, p.filename, p.content_id, p.size, p.parent) for p in stored]
         view = mailview.mail_view_data(
-            headers, text=streamed.text, html=streamed.html, parts=infos, error=streamed.error
+            headers, text=streamed.text, html=streamed.html, parts=infos, error=streamed.error, nested=streamed.nested
         )
         return _Parsed(error=streamed.error, view=view, stored=stored)
     raw = storage.read_bytes(original.sha256)
     parsed = _parse(raw)
     parts = parsed.attachments + parsed.inline
-    infos = [mailview.PartInfo(p.path, p.content_type, p.filename, p.content_id, len(p.payload)) for p in parts]
+    infos = [
+        mailview.PartInfo(p.path, p.content_type, p.filename, p.content_id, len(p.payload), p.parent) for p in parts
+    ]
     view = mailview.mail_view_data(
-        parse_headers(raw), text=parsed.text, html=parsed.html, parts=infos, error=parsed.error
+        parse_headers(raw), text=parsed.text, html=parsed.html, parts=infos, error=parsed.error, nested=parsed.nested
     )
     return _Parsed(error=parsed.error, view=view, parts=parts)
 

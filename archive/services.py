@@ -145,6 +145,44 @@ def _version_target(settings: ArchiveSettings, values: Mapping[str, object], own
     return Document.objects.select_for_update().filter(owner_group=owner_group, **lookup).order_by("pk").first()
 
 
+_MAIL_TITLE = "\x00mail title"  # the subject as the default title, not as a value given
+# Header → the archive field of that name (the defaults of a mail source's mapping, SPEC §2).
+_MAIL_FIELDS = (("from", "from_"), ("to", "to"), ("cc", "cc"), ("subject", "subject"))
+
+
+def _is_mail_upload(name: str, content_type: str) -> bool:
+    return content_type == "message/rfc822" or name.lower().endswith(".eml")
+
+
+def _mail_values(blob: storage.StoredBlob) -> dict[str, object]:
+    """From, To, CC, Subject and Date of an uploaded mail, for the fields of
+    those names that can hold them (and the Subject as the default title)."""
+    from archive.mail import parse_headers  # here: archive.mail reads settings lazily, keep imports light
+    from archive.mailview import HEAD_BYTES
+
+    with storage.open_blob(blob.sha256) as fh:
+        headers = parse_headers(fh.read(HEAD_BYTES))
+    if headers.error:
+        return {}
+    fields = {f.name: f for f in FieldDefinition.objects.filter(name__in=[n for n, _a in _MAIL_FIELDS] + ["date"])}
+    values: dict[str, object] = {}
+    candidates: list[tuple[str, object]] = [(name, getattr(headers, attr)) for name, attr in _MAIL_FIELDS]
+    if headers.date is not None:
+        candidates.append(("date", headers.date.isoformat()))
+    for name, value in candidates:
+        field = fields.get(name)
+        if field is None or field.internal or not value:
+            continue
+        try:
+            clean_field_value(field, value)
+        except ValidationError:
+            continue  # a header that does not fit its field stays in the raw mail
+        values[name] = value
+    if headers.subject:
+        values[_MAIL_TITLE] = headers.subject
+    return values
+
+
 @transaction.atomic
 def document_create_from_upload(
     *,
@@ -157,14 +195,18 @@ def document_create_from_upload(
     """One uploaded file → a new document, or the next version of an existing
     one when versioning matches its version key. Returns (document, is_new_version)."""
     settings = ArchiveSettings.load()
-    values = dict(values or {})
+    content_type = content_type or guess_content_type(name)
+    mail = _is_mail_upload(name, content_type)
+    # An uploaded mail fills its fields from its headers; values given with the upload win.
+    values = {**(_mail_values(blob) if mail else {}), **(values or {})}
+    title = values.pop(_MAIL_TITLE, None)
     if settings.filename_field is not None:
         values[settings.filename_field.name] = name
     # The file name is the default title; as such it can be the version key too.
     target = _version_target(settings, {"title": name, **values}, owner_group)
-    new_file = NewFile(name=name, blob=blob, content_type=content_type or guess_content_type(name))
+    new_file = NewFile(name=name, blob=blob, content_type=content_type)
     if target is None:
-        values.setdefault("title", name)
+        values.setdefault("title", title or name)
         values.setdefault("date", dt.date.today().isoformat())
         return document_create(owner_group=owner_group, values=values, files=[new_file]), False
     # A new version keeps the document's own fields (a title typed by a user

@@ -150,15 +150,14 @@ def _version_key_of(document: Document, settings: ArchiveSettings) -> str:
     return "" if value in (None, "") else str(value)
 
 
-def _viewer_kind(document: Document, original, usage: str = PrimaryUsage.DOCUMENTS) -> str:  # type: ignore[no-untyped-def]
+def _viewer_kind(document: Document, original: DocumentFile | None, usage: str = PrimaryUsage.DOCUMENTS) -> str:
     if original is None:
         return "none"
     if document.kind == "mail":
         return "mail"
     ct = original.content_type
-    # The primary usage picks the viewer for what it is about: in a mail
-    # archive an uploaded .eml opens in the mail view, elsewhere it downloads.
-    if ct == "message/rfc822" and usage == PrimaryUsage.MAILS:
+    # A mail is shown as mail whatever the archive is mainly for (an uploaded .eml too).
+    if ct == "message/rfc822" or original.name.lower().endswith(".eml"):
         return "mail"
     if ct == "application/pdf":
         return "pdf"

@@ -161,8 +161,30 @@
     }
   }
 
+  // The mail body frame (sandboxed, an opaque origin) posts its content height
+  // (static/mail-frame.js): accepted only from that frame, as a bounded number.
+  const FRAME_MIN = 64, FRAME_MAX = 100000;
+  function onFrameMessage(event) {
+    const frame = document.getElementById("mail-body");
+    if (!frame || event.source !== frame.contentWindow) return;
+    const data = event.data;
+    const height = data && typeof data === "object" ? data.mailFrameHeight : undefined;
+    if (typeof height !== "number" || !Number.isFinite(height)) return;
+    frame.style.height = Math.min(FRAME_MAX, Math.max(FRAME_MIN, Math.ceil(height) + 2)) + "px";
+    frame.dataset.sized = "true";
+  }
+  window.addEventListener("message", onFrameMessage);
+
+  function setUpMailFrame(frame) {
+    const ask = () => { if (frame.contentWindow) frame.contentWindow.postMessage("mail-frame-height", "*"); };
+    frame.addEventListener("load", ask);
+    ask();
+  }
+
   document.addEventListener("copy", onCopy);
   document.addEventListener("DOMContentLoaded", () => {
+    const mailFrame = document.getElementById("mail-body");
+    if (mailFrame) setUpMailFrame(mailFrame);
     const print = document.getElementById("print");
     if (print) print.addEventListener("click", () => window.print());
     const doc = document.getElementById("document");

@@ -12,7 +12,17 @@ from django.urls import reverse
 
 from archive.mailview import body_csp, sanitize_mail_html, text_to_html
 from archive.models import ArchiveSettings, Document, FieldDefinition, FieldType, FileRole, PublicAccess
-from tests.archive.mail_samples import PNG, archive_mail, html_mail, text_mail
+from tests.archive.mail_samples import (
+    PNG,
+    archive_mail,
+    forward_as_body,
+    html_mail,
+    labelled_mail,
+    nested_mail,
+    raw_subject_mail,
+    sibling_charset_mail,
+    text_mail,
+)
 
 PART_URL = "/dms/doc/7/mail/part/1.2/"
 
@@ -185,10 +195,12 @@ def test_a_text_body_is_escaped_and_its_links_open_in_a_new_tab():
 def test_the_body_policy_allows_remote_images_only_when_asked_for():
     strict = body_csp(allow_remote=False)
     assert "default-src 'none'" in strict and "img-src 'self';" in strict and "http" not in strict
-    assert "script-src" not in strict  # default-src 'none' covers scripts
+    # Scripts: only the frame-height script, by its hash (no 'self', no inline, no host).
+    (scripts,) = [d.strip() for d in strict.split(";") if d.strip().startswith("script-src")]
+    assert re.fullmatch(r"script-src 'sha256-[A-Za-z0-9+/=]{44}'", scripts)
     for directive in ("frame-ancestors 'self'", "base-uri 'none'", "form-action 'none'", "sandbox"):
         assert directive in strict
-    assert "allow-scripts" not in strict and "allow-same-origin" not in strict
+    assert "allow-same-origin" not in strict
     assert "img-src 'self' https: http:" in body_csp(allow_remote=True)
 
 
@@ -237,8 +249,8 @@ def test_the_view_tab_shows_the_decoded_headers_and_a_sandboxed_body_frame(clien
     assert 'id="mail-subject">Grüße aus Zürich' in page
     assert 'datetime="2024-03-05T14:30:00+00:00"' in page
     frame = re.search(r"<iframe[^>]*id=\"mail-body\"[^>]*>", page, re.S).group(0)
-    assert 'sandbox="allow-popups allow-popups-to-escape-sandbox"' in frame
-    assert "allow-scripts" not in frame and "allow-same-origin" not in frame
+    assert 'sandbox="allow-scripts allow-popups allow-popups-to-escape-sandbox"' in frame
+    assert "allow-same-origin" not in frame  # scripts: only ours, by the body's CSP
     assert f'src="{body_url(mail)}"' in frame
     original = mail.original()
     assert f"{reverse('archive:file', args=[mail.pk, original.pk])}?download=1" in page
@@ -380,14 +392,37 @@ def test_mail_routes_refuse_other_documents(client, alice, make_document):
     assert client.get(part_url(doc, "1")).status_code == 404
 
 
-def test_an_uploaded_eml_opens_in_the_mail_view_in_a_mail_archive(client, alice, make_document):
+@pytest.mark.parametrize("usage", ["documents", "mails", "media"])
+def test_an_uploaded_eml_opens_in_the_mail_view_whatever_the_archive_is_for(client, alice, make_document, usage):
     settings = ArchiveSettings.load()
-    settings.primary_usage = "mails"
+    settings.primary_usage = usage
     settings.save()
     doc = make_document(content=html_mail("<p>uploaded</p>"), name="uploaded.eml")
     client.force_login(alice)
     assert 'id="mail-headers"' in client.get(document_url(doc)).content.decode()
     assert "<p>uploaded</p>" in client.get(body_url(doc)).content.decode()
+
+
+def test_an_uploaded_eml_fills_its_fields_from_its_headers(make_document):
+    doc = make_document(content=html_mail("<p>uploaded</p>"), name="uploaded.eml")
+    doc.refresh_from_db()
+    assert doc.title == "Grüße aus Zürich"
+    assert doc.values["from"] == "Jürg Müller <juerg@example.com>"
+    assert doc.values["to"] == "Alice <alice@example.com>, bob@example.com"
+    assert doc.values["cc"] == "Carol <carol@example.com>"
+    assert doc.values["subject"] == "Grüße aus Zürich"
+    assert doc.values["filename"] == "uploaded.eml"
+    assert str(doc.values["date"]).startswith("2024-03-05")
+
+
+def test_values_given_with_an_uploaded_eml_win_over_its_headers(make_document):
+    doc = make_document(content=html_mail("<p>x</p>"), name="x.eml", values={"subject": "typed", "title": "Mine"})
+    doc.refresh_from_db()
+    assert (doc.title, doc.values["subject"], doc.values["from"]) == (
+        "Mine",
+        "typed",
+        "Jürg Müller <juerg@example.com>",
+    )
 
 
 # --- Access ------------------------------------------------------------------------------
@@ -532,13 +567,27 @@ def test_the_mime_walk_stops_at_its_limits_or_leaves_out_what_is_too_deep():
         ("Grüße".encode(), None, "Grüße"),
         ("Grüße".encode("utf-8-sig"), None, "Grüße"),
         ("Grüße".encode("utf-16"), None, "Grüße"),
-        (b"Gr\xc3\x28e", "utf-8", "Gr\ufffd(e"),  # declared, broken: replaced, not guessed
+        ("Grüße ".encode() + b"Gr\xc3\x28e", "utf-8", "Grüße Gr\ufffd(e"),  # UTF-8 with a broken byte: replaced
+        ("Grüße".encode("cp1252"), "utf-8", "Grüße"),  # labelled UTF-8, written in Windows-1252: guessed
+        ("tendrás".encode("latin-1"), "ansi_x3.110-1983", "tendrás"),  # an alias
+        ("邮件传输失败！".encode(), "gb2312", "邮件传输失败！"),  # labelled GB2312, written in UTF-8
+        ("邮件传输失败！".encode("gb2312"), "gb2312", "邮件传输失败！"),
+        ("Узнай как заработать".encode("cp1251"), None, "Узнай как заработать"),  # undeclared Cyrillic
+        ("邮件传输失败！".encode("gb2312"), None, "邮件传输失败！"),  # undeclared Chinese
+        ("Привет мир, как дела".encode("koi8-r"), None, "Привет мир, как дела"),
     ],
 )
 def test_one_decoder_reads_declared_charsets_and_guesses_undeclared_ones(data, charset, text):
     from archive.mail import decode_bytes
 
     assert decode_bytes(data, charset) == text
+
+
+def test_a_part_without_a_charset_is_read_in_the_charset_its_sibling_declares():
+    from archive.mail import decode_bytes
+
+    data = "martedì 5 marzo".encode("iso-8859-1")
+    assert decode_bytes(data, None, hint="iso-8859-1") == "martedì 5 marzo"
 
 
 def test_a_body_without_a_charset_reads_the_same_in_the_view_and_in_the_search_text(client, alice, group_a):
@@ -551,3 +600,123 @@ def test_a_body_without_a_charset_reads_the_same_in_the_view_and_in_the_search_t
     html = client.get(body_url(doc)).content.decode()
     assert "Grüße, die Offerte für Zürich" in html
     assert "Grüße, die Offerte für Zürich" in extract_text(raw, "message/rfc822", "mail.eml")
+
+
+# --- Real-world shapes (issue 15) -------------------------------------------------------------
+# Each is checked as parsed per request and as processing stored it (the view model).
+
+BOTH = pytest.mark.parametrize("processed", [False, True], ids=["from-the-eml", "from-the-stored-view"])
+
+
+def view_of(client, alice, doc: Document, processed: bool) -> tuple[str, str, list[tuple[str, str, str]]]:
+    """(the View tab page, the body frame, the listed attachments as (part, name, class))."""
+    from archive.processing import mail_document_process
+
+    if processed:
+        mail_document_process(doc)
+        assert doc.original().mail_view.schema == 2
+    client.force_login(alice)
+    page = client.get(document_url(doc)).content.decode()
+    body = client.get(body_url(doc)).content.decode()
+    listed = re.findall(
+        r'<li data-part="([0-9.]+)"( class="mail-attachment-nested"[^>]*)?><a href="[^"]*">([^<]*)</a>', page
+    )
+    return page, body, [(part, name, "nested" if nested else "") for part, nested, name in listed]
+
+
+@BOTH
+def test_attached_messages_are_offered_under_their_names_and_shown_as_mail(client, alice, group_a, processed):
+    doc = archive_mail(nested_mail(), group_a)
+    page, body, listed = view_of(client, alice, doc, processed)
+    assert listed == [
+        ("2", "originalmail.eml", ""),
+        ("2.1.2", "DSN57BAC498.txt", "nested"),
+        ("3", "original message.eml", ""),
+        ("3.1.2", "draft-ietf-mboned-mix-00.txt", "nested"),
+    ]  # no part-….txt, no 0-byte part
+    assert "Both messages are attached." in body
+    # Each attached message below the body, as mail: its headers, then its body.
+    sections = re.findall(r'<section class="mail-nested" data-part="([0-9.]+)">(.*?)</section>', body, re.S)
+    assert [part for part, _ in sections] == ["2", "3"]
+    first = sections[0][1]
+    assert "Attached message: originalmail.eml" in first
+    assert "MAILER-DAEMON@mx.example.com" in first and "Undelivered Mail Returned to Sender" in first
+    assert "The mail could not be delivered." in first
+    assert "Here is the draft." in sections[1][1] and "Bob &lt;bob@example.com&gt;" in sections[1][1]
+
+
+@BOTH
+def test_an_attached_message_downloads_as_the_message_it_is(client, alice, group_a, processed):
+    from email import message_from_bytes
+
+    doc = archive_mail(nested_mail(), group_a)
+    view_of(client, alice, doc, processed)
+    response = client.get(part_url(doc, "2") + "?download=1")
+    assert 'filename="originalmail.eml"' in response["Content-Disposition"]
+    content = b"".join(response.streaming_content) if response.streaming else response.content
+    inner = message_from_bytes(content)
+    assert inner["Subject"] == "Undelivered Mail Returned to Sender"
+    assert [p.get_filename() for p in inner.walk() if p.get_filename()] == ["DSN57BAC498.txt"]
+    report = client.get(part_url(doc, "2.1.2") + "?download=1")
+    assert 'filename="DSN57BAC498.txt"' in report["Content-Disposition"]
+    assert (b"".join(report.streaming_content) if report.streaming else report.content).startswith(b"Reporting-MTA")
+
+
+@BOTH
+def test_a_forward_whose_body_is_the_message_shows_its_headers_and_body(client, alice, group_a, processed):
+    doc = archive_mail(forward_as_body(), group_a)
+    page, body, listed = view_of(client, alice, doc, processed)
+    assert 'id="mail-subject">Fwd: Quarterly figures' in page
+    assert "Forwarded message" in body and "Carol &lt;carol@example.com&gt;" in body
+    assert "Quarterly figures" in body and "The figures are up 4 %." in body
+    assert "no text to show" not in body
+    assert [name for _part, name, _c in listed] == ["figures.csv"]
+
+
+@BOTH
+@pytest.mark.parametrize(
+    "subject, charset",
+    [("邮件传输失败！", "gb2312"), ("Узнай как заработать", "cp1251"), ("Grüße aus Zürich", "cp1252")],
+)
+def test_raw_8bit_subjects_read_the_same_in_view_search_and_fields(client, alice, group_a, processed, subject, charset):
+    from archive.extractors import extract_text
+    from archive.mail import parse_headers
+
+    raw = raw_subject_mail(subject, charset)
+    doc = archive_mail(raw, group_a)
+    page, _body, _listed = view_of(client, alice, doc, processed)
+    assert f'id="mail-subject">{subject}<' in page
+    assert parse_headers(raw).subject == subject  # what ingestion puts in the fields (the table)
+    assert f"Subject: {subject}" in extract_text(raw, "message/rfc822", "mail.eml")  # the search text
+
+
+@BOTH
+def test_an_html_part_without_a_charset_is_read_in_its_siblings_charset(client, alice, group_a, processed):
+    from archive.extractors import extract_text
+
+    raw = sibling_charset_mail()
+    doc = archive_mail(raw, group_a)
+    _page, body, _listed = view_of(client, alice, doc, processed)
+    assert "<b>martedì</b>" in body and "\ufffd" not in body
+    text_body = client.get(body_url(doc) + "?format=text").content.decode()
+    assert "Ci vediamo martedì." in text_body
+    assert "martedì" in extract_text(raw, "message/rfc822", "mail.eml")
+
+
+@BOTH
+@pytest.mark.parametrize(
+    "text, label, written_in",
+    [
+        ("邮件传输失败，请稍后再试。", "gb2312", "utf-8"),  # labelled GB2312, written in UTF-8
+        ("¿Cuándo tendrás tiempo?", "ansi_x3.110-1983", "latin-1"),  # an unknown label
+        ("Grüße aus Zürich", "utf-8", "cp1252"),  # labelled UTF-8, written in Windows-1252
+    ],
+)
+def test_a_body_whose_label_lies_is_read_as_written(client, alice, group_a, processed, text, label, written_in):
+    from archive.extractors import extract_text
+
+    raw = labelled_mail(text, label, written_in)
+    doc = archive_mail(raw, group_a)
+    _page, body, _listed = view_of(client, alice, doc, processed)
+    assert text in body
+    assert text in extract_text(raw, "message/rfc822", "mail.eml")

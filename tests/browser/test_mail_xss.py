@@ -58,7 +58,10 @@ def remote() -> Iterator[RemoteServer]:
     server.httpd.server_close()
 
 
-def payloads(live: str, remote: str) -> str:
+REFRESH = '<meta http-equiv="refresh" content="0;url={remote}/hit/refresh">'
+
+
+def payloads(live: str, remote: str, *, refresh: bool = True) -> str:
     """One HTML body with the usual tricks; each one reports itself if it runs."""
 
     def js(tag: str) -> str:
@@ -80,7 +83,7 @@ def payloads(live: str, remote: str) -> str:
 <details open ontoggle="{js("details")}"><summary>s</summary></details>
 <a id="js-link" href="javascript:{js("js-link")}">click me</a>
 <a id="data-link" href="data:text/html,&lt;script&gt;{js("data-link")}&lt;/script&gt;">data</a>
-<meta http-equiv="refresh" content="0;url={remote}/hit/refresh">
+{REFRESH.format(remote=remote) if refresh else ""}
 <base href="{remote}/hit/base/">
 <link rel="stylesheet" href="{remote}/hit/link.css">
 <style>@import url({remote}/hit/import.css); h1 {{ background: url({remote}/hit/style-bg.png) }}</style>
@@ -97,12 +100,16 @@ def payloads(live: str, remote: str) -> str:
 """
 
 
-@pytest.fixture
-def hostile_mail(alice, group_a, live_server, remote):
-    raw = html_mail(payloads(live_server.url, remote.url), text="plain version")
+def hostile(group_a, live_server, remote, *, refresh: bool = True):
+    raw = html_mail(payloads(live_server.url, remote.url, refresh=refresh), text="plain version")
     # A hostile header block, too: the header view must escape it.
     raw = raw.replace(b"Subject: ", b"Subject: <img src=x onerror=alert('subject')> ", 1)
     return archive_mail(raw, group_a)
+
+
+@pytest.fixture
+def hostile_mail(alice, group_a, live_server, remote):
+    return hostile(group_a, live_server, remote)
 
 
 def open_mail(page, login, document) -> tuple[list[str], list[str]]:
@@ -133,7 +140,8 @@ def test_a_hostile_mail_executes_nothing_and_loads_nothing_remote(page, login, h
     frame_element = page.locator("#mail-body")
     sandbox = frame_element.get_attribute("sandbox")
     assert sandbox is not None
-    assert "allow-scripts" not in sandbox and "allow-same-origin" not in sandbox
+    # Scripts, but an opaque origin: only our frame-height script may run (the body's CSP).
+    assert "allow-same-origin" not in sandbox
     # The subject with markup is shown as text.
     assert "<img src=x onerror=alert('subject')>" in page.locator("#mail-subject").inner_text()
 
@@ -155,13 +163,14 @@ def test_a_hostile_mail_executes_nothing_and_loads_nothing_remote(page, login, h
 
 
 def test_the_frame_alone_stops_everything_even_if_the_sanitiser_let_it_through(
-    page, login, hostile_mail, remote, monkeypatch
+    page, login, alice, group_a, live_server, remote, monkeypatch
 ):
-    """Defence in depth: the sandbox and the body's CSP, without nh3."""
+    """Defence in depth: the sandbox and the body's CSP, without nh3. (The
+    refresh, which takes the frame away, is the next test.)"""
     from archive import mailview
 
     monkeypatch.setattr(mailview, "sanitize_mail_html", lambda html, **kwargs: mailview.SanitizedHtml(html=html))
-    dialogs, requests = open_mail(page, login, hostile_mail)
+    dialogs, requests = open_mail(page, login, hostile(group_a, live_server, remote, refresh=False))
     frame = page.frame_locator("#mail-body")
     assert frame.locator("script").count() >= 1  # the payloads really are in the page
     frame.locator("#js-link").click()
@@ -173,6 +182,29 @@ def test_the_frame_alone_stops_everything_even_if_the_sanitiser_let_it_through(
     # The browser may try (Playwright reports blocked requests too); nothing arrives.
     assert remote.paths == []
     assert [url for url in requests if "/xss-hit/" in url] == []
+    # Our frame-height script ran in the same frame: the mail's scripts were
+    # stopped by the policy, not by scripts being off.
+    page.wait_for_function("document.getElementById('mail-body').dataset.sized === 'true'")
+
+
+def test_without_the_sanitiser_a_refresh_to_another_site_is_refused_by_the_pages_frame_policy(
+    page, login, alice, group_a, remote, monkeypatch
+):
+    """The frame runs our height script, so the sandbox no longer stops a
+    ``<meta http-equiv=refresh>`` (nh3 drops it): the View tab's own
+    ``frame-src 'self'`` refuses the navigation, and nothing reaches the site."""
+    from archive import mailview
+
+    monkeypatch.setattr(mailview, "sanitize_mail_html", lambda html, **kwargs: mailview.SanitizedHtml(html=html))
+    doc = archive_mail(html_mail("<h1>Hello Alice</h1>" + REFRESH.format(remote=remote.url)), group_a)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    login("alice", "alice-pass-123")
+    page.goto(f"/dms/doc/{doc.pk}/")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(500)  # a zero-second refresh has long been tried by now
+    assert remote.paths == []
+    assert dialogs == []
 
 
 def test_remote_images_load_only_after_load_remote_images_is_clicked(page, login, hostile_mail, remote):

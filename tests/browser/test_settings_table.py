@@ -41,7 +41,7 @@ def test_primary_usage_mails_shows_mail_columns_and_the_mail_view(page, live_ser
     page.goto("/dms/")
     assert column_names(page)[:4] == ["number", "title", "date", "owner"]
     page.goto(f"/dms/doc/{eml.pk}/")
-    assert page.locator("#panel-view .viewer-mail").count() == 0  # a documents archive downloads .eml
+    assert page.locator("#panel-view .viewer-mail").is_visible()  # a mail is shown as mail in any archive (issue 15)
 
     change_settings(page, primary_usage="Mails")
     page.goto("/dms/")
