@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from archive import charts, dashboard, mailview, search, selectors, services, storage, thumbnails, uploads
+from archive import charts, dashboard, mailhtml, mailview, search, selectors, services, storage, thumbnails, uploads
 from archive.access import document_access
 from archive.forms import DocumentFieldsForm, NotesForm, UploadForm
 from archive.links import access_link, clipboard_payload
@@ -324,8 +324,8 @@ def mail_body(request: HttpRequest, access: DocumentAccess) -> HttpResponse:
         allow_remote=allow_remote,
         prefer_text=request.GET.get("format") == "text",
     )
-    response = render(request, "archive/mail_body.html", {"body": body, "style": mailview.BODY_STYLE})
-    response["Content-Security-Policy"] = mailview.body_csp(allow_remote=allow_remote)
+    response = render(request, "archive/mail_body.html", {"body": body, "style": mailhtml.BODY_STYLE})
+    response["Content-Security-Policy"] = mailhtml.body_csp(allow_remote=allow_remote)
     # Remote images and opened links learn nothing about the archive's URLs.
     response["Referrer-Policy"] = "no-referrer"
     response["Cache-Control"] = "private, no-cache"

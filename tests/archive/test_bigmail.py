@@ -15,7 +15,7 @@ from email.message import EmailMessage
 import pytest
 from django.urls import reverse
 
-from archive import mailview, mimestream, processing, storage
+from archive import mailhtml, mailview, mimestream, processing, storage
 from archive.mail import MailLimits, parse_message
 from archive.models import Document, FileRole, MailView
 from tests.archive import mail_samples
@@ -257,7 +257,7 @@ def test_a_processed_mail_is_shown_without_reading_its_eml(client, alice, group_
     # The one script is the frame-height script of ours.
     assert body.count("<script") == 1 and f"<script>{mailview.frame_script()[0]}</script>" in body
     assert "<h1>Hello</h1>" in body and "tracker.example" not in body
-    assert response["Content-Security-Policy"] == mailview.body_csp(allow_remote=False)
+    assert response["Content-Security-Policy"] == mailhtml.body_csp(allow_remote=False)
     [inline, *_] = re.findall(r'src="(/dms/doc/[0-9]+/mail/part/[0-9.]+/[^"]*)"', body)
     image = client.get(inline)
     assert image.status_code == 200 and image["Content-Type"] == "image/png"

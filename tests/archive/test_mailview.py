@@ -10,7 +10,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from archive.mailview import body_csp, sanitize_mail_html, text_to_html
+from archive.mailhtml import body_csp, sanitize_mail_html, text_to_html
 from archive.models import ArchiveSettings, Document, FieldDefinition, FieldType, FileRole, PublicAccess
 from tests.archive.mail_samples import (
     PNG,

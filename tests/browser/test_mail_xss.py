@@ -167,9 +167,9 @@ def test_the_frame_alone_stops_everything_even_if_the_sanitiser_let_it_through(
 ):
     """Defence in depth: the sandbox and the body's CSP, without nh3. (The
     refresh, which takes the frame away, is the next test.)"""
-    from archive import mailview
+    from archive import mailhtml, mailview
 
-    monkeypatch.setattr(mailview, "sanitize_mail_html", lambda html, **kwargs: mailview.SanitizedHtml(html=html))
+    monkeypatch.setattr(mailview, "sanitize_mail_html", lambda html, **kwargs: mailhtml.SanitizedHtml(html=html))
     dialogs, requests = open_mail(page, login, hostile(group_a, live_server, remote, refresh=False))
     frame = page.frame_locator("#mail-body")
     assert frame.locator("script").count() >= 1  # the payloads really are in the page
@@ -193,9 +193,9 @@ def test_without_the_sanitiser_a_refresh_to_another_site_is_refused_by_the_pages
     """The frame runs our height script, so the sandbox no longer stops a
     ``<meta http-equiv=refresh>`` (nh3 drops it): the View tab's own
     ``frame-src 'self'`` refuses the navigation, and nothing reaches the site."""
-    from archive import mailview
+    from archive import mailhtml, mailview
 
-    monkeypatch.setattr(mailview, "sanitize_mail_html", lambda html, **kwargs: mailview.SanitizedHtml(html=html))
+    monkeypatch.setattr(mailview, "sanitize_mail_html", lambda html, **kwargs: mailhtml.SanitizedHtml(html=html))
     doc = archive_mail(html_mail("<h1>Hello Alice</h1>" + REFRESH.format(remote=remote.url)), group_a)
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
