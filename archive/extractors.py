@@ -23,7 +23,8 @@ from email.message import Message
 from html.parser import HTMLParser
 from xml.parsers import expat
 
-from archive.mail import MailLimitExceeded, MailLimits, MimeNode, charset_hint, decode_bytes, decode_text, walk_mime
+from archive.charsets import decode_bytes
+from archive.mail import MailLimitExceeded, MailLimits, MimeNode, charset_hint, decode_text, walk_mime
 
 
 class NotExtractable(Exception):

@@ -32,13 +32,13 @@ from email.parser import BytesHeaderParser
 from typing import IO, BinaryIO
 
 from archive import storage
+from archive.charsets import decode_bytes
 from archive.mail import (
     LeafRole,
     MailLimitExceeded,
     MailLimits,
     MimeNode,
     NestedMail,
-    decode_bytes,
     default_filename,
     eml_name,
     leaf_role,

@@ -578,13 +578,13 @@ def test_the_mime_walk_stops_at_its_limits_or_leaves_out_what_is_too_deep():
     ],
 )
 def test_one_decoder_reads_declared_charsets_and_guesses_undeclared_ones(data, charset, text):
-    from archive.mail import decode_bytes
+    from archive.charsets import decode_bytes
 
     assert decode_bytes(data, charset) == text
 
 
 def test_a_part_without_a_charset_is_read_in_the_charset_its_sibling_declares():
-    from archive.mail import decode_bytes
+    from archive.charsets import decode_bytes
 
     data = "martedì 5 marzo".encode("iso-8859-1")
     assert decode_bytes(data, None, hint="iso-8859-1") == "martedì 5 marzo"
