@@ -137,5 +137,3 @@ class MailSourceSerializer(serializers.ModelSerializer[MailSource]):
 
 class DetailSerializer(serializers.Serializer[Any]):
     detail = serializers.CharField()
-
-
