@@ -44,17 +44,16 @@ def _json_value(value: object) -> object:
 
 
 class DocumentDetailSerializer(DocumentSummarySerializer):
-    fields_ = serializers.SerializerMethodField(method_name="get_field_values")
     versions = serializers.SerializerMethodField()
     files = serializers.SerializerMethodField()
 
     class Meta(DocumentSummarySerializer.Meta):
-        fields = [*DocumentSummarySerializer.Meta.fields, "notes", "fields_", "versions", "files"]
+        fields = [*DocumentSummarySerializer.Meta.fields, "notes", "versions", "files"]
 
-    def to_representation(self, instance: Document) -> dict[str, Any]:
-        data = dict(super().to_representation(instance))
-        data["fields"] = data.pop("fields_")
-        return data
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        # "fields" cannot be a class attribute of a serializer (it is its field map).
+        declared = super().get_fields()
+        return {**declared, "fields": serializers.SerializerMethodField(method_name="get_field_values")}
 
     @extend_schema_field({"type": "object", "additionalProperties": {}})
     def get_field_values(self, document: Document) -> dict[str, object]:

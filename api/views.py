@@ -41,6 +41,10 @@ PAGE_SIZE = 50
 MAX_LINKS = 1000  # as the copy-link endpoint of WebDMS
 _NUMBER = re.compile(r"[0-9]{1,100}")
 
+NUMBER = OpenApiParameter("number", int, OpenApiParameter.PATH, description="Document number")
+FILE_ID = OpenApiParameter("file_id", int, OpenApiParameter.PATH, description="File id (from the document's files)")
+SOURCE_ID = OpenApiParameter("id", int, OpenApiParameter.PATH, description="Mail source id")
+
 ERRORS = {
     400: OpenApiResponse(s.DetailSerializer, description="Bad request"),
     401: OpenApiResponse(s.DetailSerializer, description="No or invalid credentials"),
@@ -158,7 +162,9 @@ class DocumentListView(ApiView):
 class DocumentDetailView(ApiView):
     permission_classes = [ReadScope]
 
-    @extend_schema(operation_id="documents_detail", responses={200: s.DocumentDetailSerializer, **errors(404)})
+    @extend_schema(
+        operation_id="documents_detail", parameters=[NUMBER], responses={200: s.DocumentDetailSerializer, **errors(404)}
+    )
     def get(self, request: Request, number: str) -> Response:
         document = selectors.document_get_for_user(request.user, _number(number))
         context = {"definitions": selectors.field_definitions(), "files": list(document.files.all())}
@@ -171,7 +177,11 @@ class FileDownloadView(ApiView):
     @extend_schema(
         operation_id="documents_file",
         description="The file's bytes, always as a download; HTTP Range requests answer 206.",
-        parameters=[OpenApiParameter("Range", str, OpenApiParameter.HEADER, description="bytes=first-last")],
+        parameters=[
+            NUMBER,
+            FILE_ID,
+            OpenApiParameter("Range", str, OpenApiParameter.HEADER, description="bytes=first-last"),
+        ],
         responses={
             (200, "application/octet-stream"): OpenApiTypes.BINARY,
             (206, "application/octet-stream"): OpenApiTypes.BINARY,
@@ -225,7 +235,9 @@ class MailSourceListView(ApiView):
 class MailSourceDetailView(ApiView):
     permission_classes = [AdminScope]
 
-    @extend_schema(operation_id="sources_status", responses={200: s.MailSourceSerializer, **errors(404)})
+    @extend_schema(
+        operation_id="sources_status", parameters=[SOURCE_ID], responses={200: s.MailSourceSerializer, **errors(404)}
+    )
     def get(self, request: Request, pk: str) -> Response:
         return Response(s.MailSourceSerializer(_source(pk)).data)
 
@@ -233,7 +245,11 @@ class MailSourceDetailView(ApiView):
 class MailSourceRunsView(ApiView):
     permission_classes = [AdminScope]
 
-    @extend_schema(operation_id="sources_runs", responses={200: s.SyncRunSerializer(many=True), **errors(404)})
+    @extend_schema(
+        operation_id="sources_runs",
+        parameters=[SOURCE_ID],
+        responses={200: s.SyncRunSerializer(many=True), **errors(404)},
+    )
     def get(self, request: Request, pk: str) -> Response:
         return Response(s.SyncRunSerializer(_source(pk).runs.all()[:100], many=True).data)
 
@@ -243,6 +259,7 @@ class MailSourceSyncView(ApiView):
 
     @extend_schema(
         operation_id="sources_sync",
+        parameters=[SOURCE_ID],
         request=None,
         responses={202: s.MailSourceSerializer, 503: ERRORS[400], **errors(404)},
     )
