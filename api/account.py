@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -13,6 +14,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from api import tokens
 from api.models import Scope
+
+
+def _member(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # behind @login_required
+    return user
 
 
 class TokenForm(forms.Form):
@@ -31,24 +38,25 @@ class TokenForm(forms.Form):
 @login_required
 @require_http_methods(["GET", "POST"])
 def token_list(request: HttpRequest) -> HttpResponse:
-    allowed = tokens.allowed_scopes(request.user)
+    user = _member(request)
+    allowed = tokens.allowed_scopes(user)
     form = TokenForm(request.POST or None, allowed=allowed)
     secret = ""
     if request.method == "POST" and form.is_valid():
         try:
-            token, secret = tokens.token_create(request.user, form.cleaned_data["name"], form.cleaned_data["scopes"])
+            token, secret = tokens.token_create(user, form.cleaned_data["name"], form.cleaned_data["scopes"])
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
             form = TokenForm(allowed=allowed)
-    context = {"form": form, "secret": secret, "tokens": tokens.tokens_of_user(request.user)}
+    context = {"form": form, "secret": secret, "tokens": tokens.tokens_of_user(user)}
     return render(request, "api/tokens.html", context)
 
 
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    token = tokens.token_get_for_user(request.user, pk)
+    token = tokens.token_get_for_user(_member(request), pk)
     if token is None:
         raise Http404("No such token")
     tokens.token_revoke(token)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from django.contrib.auth.models import AbstractBaseUser, AbstractUser
+from django.contrib.auth.models import AbstractBaseUser, AbstractUser, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -33,7 +33,7 @@ def allowed_scopes(user: AbstractBaseUser) -> set[str]:
 
 
 @transaction.atomic
-def token_create(user: AbstractBaseUser, name: str, scopes: list[str]) -> tuple[ApiToken, str]:
+def token_create(user: User, name: str, scopes: list[str]) -> tuple[ApiToken, str]:
     """A new token and its secret; the secret is not stored and cannot be shown again."""
     wanted = set(scopes)
     if not wanted:

@@ -61,7 +61,8 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
 class ApiView(APIView):
     """Logs every call: which token (prefix), which user, what, and the answer."""
 
-    def finalize_response(self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any) -> Any:
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        # ``response`` may be a plain Django response too (a file download).
         response = super().finalize_response(request, response, *args, **kwargs)
         auth = request.auth if hasattr(request, "_authenticator") else None
         user = getattr(request, "_user", None)
@@ -142,7 +143,9 @@ class DocumentListView(ApiView):
             request.POST, request.FILES, groups=selectors.groups_for_user(request.user), version_key_field=key_field
         )
         if not form.is_valid():
-            return Response({"detail": "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())}, status=400)
+            return Response(
+                {"detail": "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in form.errors.items())}, status=400
+            )
         created, new_versions = [], 0
         with transaction.atomic():
             for uploaded in form.cleaned_data["files"]:
@@ -292,6 +295,6 @@ class DocsView(SpectacularSwaggerSplitView):
     schema = None  # not an operation of the API
 
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        response = super().get(request, *args, **kwargs)
+        response: Response = super().get(request, *args, **kwargs)  # type: ignore[no-untyped-call]  # untyped in drf-spectacular
         response["Content-Security-Policy"] = DOCS_CSP
         return response
