@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
+import uuid
 
 import pytest
+from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -106,13 +109,29 @@ def test_the_session_of_the_products_pages_needs_csrf_for_writes(alice):
     assert response.status_code == 403 and "CSRF" in response.json()["detail"]
 
 
-def test_429_after_the_limit_and_again_once_the_window_passed(settings, alice, bob, token_for, monkeypatch):
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.mark.parametrize("backend", ["files", "redis"])
+def test_429_after_the_limit_and_again_once_the_window_passed(settings, alice, bob, token_for, monkeypatch, backend):
+    """Both cache backends the settings choose: files (no Redis) and Redis (production)."""
+    if backend == "redis":
+        settings.CACHES = {
+            **settings.CACHES,
+            "api": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": REDIS_URL,
+                "KEY_PREFIX": f"test-api-{uuid.uuid4().hex}",  # this test's own counts on the shared Redis
+            },
+        }
     settings.API_RATE_LIMIT = "3/min"
     now = [1_000_000.0]
     monkeypatch.setattr(throttling.ApiRateThrottle, "timer", lambda self: now[0])
     alices, bobs = bearer(token_for(alice)), bearer(token_for(bob))
     answers = [alices.get(reverse("api:documents")).status_code for _ in range(4)]
     assert answers == [200, 200, 200, 429]
+    assert type(caches["api"]).__name__ == {"files": "FileBasedCache", "redis": "RedisCache"}[backend]
+    assert len(caches["api"].get(f"api-throttle:token-{ApiToken.objects.get(user=alice).pk}")) == 3
     assert bobs.get(reverse("api:documents")).status_code == 200  # a budget per token
     limited = alices.get(reverse("api:documents"))
     assert limited.status_code == 429 and int(limited["Retry-After"]) > 0
