@@ -143,3 +143,23 @@ def test_the_list_pages_and_stops_counting(alice, make_document, api_as, monkeyp
     assert [d["number"] for d in first["results"]] == numbers[:2]
     last = client.get(reverse("api:documents"), {"page": "9" * 30}).json()
     assert [d["number"] for d in last["results"]] == numbers[4:]
+
+
+def test_a_page_and_a_detail_take_the_same_queries_for_few_or_many(alice, make_document, api_as):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = api_as(alice)
+
+    def queries(path: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(path).status_code == 200
+        return len(captured.captured_queries)
+
+    doc = make_document(name="0.txt")
+    client.get(reverse("api:documents"))  # the token's first use notes it (one write a minute)
+    few = queries(reverse("api:documents")), queries(reverse("api:document", args=[doc.pk]))
+    for i in range(1, 12):
+        make_document(name=f"{i}.txt")
+    many = queries(reverse("api:documents")), queries(reverse("api:document", args=[doc.pk]))
+    assert few == many
