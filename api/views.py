@@ -277,7 +277,7 @@ class MailSourceSyncView(ApiView):
         return Response(s.MailSourceSerializer(source).data, status=202)
 
 
-class SchemaView(SpectacularAPIView):
+class SchemaView(ApiView, SpectacularAPIView):
     permission_classes = [IsAuthenticated]
 
 
@@ -289,7 +289,7 @@ DOCS_CSP = (
 )
 
 
-class DocsView(SpectacularSwaggerSplitView):
+class DocsView(ApiView, SpectacularSwaggerSplitView):
     permission_classes = [IsAuthenticated]
     url_name = "api:schema"
     schema = None  # not an operation of the API
