@@ -148,3 +148,15 @@ def test_every_call_is_logged_with_token_prefix_user_method_path_and_status(alic
     assert f"token={secret[: tokens.PREFIX_CHARS]}" in line
     assert "user=alice" in line and "GET /api/v1/documents/999/ 404" in line
     assert secret not in line
+
+
+def test_an_administrator_sees_and_revokes_tokens_in_the_admin_but_never_their_secret(client, alice, admin_user):
+    token, secret = tokens.token_create(alice, "nightly export", ["read"])
+    client.force_login(admin_user)
+    listing = client.get(reverse("admin:api_apitoken_changelist")).content.decode()
+    assert token.prefix in listing and "nightly export" in listing
+    change = client.get(reverse("admin:api_apitoken_change", args=[token.pk])).content.decode()
+    assert secret not in change and token.digest not in change
+    assert client.get(reverse("admin:api_apitoken_add")).status_code == 403
+    client.post(reverse("admin:api_apitoken_changelist"), {"action": "revoke", "_selected_action": [token.pk]})
+    assert bearer(secret).get(reverse("api:documents")).status_code == 401
