@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -26,8 +28,8 @@ class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, label="Name", help_text="What the token is for, e.g. the script using it.")
     scopes = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, label="Scopes")
 
-    def __init__(self, *args: object, allowed: set[str], **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, allowed: set[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         field = self.fields["scopes"]
         assert isinstance(field, forms.MultipleChoiceField)
         field.choices = [(s.value, s.label) for s in Scope if s.value in allowed]

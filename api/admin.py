@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -23,7 +24,5 @@ class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # not subscrip
         return False
 
     @admin.action(description="Revoke the selected tokens")
-    def revoke(self, request: HttpRequest, queryset: object) -> None:
-        ApiToken.objects.filter(pk__in=[t.pk for t in queryset], revoked__isnull=True).update(  # type: ignore[attr-defined]
-            revoked=timezone.now()
-        )
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        queryset.filter(revoked__isnull=True).update(revoked=timezone.now())
