@@ -287,9 +287,12 @@ INSTALLED_APPS += ["rest_framework", "drf_spectacular", "drf_spectacular_sidecar
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "600/min")
 if not _re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", API_RATE_LIMIT):
     raise ImproperlyConfigured(f"API_RATE_LIMIT={API_RATE_LIMIT!r}: use e.g. 600/min")
-# The rate limit's counts must be shared by every web process: Redis when the
-# broker is Redis (production), else files under DATA_DIR (`make run`, SQLite).
-_api_cache_url = env_str("API_CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
+# The rate limit's counts must be shared by every web process: files under DATA_DIR
+# (all processes of one machine: `make run`, SQLite or MariaDB), or a Redis given as
+# API_CACHE_URL when the web processes run on several machines.
+_api_cache_url = env_str("API_CACHE_URL", "")
+if _api_cache_url and not _api_cache_url.startswith(("redis://", "rediss://")):
+    raise ImproperlyConfigured(f"API_CACHE_URL={_api_cache_url!r}: use redis://host:6379/N, or leave it empty")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "api": (
