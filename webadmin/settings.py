@@ -298,7 +298,11 @@ CACHES = {
     "api": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _api_cache_url, "KEY_PREFIX": "api"}
         if _api_cache_url
-        else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(DATA_DIR / "api-cache")}
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "api-cache"),
+            "OPTIONS": {"MAX_ENTRIES": 10_000},  # one entry per token, user or address in the window
+        }
     ),
 }
 REST_FRAMEWORK = {
