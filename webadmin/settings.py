@@ -293,7 +293,7 @@ if not _re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", API_RATE_L
 _api_cache_url = env_str("API_CACHE_URL", "")
 if _api_cache_url and not _api_cache_url.startswith(("redis://", "rediss://")):
     raise ImproperlyConfigured(f"API_CACHE_URL={_api_cache_url!r}: use redis://host:6379/N, or leave it empty")
-CACHES = {
+CACHES: dict[str, dict[str, object]] = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "api": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _api_cache_url, "KEY_PREFIX": "api"}
