@@ -315,3 +315,58 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- REST API (api/: Django REST framework + drf-spectacular; tokens in api/tokens.py) ---
+# /api/v1/ with token (Authorization: Bearer …) or session auth (with CSRF); the
+# OpenAPI 3 schema at /api/schema/, Swagger UI at /api/docs/ (served from static).
+import re as _re  # noqa: E402
+
+INSTALLED_APPS += ["rest_framework", "drf_spectacular", "drf_spectacular_sidecar", "api"]
+# Requests per token (per user for sessions, per address without credentials): N/s, N/min, N/hour, N/day.
+API_RATE_LIMIT = env_str("API_RATE_LIMIT", "600/min")
+if not _re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", API_RATE_LIMIT):
+    raise ImproperlyConfigured(f"API_RATE_LIMIT={API_RATE_LIMIT!r}: use e.g. 600/min")
+# The rate limit's counts must be shared by every web process: files under DATA_DIR
+# (all processes of one machine: `make run`, SQLite or MariaDB), or a Redis given as
+# API_CACHE_URL when the web processes run on several machines.
+_api_cache_url = env_str("API_CACHE_URL", "")
+if _api_cache_url and not _api_cache_url.startswith(("redis://", "rediss://")):
+    raise ImproperlyConfigured(f"API_CACHE_URL={_api_cache_url!r}: use redis://host:6379/N, or leave it empty")
+CACHES: dict[str, dict[str, object]] = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "api": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _api_cache_url, "KEY_PREFIX": "api"}
+        if _api_cache_url
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "api-cache"),
+            "OPTIONS": {"MAX_ENTRIES": 10_000},  # one entry per token, user or address in the window
+        }
+    ),
+}
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",  # enforces CSRF
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.ApiRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "WebAdmin API",
+    "DESCRIPTION": "Documents, files, access links, uploads and mail sources of the archive.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "DocumentKindEnum": "archive.models.DocumentKind",
+        "SourceKindEnum": "mailsources.models.SourceKind",
+    },
+}

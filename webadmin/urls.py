@@ -17,4 +17,6 @@ urlpatterns = [
     # The original box's access links: they must keep working forever.
     path("perl/avclient/index.pl", archive_views.legacy_link, name="legacy_link"),
     path("healthz", views.healthz, name="healthz"),
+    path("api/", include("api.urls")),
+    path("account/tokens/", include("api.account_urls")),
 ]

@@ -28,13 +28,14 @@ class Route:
 
 def project_routes() -> list[Route]:
     """Every named URL pattern of the project, except Django's admin site
-    (staff only; its access is Django's own)."""
+    (staff only; its access is Django's own) and the REST API (token or
+    session, 401 not a login page; tests/api/test_access.py covers its routes)."""
     found: list[Route] = []
 
     def walk(patterns: list, namespace: str) -> None:
         for p in patterns:
             if isinstance(p, URLResolver):
-                if p.app_name == "admin":
+                if p.app_name in ("admin", "api"):
                     continue
                 walk(p.url_patterns, f"{namespace}{p.namespace}:" if p.namespace else namespace)
             elif isinstance(p, URLPattern) and p.name:
