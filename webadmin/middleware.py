@@ -66,7 +66,8 @@ def outage_response(exc: BaseException) -> HttpResponse | None:
 class OutageMiddleware:
     """A view that fails on an outage answers 503 "try again later". The
     view's transaction was rolled back (ATOMIC views or its own atomic block);
-    Django deletes the request's upload temp files when the response closes."""
+    Django deletes the request's upload temp files when the response closes,
+    and a file the disk filled up while spooling is closed (deleted) here."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -78,4 +79,19 @@ class OutageMiddleware:
         response = outage_response(exception)
         if response is not None:
             logger.warning("%s %s: answered 503, %s", request.method, request.path, exception)
+            _close_spooled_uploads(request)
         return response
+
+
+def _close_spooled_uploads(request: HttpRequest) -> None:
+    """A disk that filled while the request body was spooled leaves the file
+    being written with its upload handler, not in ``request.FILES`` (which
+    Django closes with the response): closing it deletes the temporary file
+    now, not whenever the garbage collector gets to it."""
+    for handler in getattr(request, "_upload_handlers", None) or []:
+        spooled = getattr(handler, "file", None)
+        if spooled is not None and hasattr(spooled, "close"):
+            try:
+                spooled.close()
+            except OSError:  # already gone: nothing to clean
+                pass

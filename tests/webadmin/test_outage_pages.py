@@ -119,3 +119,20 @@ def test_an_upload_onto_a_full_disk_is_a_503_that_stores_nothing_and_succeeds_on
     assert document.files.get().size == len(content)
     assert len([p for p in files_in(small_disk) if p.parent.name != "tmp"]) == 1
     assert files_in(upload_temp) == []
+
+
+def test_an_upload_whose_spooling_fills_the_disk_is_a_503_and_leaves_no_temporary_file(
+    client, alice, group_a, small_disk, settings
+):
+    """The upload's temporary files on the same full disk: the request body
+    cannot even be spooled (Django's multipart parser raises ENOSPC)."""
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+    spool = small_disk / "upload-tmp"
+    spool.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(spool)
+    client.force_login(alice)
+    scan = SimpleUploadedFile("scan.pdf", b"%PDF-1.4\n" + os.urandom(400 * 1024), content_type="application/pdf")
+    response = client.post(reverse("archive:upload"), {"files": [scan], "owner_group": group_a.pk})
+    assert_outage_page(response)
+    assert Document.objects.count() == 0
+    assert files_in(small_disk) == []
