@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 # Dovecot on loopback, IMAP mailboxes per test, a TCP proxy that can cut connections.
@@ -124,3 +130,25 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     if database["ENGINE"] == "django.db.backends.sqlite3" and not database.get("TEST", {}).get("NAME"):
         folder = Path(tempfile.mkdtemp(prefix="webadmin-testdb-"))
         database.setdefault("TEST", {})["NAME"] = str(folder / "test.sqlite3")
+
+
+@pytest.fixture
+def mount_small_disk(tmp_path: Path, settings: Any) -> Iterator[Callable[[str], Path]]:
+    """``mount_small_disk("384k")``: STORAGE_DIR on a tmpfs of that size, for full-disk
+    tests (mounting needs root: CI runs as root; otherwise the test says NOT ROOT and
+    is skipped). Unmounted after the test."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("NOT ROOT: a full-disk test mounts a small tmpfs, which needs root")
+        mount_point = tmp_path / "small-disk"
+        mount_point.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)], check=True)
+        mounted.append(mount_point)
+        settings.STORAGE_DIR = mount_point / "store"
+        return mount_point
+
+    yield mount
+    for mount_point in mounted:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)

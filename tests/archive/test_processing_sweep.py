@@ -11,8 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -186,18 +185,8 @@ def test_a_permanent_failure_says_what_is_wrong_with_the_mail(group_a, settings)
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path, settings: Any) -> Iterator[Path]:
-    """STORAGE_DIR on a 384 KiB tmpfs (mounting needs root: CI runs as root)."""
-    if os.geteuid() != 0:
-        pytest.skip("NOT ROOT: the full-disk test mounts a small tmpfs, which needs root")
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=384k", "tmpfs", str(mount_point)], check=True)
-    settings.STORAGE_DIR = mount_point / "store"
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+def small_disk(mount_small_disk: Callable[[str], Path]) -> Path:
+    return mount_small_disk("384k")
 
 
 def test_a_full_disk_fails_transiently_and_the_sweep_completes_it_once_space_returns(

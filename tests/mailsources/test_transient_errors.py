@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -221,18 +221,8 @@ def test_redis_killed_between_a_commit_and_its_enqueue_the_run_still_succeeds(
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path, settings: Any) -> Iterator[Path]:
-    """STORAGE_DIR on a 384 KiB tmpfs (mounting needs root: CI runs as root)."""
-    if os.geteuid() != 0:
-        pytest.skip("NOT ROOT: the full-disk test mounts a small tmpfs, which needs root")
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=384k", "tmpfs", str(mount_point)], check=True)
-    settings.STORAGE_DIR = mount_point / "store"
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+def small_disk(mount_small_disk: Callable[[str], Path]) -> Path:
+    return mount_small_disk("384k")
 
 
 def test_a_full_disk_ends_the_run_as_retry_with_its_reason_and_space_returning_completes_it(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,18 +68,8 @@ def files_in(folder: Path) -> list[Path]:
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path, settings: Any) -> Iterator[Path]:
-    """STORAGE_DIR on a 256 KiB tmpfs (mounting needs root: CI runs as root)."""
-    if os.geteuid() != 0:
-        pytest.skip("NOT ROOT: the full-disk upload test mounts a small tmpfs, which needs root")
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)], check=True)
-    settings.STORAGE_DIR = mount_point / "store"
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+def small_disk(mount_small_disk: Callable[[str], Path]) -> Path:
+    return mount_small_disk("256k")
 
 
 @pytest.fixture
