@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import requests
 
-from tests.browser.conftest import ARTIFACTS, browser, login, page  # noqa: F401 - fixtures
-
-__all__ = ["browser", "login", "page"]
+from tests.browser.conftest import ARTIFACTS
 
 
-def test_a_token_made_in_the_ui_works_once_shown_and_revoked(page, login, live_server, alice, make_document):  # noqa: F811
+def test_a_token_made_in_the_ui_works_once_shown_and_revoked(page, login, live_server, alice, make_document):
     make_document(name="contract.txt")
     login("alice", "alice-pass-123")
     page.goto("/account/tokens/")
@@ -30,7 +28,7 @@ def test_a_token_made_in_the_ui_works_once_shown_and_revoked(page, login, live_s
     assert requests.get(url, headers={"Authorization": f"Bearer {secret}"}, timeout=10).status_code == 401
 
 
-def test_swagger_ui_shows_every_operation_without_csp_violations(page, login, alice):  # noqa: F811
+def test_swagger_ui_shows_every_operation_without_csp_violations(page, login, alice):
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
