@@ -16,6 +16,7 @@ login page, which would send them straight back)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec
@@ -25,7 +26,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponseBase
 
 from archive import selectors
-from archive.models import Document, PublicAccess
+from archive.models import Document, DocumentFile, PublicAccess
 from archive.selectors import DocumentAccess
 
 P = ParamSpec("P")
@@ -37,14 +38,15 @@ RouteView = Callable[..., HttpResponseBase]
 def document_access(
     *,
     public_ok: bool = False,
-    require: Callable[[Document], object] | None = None,
+    require: Callable[[Document], DocumentFile] | None = None,
     signed_user: Callable[[HttpRequest, int], selectors.User | None] | None = None,
 ) -> Callable[[DocumentView[P]], RouteView]:
     """The view gets a ``DocumentAccess`` in place of the ``number``.
 
     ``public_ok``: a published document opens for anyone (read-only).
     ``require``: a further condition on the document (raises Http404), so that
-    its "not found" is answered like any other.
+    its "not found" is answered like any other; the file it returns is
+    ``access.original`` (looked up once per request).
     ``signed_user``: for a request without session, the user a signed URL was
     issued to (a mail's inline images, whose frame sends no cookie)."""
 
@@ -56,7 +58,7 @@ def document_access(
             try:
                 access = selectors.document_access_get(user, number, public_ok=public_ok)
                 if require is not None:
-                    require(access.document)
+                    access = dataclasses.replace(access, original=require(access.document))
             except Http404:
                 if not request.user.is_authenticated:
                     return redirect_to_login(request.get_full_path())

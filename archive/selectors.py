@@ -79,6 +79,8 @@ class DocumentAccess:
     document: Document
     public: bool  # opened as a published document (read-only, logged), not as the user's own
     user: User  # whom the check was made for
+    # What the route's further condition found (``document_access(require=…)``): a mail's .eml.
+    original: DocumentFile | None = None
 
 
 def document_access_get(user: User, number: int, *, public_ok: bool) -> DocumentAccess:

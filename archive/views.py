@@ -310,6 +310,11 @@ def _shown_as_mail(document: Document) -> DocumentFile:
     return original
 
 
+def _required_original(access: DocumentAccess) -> DocumentFile:
+    assert access.original is not None  # set by document_access(require=_shown_as_mail)
+    return access.original
+
+
 @document_access(public_ok=True, require=_shown_as_mail)
 @xframe_options_sameorigin  # the View tab shows it in a sandboxed frame
 @require_GET
@@ -319,7 +324,7 @@ def mail_body(request: HttpRequest, access: DocumentAccess) -> HttpResponse:
     document = access.document
     allow_remote = request.GET.get("remote") == "1"
     body = mailview.mail_body(
-        mailview.mail_load(document, _shown_as_mail(document)),
+        mailview.mail_load(document, _required_original(access)),
         part_url=mailview.part_url_builder(document.pk, None if access.public else request.user),
         allow_remote=allow_remote,
         prefer_text=request.GET.get("format") == "text",
@@ -346,7 +351,7 @@ def mail_part(request: HttpRequest, access: DocumentAccess, part: str) -> HttpRe
     """One MIME part of a mail (attachment or inline image), from the stored
     file when the mail was processed, else from the .eml itself."""
     document = access.document
-    content = mailview.mail_part_get(document, _shown_as_mail(document), part)
+    content = mailview.mail_part_get(document, _required_original(access), part)
     if content is None:
         raise Http404("No such file")
     # Only images are ever shown inline (the body's cid: images); the rest downloads.

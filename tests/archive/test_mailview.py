@@ -720,3 +720,17 @@ def test_a_body_whose_label_lies_is_read_as_written(client, alice, group_a, proc
     _page, body, _listed = view_of(client, alice, doc, processed)
     assert text in body
     assert text in extract_text(raw, "message/rfc822", "mail.eml")
+
+
+def test_a_mail_route_looks_up_the_eml_once(client, alice, mail):
+    """The access check finds the .eml (is this shown as a mail?); the view uses
+    that, not a second lookup — the body frame's images each make such a request."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(alice)
+    for url in (body_url(mail), part_url(mail, "9.9")):
+        with CaptureQueriesContext(connection) as queries:
+            client.get(url)
+        sql = [q["sql"] for q in queries.captured_queries]
+        assert sum("archive_documentfile" in s and "original" in s for s in sql) == 1, url
