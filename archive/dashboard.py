@@ -22,13 +22,14 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
-from archive import extraction
+from archive import charts, extraction
 from archive.models import ArchiveDay, Document, DocumentFile, ExtractionStatus
 
 log = logging.getLogger(__name__)
@@ -326,3 +327,34 @@ def _filesystem_backlog(names: list[str]) -> dict[str, int | None]:
             if queue in counts and entry.name.endswith(".msg"):
                 counts[queue] = (counts[queue] or 0) + 1
     return dict(counts)
+
+
+def growth_and_coverage(groups: Groups, *, now: dt.datetime, subject: str = "Documents") -> dict[str, Any]:
+    """What both dashboards show of the archive (the WebAdmin one for all of it,
+    the WebDMS overview for what a user sees): totals, search coverage with its
+    alarms and meter, documents per day and per month. ``subject`` names the
+    documents in the chart titles ("Your documents")."""
+    days = growth_per_day(groups, now=now)
+    months = growth_per_month(groups, now=now)
+    found_totals = totals(groups)
+    found = coverage(groups, known=found_totals)
+    alarms = coverage_alarms(found, now=now)
+    return {
+        "days": days,
+        "totals": found_totals,
+        "coverage": found,
+        "coverage_alarms": alarms,
+        "coverage_meter": charts.meter(found.percent, title="Search coverage", alarm=bool(alarms)),
+        "per_day_chart": charts.bar_chart(
+            [p.label for p in days],
+            [charts.Series("documents", [p.documents for p in days])],
+            title=f"{subject} per day (30 days)",
+            chart_id="chart-days",
+        ),
+        "per_month_chart": charts.bar_chart(
+            [p.label for p in months],
+            [charts.Series("documents", [p.documents for p in months])],
+            title=f"{subject} per month (12 months)",
+            chart_id="chart-months",
+        ),
+    }

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from archive import charts, dashboard, mailhtml, mailview, search, selectors, services, storage, thumbnails, uploads
+from archive import dashboard, mailhtml, mailview, search, selectors, services, storage, thumbnails, uploads
 from archive.access import document_access
 from archive.forms import DocumentFieldsForm, NotesForm, UploadForm
 from archive.links import access_link, clipboard_payload
@@ -373,28 +373,6 @@ def overview(request: HttpRequest) -> HttpResponse:
         if selectors.sees_everything(request.user)
         else list(selectors.groups_for_user(request.user).values_list("pk", flat=True))
     )
-    now = timezone.now()
-    days = dashboard.growth_per_day(groups, now=now)
-    months = dashboard.growth_per_month(groups, now=now)
-    totals = dashboard.totals(groups)
-    coverage = dashboard.coverage(groups, known=totals)
-    alarms = dashboard.coverage_alarms(coverage, now=now)
-    context = {
-        "totals": totals,
-        "coverage": coverage,
-        "alarms": alarms,
-        "coverage_meter": charts.meter(coverage.percent, title="Search coverage", alarm=bool(alarms)),
-        "per_day_chart": charts.bar_chart(
-            [p.label for p in days],
-            [charts.Series("documents", [p.documents for p in days])],
-            title="Your documents per day (30 days)",
-            chart_id="chart-days",
-        ),
-        "per_month_chart": charts.bar_chart(
-            [p.label for p in months],
-            [charts.Series("documents", [p.documents for p in months])],
-            title="Your documents per month (12 months)",
-            chart_id="chart-months",
-        ),
-    }
+    context = dashboard.growth_and_coverage(groups, now=timezone.now(), subject="Your documents")
+    context["alarms"] = context["coverage_alarms"]
     return render(request, "archive/overview.html", context)

@@ -37,34 +37,16 @@ def figures_refresh(*, full: bool = False, now: dt.datetime | None = None) -> in
 
 def admin_dashboard(*, now: dt.datetime | None = None) -> dict[str, Any]:
     moment = now or timezone.now()
-    days = archive_dashboard.growth_per_day(None, now=moment)
-    months = archive_dashboard.growth_per_month(None, now=moment)
-    totals = archive_dashboard.totals(None)
-    coverage = archive_dashboard.coverage(None, known=totals)
-    coverage_alarms = archive_dashboard.coverage_alarms(coverage, now=moment)
-    alarms = coverage_alarms + sources_dashboard.source_alarms(now=moment)
+    archive = archive_dashboard.growth_and_coverage(None, now=moment)
+    days, totals = archive["days"], archive["totals"]
     runs = sources_dashboard.runs_per_day(now=moment)
     names = sources_dashboard.source_names()
     mailboxes = archive_dashboard.growth_per_mailbox(None, now=moment)
     backlog = archive_dashboard.queue_backlog()
     return {
-        "alarms": alarms,
-        "totals": totals,
-        "coverage": coverage,
-        "coverage_meter": charts.meter(coverage.percent, title="Search coverage", alarm=bool(coverage_alarms)),
+        **archive,
+        "alarms": archive["coverage_alarms"] + sources_dashboard.source_alarms(now=moment),
         "storage": charts.size(totals.bytes),
-        "per_day_chart": charts.bar_chart(
-            [p.label for p in days],
-            [charts.Series("documents", [p.documents for p in days])],
-            title="Documents per day (30 days)",
-            chart_id="chart-days",
-        ),
-        "per_month_chart": charts.bar_chart(
-            [p.label for p in months],
-            [charts.Series("documents", [p.documents for p in months])],
-            title="Documents per month (12 months)",
-            chart_id="chart-months",
-        ),
         "bytes_chart": charts.bar_chart(
             [p.label for p in days],
             [charts.Series("bytes", [p.bytes for p in days])],
