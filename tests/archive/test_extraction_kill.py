@@ -8,8 +8,6 @@ configured database: run on SQLite and on MariaDB."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -51,17 +49,7 @@ def start_extraction_worker(transactional_db: None, tmp_path: Path) -> Iterator[
             "PYTHONPATH": str(REPO),
             **env,
         }
-        environment.pop("TEST_DATABASE_NAME", None)
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "tests.archive.extraction_worker"],
-                cwd=REPO,
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        worker = Worker(process, log_path)
+        worker = Worker.start(["tests.archive.extraction_worker"], environment, log_path)
         workers.append(worker)
         return worker
 

@@ -135,15 +135,10 @@ def start_queue_worker(transactional_db: None, tmp_path: Path) -> Iterator[Calla
             "DATA_DIR": str(data_dir or tmp_path / f"data-{name}"),
             "PYTHONPATH": str(REPO),
         }
-        environment.pop("TEST_DATABASE_NAME", None)
         command = [sys.executable, "-m", "celery", "-A", "webadmin", "worker", f"--queues={queues}"]
         command += [f"--hostname={name}@%h", "--pool=solo", "--without-mingle", "--without-gossip"]
         command += ["--without-heartbeat", "--loglevel=INFO"]
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        worker = Worker(process, log_path)
+        worker = Worker.start(command, environment, log_path)
         workers.append(worker)
         return worker
 

@@ -432,18 +432,7 @@ def test_mariadb_killed_mid_batch_the_run_is_closed_with_its_reason_and_the_retr
         "OUTAGE_MARIADB_PID": str(private_mariadb.process.pid),
         "OUTAGE_MARKER": str(marker),
     }
-    environment.pop("TEST_DATABASE_NAME", None)
-    log_path = tmp_path / "worker.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.mailsources.outage_worker"],
-            cwd=REPO,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    worker = Worker(process, log_path)
+    worker = Worker.start(["tests.mailsources.outage_worker"], environment, tmp_path / "worker.log")
     try:
         with Connection(private_redis.url) as broker:
             tasks.sync_source.apply_async((source.pk,), connection=broker)  # routed to "sync"

@@ -66,6 +66,20 @@ class Worker:
         self.process = process
         self.log_path = log_path
 
+    @classmethod
+    def start(cls, command: list[str], environment: dict[str, str], log_path: Path) -> Worker:
+        """``command`` (a list, or the module after ``python -m`` as a one-item list) in
+        the repository, in a process group of its own (``kill`` ends all of it), its
+        output in ``log_path``; the test database name is the parent's business."""
+        environment = {k: v for k, v in environment.items() if k != "TEST_DATABASE_NAME"}
+        if len(command) == 1:
+            command = [sys.executable, "-m", command[0]]
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return cls(process, log_path)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
 
@@ -117,17 +131,7 @@ def start_worker(transactional_db: None, redis_queue: str, tmp_path: Path) -> It
             "PYTHONPATH": str(REPO),
             **env,
         }
-        environment.pop("TEST_DATABASE_NAME", None)
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "tests.mailsources.celery_worker"],
-                cwd=REPO,
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        worker = Worker(process, log_path)
+        worker = Worker.start(["tests.mailsources.celery_worker"], environment, log_path)
         workers.append(worker)
         return worker
 
