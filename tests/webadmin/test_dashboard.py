@@ -216,7 +216,12 @@ def test_runs_per_day_count_finished_and_failed_runs_and_the_longest(group_a):
 def test_filesystem_backlog_counts_each_queues_message_files(settings, tmp_path):
     folder = tmp_path / "queue"
     folder.mkdir()
-    options = {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+    # control_folder too: kombu otherwise writes its exchange files to ./control.
+    options = {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "control_folder": str(tmp_path / "control"),
+    }
     settings.CELERY_BROKER_URL = "filesystem://"
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = options
     # Names of this test's own: kombu keeps the filesystem exchanges in a process-wide state.
