@@ -4,9 +4,11 @@
 # message; nothing is skipped.
 source "$(dirname "$0")/common.sh"
 
-ensure_debian_packages chromium dovecot-imapd isync openssl libmariadb-dev pkg-config
+ensure_debian_packages chromium dovecot-imapd isync openssl libmariadb-dev pkg-config \
+  libldap2-dev libsasl2-dev slapd ldap-utils npm  # LDAP sign-in (python-ldap, a test slapd), the test OIDC provider
 ensure_venv "[test,mariadb]"
 ensure_vendor_static
+bash scripts/oidc_provider.sh || die "could not install the test OIDC provider (scripts/oidc_provider.sh)"
 
 MARIADB_URL=${TEST_MARIADB_URL:-mysql://root@127.0.0.1:3306/test}
 export TEST_REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}

@@ -8,6 +8,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from webadmin.auth.config import directory_settings
 from webadmin.env import env_bool, env_int, env_list, env_secret, env_str, env_url
 from webadmin.middleware import static_file_headers
 
@@ -67,6 +68,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "archive.context_processors.archive_settings",
+                "webadmin.auth.views.sign_in_options",
             ],
         },
     },
@@ -156,6 +158,23 @@ AXES_ENABLE_ACCESS_FAILURE_LOG = True  # the lockout history the growing cool-of
 AXES_SENSITIVE_PARAMETERS = ["password"]
 if env_bool("BEHIND_PROXY", False):
     AXES_CLIENT_IP_CALLABLE = "webadmin.login_throttle.client_ip_behind_proxy"
+
+# --- Directory sign-in and the second factor (webadmin/auth/, README "Directory sign-in") ---
+# OpenID Connect (OIDC_CLIENT_ID, OIDC_ISSUER …) and LDAP / Active Directory (LDAP_URI …)
+# are each on when configured; their backends come after the local accounts', behind
+# the throttling. The TOTP second step applies to password sign-ins of accounts with an
+# authenticator; administrators with a local account must set one up (on by default:
+# a WebAdmin administrator sees every archived mail, one guessed or phished password
+# must not be enough). Wrong codes count as failed logins (django-axes), so django-otp's
+# own time-based throttle is off.
+_directory = directory_settings()
+globals().update({k: v for k, v in _directory.items() if k != "DIRECTORY_BACKENDS"})
+AUTHENTICATION_BACKENDS += _directory["DIRECTORY_BACKENDS"]
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "django_otp.plugins.otp_static"]
+TOTP_REQUIRED_FOR_STAFF = env_bool("TOTP_REQUIRED_FOR_STAFF", True)
+OTP_TOTP_ISSUER = env_str("TOTP_ISSUER", "WebAdmin")
+OTP_TOTP_THROTTLE_FACTOR = 0
+OTP_STATIC_THROTTLE_FACTOR = 0
 
 # --- Security: secure by default, relaxed only for plain-HTTP local use. ---
 HTTPS = env_bool("HTTPS", not DEBUG)

@@ -5,10 +5,17 @@ from django.urls import include, path
 
 from archive import views as archive_views
 from webadmin import views
+from webadmin.auth import oidc as oidc_views
+from webadmin.auth import views as sign_in
 
 urlpatterns = [
     path("", lambda request: redirect("archive:table")),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", sign_in.SignInView.as_view(), name="login"),
+    path("login/code/", sign_in.login_code, name="login_code"),
+    path("account/two-factor/", sign_in.two_factor, name="account_two_factor"),
+    # OpenID Connect (webadmin/auth/oidc.py): 404 unless OIDC_CLIENT_ID is configured.
+    path("oidc/authenticate/", oidc_views.AuthenticateView.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", oidc_views.CallbackView.as_view(), name="oidc_authentication_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("dms/", include("archive.urls")),
     path("webadmin/", include("webadmin.admin_urls")),
