@@ -66,6 +66,11 @@ PUBLIC_ROUTES = {
     "healthz": 200,
     "legacy_link": 302,  # to the document, which then asks for a login
     "archive:links": 400,  # JSON; without ids a 400 (tested below with ids)
+    # Sign-in steps (webadmin/auth/): the code step without a password first leads
+    # back to the login; OpenID Connect is off (404) unless configured.
+    "login_code": 302,
+    "oidc_authentication_init": 404,
+    "oidc_authentication_callback": 404,
 }
 
 
