@@ -81,8 +81,9 @@ def test_copy_button_for_selected_table_rows(page, login, alice, make_document):
     assert len(text.split("\n")) == 4
 
 
-def test_without_dns_name_the_link_uses_the_browsers_address(page, login, alice, video, live_server):
+def test_without_dns_name_the_link_uses_the_browsers_address(page, login, alice, video, live_server, settings):
     configure(dns_name="", title_field="filename")
+    settings.TOTP_REQUIRED_FOR_STAFF = False  # the second step: tests/browser/test_directory_signin.py
     User.objects.filter(pk=alice.pk).update(is_staff=True)
     login("alice", "alice-pass-123")
     page.goto(f"/dms/doc/{video.pk}/")
