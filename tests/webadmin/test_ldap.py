@@ -24,8 +24,10 @@ ADMINS = f"cn=archive-admins,ou=groups,{SUFFIX}"
 
 @pytest.fixture
 def slapd():
-    with SlapdServer() as server:
-        yield server
+    server = SlapdServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
