@@ -188,3 +188,12 @@ def test_new_recovery_codes_replace_the_old_ones(client, alice, device):
     new = set(re.findall(r"<li><code>([a-z0-9]+)</code></li>", page))
     assert len(new) == 10 and not new & old
     assert set(StaticToken.objects.filter(device__user=alice).values_list("token", flat=True)) == new
+
+
+def test_guessing_codes_on_the_account_page_locks_like_wrong_passwords(client, alice, device):
+    client.force_login(alice)
+    for _ in range(2):
+        assert client.post(TWO_FACTOR, {"code": wrong_code(device), "action": "recovery"}).status_code == 400
+    assert client.post(TWO_FACTOR, {"code": wrong_code(device), "action": "recovery"}).status_code == 429
+    response = client.post(TWO_FACTOR, {"code": current_code(device), "action": "recovery"})
+    assert response.status_code == 429 and "<code>" not in response.content.decode()

@@ -144,8 +144,11 @@ def manage(request: HttpRequest, user: User) -> HttpResponse:
     form = CodeForm(request.POST or None)
     required = bool(settings.TOTP_REQUIRED_FOR_STAFF and user.is_staff)
     if request.method == "POST":
+        if locked_out(request, user):
+            return lockout_response(request)
         action = request.POST.get("action")
         if not form.is_valid() or not totp.verify(user, form.cleaned_data["code"]):
+            count_failure(request, user)  # a stolen session must not guess its way to recovery codes
             form.add_error(None, "That code is not right. Enter the current code of your authenticator app.")
         elif action == "recovery":
             return render(request, "registration/recovery_codes.html", {"codes": totp.new_recovery_codes(user)})
