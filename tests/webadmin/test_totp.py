@@ -40,10 +40,16 @@ def wrong_code(device: TOTPDevice) -> str:
 
 
 @pytest.fixture
-def device(alice) -> TOTPDevice:
+def enrolled(alice) -> tuple[TOTPDevice, list[str]]:
     device = totp.enrolment_device(alice)
-    assert totp.confirm(device, current_code(device)) is not None
-    return device
+    codes = totp.confirm(device, current_code(device))
+    assert codes is not None
+    return device, codes
+
+
+@pytest.fixture
+def device(enrolled) -> TOTPDevice:
+    return enrolled[0]
 
 
 def password_step(client: Client, username: str, password: str, next_url: str = ""):
@@ -113,8 +119,10 @@ def test_a_wrong_code_reaches_the_failed_login_signal(alice, device):
     assert seen == [{"username": "alice"}]
 
 
-def test_a_recovery_code_signs_in_once(alice, device):
-    code = StaticToken.objects.filter(device__user=alice).first().token
+def test_a_recovery_code_signs_in_once(alice, enrolled):
+    code = enrolled[1][3]
+    stored = set(StaticToken.objects.filter(device__user=alice).values_list("token", flat=True))
+    assert len(stored) == 10 and code not in stored  # only a digest is kept
     client = Client()
     password_step(client, "alice", "alice-pass-123")
     assert client.post(CODE, {"code": code.upper()}).status_code == 302
@@ -181,13 +189,18 @@ def test_an_administrator_cannot_turn_the_second_step_off(client, admin_user):
     assert totp.confirmed_device(admin_user) is not None
 
 
-def test_new_recovery_codes_replace_the_old_ones(client, alice, device):
-    old = set(StaticToken.objects.filter(device__user=alice).values_list("token", flat=True))
+def test_new_recovery_codes_replace_the_old_ones(client, alice, enrolled):
+    device, old = enrolled
     client.force_login(alice)
     page = client.post(TWO_FACTOR, {"code": current_code(device), "action": "recovery"}).content.decode()
-    new = set(re.findall(r"<li><code>([a-z0-9]+)</code></li>", page))
-    assert len(new) == 10 and not new & old
-    assert set(StaticToken.objects.filter(device__user=alice).values_list("token", flat=True)) == new
+    new = re.findall(r"<li><code>([a-z0-9]+)</code></li>", page)
+    assert len(set(new)) == 10 and not set(new) & set(old)
+    stored = set(StaticToken.objects.filter(device__user=alice).values_list("token", flat=True))
+    assert stored == {totp.recovery_digest(code) for code in new}
+    client.logout()
+    password_step(client, "alice", "alice-pass-123")
+    assert client.post(CODE, {"code": old[0]}).status_code == 400  # the old ones are gone
+    assert client.post(CODE, {"code": new[0]}).status_code == 302
 
 
 def test_guessing_codes_on_the_account_page_locks_like_wrong_passwords(client, alice, device):

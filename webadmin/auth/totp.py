@@ -5,6 +5,7 @@ is "pending": only the user's id and backend are kept in the session."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -80,7 +81,12 @@ def verify(user: User, code: str) -> bool:
     if code.isdigit() and device.verify_token(code):
         return True
     recovery = StaticDevice.objects.filter(user=user, name="recovery").first()
-    return recovery is not None and bool(recovery.verify_token(code))
+    return recovery is not None and bool(recovery.verify_token(recovery_digest(code)))
+
+
+def recovery_digest(code: str) -> str:
+    """What is stored of a recovery code: the start of its SHA-256 (the code itself is shown once)."""
+    return hashlib.sha256(code.encode()).hexdigest()[:16]
 
 
 def enrolment_device(user: User) -> TOTPDevice:
@@ -119,7 +125,7 @@ def new_recovery_codes(user: User) -> list[str]:
     StaticDevice.objects.filter(user=user).delete()
     recovery = StaticDevice.objects.create(user=user, name="recovery")
     codes = ["".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(10)) for _ in range(RECOVERY_CODES)]
-    StaticToken.objects.bulk_create([StaticToken(device=recovery, token=code) for code in codes])
+    StaticToken.objects.bulk_create([StaticToken(device=recovery, token=recovery_digest(code)) for code in codes])
     return codes
 
 
