@@ -198,12 +198,6 @@ def read_bytes(sha256: str) -> bytes:
         return fh.read()
 
 
-def read_head(sha256: str, limit: int = CHUNK) -> bytes:
-    """The first ``limit`` bytes of a blob (e.g. a big mail's header block)."""
-    with open_blob(sha256) as fh:
-        return fh.read(limit)
-
-
 def iter_range(sha256: str, start: int, length: int) -> Iterator[bytes]:
     with open_blob(sha256) as fh:
         fh.seek(start)

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from archive import storage
 from archive.mail import parse_headers
+from archive.mailview import HEAD_BYTES
 from archive.models import DocumentKind, FieldDefinition, FieldType, FileRole
 from archive.processing import processing_register
 from archive.services import NewDocument, NewFile, clean_field_value, documents_create_many
@@ -147,7 +148,10 @@ def batch_store(batch: FolderBatch) -> list[storage.StoredBlob]:
 
 def _header_bytes(message: FetchedMessage, blob: storage.StoredBlob) -> bytes:
     """What ``parse_headers`` needs: the raw mail, or the start of a streamed one."""
-    return message.raw if message.stored is None else storage.read_head(blob.sha256)
+    if message.stored is None:
+        return message.raw
+    with storage.open_blob(blob.sha256) as fh:
+        return fh.read(HEAD_BYTES)
 
 
 def batch_ingest(

@@ -21,7 +21,7 @@ import pytest
 
 from mailsources.clients.base import FolderBatch, SourceError, TransientSourceError
 from mailsources.clients.imap import ImapClient
-from mailsources.clients.imap.literal import CHUNK
+from mailsources.clients.imap.literal import CHUNK, LiteralSpool
 from tests.imap_server import Mailbox
 from tests.mailsources.imap_pipeline import body_fetches
 from tests.tcp_proxy import TcpProxy
@@ -216,3 +216,12 @@ def test_a_sink_that_fails_midway_raises_its_own_error_and_the_next_run_complete
     full.fail_after = None  # space again; the same client reconnects (it dropped the half-read line)
     ledger.run(client)
     assert ledger.raws == {"1": raw} and full.files() == [hashlib.sha256(raw).hexdigest()]
+
+
+def test_only_a_body_literal_of_the_announced_size_and_over_the_threshold_is_streamed(sink: DirectorySink) -> None:
+    spool = LiteralSpool(sink, threshold=10)
+    assert spool.wants(b'1 FETCH (UID 5 INTERNALDATE "06-Jan-2025 10:00:00 +0100" BODY[] {20}', 20)
+    assert not spool.wants(b"1 FETCH (UID 5 BODY[] {9}", 9)  # small: read as usual
+    assert not spool.wants(b"1 FETCH (UID 5 BODY[HEADER] {20}", 20)  # not the mail itself
+    assert not spool.wants(b"1 FETCH (UID 5 BODY[] {20}", 21)  # not the literal being read
+    assert not spool.wants(None, 20)
