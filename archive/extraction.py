@@ -264,14 +264,22 @@ def extraction_sweep(*, stale_minutes: int = 30, limit: int = 1000, now: dt.date
     Redis) or failed (retried while attempts remain) — and mark files that used
     up their attempts without finishing as failed. ``now``: the clock (tests)."""
     cutoff = (now or timezone.now()) - dt.timedelta(minutes=stale_minutes)
-    DocumentFile.objects.filter(
+    exhausted = DocumentFile.objects.filter(
         extraction_status=ExtractionStatus.PENDING,
         extraction_attempts__gte=max_attempts(),
         created__lt=cutoff,
-    ).update(
-        extraction_status=ExtractionStatus.FAILED,
-        extraction_error=f"gave up: {max_attempts()} attempts did not finish (worker killed?)",
-    )
+    ).values_list("pk", "name", "document_id", "size", "content_type")
+    for pk, name, document_id, size, content_type in exhausted[:limit]:
+        # Every attempt was cut off (a killed worker, e.g. out of memory): name the
+        # content, it is the likely cause, so someone can look at that file.
+        error = (
+            f"gave up: {max_attempts()} attempts did not finish (worker killed?) on the file "
+            f'"{name}" of document {document_id} ({size:,} bytes, {content_type or "no content type"})'
+        )
+        log.warning("extraction of file %s: %s", pk, error)
+        DocumentFile.objects.filter(pk=pk, extraction_status=ExtractionStatus.PENDING).update(
+            extraction_status=ExtractionStatus.FAILED, extraction_error=error[:2000]
+        )
     waiting = (
         DocumentFile.objects.filter(
             Q(extraction_status=ExtractionStatus.PENDING) | Q(extraction_status=ExtractionStatus.FAILED),

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from archive import storage
 from archive.mail import parse_headers
+from archive.mailview import HEAD_BYTES
 from archive.models import DocumentKind, FieldDefinition, FieldType, FileRole
 from archive.processing import processing_register
 from archive.services import NewDocument, NewFile, clean_field_value, documents_create_many
@@ -139,8 +140,18 @@ def known_filter(source: MailSource, mailbox: str, folder: str) -> Callable[[str
 
 
 def batch_store(batch: FolderBatch) -> list[storage.StoredBlob]:
-    """Step 1: the batch's raw bytes, durable (fsynced), in message order."""
-    return storage.put_many([m.raw for m in batch.messages])
+    """Step 1: the batch's raw bytes, durable (fsynced), in message order. A huge mail
+    the client streamed into the store as it arrived (``stored``) is there already."""
+    blobs = iter(storage.put_many([m.raw for m in batch.messages if m.stored is None]))
+    return [m.stored if m.stored is not None else next(blobs) for m in batch.messages]
+
+
+def _header_bytes(message: FetchedMessage, blob: storage.StoredBlob) -> bytes:
+    """What ``parse_headers`` needs: the raw mail, or the start of a streamed one."""
+    if message.stored is None:
+        return message.raw
+    with storage.open_blob(blob.sha256) as fh:
+        return fh.read(HEAD_BYTES)
 
 
 def batch_ingest(
@@ -179,7 +190,7 @@ def batch_ingest(
                 to_create[blob.sha256] = (message, blob)
         specs, headers_list = [], []
         for message, blob in to_create.values():
-            headers = parse_headers(message.raw)
+            headers = parse_headers(_header_bytes(message, blob))
             headers_list.append(headers)
             values: dict[str, object] = {"title": headers.subject or "(no subject)"}
             date = headers.date or message.received_at

@@ -31,6 +31,7 @@ def client_for_source(source: MailSource, mailbox: str = "") -> MailClient:
         # Retrying cannot help: someone must enter the password / secret again.
         raise PermanentSourceError(str(exc), code="secret_unavailable") from None
     if source.kind == SourceKind.IMAP:
+        from archive import storage
         from mailsources.clients.imap import ImapClient
 
         return ImapClient(
@@ -42,6 +43,7 @@ def client_for_source(source: MailSource, mailbox: str = "") -> MailClient:
             ca_file=source.ca_file or settings.MAIL_CA_FILE,
             max_message_bytes=settings.MAIL_MAX_MESSAGE_BYTES,
             allow_unencrypted=source.allow_unencrypted,
+            raw_sink=storage.put_chunks,  # huge mails go straight from the socket to the store
         )
     from mailsources.clients.graph import GraphClient
 

@@ -1,11 +1,14 @@
 """Security headers: Content-Security-Policy on every response (Django 5.2 has
 no built-in CSP), and the same headers on static files, which WhiteNoise
 answers before the middlewares further down see the request. Outages (the
-database unreachable, the disk full) answer 503 with Retry-After, not 500."""
+database or the broker unreachable, the disk full) answer 503 with Retry-After,
+not 500: in a view (``OutageMiddleware``) and anywhere else, e.g. the session
+saved by its middleware after the view (``server_error``, the handler500)."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -47,16 +50,15 @@ def static_file_headers(headers: Headers, path: str, url: str) -> None:
 
 
 def outage_response(exc: BaseException) -> HttpResponse | None:
-    """The 503 page when ``exc`` is an outage of the database or the disk
-    (``archive.errors.transient_reason``), else None. Rendered without the
-    request, like 500.html: no context processor may need the database."""
+    """The 503 page when ``exc`` is an outage of the database, the broker or the
+    disk (``mailsources.tasks.infrastructure_error``), else None. Rendered without
+    the request, like 500.html: no context processor may need the database."""
     from django.http import HttpResponse
     from django.template import loader
 
-    from archive.errors import transient_reason
+    from mailsources.tasks import infrastructure_error
 
-    reason = transient_reason(exc)
-    if reason is None:
+    if infrastructure_error(exc) is None:
         return None
     response = HttpResponse(loader.get_template("503.html").render(), status=503)
     response["Retry-After"] = str(OUTAGE_RETRY_AFTER_SECONDS)
@@ -76,11 +78,27 @@ class OutageMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        response = outage_response(exception)
-        if response is not None:
-            logger.warning("%s %s: answered 503, %s", request.method, request.path, exception)
-            _close_spooled_uploads(request)
-        return response
+        return _answer_outage(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500. Django turns an exception raised outside a view (in a middleware:
+    the session loaded or saved, the user loaded) into a response where it happens,
+    so ``OutageMiddleware`` never sees it; Django calls this while it handles the
+    exception, which ``sys.exc_info()`` still holds: an outage answers 503 here too."""
+    from django.views import defaults
+
+    exception = sys.exc_info()[1]
+    response = _answer_outage(request, exception) if exception is not None else None
+    return response if response is not None else defaults.server_error(request)
+
+
+def _answer_outage(request: HttpRequest, exception: BaseException) -> HttpResponse | None:
+    response = outage_response(exception)
+    if response is not None:
+        logger.warning("%s %s: answered 503, %s", request.method, request.path, exception)
+        _close_spooled_uploads(request)
+    return response
 
 
 def _close_spooled_uploads(request: HttpRequest) -> None:

@@ -27,3 +27,6 @@ urlpatterns = [
     path("api/", include("api.urls")),
     path("account/tokens/", include("api.account_urls")),
 ]
+
+# An outage outside a view (e.g. the session saved by its middleware) is a 503 too.
+handler500 = "webadmin.middleware.server_error"

@@ -78,8 +78,11 @@ class FetchedMessage:
     """One message as the server delivered it, byte for byte."""
 
     location: str  # stable id inside the folder cursor's epoch: IMAP UID, Graph immutable id
-    raw: bytes
+    raw: bytes  # b"" when ``stored``
     received_at: datetime | None = None  # server's INTERNALDATE / receivedDateTime
+    # A huge mail the client streamed into its raw sink as it arrived: what the sink returned
+    # (``archive.storage.StoredBlob``), the bytes are in the store, not in ``raw``.
+    stored: Any = None
 
 
 @dataclasses.dataclass

@@ -438,7 +438,7 @@ def test_the_sweep_requeues_stale_pending_files_and_gives_up_on_exhausted_ones(g
 
     lost = _archive(group_a, "lost.txt", b"lost task")
     _archive(group_a, "fresh.txt", b"just archived")  # not stale yet: left alone
-    exhausted = _archive(group_a, "exhausted.txt", b"killed three times")
+    exhausted = _archive(group_a, "exhausted.txt", b"killed three times", content_type="text/plain")
     old = timezone.now() - dt.timedelta(hours=2)
     DocumentFile.objects.filter(document__in=[lost, exhausted]).update(created=old)
     DocumentFile.objects.filter(document=exhausted).update(extraction_attempts=3)
@@ -447,7 +447,12 @@ def test_the_sweep_requeues_stale_pending_files_and_gives_up_on_exhausted_ones(g
     assert extraction.extraction_sweep() == 1
     assert queued == [(lost.pk, None)]
     file = DocumentFile.objects.get(document=exhausted)
-    assert file.extraction_status == ExtractionStatus.FAILED and "gave up" in file.extraction_error
+    assert file.extraction_status == ExtractionStatus.FAILED
+    # What was being extracted when the workers died: the file, its document, size and type.
+    assert file.extraction_error == (
+        "gave up: 3 attempts did not finish (worker killed?) on the file "
+        f'"exhausted.txt" of document {exhausted.pk} (18 bytes, text/plain)'
+    )
 
 
 def test_a_batch_of_documents_is_scheduled_after_commit(db, monkeypatch, django_capture_on_commit_callbacks):

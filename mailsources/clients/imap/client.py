@@ -40,6 +40,7 @@ from ..base import (
 )
 from . import errors
 from .folder_sync import Cursor, FetchRefused, FolderSync, Mailbox, chunks, nothing_to_do
+from .literal import LiteralSpool, RawSink, SpoolFailed, SpoolingReads
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +66,11 @@ class _LongLines:
         return line
 
 
-class _Plain(_LongLines, IMAP4WithTimeout):  # type: ignore[misc]  # untyped base class
+class _Plain(SpoolingReads, _LongLines, IMAP4WithTimeout):  # type: ignore[misc]  # untyped base class
     pass
 
 
-class _TLS(_LongLines, IMAP4_TLS):  # type: ignore[misc]  # untyped base class
+class _TLS(SpoolingReads, _LongLines, IMAP4_TLS):  # type: ignore[misc]  # untyped base class
     pass
 
 
@@ -109,11 +110,16 @@ class ImapClient:
         batch_bytes: int = 32 * 1024 * 1024,
         max_message_bytes: int = 25 * 1024 * 1024,
         allow_unencrypted: bool = False,
+        raw_sink: RawSink | None = None,
+        stream_bytes: int = 8 * 1024 * 1024,
     ) -> None:
+        """``raw_sink``: stores a mail's bytes as they arrive (``archive.storage.put_chunks``);
+        with it, a mail of ``stream_bytes`` or more is fetched alone and streamed into it
+        (``FetchedMessage.stored``), never held in memory (``literal.py``)."""
         if security not in _DEFAULT_PORTS:
             raise ValueError(f"unknown IMAP security {security!r}")
-        if batch_size < 1 or batch_bytes < 1 or timeout <= 0:
-            raise ValueError("batch_size, batch_bytes and timeout must be positive")
+        if batch_size < 1 or batch_bytes < 1 or timeout <= 0 or stream_bytes < 1:
+            raise ValueError("batch_size, batch_bytes, stream_bytes and timeout must be positive")
         self.host = host
         self.port = port or _DEFAULT_PORTS[security]
         self.security = security
@@ -125,6 +131,8 @@ class ImapClient:
         self.batch_bytes = batch_bytes
         self.max_message_bytes = max_message_bytes
         self.allow_unencrypted = allow_unencrypted
+        self.raw_sink = raw_sink
+        self.stream_bytes = stream_bytes
         self._conn: Any = None  # an IMAPClient once connected and logged in
         self._caps: frozenset[str] = frozenset()
         # UIDVALIDITY per folder seen by sync_folder, so move/delete never act on
@@ -433,6 +441,9 @@ class ImapClient:
         """Translate network/protocol failures during a session into SourceErrors."""
         try:
             yield
+        except SpoolFailed as exc:
+            self._drop()  # in the middle of a literal: unusable
+            raise exc.__cause__ or exc from None  # the store's own error (e.g. disk full)
         except (imaplib.IMAP4.abort, OSError) as exc:
             self._drop()  # the connection is unusable; the next call reconnects
             raise errors.session_error(exc, self._where, self.timeout, action, self._password) from exc
@@ -523,6 +534,25 @@ class ImapClient:
                 text = errors.server_words(exc, self._password)
                 raise FetchRefused(f"The server {self._where} refused {action} ({text}).", code="fetch_failed") from exc
         return fetched
+
+    def streams(self, size: int) -> bool:
+        """Whether a mail of ``size`` bytes (RFC822.SIZE) goes straight into the raw sink."""
+        return self.raw_sink is not None and size >= self.stream_bytes
+
+    def _fetch_streamed(self, uid: int, items: list[str], action: str) -> tuple[dict[int, dict[bytes, Any]], list[Any]]:
+        """``_fetch`` of one mail whose BODY[] literal goes to the raw sink -> (fetched, what
+        the sink returned: nothing when the literal was smaller than RFC822.SIZE said, and
+        imaplib read it as usual)."""
+        if self.raw_sink is None:
+            raise ValueError("no raw sink to stream into")
+        imap = self._session()._imap
+        spool = LiteralSpool(self.raw_sink, self.stream_bytes)
+        imap.spool = spool
+        try:
+            fetched = self._fetch([uid], items, action)
+        finally:
+            imap.spool = None
+        return fetched, spool.stored
 
 
 def _listed(data: list[Any]) -> list[tuple[Any, Any, Any]]:

@@ -208,7 +208,7 @@ class FolderSync:
         current: list[tuple[int, int]] = []
         size_sum = 0
         for uid, size in wanted:
-            huge = size > client.max_message_bytes
+            huge = size > client.max_message_bytes or client.streams(size)
             if current and (huge or len(current) >= client.batch_size or size_sum + size > client.batch_bytes):
                 batches.append(current)
                 current, size_sum = [], 0
@@ -225,6 +225,8 @@ class FolderSync:
         uids = [uid for uid, _size in batch]
         action = f"downloading mails from {self.mailbox.name}"
         items = ["UID", "INTERNALDATE", "BODY.PEEK[]"]
+        if len(batch) == 1 and self.client.streams(batch[0][1]):
+            return self._download_streamed(uids[0], items, action)
         try:
             fetched = self.client._fetch(uids, items, action)
         except FetchRefused as refused:
@@ -245,6 +247,29 @@ class FolderSync:
                 missing.append(uid)
                 continue
             messages.append(FetchedMessage(location=str(uid), raw=raw, received_at=received_at(info)))
+        self._log_missing(missing)
+        return messages, missing
+
+    def _download_streamed(self, uid: int, items: list[str], action: str) -> tuple[list[FetchedMessage], list[int]]:
+        """One huge mail, its body streamed into the client's raw sink (``literal.py``)."""
+        fetched, stored = self.client._fetch_streamed(uid, items, action)
+        info = fetched.get(uid) or {}
+        raw = info.get(b"BODY[]")
+        if len(stored) > 1:  # one mail asked for, more delivered: nothing to rely on
+            raise TransientSourceError(
+                f"The server {self.client._where} sent {len(stored)} bodies for one mail in {self.mailbox.name}.",
+                code="protocol_error",
+            )
+        if not isinstance(raw, bytes):
+            self._log_missing([uid])  # a blob the sink stored anyway stays unreferenced
+            return [], [uid]
+        if stored:
+            message = FetchedMessage(location=str(uid), raw=b"", received_at=received_at(info), stored=stored[0])
+        else:  # smaller than RFC822.SIZE said: imaplib read it as usual
+            message = FetchedMessage(location=str(uid), raw=raw, received_at=received_at(info))
+        return [message], []
+
+    def _log_missing(self, missing: list[int]) -> None:
         if missing:
             logger.warning(
                 "IMAP %s: %s UIDs %s not delivered; will look again next run",
@@ -252,7 +277,6 @@ class FolderSync:
                 self.mailbox.name,
                 ",".join(map(str, missing)),
             )
-        return messages, missing
 
     def _final_cursor(self) -> Cursor:
         c = self.cursor
