@@ -10,6 +10,7 @@ from typing import Any
 from django.apps import apps
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 
 from archive import search, selectors
 from archive.models import Document
@@ -49,7 +50,9 @@ def by_source(documents: QuerySet[Document], source_id: int) -> QuerySet[Documen
 
 def by_mailbox(documents: QuerySet[Document], mailbox: str) -> QuerySet[Document]:
     """A mailbox as the locations name it (``user@host`` for IMAP, the address for Microsoft 365)."""
-    mails = _locations().filter(mailbox__iexact=mailbox).values("mail__document_id")
+    # Lower() on both sides: the MariaDB tables' collation may be case-sensitive.
+    locations = _locations().annotate(mailbox_lower=Lower("mailbox")).filter(mailbox_lower=mailbox.lower())
+    mails = locations.values("mail__document_id")
     return documents.filter(pk__in=mails)
 
 

@@ -206,6 +206,8 @@ def test_a_missing_blob_fails_no_export_and_the_verifier_names_it(archive, admin
     assert findings(result) == {"file_missing"}
 
 
+# Transactional: MariaDB's full-text index sees committed rows only.
+@pytest.mark.django_db(transaction=True)
 def test_only_the_selected_documents_are_exported(archive, admin_user, tmp_path, group_a):
     other = imap_source(group_a, name="other", username="bob")
     foreign = mail_in_mailbox(text_mail("Other mailbox", "Other"), group_a, other, uid="9")

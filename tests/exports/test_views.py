@@ -38,6 +38,8 @@ def test_normal_users_get_403_on_every_export_page(client, alice):
     assert client.get(reverse("reconcile:report")).status_code == 403
 
 
+# Transactional: MariaDB's full-text index sees committed rows only.
+@pytest.mark.django_db(transaction=True)
 def test_an_export_is_requested_logged_built_and_downloaded(staff, make_document, admin_user):
     doc = make_document(content=b"contract", name="contract.txt", values={"title": "Contract"})
     record_archived(doc)
