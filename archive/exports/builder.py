@@ -23,7 +23,7 @@ from typing import IO, Any
 from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Max, Min
+from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from archive import storage
@@ -41,6 +41,7 @@ from .version import software_version
 logger = logging.getLogger(__name__)
 
 FORMAT = "webadmin-export/1"
+STALE = dt.timedelta(minutes=15)  # no progress for this long: the build's worker is gone
 PAGE = 200
 VERIFIER_DIR = Path(__file__).with_name("verifier")
 CSV_COLUMNS = [
@@ -153,6 +154,7 @@ class Build:
         self.first_document = True
 
     def progress(self, **fields: Any) -> None:
+        fields["heartbeat"] = timezone.now()
         for name, value in fields.items():
             setattr(self.export, name, value)
         Export.objects.filter(pk=self.export.pk).update(**fields)
@@ -258,12 +260,24 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def claimable(now: dt.datetime) -> Q:
+    """Queued, or running with a heartbeat older than STALE (its worker was killed)."""
+    stale = Q(status=ExportStatus.RUNNING, heartbeat__lt=now - STALE)
+    return Q(status=ExportStatus.PENDING) | stale
+
+
 def _claim(export_id: int) -> Export | None:
-    """PENDING → RUNNING by a conditional update: one worker builds an export."""
-    claimed = Export.objects.filter(pk=export_id, status=ExportStatus.PENDING).update(
-        status=ExportStatus.RUNNING, started=timezone.now(), done=0, files=0, bytes=0, error=""
+    """→ RUNNING by a conditional update: one worker builds an export; a lost build is
+    taken over (its partial output removed)."""
+    now = timezone.now()
+    claimed = Export.objects.filter(claimable(now), pk=export_id).update(
+        status=ExportStatus.RUNNING, started=now, heartbeat=now, done=0, files=0, bytes=0, error=""
     )
-    return Export.objects.select_related("created_by").get(pk=export_id) if claimed else None
+    if not claimed:
+        return None
+    for leftover in export_dir().glob(f".partial-export-{export_id}-*"):
+        _remove(leftover)
+    return Export.objects.select_related("created_by").get(pk=export_id)
 
 
 def export_build(export_id: int) -> Export | None:

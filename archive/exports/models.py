@@ -50,6 +50,9 @@ class Export(models.Model):
     path = models.CharField(max_length=500, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)  # of the ZIP file
     started = models.DateTimeField(null=True, blank=True)
+    # Moved by every step of a build: a RUNNING export whose heartbeat stopped lost its
+    # worker, and the sweep (or the redelivered task) builds it again.
+    heartbeat = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
     expires = models.DateTimeField(null=True, blank=True, db_index=True)
 

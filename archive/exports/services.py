@@ -10,11 +10,13 @@ from typing import Any
 import kombu.exceptions
 import redis.exceptions
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
 from archive.integrity import audit
 
+from .builder import claimable
 from .models import Export, ExportStatus
 from .selection import export_documents
 
@@ -59,11 +61,10 @@ def export_create(request: HttpRequest, selection: dict[str, Any]) -> Export:
 def exports_requeue(now: dt.datetime | None = None) -> int:
     """Queue again what waits too long (its message lost with the broker)."""
     now = now or timezone.now()
-    stale = list(
-        Export.objects.filter(status=ExportStatus.PENDING, created__lt=now - PENDING_REQUEUE).values_list(
-            "pk", flat=True
-        )
+    waiting = Q(status=ExportStatus.PENDING, created__lt=now - PENDING_REQUEUE) | (
+        claimable(now) & Q(status=ExportStatus.RUNNING)
     )
+    stale = list(Export.objects.filter(waiting).values_list("pk", flat=True))
     for export_id in stale:
         _enqueue(export_id)
     return len(stale)

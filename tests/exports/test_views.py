@@ -124,3 +124,21 @@ def test_the_procedure_documentation_names_the_sources_and_their_schedule(staff,
     assert "Office mail" in text and "every 30 min" in text and "2 days" in text
     assert "archive.exports.tasks.exports_expire" in text  # the scheduled jobs
     assert document.created_by is None
+
+
+def test_a_build_whose_worker_was_killed_is_taken_over_and_a_live_one_is_not(make_document, admin_user, settings):
+    from archive.exports import services
+
+    record_archived(make_document())
+    now = timezone.now()
+    export = Export.objects.create(created_by=admin_user, status=ExportStatus.RUNNING, started=now, heartbeat=now)
+    leftover = Path(settings.EXPORT_DIR) / f".partial-export-{export.pk}-20240101-000000"
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.write_bytes(b"half a zip")
+    assert builder.export_build(export.pk) is None  # alive: another worker has it
+    assert services.exports_requeue(now=now) == 0
+    later = now + builder.STALE + dt.timedelta(seconds=1)
+    Export.objects.filter(pk=export.pk).update(heartbeat=now - builder.STALE - dt.timedelta(seconds=1))
+    assert services.exports_requeue(now=later) == 1  # queued again (the broker here is the filesystem one)
+    built = builder.export_build(export.pk)
+    assert built is not None and built.status == ExportStatus.DONE and not leftover.exists()
