@@ -49,10 +49,11 @@ def _hashed(path: str, chunks: Iterable[bytes], out: BinaryIO) -> Written:
 
 
 class ZipSink:
-    """Members stored deflated, ZIP64 where needed (exports pass 4 GiB)."""
+    """Members deflated at the fastest level (mail and PDFs are mostly compressed
+    already: more effort buys little), ZIP64 where needed (exports pass 4 GiB)."""
 
     def __init__(self, file: Path) -> None:
-        self.zip = zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
+        self.zip = zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1, allowZip64=True)
 
     def write(self, path: str, chunks: Iterable[bytes]) -> Written:
         path = safe_path(path)
