@@ -4,6 +4,7 @@ documentation (generate, list, open). Administrators only — the auditor role
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -44,7 +45,8 @@ def export_list(request: HttpRequest) -> HttpResponse:
                 return redirect("exports:detail", export.pk)
         messages.error(request, "Not started: please correct the marked entries.")
     exports = Export.objects.select_related("created_by")[:50]
-    return render(request, "exports/list.html", {"form": form, "exports": exports})
+    context = {"form": form, "exports": exports, "retention_days": settings.EXPORT_RETENTION_DAYS}
+    return render(request, "exports/list.html", context)
 
 
 @exports_access
