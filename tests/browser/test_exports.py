@@ -75,3 +75,42 @@ def test_start_an_export_follow_its_progress_and_download_it(
     result = verify(target)
     assert result.returncode == 0, result.stdout + result.stderr
     page.screenshot(path=str(artifacts_dir / "exports-done.png"), full_page=True)
+
+
+def test_generate_the_procedure_documentation_and_open_it_under_its_own_csp(page, live_server, admin_user):
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
+    )
+    log_in_as(page, live_server, admin_user)
+    page.goto("/webadmin/")
+    page.click("text=Procedure documentation")
+    page.click("#procedure-generate")
+    page.wait_for_selector("#procedure-document")
+    assert "Procedure documentation — technical part" in page.text_content("h1")
+    # The stored page's one style block is allowed by its hash: the print layout applies.
+    assert page.eval_on_selector("body", "el => getComputedStyle(el).maxWidth") == "960px"
+    assert violations == []
+    page.go_back()
+    page.reload()
+    assert page.locator("table.procedure tbody tr").count() == 1
+
+
+def test_the_reconciliation_page_compares_a_source_with_its_server(
+    page, live_server, admin_user, imap_mailbox, imap_source
+):
+    from tests.mailsources.imap_pipeline import mail, sync
+
+    imap_mailbox.append("INBOX", mail("archived"))
+    sync(imap_source)
+    imap_mailbox.append("Elsewhere", mail("not archived"))
+    log_in_as(page, live_server, admin_user)
+    page.goto("/webadmin/")
+    page.click("text=Reconciliation")
+    page.select_option("#reconcile-source", str(imap_source.pk))
+    page.click("#reconcile-run")
+    page.wait_for_selector("#reconcile-report")
+    rows = page.locator("table.reconcile tbody tr")
+    assert rows.count() == 2
+    assert "excluded folder" in page.text_content("table.reconcile-rows")
