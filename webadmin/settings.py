@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "archive",
     "archive.integrity",
+    "archive.exports",
     "mailsources",
     "webadmin",
 ]
@@ -240,6 +241,7 @@ CELERY_TASK_ROUTES = {
     "archive.tasks.processing_sweep": {"queue": "processing"},
     "archive.tasks.*extract*": {"queue": "extraction"},
     "archive.housekeeping_tasks.*": {"queue": "processing"},
+    "archive.exports.tasks.*": {"queue": "processing"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
@@ -280,6 +282,13 @@ CELERY_BEAT_SCHEDULE = {
     # Reads the whole store: once a day.
     "orphan-blobs-report": {"task": "archive.housekeeping_tasks.orphan_blobs_report", "schedule": 86400.0},
 }
+
+# --- Exports with proof and procedure documentation (archive/exports) ---
+# Built exports (ZIP files, server-side directories) and procedure documentation
+# generations live here; exports are removed by housekeeping after RETENTION_DAYS.
+EXPORT_DIR = Path(env_str("EXPORT_DIR", str(DATA_DIR / "exports"))).resolve()
+EXPORT_RETENTION_DAYS = env_int("EXPORT_RETENTION_DAYS", 14, minimum=1)
+CELERY_BEAT_SCHEDULE["exports-expire"] = {"task": "archive.exports.tasks.exports_expire", "schedule": 3600.0}
 
 # --- Dashboard (WebAdmin home, WebDMS overview): precomputed daily figures, alarms ---
 # The figures of today and yesterday are recomputed this often; every day once a night.

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from mailsources.pacing import RequestGate
 
 from ..base import ConnectionReport, FolderBatch, FolderInfo, KnownFilter, PermanentSourceError
+from ..inventory import FolderInventory, ServerMessage
 from .delta import FolderSync, parse_time
 from .downloads import Downloader
 from .errors import ErrorClassifier, GraphError
@@ -171,6 +172,21 @@ class GraphClient:
             yield from self._sync.batches(folder, ref, cursor, known, min_age_days)
         except GraphError as err:
             raise self._errors.graph(err, f"syncing folder {folder!r}") from err
+
+    def folder_inventory(self, folder: str) -> FolderInventory:
+        """Every message of ``folder`` now (a listing of ids, arrival times and
+        Message-IDs; Graph names no size) — for the reconciliation report."""
+        with self._translate(f"listing the mails of folder {folder!r}"):
+            ref = self._folders.resolve(folder)
+            url = self._http.url(f"/mailFolders/{quote(ref.id, safe='')}/messages")
+            params = {"$select": "id,receivedDateTime,internetMessageId", "$top": str(self.page_size)}
+            messages = [
+                ServerMessage(
+                    item["id"], 0, parse_time(item.get("receivedDateTime")), item.get("internetMessageId") or ""
+                )
+                for item in self._http.paged(url, params)
+            ]
+        return FolderInventory(folder, "", messages)
 
     def check_action_supported(self, action: str) -> None:
         """Moving and deleting need the application permission Mail.ReadWrite: say so before

@@ -38,8 +38,9 @@ from ..base import (
     SourceError,
     TransientSourceError,
 )
+from ..inventory import FolderInventory, ServerMessage
 from . import errors
-from .folder_sync import Cursor, FetchRefused, FolderSync, Mailbox, chunks, nothing_to_do
+from .folder_sync import Cursor, FetchRefused, FolderSync, Mailbox, chunks, nothing_to_do, received_at
 from .literal import LiteralSpool, RawSink, SpoolFailed, SpoolingReads
 
 logger = logging.getLogger(__name__)
@@ -264,6 +265,26 @@ class ImapClient:
         if previous is not None and not resync and nothing_to_do(previous, mailbox, cutoff):
             return  # the no-change rerun: one EXAMINE, no FETCH at all
         yield from FolderSync(self, mailbox, start, known, cutoff).run(epoch, cursor)
+
+    def folder_inventory(self, folder: str) -> FolderInventory:
+        """Every message of ``folder`` now (EXAMINE, read-only): UID, size,
+        INTERNALDATE, Message-ID — for the reconciliation report."""
+        mailbox = self._select(folder, readonly=True)
+        found: list[ServerMessage] = []
+        items = ["UID", "RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
+        for chunk in chunks(self._search_uids(1), _UIDS_PER_COMMAND):
+            fetched = self._fetch(chunk, items, f"listing mails of {folder}")
+            for uid in chunk:
+                info = fetched.get(uid) or {}
+                header = next((v for k, v in info.items() if k.startswith(b"BODY[") and isinstance(v, bytes)), b"")
+                message_id = email.parser.BytesHeaderParser().parsebytes(header).get("message-id", "")
+                size = info.get(b"RFC822.SIZE")
+                found.append(
+                    ServerMessage(
+                        str(uid), size if isinstance(size, int) else 0, received_at(info), str(message_id).strip()
+                    )
+                )
+        return FolderInventory(folder, str(mailbox.uidvalidity), found)
 
     def move(self, folder: str, locations: list[str], target_folder: str, *, epoch: str | None = None) -> None:
         """UID MOVE the given UIDs. ``epoch``: the UIDVALIDITY they belong to."""

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.apps import apps
+
+from archive.search import MAX_QUERY_CHARS
+
+from .models import ExportTarget
+
+
+def _source_choices() -> list[tuple[str, str]]:
+    choices = [("", "All sources")]
+    if apps.is_installed("mailsources"):
+        model = apps.get_model("mailsources", "MailSource")
+        choices += [(str(pk), name) for pk, name in model._default_manager.order_by("name").values_list("pk", "name")]
+    return choices
+
+
+class ExportForm(forms.Form):
+    """What to export; every criterion is optional, those given are combined (AND)."""
+
+    name = forms.CharField(max_length=100, required=False, help_text="For your list of exports.")
+    query = forms.CharField(
+        label="Search query",
+        max_length=MAX_QUERY_CHARS,
+        required=False,
+        help_text="The table's search language, e.g. invoice from:alice date:2024-01-01..2024-12-31.",
+    )
+    source_id = forms.TypedChoiceField(label="Mail source", required=False, coerce=int, empty_value=None)
+    mailbox = forms.CharField(
+        max_length=255, required=False, help_text="user@host (IMAP) or the address (Microsoft 365)."
+    )
+    date_from = forms.DateField(label="Date from", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(label="Date to", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    target = forms.ChoiceField(choices=ExportTarget.choices, initial=ExportTarget.ZIP)
+    with_mbox = forms.BooleanField(label="MBOX per mailbox", required=False, initial=True)
+    with_z3 = forms.BooleanField(label="GoBD Z3 tables (index.xml)", required=False, initial=True)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["source_id"].choices = _source_choices()  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("date_from"), data.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", "The end of the date range lies before its start.")
+        return data

@@ -1,0 +1,3 @@
+from mailsources.reconcile_views import app_name, urlpatterns
+
+__all__ = ["app_name", "urlpatterns"]
