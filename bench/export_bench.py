@@ -77,13 +77,17 @@ def main() -> int:
         small = build(admin, (first, small_last))
         large = build(admin, (first, large_last))
         ratio = large[1] / max(small[1], 1)
-        say(f"export of {args.files} files ({small[2] / 1e6:.0f} MB): {small[0]:.2f} s, heap peak {small[1] / 1e6:.1f} MB")
+        say(
+            f"export of {args.files} files ({small[2] / 1e6:.0f} MB): {small[0]:.2f} s, heap peak {small[1] / 1e6:.1f} MB"
+        )
         say(
             f"export of {args.files * args.factor} files ({large[2] / 1e6:.0f} MB): {large[0]:.2f} s, "
             f"heap peak {large[1] / 1e6:.1f} MB, {large[2] / 1e6 / large[0]:.1f} MB/s (ZIP deflated, hashed)"
         )
         say(f"heap peak ratio for {args.factor}x the size: {ratio:.2f} (target <= {LIMIT_RATIO})")
-        say(f"machine load (1 min) before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+        say(
+            f"machine load (1 min) before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+        )
         return 0 if ratio <= LIMIT_RATIO else 1
     finally:
         env.cleanup()
