@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "archive",
     "archive.integrity",
+    "archive.retention",
     "mailsources",
     "webadmin",
 ]
@@ -261,6 +262,16 @@ CELERY_BEAT_SCHEDULE = {
     # Reads the whole store: once a day.
     "orphan-blobs-report": {"task": "archive.housekeeping_tasks.orphan_blobs_report", "schedule": 86400.0},
 }
+
+# --- Retention (archive/retention): the deletion lock, expiry approvals ---
+# "Revisionssicher": nothing is deleted before its retention end, and only through
+# an approved expiry list (archive/retention/lock.py refuses every other delete).
+RETENTION_DELETION_LOCK = env_bool("RETENTION_DELETION_LOCK", True)
+# An expiry list needs the approval of two different administrators.
+RETENTION_TWO_APPROVERS = env_bool("RETENTION_TWO_APPROVERS", False)
+# A deleted document's blob stays this long before it is removed (if nothing references it).
+RETENTION_BLOB_GRACE_SECONDS = env_int("RETENTION_BLOB_GRACE_SECONDS", 3600, minimum=0)
+CELERY_BEAT_SCHEDULE["retention-expiry"] = {"task": "archive.retention.tasks.expiry_daily", "schedule": 86400.0}
 
 # --- Dashboard (WebAdmin home, WebDMS overview): precomputed daily figures, alarms ---
 # The figures of today and yesterday are recomputed this often; every day once a night.
