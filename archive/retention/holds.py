@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from django.apps import apps
 from django.contrib.auth.models import User
 from django.db.models import Max, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from archive.models import Document
@@ -44,7 +44,8 @@ def hold_documents(hold: LegalHold) -> QuerySet[Document]:
         if hold.source_id is not None:
             locations = locations.filter(source_id=hold.source_id)
         if hold.mailbox:
-            locations = locations.filter(mailbox__iexact=hold.mailbox)
+            # Lower() on both sides: the column's collation may compare case-sensitively.
+            locations = locations.annotate(lower=Lower("mailbox")).filter(lower=hold.mailbox.lower())
         qs = qs.filter(pk__in=locations.values("mail__document_id"))
     if hold.date_from or hold.date_to:
         qs = qs.alias(base=Coalesce("date", "created"))
