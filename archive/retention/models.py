@@ -6,6 +6,7 @@ the archive does not know the mailsources app (see ``ArchiveDay.source``)."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -46,9 +47,9 @@ class RetentionPolicy(models.Model):
         "Default policy", default=False, help_text="Applies to documents no other policy matches (scope ignored)."
     )
     preset = models.CharField(max_length=16, choices=Preset.choices, default=Preset.CH_10)
-    years = models.PositiveSmallIntegerField(default=0)
-    months = models.PositiveSmallIntegerField(default=0)
-    days = models.PositiveIntegerField(default=0)
+    years = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(500)])
+    months = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(6000)])
+    days = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(200_000)])
     count_from = models.CharField(max_length=16, choices=CountFrom.choices, default=CountFrom.END_OF_YEAR)
     # Scope.
     source_id = models.PositiveIntegerField("Mail source", null=True, blank=True)

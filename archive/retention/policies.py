@@ -63,7 +63,10 @@ def end_date(policy: RetentionPolicy, base: dt.date) -> dt.date | None:
         return None
     years, months, days, count_from = spec
     start = dt.date(base.year, 12, 31) if count_from == CountFrom.END_OF_YEAR else base
-    return add_months(start, years * 12 + months) + dt.timedelta(days=days)
+    try:
+        return add_months(start, years * 12 + months) + dt.timedelta(days=days)
+    except (ValueError, OverflowError):  # past year 9999 (a mail dated 9999): the last day there is
+        return dt.date.max
 
 
 def active_policies() -> list[RetentionPolicy]:

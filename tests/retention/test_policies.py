@@ -48,6 +48,11 @@ def test_custom_durations_add_years_and_months_clamped_then_days(duration, base,
     assert policies.end_date(unsaved(**duration), base) == end
 
 
+def test_an_end_past_the_year_9999_is_the_last_day_there_is():
+    assert policies.end_date(unsaved(Preset.CH_10), D(9995, 1, 1)) == D.max
+    assert policies.end_date(unsaved(years=500, count_from=CountFrom.DATE), D(9999, 12, 31)) == D.max
+
+
 def test_keep_forever_has_no_end():
     assert policies.end_date(unsaved(Preset.FOREVER), D(2000, 1, 1)) is None
 

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from archive.integrity.models import AuditEntry
-from archive.retention.models import RetentionPolicy
+from archive.retention.models import ExpiryList, RetentionPolicy
 
 
 def test_a_policy_is_created_changed_and_deleted_and_each_act_is_logged(client, admin_user, source):
@@ -87,3 +87,48 @@ def test_only_one_default_policy(client, admin_user, policy):
         },
     )
     assert response.status_code == 200 and RetentionPolicy.objects.count() == 1
+
+
+HOSTILE = ["", "-1", "1e400", "9" * 30, "2024-13-45", "x" * 600, "\x00<script>"]
+FIELDS = [
+    "name",
+    "order",
+    "enabled",
+    "is_default",
+    "preset",
+    "years",
+    "months",
+    "days",
+    "count_from",
+    "source_id",
+    "mailbox",
+    "folder",
+    "kind",
+    "field",
+    "field_value",
+    "reason",
+    "whole_archive",
+    "query",
+    "date_from",
+    "date_to",
+    "release_reason",
+    "decision",
+]
+
+
+def test_no_input_to_any_retention_page_is_a_server_error(client, admin_user, policy, hold, make_mail):
+    from tests.archive.test_access import project_routes
+
+    make_mail("2001-01-01")
+    existing = {"policy": policy().pk}
+    client.force_login(admin_user)
+    client.post(reverse("retention:expiry_build"))
+    existing |= {"expiry": ExpiryList.objects.get().pk, "hold": hold(whole_archive=True).pk}
+    routes = [r for r in project_routes() if r.name.startswith("retention:")]
+    for value in HOSTILE:
+        for route in routes:
+            kind = route.name.split(":")[1].split("_")[0]  # policy_edit → policy
+            for pk in (existing[kind], 2**63 - 1) if route.kwargs else (None,):
+                url = reverse(route.name, kwargs={k: pk for k in route.kwargs})
+                assert client.get(url).status_code < 500, (route.name, value)
+                assert client.post(url, {f: value for f in FIELDS}).status_code < 500, (route.name, value)
