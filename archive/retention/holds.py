@@ -92,15 +92,24 @@ class HoldCount:
         return f"≥ {self.count:,}" if self.cut else f"{self.count:,}"
 
 
-def hold_count(hold: LegalHold, *, clock: Callable[[], float] = time.monotonic) -> HoldCount:
+def hold_counts(holds: list[LegalHold], *, clock: Callable[[], float] = time.monotonic) -> list[HoldCount]:
+    """The counts of a page of holds, all within one search time budget."""
+    deadline = clock() + budget_seconds()
+    return [hold_count(hold, clock=clock, deadline=deadline) for hold in holds]
+
+
+def hold_count(
+    hold: LegalHold, *, clock: Callable[[], float] = time.monotonic, deadline: float | None = None
+) -> HoldCount:
     """How many documents ``hold`` covers, counted newest numbers first in
-    chunks while the search time budget lasts."""
+    chunks until ``deadline`` (default: the search time budget from now)."""
     try:
         qs = hold_documents(hold)
     except SearchQueryError as exc:
         return HoldCount(0, False, str(exc))
     top = Document.objects.aggregate(top=Max("pk"))["top"] or 0
-    deadline = clock() + budget_seconds()
+    if deadline is None:
+        deadline = clock() + budget_seconds()
     counted = 0
     for high in range(top, 0, -COUNT_CHUNK):
         remaining = deadline - clock()

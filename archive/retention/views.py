@@ -66,7 +66,9 @@ def policy_delete(request: HttpRequest, pk: int) -> HttpResponse:
 def hold_list(request: HttpRequest) -> HttpResponse:
     listed = list(LegalHold.objects.select_related("created_by", "released_by")[:200])
     _name_sources(listed)
-    rows = [(hold, holds.hold_count(hold) if hold.active else None) for hold in listed]
+    active = [hold for hold in listed if hold.active]
+    counts = dict(zip(active, holds.hold_counts(active), strict=True))
+    rows = [(hold, counts.get(hold)) for hold in listed]
     context = {"rows": rows, "release_form": ReleaseForm()}
     return render(request, "retention/holds.html", context)
 

@@ -66,6 +66,19 @@ def test_the_count_is_exact_within_the_budget_and_a_lower_bound_when_cut(make_ma
     assert cut.cut and cut.count in (2, 4)  # whole chunks of two, newest numbers first
     assert str(cut) == f"≥ {cut.count}"
     assert len(documents) == 5
+    # The holds page shares one budget: here each hold's query costs 3 s of the 4.
+    clock = [0.0]
+    plain = holds.hold_documents
+
+    def costly(held):
+        clock[0] += 3
+        return plain(held)
+
+    monkeypatch.setattr(holds, "hold_documents", costly)
+    second = hold("second", whole_archive=True)
+    first_count, second_count = holds.hold_counts([whole, second], clock=lambda: clock[0])
+    assert (first_count.count, first_count.cut) == (5, False)
+    assert (str(second_count), second_count.cut) == ("≥ 0", True)
 
 
 def test_the_holds_page_lists_counts_and_a_release_is_logged(client, admin_user, make_mail, hold):
