@@ -5,7 +5,9 @@ temporary file in the same directory tree, which is fsynced, then atomically
 renamed into place, then the directory is fsynced: after ``put_*`` returns, the
 bytes survive a power cut, and a crash before the rename leaves no file under
 the final name (only a ``.tmp-*`` file that ``sweep_temporary`` removes).
-Identical bytes are stored once. Blobs are never modified or deleted here.
+Identical bytes are stored once. Blobs are never modified; ``remove`` deletes
+one only for retention's expiry (``archive.retention.deletion``), once no
+document references it.
 
 ``put_many`` stores a batch with the same guarantee for every blob, faster: on
 this kind of disk creating and flushing a file mostly waits, so a few threads
@@ -180,6 +182,17 @@ def _intact(final: Path, sha256: str, size: int) -> bool:
     if not intact:
         logger.error("blob %s was damaged in the store; replacing it with verified bytes", sha256)
     return intact
+
+
+def remove(sha256: str) -> bool:
+    """Delete a blob no document references any more (False: it was not there)."""
+    path = blob_path(sha256)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    _fsync_dir(path.parent)
+    return True
 
 
 def exists(sha256: str) -> bool:

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "archive",
     "archive.integrity",
     "archive.exports",
+    "archive.retention",
     "mailsources",
     "webadmin",
 ]
@@ -289,6 +290,16 @@ CELERY_BEAT_SCHEDULE = {
 EXPORT_DIR = Path(env_str("EXPORT_DIR", str(DATA_DIR / "exports"))).resolve()
 EXPORT_RETENTION_DAYS = env_int("EXPORT_RETENTION_DAYS", 14, minimum=1)
 CELERY_BEAT_SCHEDULE["exports-expire"] = {"task": "archive.exports.tasks.exports_expire", "schedule": 3600.0}
+
+# --- Retention (archive/retention): the deletion lock, expiry approvals ---
+# "Revisionssicher": nothing is deleted before its retention end, and only through
+# an approved expiry list (archive/retention/lock.py refuses every other delete).
+RETENTION_DELETION_LOCK = env_bool("RETENTION_DELETION_LOCK", True)
+# An expiry list needs the approval of two different administrators.
+RETENTION_TWO_APPROVERS = env_bool("RETENTION_TWO_APPROVERS", False)
+# A deleted document's blob stays this long before it is removed (if nothing references it).
+RETENTION_BLOB_GRACE_SECONDS = env_int("RETENTION_BLOB_GRACE_SECONDS", 3600, minimum=0)
+CELERY_BEAT_SCHEDULE["retention-expiry"] = {"task": "archive.retention.tasks.expiry_daily", "schedule": 86400.0}
 
 # --- Dashboard (WebAdmin home, WebDMS overview): precomputed daily figures, alarms ---
 # The figures of today and yesterday are recomputed this often; every day once a night.

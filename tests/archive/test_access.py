@@ -166,6 +166,20 @@ def test_every_other_route_asks_a_visitor_to_log_in_unless_it_is_public(client, 
         assert response["Location"].startswith(f"{reverse('login')}?next="), route.name
 
 
+# Administration pages: a signed-in user without the staff flag gets 403 (GET and POST).
+STAFF_NAMESPACES = ("retention:",)
+
+
+def test_administration_routes_refuse_signed_in_users_who_are_not_staff(client, alice):
+    routes = [r for r in project_routes() if r.name.startswith(STAFF_NAMESPACES)]
+    assert routes
+    client.force_login(alice)
+    for route in routes:
+        url = reverse(route.name, kwargs={k: 1 for k in route.kwargs})
+        assert client.get(url).status_code in (403, 405), route.name
+        assert client.post(url).status_code in (403, 405), route.name
+
+
 def test_a_file_of_another_document_is_not_reachable_through_ones_own(client, alice, bob, doc, make_document, group_b):
     bobs = make_document(content=b"bob's secret", name="secret.txt", owner_group=group_b)
     client.force_login(alice)

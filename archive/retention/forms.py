@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.apps import apps
+
+from archive import selectors
+from archive.search import SearchQueryError, parse_query
+
+from .models import LegalHold, Preset, RetentionPolicy
+
+
+def source_choices() -> list[tuple[str, str]]:
+    sources = apps.get_model("mailsources", "MailSource").objects.order_by("name").values_list("pk", "name")
+    return [("", "Any source"), *((str(pk), name) for pk, name in sources)]
+
+
+class SourceChoiceMixin:
+    """``source_id`` as a choice of the mail sources (the archive keeps their ids only)."""
+
+    fields: dict[str, forms.Field]
+
+    def _setup_source(self) -> None:
+        self.fields["source_id"] = forms.TypedChoiceField(
+            label="Mail source", choices=source_choices(), coerce=int, empty_value=None, required=False
+        )
+
+
+class RetentionPolicyForm(SourceChoiceMixin, forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = RetentionPolicy
+        fields = [
+            "name",
+            "order",
+            "enabled",
+            "is_default",
+            "preset",
+            "years",
+            "months",
+            "days",
+            "count_from",
+            "source_id",
+            "mailbox",
+            "folder",
+            "kind",
+            "field",
+            "field_value",
+        ]
+        help_texts = {
+            "years": "Custom duration only.",
+            "count_from": "Custom duration only; the presets count from the end of the year.",
+            "field_value": "With a field: documents whose value is exactly this.",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup_source()
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("preset") == Preset.CUSTOM and not any(data.get(k) for k in ("years", "months", "days")):
+            self.add_error("years", "A custom duration needs years, months or days.")
+        if data.get("field_value") and not data.get("field"):
+            self.add_error("field", "Choose the field whose value is given.")
+        if data.get("field") and not data.get("field_value"):
+            self.add_error("field_value", "Give the value the field must have.")
+        return data
+
+
+class LegalHoldForm(SourceChoiceMixin, forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = LegalHold
+        fields = ["name", "reason", "whole_archive", "query", "source_id", "mailbox", "date_from", "date_to"]
+        widgets = {
+            "reason": forms.Textarea(attrs={"rows": 3}),
+            "date_from": forms.DateInput(attrs={"type": "date"}),
+            "date_to": forms.DateInput(attrs={"type": "date"}),
+        }
+        help_texts = {
+            "query": "The table's search language, e.g. invoice from:alice@example.com",
+            "date_from": "Mail date (archive time without one), inclusive.",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup_source()
+
+    def clean_query(self) -> str:
+        query: str = self.cleaned_data.get("query", "").strip()
+        if query:
+            try:
+                parse_query(query, selectors.field_definitions())
+            except SearchQueryError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return query
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        criteria = ("query", "source_id", "mailbox", "date_from", "date_to")
+        if not data.get("whole_archive") and not any(data.get(k) not in (None, "") for k in criteria):
+            raise forms.ValidationError("Give at least one criterion, or hold the whole archive.")
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            self.add_error("date_to", "The range ends before it starts.")
+        return data
+
+
+class ReleaseForm(forms.Form):
+    release_reason = forms.CharField(label="Reason for the release", max_length=2000, widget=forms.Textarea)
