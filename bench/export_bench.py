@@ -78,7 +78,8 @@ def main() -> int:
         large = build(admin, (first, large_last))
         ratio = large[1] / max(small[1], 1)
         say(
-            f"export of {args.files} files ({small[2] / 1e6:.0f} MB): {small[0]:.2f} s, heap peak {small[1] / 1e6:.1f} MB"
+            f"export of {args.files} files ({small[2] / 1e6:.0f} MB): {small[0]:.2f} s, "
+            f"heap peak {small[1] / 1e6:.1f} MB"
         )
         say(
             f"export of {args.files * args.factor} files ({large[2] / 1e6:.0f} MB): {large[0]:.2f} s, "

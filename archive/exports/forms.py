@@ -18,6 +18,15 @@ def _source_choices() -> list[tuple[str, str]]:
     return choices
 
 
+def _hold_choices() -> list[tuple[str, str]]:
+    from archive.retention.models import LegalHold
+
+    holds = LegalHold.objects.order_by("released", "-created").values_list("pk", "name", "released")
+    return [("", "No legal hold")] + [
+        (str(pk), name + (" (released)" if released else "")) for pk, name, released in holds
+    ]
+
+
 class ExportForm(forms.Form):
     """What to export; every criterion is optional, those given are combined (AND)."""
 
@@ -32,6 +41,7 @@ class ExportForm(forms.Form):
     mailbox = forms.CharField(
         max_length=255, required=False, help_text="user@host (IMAP) or the address (Microsoft 365)."
     )
+    legal_hold_id = forms.TypedChoiceField(label="Legal hold", required=False, coerce=int, empty_value=None)
     date_from = forms.DateField(label="Date from", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(label="Date to", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     target = forms.ChoiceField(choices=ExportTarget.choices, initial=ExportTarget.ZIP)
@@ -41,6 +51,7 @@ class ExportForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["source_id"].choices = _source_choices()  # type: ignore[attr-defined]
+        self.fields["legal_hold_id"].choices = _hold_choices()  # type: ignore[attr-defined]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -68,9 +68,20 @@ def by_date_range(documents: QuerySet[Document], start: dt.date | None, end: dt.
 
 
 def by_legal_hold(documents: QuerySet[Document], hold_id: int) -> QuerySet[Document]:
-    """The documents under one legal hold (issue 13 item 2, archive.retention's
-    ``LegalHold``): wired when that app is merged."""
-    raise NotImplementedError("legal holds are not available on this branch: wire archive.retention.LegalHold here")
+    """The documents under one legal hold (``archive.retention``'s ``LegalHold``,
+    all its criteria, also after it was released)."""
+    from archive.retention.holds import hold_documents
+    from archive.retention.models import LegalHold
+    from archive.search import SearchQueryError
+
+    try:
+        hold = LegalHold.objects.get(pk=hold_id)
+    except LegalHold.DoesNotExist:
+        raise SelectionError(f"legal hold {hold_id} does not exist") from None
+    try:
+        return documents.filter(pk__in=hold_documents(hold).values("pk"))
+    except SearchQueryError as exc:
+        raise SelectionError(f"legal hold {hold.name!r}: its search query no longer applies: {exc}") from exc
 
 
 def export_documents(export: Export) -> QuerySet[Document]:

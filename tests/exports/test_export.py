@@ -230,11 +230,27 @@ def test_a_date_range_selects_by_the_document_date(group_a, make_document, admin
     assert build(admin_user, date_to=dt.date(2024, 2, 14)).total == 1
 
 
-def test_a_legal_hold_selection_waits_for_the_retention_app(admin_user):
+def test_a_legal_hold_selects_what_it_holds_and_a_missing_hold_fails_the_export(make_document, admin_user):
+    import datetime as dt
+
     from archive.exports.builder import export_build
     from archive.exports.models import Export
+    from archive.retention.models import LegalHold
 
-    export = Export.objects.create(created_by=admin_user, legal_hold_id=1)
-    failed = export_build(export.pk)
-    assert failed.status == ExportStatus.FAILED and "legal holds" in failed.error
+    inside = [make_document(content=f"held {n}".encode(), name=f"h{n}.txt") for n in range(2)]
+    outside = make_document(content=b"not held", name="free.txt")
+    Document.objects.filter(pk__in=[d.pk for d in inside]).update(date=dt.datetime(2023, 5, 2, tzinfo=dt.UTC))
+    Document.objects.filter(pk=outside.pk).update(date=dt.datetime(2025, 1, 9, tzinfo=dt.UTC))
+    hold = LegalHold.objects.create(
+        name="Case 7",
+        reason="litigation",
+        created_by=admin_user,
+        date_from=dt.date(2023, 1, 1),
+        date_to=dt.date(2023, 12, 31),
+    )
+    assert build(admin_user, legal_hold_id=hold.pk).total == 2
+
+    missing = Export.objects.create(created_by=admin_user, legal_hold_id=hold.pk + 100)
+    failed = export_build(missing.pk)
+    assert failed.status == ExportStatus.FAILED and "legal hold" in failed.error
     assert not list(Path(failed.path or "/nonexistent").glob("*"))

@@ -24,7 +24,7 @@ from tests.mailsources.graph_pipeline import (  # noqa: F401 (fixtures)
 pytestmark = pytest.mark.django_db
 
 
-def test_a_microsoft_365_mailbox_is_reconciled_folder_by_folder(m365):
+def test_a_microsoft_365_mailbox_is_reconciled_folder_by_folder(m365):  # noqa: F811 (a fixture)
     archived = add_mails(m365.fake, "Inbox", 2)
     source = m365.source(min_age_days=1)
     young = m365.fake.add_message(ALICE, "Inbox", make_mime(subject="young"), datetime.now(UTC))
