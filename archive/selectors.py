@@ -37,9 +37,23 @@ def _member(user: User) -> AbstractUser | None:
     return None
 
 
-def sees_everything(user: User) -> bool:
+# The auditor role (issue 12): read-only access to every document, the audit
+# log and the integrity reports. Granted through the permission (the group
+# "Auditors" carries it); never to write: the access path refuses every change.
+AUDIT_PERMISSION = "integrity.audit"
+
+
+def is_auditor(user: User) -> bool:
+    """A signed-in, active user with the audit permission who is not a superuser
+    (a superuser has every permission and stays an administrator)."""
     member = _member(user)
-    return member is not None and member.is_superuser
+    return member is not None and member.is_active and not member.is_superuser and member.has_perm(AUDIT_PERMISSION)
+
+
+def sees_everything(user: User) -> bool:
+    """Every document is visible: superusers, and auditors (read-only)."""
+    member = _member(user)
+    return member is not None and (member.is_superuser or is_auditor(member))
 
 
 def groups_for_user(user: User) -> QuerySet[Group]:
@@ -55,7 +69,7 @@ def documents_visible_to(user: User) -> QuerySet[Document]:
     member = _member(user)
     if member is None or not user.is_active:
         return Document.objects.none()
-    if member.is_superuser:
+    if sees_everything(member):
         return Document.objects.all()
     # The group ids as constants, not a subquery: with a subquery MariaDB
     # sorts every visible row for a table page; with constants it walks the
