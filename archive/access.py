@@ -86,11 +86,8 @@ def document_access(
                 if not request.user.is_authenticated:
                     return redirect_to_login(request.get_full_path())
                 raise
-            if writes and selectors.is_auditor(user):
-                audit.log(
-                    action, request, user=user, document=number, outcome=Outcome.DENIED, details={"read_only": True}
-                )
-                raise PermissionDenied("Auditors have read-only access")
+            if writes:
+                _refuse_auditor(request, user, action, number)
             try:
                 response = view(request, access, *args, **kwargs)
             except Http404:  # allowed, but the file or part asked for is not there
@@ -106,6 +103,13 @@ def document_access(
         return wrapper
 
     return decorator
+
+
+def _refuse_auditor(request: HttpRequest, user: selectors.User, action: str, number: int) -> None:
+    if selectors.is_auditor(user):
+        details = {"read_only": True}
+        audit.log(action, request, user=user, document=number, outcome=Outcome.DENIED, details=details)
+        raise PermissionDenied("Auditors have read-only access")
 
 
 def audit_note(request: HttpRequest, action: str | None = None, **details: Any) -> None:

@@ -307,6 +307,8 @@ def legacy_link(request: HttpRequest) -> HttpResponse:
     if not _DOCUMENT_NUMBER.fullmatch(go) or int(go) > selectors.MAX_DOCUMENT_NUMBER:
         # Not a number of any document (str.isdigit() would take "²").
         raise Http404("No such document")
+    # The access link was opened; what the document's page then shows is logged there.
+    audit.log(AuditAction.LINK_OPEN, request, document=int(go), details={"link": "legacy"})
     return redirect("archive:document", int(go))
 
 

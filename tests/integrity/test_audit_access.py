@@ -160,6 +160,35 @@ def test_access_link_opens_public_and_denied(client, make_document):
     assert client.get(reverse("archive:document", args=[private.pk])).status_code == 302  # to the login page
     refused = last()
     assert (refused.action, refused.document, refused.outcome) == (AuditAction.LINK_OPEN, private.pk, Outcome.DENIED)
+    # The access link itself (the original box's URL) is logged as opened, then the page as shown.
+    link = reverse("legacy_link") + f"?target=new&go={published.pk}"
+    assert client.get(link, follow=True).status_code == 200
+    opened_link, shown = list(AuditEntry.objects.order_by("-seq")[:2])[::-1]
+    assert (opened_link.action, opened_link.document, opened_link.details) == (
+        AuditAction.LINK_OPEN,
+        published.pk,
+        {"link": "legacy"},
+    )
+    assert (shown.action, shown.document, shown.details) == (AuditAction.LINK_OPEN, published.pk, {"public": True})
+
+
+def test_a_document_view_adds_one_insert_and_one_head_lock(client, alice, make_document):
+    """The cost of the log on a view: the head row read (locked) and moved, one entry inserted."""
+    from django.test.utils import CaptureQueriesContext
+
+    doc = make_document()
+    client.force_login(alice)
+    client.get(reverse("archive:document", args=[doc.pk]))  # the head row exists from here on
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(reverse("archive:document", args=[doc.pk])).status_code == 200
+    chain_sql = [q["sql"] for q in queries.captured_queries if "integrity_" in q["sql"]]
+    assert len(chain_sql) == 3, chain_sql
+    head_read, insert, head_move = chain_sql
+    assert head_read.startswith("SELECT") and "integrity_chainhead" in head_read
+    if connection.features.has_select_for_update:
+        assert "FOR UPDATE" in head_read
+    assert insert.startswith("INSERT INTO") and "integrity_auditentry" in insert
+    assert head_move.startswith("UPDATE") and "integrity_chainhead" in head_move
 
 
 def test_document_edits_and_the_auditors_refused_edit(client, alice, auditor, make_document):
