@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from django.contrib.auth.models import AbstractBaseUser, AbstractUser, AnonymousUser, Group
-from django.db.models import CharField, Count, F, QuerySet
+from django.contrib.auth.models import AbstractBaseUser, AbstractUser, AnonymousUser, Group, Permission
+from django.db.models import CharField, Count, F, Q, QuerySet
 from django.db.models.expressions import OrderBy
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
@@ -44,10 +44,23 @@ AUDIT_PERMISSION = "integrity.audit"
 
 
 def is_auditor(user: User) -> bool:
-    """A signed-in, active user with the audit permission who is not a superuser
-    (a superuser has every permission and stays an administrator)."""
+    """A signed-in, active user with the audit permission (through a group or
+    their own) who is not a superuser (a superuser has every permission and
+    stays an administrator). One query per request: the answer is kept on the
+    user object, as Django keeps its permission cache."""
     member = _member(user)
-    return member is not None and member.is_active and not member.is_superuser and member.has_perm(AUDIT_PERMISSION)
+    if member is None or not member.is_active or member.is_superuser:
+        return False
+    known: bool | None = getattr(member, "_is_auditor", None)
+    if known is None:
+        app_label, codename = AUDIT_PERMISSION.split(".")
+        known = (
+            Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+            .filter(Q(user=member) | Q(group__user=member))
+            .exists()
+        )
+        member._is_auditor = known  # type: ignore[attr-defined]
+    return known
 
 
 def sees_everything(user: User) -> bool:

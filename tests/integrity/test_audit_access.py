@@ -287,29 +287,22 @@ def test_an_access_that_cannot_be_logged_is_refused(client, alice, make_document
         with other.cursor() as cursor:
             other.set_autocommit(False)
             cursor.execute("UPDATE integrity_chainhead SET seq = seq WHERE chain = 'audit'")
-            _fail_lock_waits_fast()
+            _lock_waits(fast=True)
             response = client.get(url)
         assert response.status_code == 503
         assert b"contract" not in response.content and "Retry-After" in response
     finally:
         other.rollback()
         other.close()
-        _restore_lock_waits()
+        _lock_waits(fast=False)
     assert AuditEntry.objects.count() == logged
     assert client.get(url).status_code == 200
 
 
-def _fail_lock_waits_fast() -> None:
+def _lock_waits(fast: bool) -> None:
+    """Lock waits of this connection: give up at once (SQLite) or after 1 s (InnoDB's least); or as configured."""
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
-            cursor.execute("PRAGMA busy_timeout = 0")
+            cursor.execute(f"PRAGMA busy_timeout = {0 if fast else 20000}")
         else:
-            cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
-
-
-def _restore_lock_waits() -> None:
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute("PRAGMA busy_timeout = 20000")
-        else:
-            cursor.execute("SET SESSION innodb_lock_wait_timeout = DEFAULT")
+            cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {1 if fast else 'DEFAULT'}")
