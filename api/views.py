@@ -308,7 +308,9 @@ class MailSourceSyncView(ApiView):
     )
     def post(self, request: Request, pk: str) -> Response:
         source = _source(pk)
-        source_services.source_request_sync(source)
+        with transaction.atomic():  # the request and its audit entry, or neither
+            source_services.source_request_sync(source)
+            _audit(request, AuditAction.SOURCE_CHANGED, None, source=source.pk, change="sync requested")
         try:
             source_tasks.sync_enqueue(source.pk)
         except source_tasks.BROKER_ERRORS as exc:

@@ -1,6 +1,7 @@
 """The audit log in the Django admin: read-only for everyone, superusers too
 (entries are appended by the application only, never added, changed or
-deleted by hand)."""
+deleted by hand). And the admin site itself refuses every change by an
+auditor who is also staff (read-only, like every other route)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,21 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from archive.access import SAFE_METHODS
+from archive.selectors import is_auditor
+
 from .models import AuditEntry
+
+_site_has_permission = admin.site.has_permission
+
+
+def _no_changes_by_auditors(request: HttpRequest) -> bool:
+    if request.method not in SAFE_METHODS and is_auditor(request.user):
+        return False  # the admin answers with its login page: nothing is saved
+    return _site_has_permission(request)
+
+
+admin.site.has_permission = _no_changes_by_auditors  # type: ignore[method-assign]
 
 
 @admin.register(AuditEntry)

@@ -12,6 +12,7 @@ import dataclasses
 import re
 
 import pytest
+from django.contrib.auth.models import Group, Permission
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from archive import selectors
@@ -297,6 +298,12 @@ def test_an_auditor_who_is_also_staff_reads_the_administration_but_changes_nothi
         assert client.post(url).status_code == 403, route.name
     source.refresh_from_db()
     assert source.queued_at is None
+    carol.user_permissions.add(*Permission.objects.filter(codename__in=["add_group", "change_user"]))
+    client.force_login(carol)
+    assert client.get(reverse("admin:auth_group_add")).status_code == 200
+    response = client.post(reverse("admin:auth_group_add"), {"name": "Auditor's own"})
+    assert response.status_code == 302 and "/login/" in response["Location"]
+    assert not Group.objects.filter(name="Auditor's own").exists()
 
 
 def test_normal_users_do_not_see_the_audit_log(client, alice):

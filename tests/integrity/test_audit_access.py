@@ -253,6 +253,9 @@ def test_the_apis_document_calls(alice, bob, make_document, api_as, mail):
     assert (search.action, search.details["query"], search.details["hits"]) == (AuditAction.SEARCH, "title:Invoice", 1)
 
     assert api_as(bob).get(reverse("api:document", args=[doc.pk])).status_code == 404
+    assert api_as(bob).get(reverse("api:file", args=[doc.pk, doc.files.get().pk])).status_code == 404
+    assert (last().action, last().actor, last().outcome) == (AuditAction.FILE_DOWNLOAD, "bob", Outcome.DENIED)
+    assert api_as(bob).get(reverse("api:document", args=[doc.pk])).status_code == 404
     denied = last()
     assert (denied.action, denied.actor, denied.document, denied.outcome) == (
         AuditAction.DOCUMENT_VIEW,
@@ -306,3 +309,18 @@ def _lock_waits(fast: bool) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {0 if fast else 20000}")
         else:
             cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {1 if fast else 'DEFAULT'}")
+
+
+def test_a_sync_requested_through_the_api(admin_user, group_a, api_as):
+    from mailsources.models import MailSource, SourceKind
+
+    source = MailSource.objects.create(kind=SourceKind.IMAP, name="box", owner_group=group_a, host="h", username="u")
+    response = api_as(admin_user, ("read", "admin")).post(reverse("api:source_sync", args=[source.pk]))
+    assert response.status_code == 202
+    entry = last(AuditAction.SOURCE_CHANGED)
+    assert (entry.actor, entry.details["source"], entry.details["change"], entry.details["via"]) == (
+        "admin",
+        source.pk,
+        "sync requested",
+        "api",
+    )

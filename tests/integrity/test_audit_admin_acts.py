@@ -93,6 +93,10 @@ def test_a_mail_source_added_and_edited_without_its_secret(admin_client_, group_
     assert changed.details["fields"]["secret"] == {"changed": True}
     assert "hunter2" not in all_details() and "another-secret" not in all_details()
 
+    admin_client_.post(reverse("mailsources:sync", args=[source.pk]))
+    sync = last(AuditAction.SOURCE_CHANGED)
+    assert (sync.actor, sync.details["change"], sync.details["fields"]) == ("admin", "sync requested", {})
+
 
 def test_users_groups_and_permissions_changed_in_the_django_admin(admin_client_, alice, group_a):
     admin_client_.post(reverse("admin:auth_group_add"), {"name": "Finance"})
