@@ -1,15 +1,17 @@
 """Scopes: a token carries some of read, upload, admin; the session of the
-product's own pages carries every scope its user may have."""
+product's own pages carries every scope its user may have. An auditor
+(``archive.selectors.is_auditor``) reads: upload and every change are refused."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
 from api.models import ApiToken, Scope
 from api.tokens import allowed_scopes, effective_scopes
+from archive.selectors import is_auditor
 
 
 def request_scopes(request: Request) -> set[str]:
@@ -24,9 +26,15 @@ def request_scopes(request: Request) -> set[str]:
 class _ScopeRequired(BasePermission):
     scope = ""
     message = "This token lacks the scope for this operation."
+    writes = False  # every method of the scope changes the archive
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return bool(request.user and request.user.is_authenticated) and self.scope in request_scopes(request)
+        if not (request.user and request.user.is_authenticated) or self.scope not in request_scopes(request):
+            return False
+        if (self.writes or request.method not in SAFE_METHODS) and is_auditor(request.user):
+            self.message = "Auditors have read-only access."
+            return False
+        return True
 
 
 class ReadScope(_ScopeRequired):
@@ -35,6 +43,7 @@ class ReadScope(_ScopeRequired):
 
 class UploadScope(_ScopeRequired):
     scope = Scope.UPLOAD.value
+    writes = True
 
 
 class AdminScope(_ScopeRequired):

@@ -27,8 +27,10 @@ from api.models import ApiToken
 from api.permissions import AdminScope, ReadScope, UploadScope
 from archive import search, selectors, services, storage, uploads
 from archive.forms import UploadForm
+from archive.integrity import audit
+from archive.integrity.audit import AuditAction, Outcome
 from archive.links import access_link, clipboard_payload
-from archive.models import ArchiveSettings
+from archive.models import ArchiveSettings, Document, DocumentFile
 from archive.paging import CappedPaginator
 from archive.serving import serve_file
 from mailsources import services as source_services
@@ -83,6 +85,32 @@ def _number(value: str) -> int:
     return int(value)
 
 
+def _via(request: Request) -> dict[str, str]:
+    """Where an API call came from, for its audit entry: the token (prefix) or the session."""
+    auth = request.auth
+    return {"via": "api", "token": auth.prefix} if isinstance(auth, ApiToken) else {"via": "api"}
+
+
+def _audit(request: Request, action: str, document: int | None, outcome: str = Outcome.OK, **details: Any) -> None:
+    details = {**_via(request), **details}
+    audit.log(action, request._request, user=request.user, document=document, outcome=outcome, details=details)
+
+
+def _audited_document(request: Request, number: str, action: str) -> Document:
+    """The one access check, logged: a number not seen is a denied access."""
+    n = _number(number)
+    try:
+        return selectors.document_get_for_user(request.user, n)
+    except Http404:
+        _audit(request, action, n, Outcome.DENIED)
+        raise
+
+
+def _audit_file(request: Request, document: Document, file: DocumentFile) -> None:
+    action = audit.file_action(file)
+    _audit(request, action, document.pk, file=file.pk, name=file.name, sha256=file.sha256, download=True)
+
+
 class DocumentListView(ApiView):
     parser_classes = [MultiPartParser, FormParser]
 
@@ -108,8 +136,11 @@ class DocumentListView(ApiView):
                     page = results.paginator(PAGE_SIZE, page=page_param).get_page(page_param)
                     documents = list(page.object_list)
             except search.SearchQueryError as exc:
+                empty = CappedPaginator(Document.objects.none(), PAGE_SIZE).get_page(1)
+                audit.log_search(request._request, q, empty, str(exc), user=request.user, **_via(request))
                 return Response({"detail": str(exc)}, status=400)
             by_relevance = results.by_relevance
+            audit.log_search(request._request, q, page, user=request.user, **_via(request))
         else:
             qs = selectors.documents_visible_to(request.user).select_related("owner_group").order_by("-pk")
             page = CappedPaginator(qs, PAGE_SIZE, page=page_param).get_page(page_param)
@@ -169,9 +200,11 @@ class DocumentDetailView(ApiView):
         operation_id="documents_detail", parameters=[NUMBER], responses={200: s.DocumentDetailSerializer, **errors(404)}
     )
     def get(self, request: Request, number: str) -> Response:
-        document = selectors.document_get_for_user(request.user, _number(number))
+        document = _audited_document(request, number, AuditAction.DOCUMENT_VIEW)
         context = {"definitions": selectors.field_definitions(), "files": list(document.files.all())}
-        return Response(s.DocumentDetailSerializer(document, context=context).data)
+        data = s.DocumentDetailSerializer(document, context=context).data
+        _audit(request, AuditAction.DOCUMENT_VIEW, document.pk)
+        return Response(data)
 
 
 class FileDownloadView(ApiView):
@@ -193,9 +226,16 @@ class FileDownloadView(ApiView):
         },
     )
     def get(self, request: Request, number: str, file_id: str) -> HttpResponseBase:
-        document = selectors.document_get_for_user(request.user, _number(number))
-        file = selectors.file_get_for_document(document, _number(file_id))
-        return serve_file(request._request, file, download=True)
+        document = _audited_document(request, number, AuditAction.FILE_DOWNLOAD)
+        try:
+            file = selectors.file_get_for_document(document, _number(file_id))
+        except Http404:
+            _audit(request, AuditAction.FILE_DOWNLOAD, document.pk, Outcome.FAILED, file=audit.clip(file_id))
+            raise
+        response = serve_file(request._request, file, download=True)
+        if response.status_code < 400:
+            _audit_file(request, document, file)
+        return response
 
 
 class AccessLinksView(ApiView):
@@ -268,7 +308,9 @@ class MailSourceSyncView(ApiView):
     )
     def post(self, request: Request, pk: str) -> Response:
         source = _source(pk)
-        source_services.source_request_sync(source)
+        with transaction.atomic():  # the request and its audit entry, or neither
+            source_services.source_request_sync(source)
+            _audit(request, AuditAction.SOURCE_CHANGED, None, source=source.pk, change="sync requested")
         try:
             source_tasks.sync_enqueue(source.pk)
         except source_tasks.BROKER_ERRORS as exc:

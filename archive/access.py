@@ -10,6 +10,16 @@ document number goes through ``@document_access``, which asks
 ``tests/archive/test_access.py`` resolves every URL pattern of the project and
 fails for a route with a document number whose view lacks the decorator.
 
+Every request of a document route is logged in the audit log
+(``archive.integrity.audit``): what (``audit=``, refined by the view through
+``audit_note``), who, which document, the outcome — also a denied one (not
+found or not yours: ``denied``) and one whose view failed (``failed``). An
+access that cannot be logged is refused (the outage page, 503).
+
+Auditors (``selectors.is_auditor``) read every document and never write: a
+route marked ``writes=True``, ``writer_required`` and every unsafe method of
+``staff_required`` answer them 403.
+
 ``staff_required`` guards the administration pages: the login page for a
 visitor, a 403 for a signed-in user without the right (never a redirect to the
 login page, which would send them straight back)."""
@@ -26,6 +36,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponseBase
 
 from archive import selectors
+from archive.integrity import audit
+from archive.integrity.audit import AuditAction, Outcome
 from archive.models import Document, DocumentFile, PublicAccess
 from archive.selectors import DocumentAccess
 
@@ -40,6 +52,8 @@ def document_access(
     public_ok: bool = False,
     require: Callable[[Document], DocumentFile] | None = None,
     signed_user: Callable[[HttpRequest, int], selectors.User | None] | None = None,
+    audit_as: str = AuditAction.DOCUMENT_VIEW,
+    writes: bool = False,
 ) -> Callable[[DocumentView[P]], RouteView]:
     """The view gets a ``DocumentAccess`` in place of the ``number``.
 
@@ -48,22 +62,38 @@ def document_access(
     its "not found" is answered like any other; the file it returns is
     ``access.original`` (looked up once per request).
     ``signed_user``: for a request without session, the user a signed URL was
-    issued to (a mail's inline images, whose frame sends no cookie)."""
+    issued to (a mail's inline images, whose frame sends no cookie).
+    ``audit_as``: the act logged for the route (a published document's page
+    opened by a visitor is a ``link_open``).
+    ``writes``: the route changes the document; auditors get 403."""
 
     def decorator(view: DocumentView[P]) -> RouteView:
         def wrapper(request: HttpRequest, number: int, *args: P.args, **kwargs: P.kwargs) -> HttpResponseBase:
             user: selectors.User = request.user
             if signed_user is not None and not user.is_authenticated:
                 user = signed_user(request, number) or user
+            action = (
+                AuditAction.LINK_OPEN
+                if audit_as == AuditAction.DOCUMENT_VIEW and not user.is_authenticated
+                else audit_as
+            )
             try:
                 access = selectors.document_access_get(user, number, public_ok=public_ok)
                 if require is not None:
                     access = dataclasses.replace(access, original=require(access.document))
             except Http404:
+                audit.log(action, request, user=user, document=number, outcome=Outcome.DENIED)
                 if not request.user.is_authenticated:
                     return redirect_to_login(request.get_full_path())
                 raise
-            response = view(request, access, *args, **kwargs)
+            if writes:
+                _refuse_auditor(request, user, action, number)
+            try:
+                response = view(request, access, *args, **kwargs)
+            except Http404:  # allowed, but the file or part asked for is not there
+                _log_access(request, access, action, Outcome.FAILED)
+                raise
+            _log_access(request, access, action, Outcome.OK if response.status_code < 400 else Outcome.FAILED)
             if access.public:
                 harden_public(request, access.document, response)
             return response
@@ -73,6 +103,40 @@ def document_access(
         return wrapper
 
     return decorator
+
+
+def _refuse_auditor(request: HttpRequest, user: selectors.User, action: str, number: int) -> None:
+    if selectors.is_auditor(user):
+        details = {"read_only": True}
+        audit.log(action, request, user=user, document=number, outcome=Outcome.DENIED, details=details)
+        raise PermissionDenied("Auditors have read-only access")
+
+
+def audit_note(request: HttpRequest, action: str | None = None, **details: Any) -> None:
+    """What a document view found out about its request, for its audit entry:
+    a more precise act (a raw .eml download) and details (the file)."""
+    note = getattr(request, "_audit_note", None) or {"action": None, "details": {}}
+    if action is not None:
+        note["action"] = action
+    note["details"].update(details)
+    request._audit_note = note  # type: ignore[attr-defined]
+
+
+def _log_access(request: HttpRequest, access: DocumentAccess, action: str, outcome: str) -> None:
+    note = getattr(request, "_audit_note", None) or {"action": None, "details": {}}
+    details = dict(note["details"])
+    if access.public:
+        details["public"] = True
+    if access.user is not request.user:
+        details["signed_url"] = True  # the body frame's images, for the user the URL was signed for
+    audit.log(
+        note["action"] or action,
+        request,
+        user=access.user,
+        document=access.document.pk,
+        outcome=outcome,
+        details=details,
+    )
 
 
 def harden_public(request: HttpRequest, document: Document, response: HttpResponseBase) -> None:
@@ -89,8 +153,17 @@ def harden_public(request: HttpRequest, document: Document, response: HttpRespon
     response["X-Robots-Tag"] = "noindex"
 
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def _refuse_read_only(request: HttpRequest) -> None:
+    if request.method not in SAFE_METHODS and selectors.is_auditor(request.user):
+        raise PermissionDenied("Auditors have read-only access")
+
+
 def staff_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
-    """Administrators only: visitors log in; signed-in users without the right get 403."""
+    """Administrators only: visitors log in; signed-in users without the right
+    get 403 (an auditor too, for any change, should they also be staff)."""
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -99,6 +172,38 @@ def staff_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpR
             return redirect_to_login(request.get_full_path())
         if not (user.is_active and user.is_staff):
             raise PermissionDenied("Administrators only")
+        _refuse_read_only(request)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def writer_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """A page that changes the archive (upload): visitors log in, auditors get 403 (also on GET)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if selectors.is_auditor(request.user):
+            raise PermissionDenied("Auditors have read-only access")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def audit_reader_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """The audit log and integrity reports: administrators and auditors;
+    visitors log in, other users get 403."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        user = request.user
+        if not user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not (user.is_active and (user.is_staff or selectors.is_auditor(user))):
+            raise PermissionDenied("Administrators and auditors only")
+        _refuse_read_only(request)
         return view(request, *args, **kwargs)
 
     return wrapper

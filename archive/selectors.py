@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from django.contrib.auth.models import AbstractBaseUser, AbstractUser, AnonymousUser, Group
-from django.db.models import CharField, Count, F, QuerySet
+from django.contrib.auth.models import AbstractBaseUser, AbstractUser, AnonymousUser, Group, Permission
+from django.db.models import CharField, Count, F, Q, QuerySet
 from django.db.models.expressions import OrderBy
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
@@ -37,9 +37,36 @@ def _member(user: User) -> AbstractUser | None:
     return None
 
 
-def sees_everything(user: User) -> bool:
+# The auditor role (issue 12): read-only access to every document, the audit
+# log and the integrity reports. Granted through the permission (the group
+# "Auditors" carries it); never to write: the access path refuses every change.
+AUDIT_PERMISSION = "integrity.audit"
+
+
+def is_auditor(user: User) -> bool:
+    """A signed-in, active user with the audit permission (through a group or
+    their own) who is not a superuser (a superuser has every permission and
+    stays an administrator). One query per request: the answer is kept on the
+    user object, as Django keeps its permission cache."""
     member = _member(user)
-    return member is not None and member.is_superuser
+    if member is None or not member.is_active or member.is_superuser:
+        return False
+    known: bool | None = getattr(member, "_is_auditor", None)
+    if known is None:
+        app_label, codename = AUDIT_PERMISSION.split(".")
+        known = (
+            Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+            .filter(Q(user=member) | Q(group__user=member))
+            .exists()
+        )
+        member._is_auditor = known  # type: ignore[attr-defined]
+    return known
+
+
+def sees_everything(user: User) -> bool:
+    """Every document is visible: superusers, and auditors (read-only)."""
+    member = _member(user)
+    return member is not None and (member.is_superuser or is_auditor(member))
 
 
 def groups_for_user(user: User) -> QuerySet[Group]:
@@ -55,7 +82,7 @@ def documents_visible_to(user: User) -> QuerySet[Document]:
     member = _member(user)
     if member is None or not user.is_active:
         return Document.objects.none()
-    if member.is_superuser:
+    if sees_everything(member):
         return Document.objects.all()
     # The group ids as constants, not a subquery: with a subquery MariaDB
     # sorts every visible row for a table page; with constants it walks the

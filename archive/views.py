@@ -18,8 +18,10 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from archive import dashboard, mailhtml, mailview, search, selectors, services, storage, thumbnails, uploads
-from archive.access import document_access
+from archive.access import audit_note, document_access, writer_required
 from archive.forms import DocumentFieldsForm, NotesForm, UploadForm
+from archive.integrity import audit
+from archive.integrity.audit import AuditAction
 from archive.links import access_link, clipboard_payload
 from archive.models import ArchiveSettings, Document, DocumentFile, FileRole, PrimaryUsage
 from archive.paging import CappedPaginator
@@ -80,6 +82,7 @@ def table(request: HttpRequest) -> HttpResponse:
             sort = "relevance" if results.by_relevance else sort
             for document in documents:
                 document.search_snippet = snippets.get(document.pk)
+        audit.log_search(request, q, page, search_error)
     else:
         page = CappedPaginator(qs, PAGE_SIZE, page=page_param).get_page(request.GET.get("page"))
         documents = list(page.object_list)
@@ -128,6 +131,8 @@ def document_detail(request: HttpRequest, access: DocumentAccess) -> HttpRespons
         "viewer": _viewer_kind(document, original, settings.primary_usage),
         "values": services.document_values_for_display(document, definitions),
         "show_notes": settings.show_notes and not public,
+        # An auditor sees the fields and notes, without the controls to change them.
+        "read_only": public or selectors.is_auditor(request.user),
     }
     if context["viewer"] == "mail" and original is not None:
         context["mail"] = mailview.mail_summary(document, original)
@@ -172,18 +177,21 @@ def _viewer_kind(document: Document, original: DocumentFile | None, usage: str =
     return "download"
 
 
-@document_access(public_ok=True)
+@document_access(public_ok=True, audit_as=AuditAction.FILE_DOWNLOAD)
 @xframe_options_sameorigin  # shown inside the View tab's frame
 @require_GET
 def document_file(request: HttpRequest, access: DocumentAccess, file_id: int) -> HttpResponseBase:
+    download = request.GET.get("download") == "1"
+    audit_note(request, file=file_id, download=download)
     if access.public:  # what the View tab shows, nothing of the rest
         file = selectors.file_get_public(access.document, file_id)
     else:
         file = selectors.file_get_for_document(access.document, file_id)
-    return serve_file(request, file, download=request.GET.get("download") == "1")
+    audit_note(request, audit.file_action(file), name=file.name, sha256=file.sha256)
+    return serve_file(request, file, download=download)
 
 
-@document_access()
+@document_access(audit_as=AuditAction.DOCUMENT_EDIT, writes=True)
 @require_POST
 def document_fields(request: HttpRequest, access: DocumentAccess) -> HttpResponse:
     document = access.document
@@ -208,7 +216,7 @@ def document_fields(request: HttpRequest, access: DocumentAccess) -> HttpRespons
     return redirect(reverse("archive:document", args=[document.pk]) + "#fields")
 
 
-@document_access()
+@document_access(audit_as=AuditAction.DOCUMENT_EDIT, writes=True)
 @require_POST
 def document_notes(request: HttpRequest, access: DocumentAccess) -> HttpResponse:
     document = access.document
@@ -219,7 +227,7 @@ def document_notes(request: HttpRequest, access: DocumentAccess) -> HttpResponse
     return redirect(reverse("archive:document", args=[document.pk]) + "#notes")
 
 
-@login_required
+@writer_required
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
     groups = selectors.groups_for_user(request.user)
@@ -299,6 +307,8 @@ def legacy_link(request: HttpRequest) -> HttpResponse:
     if not _DOCUMENT_NUMBER.fullmatch(go) or int(go) > selectors.MAX_DOCUMENT_NUMBER:
         # Not a number of any document (str.isdigit() would take "²").
         raise Http404("No such document")
+    # The access link was opened; what the document's page then shows is logged there.
+    audit.log(AuditAction.LINK_OPEN, request, document=int(go), details={"link": "legacy"})
     return redirect("archive:document", int(go))
 
 
@@ -323,6 +333,7 @@ def mail_body(request: HttpRequest, access: DocumentAccess) -> HttpResponse:
     ``<iframe sandbox>``; remote images only with ``?remote=1``."""
     document = access.document
     allow_remote = request.GET.get("remote") == "1"
+    audit_note(request, part="body", remote=allow_remote)
     body = mailview.mail_body(
         mailview.mail_load(document, _required_original(access)),
         part_url=mailview.part_url_builder(document.pk, None if access.public else request.user),
@@ -345,12 +356,15 @@ def _part_token_user(request: HttpRequest, number: int) -> selectors.User | None
     return mailview.part_token_user(token, number) if token else None
 
 
-@document_access(public_ok=True, require=_shown_as_mail, signed_user=_part_token_user)
+@document_access(
+    public_ok=True, require=_shown_as_mail, signed_user=_part_token_user, audit_as=AuditAction.FILE_DOWNLOAD
+)
 @require_GET
 def mail_part(request: HttpRequest, access: DocumentAccess, part: str) -> HttpResponseBase:
     """One MIME part of a mail (attachment or inline image), from the stored
     file when the mail was processed, else from the .eml itself."""
     document = access.document
+    audit_note(request, part=audit.clip(part))
     content = mailview.mail_part_get(document, _required_original(access), part)
     if content is None:
         raise Http404("No such file")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import formats, timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from archive.access import staff_required
+from archive.integrity import audit
+from archive.integrity.audit import AuditAction
 from mailsources import services, tasks
 from mailsources.clients.base import SourceError
 from mailsources.forms import FORMS
@@ -61,6 +64,15 @@ def progress_text(run: SyncRun | None) -> str:
     return f"{run.done} / {total} (new {run.new}, duplicate {run.duplicate}) — {run.get_status_display()}"
 
 
+def log_source_change(request: HttpRequest, source: MailSource, change: str, changes: dict[str, object]) -> None:
+    """A source added, changed or its sync requested: secrets only as "changed" (``audit.form_changes``)."""
+    audit.log(
+        AuditAction.SOURCE_CHANGED,
+        request,
+        details={"source": source.pk, "name": audit.clip(source.name), "change": change, "fields": changes},
+    )
+
+
 @administrators_only
 @require_GET
 def source_list(request: HttpRequest) -> HttpResponse:
@@ -80,7 +92,9 @@ def source_create(request: HttpRequest, kind: str) -> HttpResponse:
     initial = {"folders": "Inbox"} if kind == SourceKind.M365 else {}
     form = FORMS[kind](request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        source = form.save()
+        with transaction.atomic():  # the change and its audit entry, or neither
+            source = form.save()
+            log_source_change(request, source, "added", audit.form_changes(form))
         messages.success(request, f"Mail source “{source.name}” created. Test the connection next.")
         return redirect("mailsources:detail", source.pk)
     return render(request, "mailsources/form.html", {"form": form, "kind": SourceKind(kind)})
@@ -92,7 +106,10 @@ def source_edit(request: HttpRequest, pk: int) -> HttpResponse:
     source = get_object_or_404(MailSource, pk=pk)
     form = FORMS[source.kind](request.POST or None, instance=source)
     if request.method == "POST" and form.is_valid():
-        form.save()
+        changes = audit.form_changes(form)
+        with transaction.atomic():
+            form.save()
+            log_source_change(request, source, "changed", changes)
         messages.success(request, "Mail source saved.")
         return redirect("mailsources:detail", source.pk)
     return render(
@@ -145,7 +162,9 @@ def source_test(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def source_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
     source = get_object_or_404(MailSource, pk=pk)
-    services.source_request_sync(source)
+    with transaction.atomic():
+        services.source_request_sync(source)
+        log_source_change(request, source, "sync requested", {})
     try:
         tasks.sync_enqueue(source.pk)
     except tasks.BROKER_ERRORS as exc:

@@ -152,3 +152,11 @@ def mount_small_disk(tmp_path: Path, settings: Any) -> Iterator[Callable[[str], 
     yield mount
     for mount_point in mounted:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def auditor(db):
+    """carol, in the group "Auditors" (read-only, every document) and in no owner group."""
+    from tests.integrity.auditors import make_auditor
+
+    return make_auditor()

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -9,6 +9,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from archive import dashboard as archive_dashboard
 from archive.access import staff_required
 from archive.forms import ArchiveSettingsForm
+from archive.integrity import audit
+from archive.integrity.audit import AuditAction
 from archive.models import ArchiveSettings
 from webadmin import dashboard
 
@@ -65,7 +67,13 @@ def archive_settings(request: HttpRequest) -> HttpResponse:
             field.help_text = f"{field.help_text} {effect}".strip() if field.help_text else effect
     if request.method == "POST":
         if form.is_valid():
-            form.save()
+            changes = audit.form_changes(form)
+            with transaction.atomic():  # the change and its audit entry, or neither
+                form.save()
+                if changes:
+                    audit.log(
+                        AuditAction.SETTINGS_CHANGED, request, details={"settings": "archive", "changed": changes}
+                    )
             messages.success(request, "Archive settings saved.")
             return redirect("webadmin:archive_settings")
         messages.error(request, "Not saved: please correct the marked settings.")

@@ -89,6 +89,8 @@ class AuditEntry(ChainEntry):
     class Meta(ChainEntry.Meta):
         verbose_name = "audit entry"
         verbose_name_plural = "audit entries"
+        # The auditor role (group "Auditors"): every document read-only, the audit log, the integrity reports.
+        permissions = [("audit", "Audit: read every document, the audit log and the integrity reports")]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.actor}"

@@ -11,21 +11,22 @@ from rest_framework.test import APIClient
 
 from api import urls as api_urls
 from mailsources.models import MailSource, SourceKind
+from tests.integrity.auditors import make_auditor
 
 ROUTES = [p.name for p in api_urls.urlpatterns if isinstance(p, URLPattern)]
 
-# route → (method, alice's answer on her own document, admin's answer)
+# route → (method, alice's answer on her own document, admin's answer, the auditor's)
 EXPECTS = {
-    "documents": ("get", 200, 200),
-    "document": ("get", 200, 200),
-    "file": ("get", 200, 200),
-    "links": ("get", 200, 200),
-    "sources": ("get", 403, 200),
-    "source": ("get", 403, 200),
-    "source_runs": ("get", 403, 200),
-    "source_sync": ("post", 403, 202),
-    "schema": ("get", 200, 200),
-    "docs": ("get", 200, 200),
+    "documents": ("get", 200, 200, 200),
+    "document": ("get", 200, 200, 200),
+    "file": ("get", 200, 200, 200),
+    "links": ("get", 200, 200, 200),
+    "sources": ("get", 403, 200, 403),
+    "source": ("get", 403, 200, 403),
+    "source_runs": ("get", 403, 200, 403),
+    "source_sync": ("post", 403, 202, 403),
+    "schema": ("get", 200, 200, 200),
+    "docs": ("get", 200, 200, 200),
 }
 DOCUMENT_ROUTES = {"document", "file", "links"}
 
@@ -59,9 +60,11 @@ def test_every_api_route_has_its_expected_answers():
     assert len(included) == 1 and reverse("api:documents") == "/api/v1/documents/"
 
 
-def test_alice_and_the_admin_get_exactly_the_expected_answers(alice, admin_user, make_document, source, api_as):
+def test_alice_the_admin_and_the_auditor_get_exactly_the_expected_answers(
+    alice, admin_user, auditor, make_document, source, api_as
+):
     doc = make_document()
-    for user, column in ((alice, 1), (admin_user, 2)):
+    for user, column in ((alice, 1), (admin_user, 2), (auditor, 3)):
         client = api_as(user, ("read", "upload", "admin") if user.is_staff else ("read", "upload"))
         for name in ROUTES:
             response = call(client, name, url_for(name, doc, source))
@@ -114,3 +117,22 @@ def test_inactive_users_tokens_stop_working(alice, make_document, source, api_as
     alice.is_active = False
     alice.save()
     assert client.get(reverse("api:documents")).status_code == 401
+
+
+def test_the_auditor_reads_through_the_api_but_uploads_and_syncs_nothing(auditor, make_document, source, api_as):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from archive.models import Document
+
+    doc = make_document()  # alice's group; the auditor is not in it
+    client = api_as(auditor)
+    assert client.get(url_for("document", doc, source)).json()["number"] == doc.pk
+    upload = client.post(reverse("api:documents"), {"files": [SimpleUploadedFile("a.txt", b"a")]}, format="multipart")
+    assert upload.status_code == 403 and b"read-only" in upload.content
+    staff_auditor = make_auditor("dave", staff=True)
+    sync = api_as(staff_auditor, ("read", "admin")).post(url_for("source_sync", doc, source))
+    assert sync.status_code == 403
+    assert api_as(staff_auditor, ("read", "admin")).get(url_for("sources", doc, source)).status_code == 200
+    assert Document.objects.count() == 1
+    source.refresh_from_db()
+    assert source.queued_at is None

@@ -12,11 +12,14 @@ import dataclasses
 import re
 
 import pytest
+from django.contrib.auth.models import Group, Permission
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from archive import selectors
 from archive.models import Document
+from mailsources.models import MailSource, SourceKind
 from tests.archive.mail_samples import archive_mail, html_mail
+from tests.integrity.auditors import make_auditor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +62,45 @@ ALICE_EXPECTS = {
     "archive:mail_part": ("get", 200),
 }
 POST_DATA = {"archive:document_fields": {"title": "hacked"}, "archive:document_notes": {"notes": "hacked"}}
+
+# The auditor (read-only, every document) on alice's document: reads, never writes.
+AUDITOR_EXPECTS = {
+    "archive:document": 200,
+    "archive:file": 200,
+    "archive:document_fields": 403,
+    "archive:document_notes": 403,
+    "archive:mail_body": 200,
+    "archive:mail_part": 200,
+}
+# The auditor on every other route: (GET, POST). Every change is refused (403,
+# or 405 where the route has no POST); the audit log and their own API tokens open.
+AUDITOR_OTHER_EXPECTS = {
+    "login": (302, 302),  # signed in already: on to the archive
+    "logout": (405, 302),
+    "archive:table": (200, 405),
+    "archive:upload": (403, 403),
+    "archive:links": (400, 405),
+    "archive:overview": (200, 405),
+    "webadmin:home": (403, 403),
+    "webadmin:archive_settings": (403, 403),
+    "webadmin:dashboard_reindex": (403, 403),
+    "mailsources:list": (403, 403),
+    "mailsources:create": (403, 403),
+    "mailsources:detail": (403, 403),
+    "mailsources:edit": (403, 403),
+    "mailsources:test": (403, 403),
+    "mailsources:sync": (403, 403),
+    "mailsources:progress": (403, 403),
+    "audit:log": (200, 403),
+    "audit:export_csv": (200, 403),
+    "audit:export_json": (200, 403),
+    "legacy_link": (302, 405),
+    "healthz": (200, 405),
+    "tokens": (200, 200),  # their own tokens (an upload scope is refused where it is used)
+    "token_revoke": (405, 404),  # not their token
+}
+# Staff routes an auditor who is also staff may read (GET) but never change.
+STAFF_GET_OK = {"webadmin:home", "webadmin:archive_settings", "mailsources:list", "mailsources:detail"}
 
 # Routes a visitor without session may open (everything else: the login page).
 PUBLIC_ROUTES = {
@@ -229,3 +271,61 @@ def test_inactive_users_see_nothing(alice, doc):
     alice.is_active = False
     alice.save()
     assert not selectors.documents_visible_to(alice).exists()
+
+
+@pytest.fixture
+def source(group_a) -> MailSource:
+    return MailSource.objects.create(kind=SourceKind.IMAP, name="box", owner_group=group_a, host="h", username="u")
+
+
+def test_the_auditor_reads_every_document_route_and_writes_none(client, alice, auditor, doc):
+    assert set(AUDITOR_EXPECTS) == set(ALICE_EXPECTS), "a document route without the auditor's answer"
+    client.force_login(alice)
+    part = a_part_of(client, doc)
+    client.force_login(auditor)
+    assert not auditor.groups.filter(pk=doc.owner_group_id).exists()  # not alice's group
+    for route in DOCUMENT_ROUTES:
+        response = request(client, route, url_for(route, doc, part=part))
+        assert response.status_code == AUDITOR_EXPECTS[route.name], route.name
+    doc.refresh_from_db()
+    assert doc.title == "mail" and doc.notes == ""
+    assert selectors.document_get_for_user(auditor, doc.pk) == doc
+
+
+def test_the_auditor_gets_exactly_the_expected_answer_on_every_other_route(client, auditor, doc, source):
+    others = [r for r in project_routes() if r not in DOCUMENT_ROUTES]
+    assert {r.name for r in others} == set(AUDITOR_OTHER_EXPECTS), "a route without the auditor's answers"
+    answers = {}
+    for route in others:
+        url = url_for(route, doc)
+        client.force_login(auditor)
+        get = client.get(url).status_code
+        client.force_login(auditor)  # after a logout
+        answers[route.name] = (get, client.post(url).status_code)
+    assert answers == AUDITOR_OTHER_EXPECTS
+    assert Document.objects.count() == 1
+
+
+def test_an_auditor_who_is_also_staff_reads_the_administration_but_changes_nothing(client, doc, source):
+    carol = make_auditor(staff=True)
+    client.force_login(carol)
+    others = [r for r in project_routes() if r.name.startswith(("webadmin:", "mailsources:"))]
+    for route in others:
+        url = reverse(route.name, kwargs={k: {"pk": source.pk, "kind": "imap"}[k] for k in route.kwargs})
+        if route.name in STAFF_GET_OK:
+            assert client.get(url).status_code == 200, route.name
+        assert client.post(url).status_code == 403, route.name
+    source.refresh_from_db()
+    assert source.queued_at is None
+    carol.user_permissions.add(*Permission.objects.filter(codename__in=["add_group", "change_user"]))
+    client.force_login(carol)
+    assert client.get(reverse("admin:auth_group_add")).status_code == 200
+    response = client.post(reverse("admin:auth_group_add"), {"name": "Auditor's own"})
+    assert response.status_code == 302 and "/login/" in response["Location"]
+    assert not Group.objects.filter(name="Auditor's own").exists()
+
+
+def test_normal_users_do_not_see_the_audit_log(client, alice):
+    client.force_login(alice)
+    for name in ("audit:log", "audit:export_csv", "audit:export_json"):
+        assert client.get(reverse(name)).status_code == 403, name
