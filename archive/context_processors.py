@@ -2,7 +2,6 @@ from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 
 from archive import selectors
-
 from archive.models import ArchiveSettings
 
 
