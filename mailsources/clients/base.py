@@ -80,6 +80,8 @@ class FetchedMessage:
     location: str  # stable id inside the folder cursor's epoch: IMAP UID, Graph immutable id
     raw: bytes
     received_at: datetime | None = None  # server's INTERNALDATE / receivedDateTime
+    # Recorded with the location (``MailLocation.details``): e.g. an import's MBOX variant.
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -103,6 +105,9 @@ class FolderBatch:
     # (not downloaded again), e.g. a Graph mail moved into this folder: the
     # pipeline may record that it was seen here.
     known_locations: list[str] = dataclasses.field(default_factory=list)
+    # What could not be read in this slice (an import's unreadable item), named by file and
+    # position: the run history lists them, the rest of the batch is committed.
+    problems: list[str] = dataclasses.field(default_factory=list)
 
 
 # Returns the subset of ``locations`` already recorded in the ledger for this
