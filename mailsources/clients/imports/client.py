@@ -166,36 +166,18 @@ class ImportClient:
 
     def _mbox_items(self, unit: Unit, cursor: dict[str, Any]) -> Iterator[_Item]:
         if unit.size == 0:
-            raise PermanentSourceError(f"{unit.name}: empty file, nothing to import", code="file_unreadable")
+            raise PermanentSourceError("empty file, nothing to import", code="file_unreadable")
         with open(unit.path, "rb", buffering=1 << 20) as stream:
             variant = str(cursor.get("variant") or mbox.detect_variant(stream))
             start = int(cursor.get("offset", 0))
             try:
                 for message in mbox.read_messages(stream, start, variant=variant):
-                    details: dict[str, Any] = {
-                        "format": "mbox",
-                        "variant": variant,
-                        "length": message.end - message.offset,
-                    }
-                    if message.unquoted:
-                        details["unquoted_from_lines"] = message.unquoted
-                    if message.content_length:
-                        details["content_length"] = True
-                    problem = ""
-                    if message.truncated:
-                        details["truncated"] = True
-                        problem = (
-                            f"byte {message.offset}: the file ends inside this message (truncated); "
-                            "archived as it is, flagged"
-                        )
-                    checkpoint = {"offset": message.end, "variant": variant, "bytes_done": message.end}
-                    fetched = FetchedMessage(location=str(message.offset), raw=message.raw, details=details)
-                    yield _Item(checkpoint, fetched, problem)
+                    yield _mbox_item(message, variant)
             except mbox.NotMbox as exc:
                 what = "not an MBOX file" if start == 0 else "the file changed since the last checkpoint"
-                raise PermanentSourceError(f"{unit.name}: {what}: {exc}", code="file_unreadable") from None
+                raise PermanentSourceError(f"{what}: {exc}", code="file_unreadable") from None
             except OSError as exc:
-                raise PermanentSourceError(f"{unit.name}: cannot be read: {exc}", code="file_unreadable") from None
+                raise PermanentSourceError(f"cannot be read: {exc}", code="file_unreadable") from None
 
     def _one_file(self, name: str, data: bytes, checkpoint: dict[str, Any], where: str) -> _Item:
         try:
@@ -230,7 +212,7 @@ class ImportClient:
         try:
             archive = zipfile.ZipFile(unit.path)
         except (zipfile.BadZipFile, OSError) as exc:
-            raise PermanentSourceError(f"{unit.name}: not a readable ZIP file: {exc}", code="file_unreadable") from None
+            raise PermanentSourceError(f"not a readable ZIP file: {exc}", code="file_unreadable") from None
         limits = self.zip_limits
         with archive:
             members = archive.infolist()
@@ -277,6 +259,22 @@ class ImportClient:
                 yield _Item(checkpoint, FetchedMessage(location=item.identifier, raw=raw, details=details))
         finally:
             pst.close()
+
+
+def _mbox_item(message: mbox.MboxMessage, variant: str) -> _Item:
+    checkpoint = {"offset": message.end, "variant": variant, "bytes_done": message.end}
+    if message.internal:
+        return _Item(checkpoint)
+    details: dict[str, Any] = {"format": "mbox", "variant": variant, "length": message.end - message.offset}
+    if message.unquoted:
+        details["unquoted_from_lines"] = message.unquoted
+    if message.content_length:
+        details["content_length"] = True
+    problem = ""
+    if message.truncated:
+        details["truncated"] = True
+        problem = f"byte {message.offset}: the file ends inside this message (truncated); archived as it is, flagged"
+    return _Item(checkpoint, FetchedMessage(location=str(message.offset), raw=message.raw, details=details), problem)
 
 
 def _zip_member_problem(info: zipfile.ZipInfo, limits: ZipLimits, unpacked: int) -> str:

@@ -23,6 +23,7 @@ LINE_LIMIT = 1 << 20
 _QUOTED_FROM = re.compile(rb"^>+From ")
 _CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*(\d{1,15})[ \t]*\r?$", re.IGNORECASE)
 _RD_MARK = b"\n>>From "
+_INTERNAL_SUBJECT = b"Subject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA"
 
 
 class NotMbox(ValueError):
@@ -37,6 +38,13 @@ class MboxMessage:
     unquoted: int = 0  # mboxrd ">From " lines given back their "From "
     content_length: bool = False  # delimited by its Content-Length header
     truncated: bool = False  # the file ends inside it
+
+    @property
+    def internal(self) -> bool:
+        """The "folder internal data" pseudo message UW-IMAP, Pine and Dovecot put first
+        in an mbox they write (its X-IMAP header holds their UID state): no mail."""
+        head = self.raw[:2000]
+        return self.offset == 0 and b"\nX-IMAP: " in b"\n" + head and _INTERNAL_SUBJECT in head
 
 
 def detect_variant(stream: BinaryIO, chunk_size: int = 8 << 20) -> str:
