@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from archive.models import FieldDefinition
-from mailsources.clients.imports import ImportClient, ProgressHook, ZipLimits
+from mailsources.clients.imports import ImportClient, ProgressHook, ZipLimits, discover
 from mailsources.models import FolderCursor, ImportFormat, MailSource, SourceKind, mailbox_identity
 
 # A finished import has nothing left to read; a run now and then only resumes one that
@@ -118,6 +118,22 @@ def import_progress(source: MailSource) -> list[ImportFileProgress]:
         )
         for row in rows
     ]
+
+
+def import_bytes_text(source: MailSource) -> str:
+    """ "1.2 GB of 3.4 GB read" from the committed checkpoints and the files' sizes."""
+    from django.template.defaultfilters import filesizeformat
+
+    try:
+        units = discover(Path(source.import_path), source.import_format)
+    except OSError:
+        return "the import path is not readable"
+    sizes = {unit.name: unit.size for unit in units}
+    done = sum(
+        sizes.get(row.name, 0) if row.done else min(row.bytes_done, sizes.get(row.name, 0))
+        for row in import_progress(source)
+    )
+    return f"{filesizeformat(done)} of {filesizeformat(sum(sizes.values()))} read"
 
 
 def import_dir_entries() -> list[tuple[str, int, bool]]:
