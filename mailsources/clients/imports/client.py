@@ -51,9 +51,10 @@ def location_name(name: str) -> str:
     return name if len(name) <= 255 else f"sha256:{hashlib.sha256(name.encode()).hexdigest()}"
 
 
-def _converted(eml: bytes, original: bytes, details: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+def _converted(item: outlook.OutlookItem, original: bytes, details: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
     """The generated .eml, with the item's own bytes stored (durable) as its original."""
     blob = storage.put_bytes(original)
+    eml = outlook.eml_from_item(item, blob.sha256)
     eml_sha = hashlib.sha256(eml).hexdigest()
     return eml, {
         **details,
@@ -71,7 +72,7 @@ def _mail_file(name: str, data: bytes) -> tuple[bytes, dict[str, Any]] | str:
         return "empty file, skipped"
     if suffix == ".msg":
         item = outlook.msg_read(data)
-        return _converted(outlook.eml_from_item(item), data, {"format": "msg", "original_name": name})
+        return _converted(item, data, {"format": "msg", "original_name": name})
     if suffix == ".emlx":
         # Apple Mail: the message's length on the first line, the message, then a plist.
         first, _, rest = data.partition(b"\n")
@@ -255,7 +256,7 @@ class ImportClient:
                     continue
                 details = {"format": "pst", "folder_path": item.folder_path, "identifier": item.identifier}
                 details["original_kind"] = "libpff property records (JSON)"
-                raw, details = _converted(outlook.eml_from_item(item.item), item.original, details)
+                raw, details = _converted(item.item, item.original, details)
                 yield _Item(checkpoint, FetchedMessage(location=item.identifier, raw=raw, details=details))
         finally:
             pst.close()

@@ -51,9 +51,11 @@ def _addresses(value: str) -> list[Address]:
     return found
 
 
-def eml_from_item(item: OutlookItem) -> bytes:
+def eml_from_item(item: OutlookItem, seed: str) -> bytes:
     """The item as an RFC 5322 message: the original transport headers where the
-    item has them, else its fields; its plain and HTML bodies, its attachments."""
+    item has them, else its fields; its plain and HTML bodies, its attachments.
+    The same item (``seed``: its hash) always gives the same bytes — MIME boundaries
+    are made from it, not drawn at random — so importing it again is a duplicate."""
     message = EmailMessage(policy=default_policy)
     taken: set[str] = set()
     if item.transport_headers.strip():
@@ -83,6 +85,9 @@ def eml_from_item(item: OutlookItem) -> bytes:
         message.add_alternative(item.html, subtype="html")
     for name, data in item.attachments:
         message.add_attachment(data, maintype="application", subtype="octet-stream", filename=name or "attachment")
+    for number, part in enumerate(message.walk()):
+        if part.is_multipart():
+            part.set_boundary(f"=_archive_{seed[:32]}_{number}")
     return message.as_bytes()
 
 
