@@ -45,6 +45,7 @@ class ImportStartForm(_ImportFields):
 
 class ImportUploadForm(_ImportFields):
     file = forms.FileField(label="MBOX, ZIP of .eml files, or Outlook .msg")
+    field_order = ["file"]
 
     def clean_file(self) -> Any:
         upload = self.cleaned_data["file"]
