@@ -78,6 +78,7 @@ def test_a_zip_with_non_mail_unsafe_names_and_a_bomb_imports_only_its_mails(tmp_
             "bomb.eml": b"\x00" * (20 << 20),
             "mails/2.eml": mail("second in zip"),
             "mails/broken.msg": b"this is no OLE file",
+            "Takeout/Mail/All mail.mbox": b"From x\nSubject: y\n\nz\n",
         },
     )
 
@@ -90,6 +91,7 @@ def test_a_zip_with_non_mail_unsafe_names_and_a_bomb_imports_only_its_mails(tmp_
     assert "export.zip: member 3 ('../../etc/evil.eml'): unsafe name (an absolute path or '..'), skipped" in errors
     assert "export.zip: member 4 ('bomb.eml'): compressed" in errors and "(a ZIP bomb?)" in errors
     assert "export.zip: member 6 ('mails/broken.msg'): not a readable Outlook .msg file" in errors
+    assert "member 7 ('Takeout/Mail/All mail.mbox'): an MBOX inside a ZIP (e.g. a Google Takeout): unpack it" in errors
 
 
 def test_a_zip_over_the_total_limit_stops_reading_and_says_so(tmp_path, owner, settings):
@@ -127,3 +129,16 @@ def test_an_encrypted_zip_member_is_named(tmp_path, owner):
 
     assert run.new == 1
     assert "locked.zip: member 2 ('locked.eml'): cannot be unpacked" in run.errors
+
+
+def test_an_mbox_cut_at_a_line_end_is_caught_by_its_content_length(tmp_path, owner):
+    path = tmp_path / "cl.mbox"
+    body = b"first line\nsecond line\nthird line\n"
+    data = b"From x@example.com Mon Jan  6 09:00:00 2025\n"
+    data += f"Subject: cut\nContent-Length: {len(body)}\n\n".encode() + body
+    path.write_bytes(data[: -len(b"third line\n")])
+
+    source, run = run_import(path, owner)
+
+    assert run.new == 1 and "byte 0: the file ends inside this message (truncated)" in run.errors
+    assert MailLocation.objects.get(source=source).details["truncated"] is True

@@ -22,7 +22,7 @@ from mailsources.clients.base import (
     PermanentSourceError,
 )
 from mailsources.clients.imports import mbox, outlook
-from mailsources.clients.imports.discovery import MAIL_FILE_SUFFIXES, Unit, discover
+from mailsources.clients.imports.discovery import MAIL_FILE_SUFFIXES, MBOX_SUFFIXES, Unit, discover
 
 # bytes done, bytes in all (the command line's progress bar)
 ProgressHook = Callable[[int, int], None]
@@ -203,7 +203,6 @@ class ImportClient:
             try:
                 data = path.read_bytes()
             except OSError as exc:
-                done += 0
                 yield _Item({"after": path.name, "bytes_done": done}, problem=f"{path.name}: cannot be read: {exc}")
                 continue
             done += len(data)
@@ -285,7 +284,11 @@ def _zip_member_problem(info: zipfile.ZipInfo, limits: ZipLimits, unpacked: int)
         return "unsafe name (an absolute path or '..'), skipped"
     if info.is_dir():
         return ""
-    if PurePosixPath(info.filename).suffix.lower() not in MAIL_FILE_SUFFIXES:
+    suffix = PurePosixPath(info.filename).suffix.lower()
+    if suffix in MBOX_SUFFIXES:
+        # Read in place it would be read from the start again after each interruption.
+        return "an MBOX inside a ZIP (e.g. a Google Takeout): unpack it and import the .mbox file, skipped"
+    if suffix not in MAIL_FILE_SUFFIXES:
         return "not a mail file (.eml, .msg, .emlx), skipped"
     if info.file_size > limits.member_bytes:
         return f"unpacks to {info.file_size} bytes, more than the limit of {limits.member_bytes}, skipped"

@@ -113,15 +113,18 @@ def read_messages(stream: BinaryIO, start: int, *, variant: str) -> Iterator[Mbo
             message.content_length = True
             line = stream.readline(LINE_LIMIT)
         elif line:
+            body_start = pos
             line, pos = _scan_body(stream, lines, line, pos)
             if lines and lines[-1] in (b"\n", b"\r\n"):
                 lines.pop()  # the blank line before the next separator is the format's
+            # The file ends before the length its header announces: cut off.
+            message.truncated = not line and length is not None and pos - body_start < length
         raw = b"".join(lines)
         if variant == "mboxrd":
             raw, message.unquoted = _unquote(raw)
         message.raw = raw
         message.end = pos
-        message.truncated = not line and not raw.endswith(b"\n")
+        message.truncated = message.truncated or (not line and not raw.endswith(b"\n"))
         yield message
 
 
@@ -135,8 +138,9 @@ def _scan_body(stream: BinaryIO, lines: list[bytes], line: bytes, pos: int) -> t
             return line, pos
         lines.append(line)
         pos += len(line)
+        # A piece of an over-long line is neither blank nor the start of a line.
+        previous_blank = at_line_start and line in (b"\n", b"\r\n")
         at_line_start = line.endswith(b"\n")
-        previous_blank = line in (b"\n", b"\r\n")
     return b"", pos
 
 
