@@ -53,12 +53,15 @@ def import_path_check(path: Path, *, inside: Path | None = None) -> Path:
 
 
 @transaction.atomic
-def import_source_create(path: Path, address: str, owner_group: Group, fmt: str = ImportFormat.AUTO) -> MailSource:
+def import_source_create(
+    path: Path, address: str, owner_group: Group, fmt: str = ImportFormat.AUTO, *, inside: Path | None = None
+) -> MailSource:
     """The import source for ``path`` into the mailbox ``address``; the one set up
-    before when there is one (running it again resumes it)."""
+    before when there is one (running it again resumes it). ``inside``: the directory
+    the path must be in once links are resolved (the web pages: IMPORT_DIR)."""
     if fmt not in ImportFormat.values:
         raise ImportSetupError(f"unknown format {fmt!r} (one of {', '.join(ImportFormat.values)})")
-    resolved = import_path_check(path)
+    resolved = import_path_check(path, inside=inside)
     identity = import_mailbox_resolve(address)
     existing = MailSource.objects.filter(
         kind=SourceKind.IMPORT, import_path=str(resolved), mailboxes=identity, import_format=fmt

@@ -54,7 +54,11 @@ def import_page(request: HttpRequest) -> HttpResponse:
         path = Path(settings.IMPORT_DIR) / start.cleaned_data["entry"]
         try:
             source = import_source_create(
-                path, start.cleaned_data["mailbox"], start.cleaned_data["owner_group"], start.cleaned_data["format"]
+                path,
+                start.cleaned_data["mailbox"],
+                start.cleaned_data["owner_group"],
+                start.cleaned_data["format"],
+                inside=Path(settings.IMPORT_DIR),
             )
         except ImportSetupError as exc:
             start.add_error(None, str(exc))

@@ -62,6 +62,17 @@ def test_only_entries_of_the_import_directory_can_be_started(client, admin_user,
     assert not MailSource.objects.exists()
 
 
+def test_a_link_out_of_the_import_directory_is_refused(client, admin_user, group_a, import_dir, tmp_path):
+    write_mbox(tmp_path / "elsewhere.mbox", [lf(mail("not for the web page"))])
+    (import_dir / "link.mbox").symlink_to(tmp_path / "elsewhere.mbox")
+    client.force_login(admin_user)
+
+    response = client.post(reverse("mailsources:import"), start_data("link.mbox", group_a))
+
+    assert response.status_code == 400 and "is not inside the import directory" in response.content.decode()
+    assert not MailSource.objects.exists()
+
+
 def test_an_uploaded_mbox_is_imported(client, admin_user, group_a, import_dir, tmp_path):
     write_mbox(tmp_path / "x.mbox", [lf(mail("uploaded one")), lf(mail("uploaded two"))])
     client.force_login(admin_user)
