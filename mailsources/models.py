@@ -22,6 +22,10 @@ class SourceKind(models.TextChoices):
 class ImportFormat(models.TextChoices):
     AUTO = "auto", "Detect from the files"
     MBOX = "mbox", "MBOX (mboxo, mboxrd, mboxcl/cl2)"
+    # "mbox" tells mboxo from mboxrd by a line quoted twice (">>From "), which only an
+    # mboxrd writer makes unless a mail had one: these two say it instead.
+    MBOXO = "mboxo", "MBOX, mboxo/mboxcl (quoted From lines kept as they are)"
+    MBOXRD = "mboxrd", "MBOX, mboxrd (quoted From lines unquoted)"
     EML = "eml", ".eml files (a directory or a ZIP)"
     MSG = "msg", "Outlook .msg files"
     PST = "pst", "Outlook PST/OST"

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from archive import storage
 from archive.models import Document, FileRole
 from mailsources import pipeline
+from mailsources.clients.imports import mbox
 from mailsources.imports import import_client, import_source_create
 from mailsources.models import ArchivedMail, FolderCursor, MailLocation, MailSource, RunStatus, SourceKind
 from tests.mailsources.imap_pipeline import mail
@@ -87,6 +90,17 @@ def test_mboxrd_from_lines_are_unquoted_once_and_it_is_recorded(tmp_path, owner)
     assert stored == originals
     assert [r.details.get("unquoted_from_lines", 0) for r in rows] == [2, 1, 0]
     assert {r.details["variant"] for r in rows} == {"mboxrd"}
+
+
+def test_the_variant_can_be_named_where_detection_would_guess_wrong(tmp_path, owner):
+    # An mboxo file with a mail that had a ">>From " line: detected, it looks like mboxrd.
+    raw = lf(mail("deep quote", body=">>From a quoted quote\n"))
+    theirs = write_mbox(tmp_path / "o.mbox", [raw])
+
+    source, run = run_import(tmp_path / "o.mbox", owner, fmt="mboxo")
+
+    assert run.new == 1 and list(archived(source).values()) == theirs
+    assert MailLocation.objects.get(source=source).details["variant"] == "mboxo"
 
 
 def test_an_mboxo_file_keeps_its_quoted_lines_as_they_are(tmp_path, owner):
@@ -168,3 +182,24 @@ def test_an_import_into_two_mailboxes_makes_a_document_in_each(tmp_path, owner):
     _, run = run_import(tmp_path / "same.mbox", owner, address="bob@example.com")
 
     assert run.new == 1 and Document.objects.count() == 2
+
+
+_LINES = st.sampled_from(
+    [b"", b"From here", b">From there", b">>From deep", b"Subject: x", b"body text", b"From: a@b", b" \t", b"\r"]
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(_LINES, min_size=1, max_size=8), min_size=1, max_size=5))
+def test_the_reader_agrees_with_pythons_mailbox_on_files_it_writes(tmp_path_factory, messages):
+    """Any messages written by ``mailbox.mbox`` (which quotes ``From `` lines) come back
+    byte for byte as its own reader gives them, offsets at their separators."""
+    path = tmp_path_factory.mktemp("hypothesis") / "h.mbox"
+    raws = [b"Subject: generated\n\n" + b"\n".join(lines) + b"\n" for lines in messages]
+    theirs = write_mbox(path, raws)
+    with open(path, "rb") as stream:
+        mine = list(mbox.read_messages(stream, 0, variant="mboxo"))
+    data = path.read_bytes()
+    assert [m.raw for m in mine] == theirs
+    assert all(data[m.offset : m.offset + 5] == b"From " for m in mine)
+    assert not any(m.truncated for m in mine)

@@ -169,7 +169,8 @@ class ImportClient:
         if unit.size == 0:
             raise PermanentSourceError("empty file, nothing to import", code="file_unreadable")
         with open(unit.path, "rb", buffering=1 << 20) as stream:
-            variant = str(cursor.get("variant") or mbox.detect_variant(stream))
+            chosen = self.fmt if self.fmt in ("mboxo", "mboxrd") else None
+            variant = str(cursor.get("variant") or chosen or mbox.detect_variant(stream))
             start = int(cursor.get("offset", 0))
             try:
                 for message in mbox.read_messages(stream, start, variant=variant):

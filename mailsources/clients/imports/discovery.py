@@ -36,7 +36,7 @@ def _starts_like_mbox(path: Path) -> bool:
 
 def _file_kind(path: Path, fmt: str) -> str | None:
     suffix = path.suffix.lower()
-    if fmt == "mbox":
+    if fmt in ("mbox", "mboxo", "mboxrd"):
         return "mbox" if suffix not in MAIL_FILE_SUFFIXES + PST_SUFFIXES + (".zip",) else None
     if fmt == "pst":
         return "pst" if suffix in PST_SUFFIXES else None
