@@ -8,6 +8,9 @@
 3. Prints mails/s and MB/s, the peak RSS of both runs and their ratio (flat
    memory: the ratio stays near 1 while the file grows ten times), and checks
    that every mail of the file was archived once.
+4. The bench mailbox (``--imap-mails`` of ``bench.mailgen``, as ``bench.imap_bench``
+   makes it) archived from a private Dovecot by an IMAP source (one run, in
+   process) and imported as one MBOX (``manage.py import``): both rates, side by side.
 
 The machine's other load is printed: on a shared machine the numbers only mean
 something next to it.
@@ -36,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gigabytes", type=float, default=1.5, help="size of the big MBOX")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--database", default="webadmin_bench_import")
+    parser.add_argument("--imap-mails", type=int, default=3000, help="the mailbox archived both ways (0: skip)")
     parser.add_argument("--keep", action="store_true", help="keep the database and files")
     return parser.parse_args(argv)
 
@@ -52,17 +56,56 @@ def write_mbox(path: Path, target_bytes: int, seed: int) -> int:
     with open(path, "wb", buffering=1 << 20) as out:
         while written < target_bytes:
             date += timedelta(seconds=rng.randint(30, 3600))
-            raw = generator.mail(rng.choices(kinds, weights)[0], date).replace(b"\r\n", b"\n")
-            block = (
-                f"From sender@example.com {date:%a %b %d %H:%M:%S %Y}\n".encode()
-                + _FROM_LINE.sub(rb">\1", raw)
-                + (b"" if raw.endswith(b"\n") else b"\n")
-                + b"\n"
-            )
+            block = _mbox_block(generator.mail(rng.choices(kinds, weights)[0], date), date)
             out.write(block)
             written += len(block)
             count += 1
     return count
+
+
+def _mbox_block(raw: bytes, date: datetime) -> bytes:
+    raw = raw.replace(b"\r\n", b"\n")
+    return (
+        f"From sender@example.com {date:%a %b %d %H:%M:%S %Y}\n".encode()
+        + _FROM_LINE.sub(rb">\1", raw)
+        + (b"" if raw.endswith(b"\n") else b"\n")
+        + b"\n"
+    )
+
+
+def imap_versus_import(env: BenchEnv, args: argparse.Namespace, folder: Path) -> None:
+    """The same generated mailbox: archived over IMAP, then imported as one MBOX."""
+    from bench.imap_bench import create_source, load_mailbox
+    from mailsources import pipeline, services
+
+    server, user, total, distinct, _ = load_mailbox(argparse.Namespace(mails=args.imap_mails, seed=args.seed))
+    try:
+        source = create_source(server, user)
+        started = time.monotonic()
+        run = pipeline.source_sync(source.pk, client_factory=services.client_for_source)
+        imap_seconds = time.monotonic() - started
+        assert run is not None and run.new == distinct, (run and run.errors, distinct)
+    finally:
+        server.stop()
+    path = folder / "bench-mailbox.mbox"
+    with open(path, "wb", buffering=1 << 20) as out:
+        for mail in MailGenerator(args.seed).mailbox(args.imap_mails):
+            out.write(_mbox_block(mail.raw, mail.internal_date))
+    # In process too (as the IMAP run above), so that neither pays for starting Django.
+    from django.contrib.auth.models import Group
+
+    from mailsources.imports import import_client, import_source_create
+
+    imported = import_source_create(path, "mbox@bench.example", Group.objects.get(name="Bench"))
+    started = time.monotonic()
+    run = pipeline.source_sync(imported.pk, client_factory=lambda s, a: import_client(s))
+    import_seconds = time.monotonic() - started
+    assert run is not None and run.new == distinct, (run and run.errors, distinct)
+    say(
+        f"the bench mailbox ({total} mails, {distinct} distinct), one run each in process: "
+        f"IMAP archive {total / imap_seconds:.0f} mails/s, MBOX import {total / import_seconds:.0f} mails/s — "
+        f"import/IMAP {imap_seconds / import_seconds:.2f}× (target: at least 1)"
+    )
 
 
 def import_once(env: BenchEnv, path: Path, mailbox: str) -> tuple[float, float]:
@@ -123,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             results[label] = (peak, path.stat().st_size)
             if not args.keep:
                 path.unlink()
+        if args.imap_mails:
+            imap_versus_import(env, args, files)
     finally:
         busy_after, total_after = machine_cpu_seconds()
         env.cleanup()
