@@ -15,6 +15,20 @@ from archive.models import Document, FieldDefinition
 class SourceKind(models.TextChoices):
     IMAP = "imap", "IMAP"
     M365 = "m365", "Microsoft 365"
+    # An existing archive (MBOX, .eml, .msg, PST) read from a file or directory.
+    IMPORT = "import", "Import"
+
+
+class ImportFormat(models.TextChoices):
+    AUTO = "auto", "Detect from the files"
+    MBOX = "mbox", "MBOX (mboxo, mboxrd, mboxcl/cl2)"
+    # "mbox" tells mboxo from mboxrd by a line quoted twice (">>From "), which only an
+    # mboxrd writer makes unless a mail had one: these two say it instead.
+    MBOXO = "mboxo", "MBOX, mboxo/mboxcl (quoted From lines kept as they are)"
+    MBOXRD = "mboxrd", "MBOX, mboxrd (quoted From lines unquoted)"
+    EML = "eml", ".eml files (a directory or a ZIP)"
+    MSG = "msg", "Outlook .msg files"
+    PST = "pst", "Outlook PST/OST"
 
 
 class Security(models.TextChoices):
@@ -81,6 +95,11 @@ class MailSource(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(1000)],
     )
 
+    # Import: the file or directory read, and its format. ``mailboxes`` then holds the
+    # identity of the mailbox the mails belong to (``mailbox_identity``), resolved once.
+    import_path = models.CharField(max_length=1000, blank=True)
+    import_format = models.CharField(max_length=8, choices=ImportFormat.choices, default=ImportFormat.AUTO)
+
     # The IMAP password or the client secret, Fernet-encrypted with a key
     # derived from SOURCE_SECRET_KEY (never stored in the database).
     secret_encrypted = models.BinaryField(blank=True, default=b"", editable=False)
@@ -130,6 +149,8 @@ class MailSource(models.Model):
         """The mailbox as the dedup and location rows name it."""
         if self.kind == SourceKind.IMAP:
             return f"{self.username}@{self.host}"
+        if self.kind == SourceKind.IMPORT:
+            return self.mailboxes.strip()
         return address.lower()
 
     def mailbox_identity(self, address: str = "") -> str:
@@ -150,6 +171,8 @@ def mailbox_identity(kind: str, mailbox_key: str) -> str:
     for IMAP, the address for Microsoft 365): host names and addresses compare
     case-insensitively, an IMAP username as the server spells it (servers may
     tell "Alice" from "alice"). Over 255 characters: its SHA-256."""
+    if kind == SourceKind.IMPORT and mailbox_key.startswith(("imap:", "m365:")):
+        return mailbox_key  # resolved when the import was set up (mailsources.imports)
     if kind == SourceKind.IMAP:
         user, _, host = mailbox_key.rpartition("@")
         identity = f"imap:{user}@{host.strip().rstrip('.').lower()}"
@@ -194,6 +217,10 @@ class MailLocation(models.Model):
     seen_at = models.DateTimeField(auto_now_add=True)
     removed_at = models.DateTimeField(null=True, blank=True)  # gone at the source; we keep our copy
     acted_at = models.DateTimeField(null=True, blank=True)  # moved/deleted at the source by us
+    # What the client knows of this copy beyond its place (an import: the MBOX variant and
+    # whether ">From " was unquoted, a truncated last message, the original of a converted
+    # Outlook item and its hash).
+    details = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [

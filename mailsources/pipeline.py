@@ -256,6 +256,7 @@ def batch_ingest(
                     epoch=batch.epoch,
                     location=message.location,
                     mail_id=mail_ids[blob.sha256],
+                    details=message.details,
                 )
                 for message, blob in stored
             ]
@@ -412,9 +413,13 @@ def mailbox_sync(
                         "verification (stored copy does not match its hash); they stay "
                         "on the server"
                     )
+                if batch.problems:
+                    SyncRun.objects.filter(pk=run.pk).update(failed=F("failed") + len(batch.problems))
+                    errors += [f"{folder}: {problem}" for problem in batch.problems]
                 lease_renew(source.pk, owner)
         except PermanentSourceError as exc:
-            if exc.code != "folder_not_found":
+            # A folder that is gone, an import's file that cannot be read: the others go on.
+            if exc.code not in ("folder_not_found", "file_unreadable"):
                 raise
             FolderCursor.objects.update_or_create(
                 source=source,

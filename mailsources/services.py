@@ -25,6 +25,10 @@ def source_set_secret(source: MailSource, secret: str) -> None:
 
 def client_for_source(source: MailSource, mailbox: str = "") -> MailClient:
     """A client for one mailbox of ``source`` (plain values only cross over)."""
+    if source.kind == SourceKind.IMPORT:
+        from mailsources.imports import import_client
+
+        return import_client(source)
     try:
         secret = decrypt_secret(source.secret_encrypted)
     except SecretUnavailable as exc:

@@ -335,6 +335,12 @@ SEARCH_MAX_INDEX_CHARS = env_int("SEARCH_MAX_INDEX_CHARS", 4_000_000, minimum=10
 
 # --- Mail ingestion ---
 MAIL_MAX_MESSAGE_BYTES = env_int("MAIL_MAX_MESSAGE_BYTES", 100 * 1024 * 1024, minimum=1024)
+# Imports of existing archives (MBOX, .eml, .msg, PST): the server directory WebAdmin lists,
+# and the limits that keep a hostile ZIP from filling the disk (bytes unpacked per member, in all).
+IMPORT_DIR = Path(env_str("IMPORT_DIR", str(DATA_DIR / "import"))).resolve()
+IMPORT_ZIP_MAX_MEMBER_BYTES = env_int("IMPORT_ZIP_MAX_MEMBER_BYTES", 200 * 1024 * 1024, minimum=1024)
+IMPORT_ZIP_MAX_TOTAL_BYTES = env_int("IMPORT_ZIP_MAX_TOTAL_BYTES", 20 * 1024 * 1024 * 1024, minimum=1024)
+IMPORT_ZIP_MAX_RATIO = env_int("IMPORT_ZIP_MAX_RATIO", 200, minimum=1)
 MAIL_MAX_MIME_DEPTH = env_int("MAIL_MAX_MIME_DEPTH", 20, minimum=1)
 MAIL_MAX_MIME_PARTS = env_int("MAIL_MAX_MIME_PARTS", 500, minimum=1)
 MAIL_SOURCE_LEASE_SECONDS = env_int("MAIL_SOURCE_LEASE_SECONDS", 900, minimum=30)

@@ -83,6 +83,8 @@ class FetchedMessage:
     # A huge mail the client streamed into its raw sink as it arrived: what the sink returned
     # (``archive.storage.StoredBlob``), the bytes are in the store, not in ``raw``.
     stored: Any = None
+    # Recorded with the location (``MailLocation.details``): e.g. an import's MBOX variant.
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -106,6 +108,9 @@ class FolderBatch:
     # (not downloaded again), e.g. a Graph mail moved into this folder: the
     # pipeline may record that it was seen here.
     known_locations: list[str] = dataclasses.field(default_factory=list)
+    # What could not be read in this slice (an import's unreadable item), named by file and
+    # position: the run history lists them, the rest of the batch is committed.
+    problems: list[str] = dataclasses.field(default_factory=list)
 
 
 # Returns the subset of ``locations`` already recorded in the ledger for this

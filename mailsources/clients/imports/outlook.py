@@ -1,0 +1,223 @@
+"""Outlook items (.msg files, PST/OST folders) to a generated .eml: they have no
+original MIME. The item itself is kept as the original (the .msg bytes; for a PST
+item, which libpff cannot write out as a .msg, a JSON dump of all its MAPI property
+records), and the .eml made from its fields with the standard library is the mail
+that is viewed and searched. Both are hashed; the location says it was converted."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from email.utils import format_datetime, getaddresses
+from pathlib import Path
+from typing import Any
+
+from mailsources.clients.base import PermanentSourceError
+
+# The headers of a transport-header block that the generated .eml takes over as they are.
+_TAKEN_HEADERS = ("From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID", "In-Reply-To", "References")
+
+
+@dataclasses.dataclass
+class OutlookItem:
+    subject: str = ""
+    sender: str = ""
+    to: str = ""
+    cc: str = ""
+    date: datetime | None = None
+    message_id: str = ""
+    transport_headers: str = ""
+    text: str = ""
+    html: str = ""
+    attachments: list[tuple[str, bytes]] = dataclasses.field(default_factory=list)
+
+
+def _addresses(value: str) -> list[Address]:
+    found = []
+    for name, address in getaddresses([value.replace(";", ",")]):
+        if not address:
+            continue
+        user, _, domain = address.partition("@")
+        try:
+            found.append(Address(display_name=name, username=user, domain=domain))
+        except (ValueError, IndexError):
+            continue
+    return found
+
+
+def eml_from_item(item: OutlookItem, seed: str) -> bytes:
+    """The item as an RFC 5322 message: the original transport headers where the
+    item has them, else its fields; its plain and HTML bodies, its attachments.
+    The same item (``seed``: its hash) always gives the same bytes — MIME boundaries
+    are made from it, not drawn at random — so importing it again is a duplicate."""
+    message = EmailMessage(policy=default_policy)
+    taken: set[str] = set()
+    if item.transport_headers.strip():
+        parsed = BytesHeaderParser(policy=default_policy).parsebytes(item.transport_headers.encode("utf-8", "replace"))
+        for name in _TAKEN_HEADERS:
+            value = parsed.get(name)
+            if value is not None:
+                try:
+                    message[name] = str(value)
+                    taken.add(name)
+                except (ValueError, TypeError):
+                    continue
+    fallbacks = {
+        "From": _addresses(item.sender),
+        "To": _addresses(item.to),
+        "Cc": _addresses(item.cc),
+        "Subject": item.subject,
+        "Date": format_datetime(item.date.astimezone(UTC)) if item.date else "",
+        "Message-ID": item.message_id.strip(),
+    }
+    for name, value in fallbacks.items():
+        if name not in taken and value:
+            message[name] = value
+    message["X-Archive-Converted-From"] = "Outlook item (no original MIME)"
+    message.set_content(item.text or "")
+    if item.html:
+        message.add_alternative(item.html, subtype="html")
+    for name, data in item.attachments:
+        message.add_attachment(data, maintype="application", subtype="octet-stream", filename=name or "attachment")
+    for number, part in enumerate(message.walk()):
+        if part.is_multipart():
+            part.set_boundary(f"=_archive_{seed[:32]}_{number}")
+    return message.as_bytes()
+
+
+def msg_read(data: bytes) -> OutlookItem:
+    """The fields of an Outlook .msg file; PermanentSourceError when it is not one."""
+    import extract_msg
+
+    try:
+        msg = extract_msg.openMsg(data, delayAttachments=False)
+    except Exception as exc:  # noqa: BLE001 - a hostile file: extract_msg raises many kinds
+        raise PermanentSourceError(f"not a readable Outlook .msg file: {exc}", code="file_unreadable") from None
+    try:
+        item = OutlookItem(
+            subject=str(getattr(msg, "subject", "") or ""),
+            sender=str(getattr(msg, "sender", "") or ""),
+            to=str(getattr(msg, "to", "") or ""),
+            cc=str(getattr(msg, "cc", "") or ""),
+            date=getattr(msg, "date", None),
+            message_id=str(getattr(msg, "messageId", "") or ""),
+            transport_headers=str(getattr(msg, "headerText", "") or ""),
+            text=str(getattr(msg, "body", "") or ""),
+        )
+        html = getattr(msg, "htmlBody", None)
+        if isinstance(html, bytes):
+            item.html = html.decode("utf-8", "replace")
+        for attachment in getattr(msg, "attachments", []):
+            payload = getattr(attachment, "data", None)
+            if isinstance(payload, bytes):
+                name = getattr(attachment, "longFilename", None) or getattr(attachment, "shortFilename", None)
+                item.attachments.append((str(name or "attachment"), payload))
+        return item
+    except Exception as exc:  # noqa: BLE001
+        raise PermanentSourceError(f"Outlook .msg file unreadable: {exc}", code="file_unreadable") from None
+    finally:
+        msg.close()
+
+
+# --------------------------------------------------------------------------- PST
+
+
+@dataclasses.dataclass
+class PstItem:
+    index: int  # position in the walk (the checkpoint)
+    identifier: str  # libpff's item id (the location)
+    folder_path: str
+    original: bytes  # the JSON dump of its property records
+    item: OutlookItem | None  # None: unreadable (``error`` says why)
+    error: str = ""
+
+
+def pst_open(path: Path) -> Any:
+    try:
+        import pypff
+    except ImportError:
+        raise PermanentSourceError(
+            "PST/OST import is not available: the libpff-python package is not installed", code="file_unreadable"
+        ) from None
+    pst = pypff.file()
+    try:
+        pst.open(str(path))
+    except Exception as exc:  # noqa: BLE001 - libpff raises IOError/OSError/... for bad files
+        raise PermanentSourceError(
+            f"not a readable PST/OST file (corrupt, encrypted or password-protected): {exc}", code="file_unreadable"
+        ) from None
+    return pst
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _records(item: Any) -> list[dict[str, Any]]:
+    records = []
+    for record_set in getattr(item, "record_sets", []) or []:
+        for entry in record_set.entries:
+            data = entry.data
+            records.append(
+                {
+                    "entry_type": entry.entry_type,
+                    "value_type": entry.value_type,
+                    "data": data.hex() if isinstance(data, bytes) else None,
+                }
+            )
+    return records
+
+
+def _pst_item(message: Any) -> OutlookItem:
+    item = OutlookItem(
+        subject=_text(message.subject),
+        sender=_text(message.sender_name),
+        transport_headers=_text(message.transport_headers),
+        text=_text(message.plain_text_body),
+        html=_text(message.html_body),
+        date=message.delivery_time,
+    )
+    if item.date is not None and item.date.tzinfo is None:
+        item.date = item.date.replace(tzinfo=UTC)
+    for number in range(message.number_of_attachments):
+        attachment = message.get_attachment(number)
+        size = attachment.get_size() or 0
+        data = attachment.read_buffer(size) if size else b""
+        item.attachments.append((_text(getattr(attachment, "name", "")) or f"attachment-{number + 1}", data))
+    return item
+
+
+def pst_items(pst: Any, start: int) -> Iterator[PstItem]:
+    """Every message of every folder, depth first in the file's order, from the
+    ``start``-th on. An item libpff cannot read is yielded with its error."""
+    index = 0
+
+    def walk(folder: Any, path: str) -> Iterator[PstItem]:
+        nonlocal index
+        for number in range(folder.number_of_sub_messages):
+            current = index
+            index += 1
+            if current < start:
+                continue
+            try:
+                message = folder.get_sub_message(number)
+                identifier = str(message.identifier)
+                original = json.dumps({"folder": path, "records": _records(message)}, sort_keys=True).encode()
+                yield PstItem(current, identifier, path, original, _pst_item(message))
+            except Exception as exc:  # noqa: BLE001 - one damaged item must not stop the file
+                yield PstItem(current, f"index-{current}", path, b"", None, f"{exc.__class__.__name__}: {exc}")
+        for number in range(folder.number_of_sub_folders):
+            sub = folder.get_sub_folder(number)
+            yield from walk(sub, f"{path}/{_text(sub.name)}" if path else _text(sub.name))
+
+    yield from walk(pst.get_root_folder(), "")

@@ -1,0 +1,93 @@
+"""Outlook .msg files (written by msgforge, an independent MS-OXMSG writer) have no
+original MIME: the import keeps the .msg bytes as the original, archives a generated
+.eml for viewing and search, marks the location converted and hashes both. Each
+archived mail is checked field for field against extract-msg's reading of the .msg."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import extract_msg
+import pytest
+from django.contrib.auth.models import Group
+from msgforge import Message
+
+from archive import storage
+from archive.models import FileRole
+from mailsources import pipeline
+from mailsources.imports import import_client, import_source_create
+from mailsources.models import MailLocation, RunStatus
+from tests.mailsources.import_files import eml_zip
+
+
+@pytest.fixture
+def owner(db: None) -> Group:
+    return Group.objects.get_or_create(name="Mail")[0]
+
+
+def write_msg(path: Path, subject: str, attachment: Path | None = None) -> bytes:
+    message = Message(
+        subject=subject,
+        text_body=f"Body of {subject}.\n",
+        sender=("boss@corp.example", "The Boss"),
+        to=[("alice@example.com", "Alice")],
+        cc=[("carol@example.com", "Carol")],
+        sent=datetime(2025, 3, 4, 10, 0),
+    )
+    if attachment is not None:
+        message.attach(str(attachment))
+    message.save(str(path))
+    return path.read_bytes()
+
+
+def test_msg_files_are_archived_as_generated_eml_with_the_msg_kept(tmp_path, owner):
+    root = tmp_path / "outlook"
+    root.mkdir()
+    (tmp_path / "figures.csv").write_bytes(b"region;revenue\nEMEA;1.2\n")
+    originals = {
+        "q1.msg": write_msg(root / "q1.msg", "Quarterly figures", attachment=tmp_path / "figures.csv"),
+        "memo.msg": write_msg(root / "memo.msg", "A memo"),
+    }
+    source = import_source_create(root, "alice@example.com", owner)
+
+    run = pipeline.source_sync(source.pk, client_factory=lambda s, a: import_client(s))
+
+    assert run is not None and (run.new, run.status) == (2, RunStatus.OK), run.errors
+    for location in MailLocation.objects.filter(source=source).select_related("mail__document"):
+        msg_bytes = originals[location.location]
+        details = location.details
+        assert details["converted"] is True and details["format"] == "msg"
+        assert details["original_sha256"] == hashlib.sha256(msg_bytes).hexdigest()
+        assert storage.read_bytes(details["original_sha256"]) == msg_bytes
+        eml_file = location.mail.document.files.get(role=FileRole.ORIGINAL)
+        assert eml_file.sha256 == details["eml_sha256"] and eml_file.content_type == "message/rfc822"
+        eml = message_from_bytes(storage.read_bytes(eml_file.sha256), policy=policy.default)
+        theirs = extract_msg.openMsg(msg_bytes)
+        try:
+            assert eml["Subject"] == theirs.subject
+            assert eml["From"] == theirs.sender and eml["To"] == theirs.to and eml["Cc"] == theirs.cc
+            assert eml["Date"].datetime == theirs.date.astimezone(UTC)
+            assert eml.get_body(("plain",)).get_content() == theirs.body
+            assert [(a.get_filename(), a.get_content()) for a in eml.iter_attachments()] == [
+                (a.longFilename, a.data) for a in theirs.attachments
+            ]
+        finally:
+            theirs.close()
+        assert location.mail.document.title == theirs.subject
+
+
+def test_the_same_msg_twice_is_one_document(tmp_path, owner):
+    root = tmp_path / "twice"
+    root.mkdir()
+    data = write_msg(root / "one.msg", "Only once")
+    eml_zip(root / "copy.zip", {"again/one.msg": data})
+    source = import_source_create(root, "alice@example.com", owner)
+
+    run = pipeline.source_sync(source.pk, client_factory=lambda s, a: import_client(s))
+
+    assert run is not None and (run.new, run.duplicate) == (1, 1), run.errors
+    assert MailLocation.objects.filter(source=source).values("mail").distinct().count() == 1
+    assert MailLocation.objects.filter(source=source).count() == 2
