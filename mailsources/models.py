@@ -193,7 +193,10 @@ class ArchivedMail(models.Model):
     mailbox = models.CharField(max_length=255)  # IMAP username@host or the M365 address, as that source names it
     mailbox_key = models.CharField(max_length=255)  # MailSource.mailbox_identity
     sha256 = models.CharField(max_length=64)
-    document = models.ForeignKey(Document, on_delete=models.PROTECT, related_name="+")
+    # NULL once retention deleted the document (archive.retention.deletion): the row and
+    # its locations stay as the tombstone that keeps the mail, still on the server, from
+    # being archived again by the next sync.
+    document = models.ForeignKey(Document, null=True, on_delete=models.SET_NULL, related_name="+")
     message_id = models.CharField(max_length=500, blank=True)
     size = models.PositiveBigIntegerField()
     created = models.DateTimeField(auto_now_add=True)

@@ -27,6 +27,7 @@ class State:
     ARCHIVED = "archived"
     NOT_ARCHIVED = "not archived"
     GONE = "archived, no longer on the server"
+    DELETED = "archived, deleted by retention"
 
 
 @dataclasses.dataclass
@@ -125,6 +126,10 @@ def folder_report(context: Context, address: str, inventory: FolderInventory) ->
     for message in inventory.messages:
         on_server.add((inventory.epoch, message.location))
         location = known.get((inventory.epoch, message.location))
+        if location is not None and location.mail.document_id is None:
+            # The archive's copy expired (archive.retention): the tombstone keeps it from coming back.
+            report.rows.append(Row(State.DELETED, "past its retention end", message.location, message.message_id))
+            continue
         document = location.mail.document_id if location else by_message_id.get(message.message_id)
         if document is not None:
             report.archived += 1

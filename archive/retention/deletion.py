@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from django.apps import apps
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -89,9 +88,8 @@ def _delete(
     for document, entry in zip(documents, entries, strict=True):
         by_number[document.pk].ledger_seq = entry.seq
     numbers = [d.pk for d in documents]
-    # mailsources' rows protect their documents: the locations and the dedup rows go first.
-    apps.get_model("mailsources", "MailLocation").objects.filter(mail__document_id__in=numbers).delete()
-    apps.get_model("mailsources", "ArchivedMail").objects.filter(document_id__in=numbers).delete()
+    # mailsources' dedup rows and locations stay, their document set to NULL: they are the
+    # tombstone that keeps a mail still on the server from being archived again.
     stale = {sha for d in documents for sha in by_number[d.pk].hashes}
     with lock.authorised(numbers):
         # Files, search entry, mail views and public-access rows go with the documents (CASCADE).
