@@ -27,6 +27,7 @@ from api.models import ApiToken
 from api.permissions import AdminScope, ReadScope, UploadScope
 from archive import search, selectors, services, storage, uploads
 from archive.forms import UploadForm
+from archive.integrity.ledger import actor_name
 from archive.links import access_link, clipboard_payload
 from archive.models import ArchiveSettings
 from archive.paging import CappedPaginator
@@ -155,6 +156,7 @@ class DocumentListView(ApiView):
                     content_type=services.guess_content_type(uploaded.name),
                     owner_group=form.cleaned_data["owner_group"],
                     values=form.upload_values(),
+                    actor=actor_name(request.user),
                 )
                 created.append(document)
                 new_versions += is_version

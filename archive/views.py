@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from archive import dashboard, mailhtml, mailview, search, selectors, services, storage, thumbnails, uploads
 from archive.access import document_access
 from archive.forms import DocumentFieldsForm, NotesForm, UploadForm
+from archive.integrity.ledger import actor_name
 from archive.links import access_link, clipboard_payload
 from archive.models import ArchiveSettings, Document, DocumentFile, FileRole, PrimaryUsage
 from archive.paging import CappedPaginator
@@ -191,7 +192,7 @@ def document_fields(request: HttpRequest, access: DocumentAccess) -> HttpRespons
     if form.is_valid():
         values = {d.name: form.cleaned_data[d.name] for d in form.definitions}
         try:
-            services.document_update_values(document, values)
+            services.document_update_values(document, values, actor=actor_name(request.user))
         except ValidationError as exc:
             messages.error(request, "; ".join(exc.messages))
         else:
@@ -214,7 +215,7 @@ def document_notes(request: HttpRequest, access: DocumentAccess) -> HttpResponse
     document = access.document
     form = NotesForm(request.POST)
     if form.is_valid():
-        services.document_set_notes(document, form.cleaned_data["notes"])
+        services.document_set_notes(document, form.cleaned_data["notes"], actor=actor_name(request.user))
         messages.success(request, "Notes saved.")
     return redirect(reverse("archive:document", args=[document.pk]) + "#notes")
 
@@ -251,6 +252,7 @@ def upload(request: HttpRequest) -> HttpResponse:
                     content_type=services.guess_content_type(uploaded.name),
                     owner_group=form.cleaned_data["owner_group"],
                     values=form.upload_values(),
+                    actor=actor_name(request.user),
                 )
                 created.append(document)
                 new_versions += is_version

@@ -3,22 +3,33 @@ content, in the transaction of that change.
 
 A document's canonical metadata (``document_metadata``) is what its
 ``metadata_sha256`` covers: number, kind, owner group, created, field values,
-notes and its files (role, name, SHA-256, size, version, MIME part). Derived
+notes and its files (role, name, SHA-256, size, version, MIME part). The owner
+group is its id: renaming a group changes no document. Derived
 state (processing status, extracted text, search entries) is not covered: it
-can always be redone."""
+can always be redone.
+
+Every write of archive content calls one of these after saving the change and
+before its transaction ends: the entry and the change commit together or not
+at all. ``settings.INTEGRITY_LEDGER = False`` switches recording off — only for
+``make bench``, to measure what the ledger costs."""
 
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from archive.models import Document
+from django.conf import settings
+
+from archive.models import Document, DocumentFile
 
 from . import chain
 from .models import Chain, LedgerEntry, LedgerEvent
 
 SYSTEM = "system"
+
+Change = tuple[LedgerEvent | str, Document, str, Sequence[str], Mapping[str, Any] | None]
 
 
 def actor_name(user: Any) -> str:
@@ -28,27 +39,54 @@ def actor_name(user: Any) -> str:
     return str(user.get_username())
 
 
-def document_metadata(document: Document) -> dict[str, Any]:
-    files = sorted(
-        (
-            {"role": f.role, "name": f.name, "sha256": f.sha256, "size": f.size, "version": f.version, "part": f.part}
-            for f in document.files.all()
-        ),
-        key=lambda f: (f["role"], f["version"], f["part"], f["name"], f["sha256"]),
+def source_actor(source_id: int) -> str:
+    """The actor of what a mail source's run archives."""
+    return f"source:{source_id}"
+
+
+def _file_row(f: DocumentFile) -> dict[str, Any]:
+    return {"role": f.role, "name": f.name, "sha256": f.sha256, "size": f.size, "version": f.version, "part": f.part}
+
+
+def _metadata(document: Document, files: Iterable[DocumentFile]) -> dict[str, Any]:
+    rows = sorted(
+        (_file_row(f) for f in files), key=lambda f: (f["role"], f["version"], f["part"], f["name"], f["sha256"])
     )
     return {
         "number": document.pk,
         "kind": document.kind,
-        "owner_group": document.owner_group.name,
+        "owner_group": document.owner_group_id,
         "created": document.created,
         "values": document.values,
         "notes": document.notes,
-        "files": files,
+        "files": rows,
     }
+
+
+def document_metadata(document: Document) -> dict[str, Any]:
+    return _metadata(document, document.files.all())
 
 
 def metadata_hash(document: Document) -> str:
     return hashlib.sha256(chain.canonical(document_metadata(document))).hexdigest()
+
+
+def metadata_hashes(documents: Sequence[Document]) -> dict[int, str]:
+    """Each document's metadata hash, its files read with one query per 500.
+    The documents are the caller's, current and locked (``select_for_update``);
+    the files are a locking read too, so that MariaDB's REPEATABLE READ returns
+    the newest committed rows, not the transaction's older snapshot."""
+    files: dict[int, list[DocumentFile]] = defaultdict(list)
+    numbers = [d.pk for d in documents]
+    for i in range(0, len(numbers), 500):
+        rows = DocumentFile.objects.select_for_update().filter(document_id__in=numbers[i : i + 500])
+        for f in rows.only("document_id", "role", "name", "sha256", "size", "version", "part"):
+            files[f.document_id].append(f)
+    return {d.pk: hashlib.sha256(chain.canonical(_metadata(d, files[d.pk]))).hexdigest() for d in documents}
+
+
+def enabled() -> bool:
+    return bool(getattr(settings, "INTEGRITY_LEDGER", True))
 
 
 def record(
@@ -57,24 +95,48 @@ def record(
     actor: str,
     blobs: Sequence[str] = (),
     details: Mapping[str, Any] | None = None,
-) -> LedgerEntry:
+) -> LedgerEntry | None:
     """Append the entry for ``event`` on ``document`` (after the change is saved)."""
-    return record_many([(event, document, actor, blobs, details)])[0]
+    entries = record_many([(event, document, actor, blobs, details)])
+    return entries[0] if entries else None
 
 
-def record_many(
-    changes: Iterable[tuple[LedgerEvent | str, Document, str, Sequence[str], Mapping[str, Any] | None]],
-) -> list[LedgerEntry]:
+def record_many(changes: Iterable[Change]) -> list[LedgerEntry]:
     """Append one entry per change, in order, with one lock and one insert (a batch of archived mail)."""
+    changes = list(changes)
+    if not changes or not enabled():
+        return []
+    live = [document for event, document, *_ in changes if event != LedgerEvent.DELETED]
+    hashes = metadata_hashes(live) if live else {}
     rows = [
         {
             "event": str(event),
             "document": document.pk,
             "actor": actor,
             "blobs": sorted(set(blobs)),
-            "metadata_sha256": metadata_hash(document) if event != LedgerEvent.DELETED else "",
+            "metadata_sha256": hashes[document.pk] if event != LedgerEvent.DELETED else "",
             "details": dict(details or {}),
         }
         for event, document, actor, blobs, details in changes
     ]
     return chain.append_many(Chain.LEDGER, rows)  # type: ignore[return-value]
+
+
+def record_deletion(document: Document, actor: str, details: Mapping[str, Any] | None = None) -> LedgerEntry | None:
+    """The ``DELETED`` entry of a document: call it in the deleting transaction
+    *before* the rows are deleted. Its ``blobs`` are the document's blobs, its
+    details carry ``deleted_metadata_sha256`` (the hash of the state that was
+    deleted, so the last state stays provable) plus the caller's details (the
+    policy, the reason); ``metadata_sha256`` is empty: there is no document after."""
+    blobs = list(document.files.values_list("sha256", flat=True))
+    state = {"deleted_metadata_sha256": metadata_hash(document), **dict(details or {})}
+    return record(LedgerEvent.DELETED, document, actor, blobs, state)
+
+
+def field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What changed between two value mappings: ``{name: {"old": …, "new": …}}``."""
+    return {
+        name: {"old": old.get(name), "new": new.get(name)}
+        for name in sorted(set(old) | set(new))
+        if old.get(name) != new.get(name)
+    }
