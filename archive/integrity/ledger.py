@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
 from archive.models import Document, DocumentFile
 
@@ -71,15 +72,18 @@ def metadata_hash(document: Document) -> str:
     return hashlib.sha256(chain.canonical(document_metadata(document))).hexdigest()
 
 
-def metadata_hashes(documents: Sequence[Document]) -> dict[int, str]:
+def metadata_hashes(documents: Sequence[Document], *, locking: bool = True) -> dict[int, str]:
     """Each document's metadata hash, its files read with one query per 500.
     The documents are the caller's, current and locked (``select_for_update``);
     the files are a locking read too, so that MariaDB's REPEATABLE READ returns
-    the newest committed rows, not the transaction's older snapshot."""
+    the newest committed rows, not the transaction's older snapshot
+    (``locking=False``: a plain read, for the verifier outside a transaction)."""
     files: dict[int, list[DocumentFile]] = defaultdict(list)
     numbers = [d.pk for d in documents]
     for i in range(0, len(numbers), 500):
-        rows = DocumentFile.objects.select_for_update().filter(document_id__in=numbers[i : i + 500])
+        rows = DocumentFile.objects.filter(document_id__in=numbers[i : i + 500])
+        if locking:
+            rows = rows.select_for_update()
         for f in rows.only("document_id", "role", "name", "sha256", "size", "version", "part"):
             files[f.document_id].append(f)
     return {d.pk: hashlib.sha256(chain.canonical(_metadata(d, files[d.pk]))).hexdigest() for d in documents}
@@ -106,8 +110,13 @@ def record_many(changes: Iterable[Change]) -> list[LedgerEntry]:
     changes = list(changes)
     if not changes or not enabled():
         return []
-    live = [document for event, document, *_ in changes if event != LedgerEvent.DELETED]
-    hashes = metadata_hashes(live) if live else {}
+    with transaction.atomic():  # the caller's, as a rule; one of its own for a lone call
+        live = [document for event, document, *_ in changes if event != LedgerEvent.DELETED]
+        hashes = metadata_hashes(live) if live else {}
+        return _append(changes, hashes)
+
+
+def _append(changes: list[Change], hashes: dict[int, str]) -> list[LedgerEntry]:
     rows = [
         {
             "event": str(event),

@@ -132,7 +132,7 @@ def metadata_findings(numbers: list[int] | None, progress: Progress = _no_progre
     total = len(numbers) if numbers is not None else everything.count()
 
     def check(batch: list[Document]) -> None:
-        for number, digest in ledger.metadata_hashes(batch).items():
+        for number, digest in ledger.metadata_hashes(batch, locking=False).items():
             entry = entries.get(number)
             if entry is None:
                 findings.append(Finding("metadata_unrecorded", f"document {number}", "no ledger entry"))
