@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from archive import dashboard, mailhtml, mailview, search, selectors, services, storage, thumbnails, uploads
 from archive.access import document_access
 from archive.forms import DocumentFieldsForm, NotesForm, UploadForm
-from archive.integrity.ledger import actor_name
+from archive.integrity.ledger import actor_name, document_history
 from archive.links import access_link, clipboard_payload
 from archive.models import ArchiveSettings, Document, DocumentFile, FileRole, PrimaryUsage
 from archive.paging import CappedPaginator
@@ -138,6 +138,7 @@ def document_detail(request: HttpRequest, access: DocumentAccess) -> HttpRespons
         context["versions"] = [f for f in files if f.role == FileRole.ORIGINAL]
         context["suggestions"] = selectors.field_suggestions(request.user, definitions, settings.combobox_elements)
         context["version_key"] = _version_key_of(document, settings)
+        context["history"] = document_history(document.pk, {d.name: d.label for d in definitions})
     return render(request, "archive/document.html", context)
 
 

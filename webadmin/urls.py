@@ -13,6 +13,7 @@ urlpatterns = [
     path("dms/", include("archive.urls")),
     path("webadmin/", include("webadmin.admin_urls")),
     path("webadmin/sources/", include("mailsources.urls")),
+    path("webadmin/integrity/", include("archive.integrity.urls")),
     path("webadmin/manage/", admin.site.urls),
     # The original box's access links: they must keep working forever.
     path("perl/avclient/index.pl", archive_views.legacy_link, name="legacy_link"),

@@ -15,6 +15,8 @@ at all. ``settings.INTEGRITY_LEDGER = False`` switches recording off — only fo
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -149,3 +151,39 @@ def field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, d
         for name in sorted(set(old) | set(new))
         if old.get(name) != new.get(name)
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryChange:
+    label: str
+    old: Any
+    new: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryRow:
+    seq: int
+    at: dt.datetime
+    actor: str
+    event: str
+    changes: list[HistoryChange]
+
+
+HISTORY_ROWS = 200
+
+
+def document_history(number: int, labels: Mapping[str, str]) -> list[HistoryRow]:
+    """The document's ledger entries, newest first, with the field and note
+    changes they carry (old → new) under the fields' labels."""
+    rows = []
+    for entry in LedgerEntry.objects.filter(document=number).order_by("-seq")[:HISTORY_ROWS]:
+        details = entry.details or {}
+        changes = [
+            HistoryChange(labels.get(name, name), change.get("old"), change.get("new"))
+            for name, change in sorted((details.get("fields") or {}).items())
+        ]
+        if "notes" in details:
+            changes.append(HistoryChange("Notes", details["notes"].get("old"), details["notes"].get("new")))
+        event = LedgerEvent(entry.event).label if entry.event in LedgerEvent.values else entry.event
+        rows.append(HistoryRow(entry.seq, entry.at, entry.actor, str(event), changes))
+    return rows

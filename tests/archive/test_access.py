@@ -210,3 +210,14 @@ def test_inactive_users_see_nothing(alice, doc):
     alice.is_active = False
     alice.save()
     assert not selectors.documents_visible_to(alice).exists()
+
+
+def test_the_integrity_pages_are_for_administrators_only(client, alice, admin_user, doc):
+    routes = [r for r in project_routes() if r.name.startswith("integrity:")]
+    assert routes
+    for route in routes:
+        url = url_for(route, doc)
+        client.force_login(alice)
+        assert client.get(url).status_code == 403, route.name
+        client.force_login(admin_user)
+        assert client.get(url).status_code == 200, route.name
