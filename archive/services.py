@@ -265,7 +265,7 @@ def documents_create_many(
     Document.objects.bulk_create(documents)
     if any(d.pk is None for d in documents):  # a backend without INSERT … RETURNING
         raise RuntimeError("bulk insert did not return primary keys")
-    DocumentFile.objects.bulk_create(
+    files = [
         DocumentFile(
             document=document,
             role=f.role,
@@ -278,10 +278,17 @@ def documents_create_many(
         )
         for document, spec in zip(documents, specs, strict=True)
         for f in spec.files
-    )
+    ]
+    DocumentFile.objects.bulk_create(files)
+    by_document: dict[int, list[DocumentFile]] = {}
+    for file in files:
+        by_document.setdefault(file.document_id, []).append(file)
     ledger.record_many(
-        (LedgerEvent.ARCHIVED, d, actor, [f.blob.sha256 for f in spec.files], {"kind": d.kind})
-        for d, spec in zip(documents, specs, strict=True)
+        (
+            (LedgerEvent.ARCHIVED, d, actor, [f.blob.sha256 for f in spec.files], {"kind": d.kind})
+            for d, spec in zip(documents, specs, strict=True)
+        ),
+        files=by_document,
     )
     # Searchable by fields at commit; file text follows from the background.
     numbers = [d.pk for d in documents]

@@ -74,21 +74,26 @@ def metadata_hash(document: Document) -> str:
     return hashlib.sha256(chain.canonical(document_metadata(document))).hexdigest()
 
 
-def metadata_hashes(documents: Sequence[Document], *, locking: bool = True) -> dict[int, str]:
+def metadata_hashes(
+    documents: Sequence[Document], *, locking: bool = True, files: Mapping[int, Sequence[DocumentFile]] | None = None
+) -> dict[int, str]:
     """Each document's metadata hash, its files read with one query per 500.
     The documents are the caller's, current and locked (``select_for_update``);
     the files are a locking read too, so that MariaDB's REPEATABLE READ returns
     the newest committed rows, not the transaction's older snapshot
-    (``locking=False``: a plain read, for the verifier outside a transaction)."""
-    files: dict[int, list[DocumentFile]] = defaultdict(list)
+    (``locking=False``: a plain read, for the verifier outside a transaction).
+    ``files``: every file of the documents, when the caller has just written them all."""
+    if files is not None:
+        return {d.pk: hashlib.sha256(chain.canonical(_metadata(d, files.get(d.pk, ())))).hexdigest() for d in documents}
+    found: dict[int, list[DocumentFile]] = defaultdict(list)
     numbers = [d.pk for d in documents]
     for i in range(0, len(numbers), 500):
         rows = DocumentFile.objects.filter(document_id__in=numbers[i : i + 500])
         if locking:
             rows = rows.select_for_update()
         for f in rows.only("document_id", "role", "name", "sha256", "size", "version", "part"):
-            files[f.document_id].append(f)
-    return {d.pk: hashlib.sha256(chain.canonical(_metadata(d, files[d.pk]))).hexdigest() for d in documents}
+            found[f.document_id].append(f)
+    return {d.pk: hashlib.sha256(chain.canonical(_metadata(d, found[d.pk]))).hexdigest() for d in documents}
 
 
 def enabled() -> bool:
@@ -107,14 +112,17 @@ def record(
     return entries[0] if entries else None
 
 
-def record_many(changes: Iterable[Change]) -> list[LedgerEntry]:
-    """Append one entry per change, in order, with one lock and one insert (a batch of archived mail)."""
+def record_many(
+    changes: Iterable[Change], *, files: Mapping[int, Sequence[DocumentFile]] | None = None
+) -> list[LedgerEntry]:
+    """Append one entry per change, in order, with one lock and one insert (a
+    batch of archived mail). ``files``: see ``metadata_hashes``."""
     changes = list(changes)
     if not changes or not enabled():
         return []
     with transaction.atomic():  # the caller's, as a rule; one of its own for a lone call
         live = [document for event, document, *_ in changes if event != LedgerEvent.DELETED]
-        hashes = metadata_hashes(live) if live else {}
+        hashes = metadata_hashes(live, files=files) if live else {}
         return _append(changes, hashes)
 
 

@@ -24,9 +24,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import io
+import os
 import random
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db.models import Max
@@ -38,7 +40,6 @@ from archive.models import Document, DocumentFile
 from . import anchoring, chain, ledger, tsa
 from .models import Anchor, Chain, ChainEntry, ChainHead, LedgerEntry, LedgerEvent, VerificationRun, VerificationStatus
 
-READ_BYTES = 4 * 1024 * 1024
 Progress = Callable[[str, int, int], None]  # stage, done, total (bytes for blobs)
 
 
@@ -83,24 +84,29 @@ def _no_progress(stage: str, done: int, total: int) -> None:
 # --- blobs -------------------------------------------------------------------
 
 
+def _hash_blob(sha: str) -> tuple[str | None, int]:
+    """The digest of the blob's bytes (None when it is missing) and their number."""
+    try:
+        with storage.open_blob(sha) as fh:
+            # open_blob's file is a BufferedReader (it has readinto, file_digest's fast path).
+            digest = hashlib.file_digest(cast(io.BufferedReader, fh), "sha256").hexdigest()
+            return digest, os.fstat(fh.fileno()).st_size
+    except storage.StorageError:
+        return None, 0
+
+
 def blob_findings(shas: dict[str, int], progress: Progress = _no_progress) -> tuple[list[Finding], int]:
-    """Re-hash each blob (sha → expected size), streaming; the findings and the bytes read."""
+    """Re-hash each blob (sha → expected size), streaming; the findings and the bytes read.
+    One thread: on a busy machine threads only contend (measured: slower)."""
     findings: list[Finding] = []
     total, done = sum(shas.values()), 0
-    buffer = bytearray(READ_BYTES)
-    view = memoryview(buffer)
     for sha in sorted(shas):
-        digest = hashlib.sha256()
-        try:
-            with storage.open_blob(sha) as fh:
-                while n := fh.readinto(buffer):  # type: ignore[attr-defined]
-                    digest.update(view[:n])
-                    done += n
-        except storage.StorageError:
+        digest, size = _hash_blob(sha)
+        done += size
+        if digest is None:
             findings.append(Finding("blob_missing", f"blob {sha}", "the file is missing from the store"))
-            continue
-        if digest.hexdigest() != sha:
-            findings.append(Finding("blob_corrupt", f"blob {sha}", f"its bytes hash to {digest.hexdigest()}"))
+        elif digest != sha:
+            findings.append(Finding("blob_corrupt", f"blob {sha}", f"its bytes hash to {digest}"))
         progress("blobs", done, total)
     return findings, done
 
