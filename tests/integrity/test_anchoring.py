@@ -76,7 +76,8 @@ def test_retries_back_off_up_to_half_the_interval(settings):
     settings.ANCHOR_INTERVAL = 3600
     delays = [anchoring.retry_delay(attempt) for attempt in range(10)]
     assert delays[0] < delays[1] < delays[2]
-    assert max(delays) <= 1800 and delays[-1] == pytest.approx(1800, rel=0.01)
+    # Jitter takes up to a fifth off; never beyond the cap.
+    assert max(delays) <= 1800 and 0.8 * 1800 <= delays[-1] <= 1800
 
 
 def test_the_newest_anchors_age_and_the_alarm_after_two_intervals(tsa_up, settings):
