@@ -195,3 +195,18 @@ def document_history(number: int, labels: Mapping[str, str]) -> list[HistoryRow]
         event = LedgerEvent(entry.event).label if entry.event in LedgerEvent.values else entry.event
         rows.append(HistoryRow(entry.seq, entry.at, entry.actor, str(event), changes))
     return rows
+
+
+def record_baseline(batch: int = 500) -> int:
+    """An ``ARCHIVED`` entry (details ``{"baseline": true}``) for every document
+    that has none: documents archived before the ledger existed, so that their
+    state from now on is provable. Returns how many were recorded."""
+    recorded = 0
+    while True:
+        with transaction.atomic():
+            known = LedgerEntry.objects.values("document")
+            documents = list(Document.objects.select_for_update().exclude(pk__in=known).order_by("pk")[:batch])
+            if not documents:
+                return recorded
+            record_many((LedgerEvent.ARCHIVED, d, SYSTEM, [], {"baseline": True}) for d in documents)
+            recorded += len(documents)

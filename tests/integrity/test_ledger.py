@@ -185,3 +185,17 @@ def test_one_mail_processed_alone_records_its_files(imap_mailbox, imap_source_fa
     assert entry.event == LedgerEvent.FILES_DERIVED and entry.actor == ledger.SYSTEM
     assert entry.blobs == list(doc.files.filter(role=FileRole.ATTACHMENT).values_list("sha256", flat=True))
     _assert_current(doc)
+
+
+def test_documents_from_before_the_ledger_get_a_baseline_entry(make_document, settings):
+    settings.INTEGRITY_LEDGER = False
+    old = [make_document(f"old {i}\n".encode(), name=f"old{i}.txt") for i in range(3)]
+    settings.INTEGRITY_LEDGER = True
+    recorded = make_document(b"new\n", name="new.txt")
+    assert {f.kind for f in verify.metadata_findings(None)[0]} == {"metadata_unrecorded"}
+    assert ledger.record_baseline(batch=2) == 3
+    assert ledger.record_baseline() == 0
+    entries = LedgerEntry.objects.filter(document__in=[d.pk for d in old])
+    assert {(e.event, e.details["baseline"]) for e in entries} == {(LedgerEvent.ARCHIVED, True)}
+    assert LedgerEntry.objects.filter(document=recorded.pk).count() == 1
+    assert verify.metadata_findings(None)[0] == []
