@@ -4,7 +4,8 @@ content, in the transaction of that change.
 A document's canonical metadata (``document_metadata``) is what its
 ``metadata_sha256`` covers: number, kind, owner group, created, field values,
 notes and its files (role, name, SHA-256, size, version, MIME part). The owner
-group is its id: renaming a group changes no document. Derived
+group is its name (readable in exports): renaming a group changes the metadata
+of its documents, so a rename must be recorded too. Derived
 state (processing status, extracted text, search entries) is not covered: it
 can always be redone.
 
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.db import transaction
 
 from archive.models import Document, DocumentFile
@@ -51,14 +53,14 @@ def _file_row(f: DocumentFile) -> dict[str, Any]:
     return {"role": f.role, "name": f.name, "sha256": f.sha256, "size": f.size, "version": f.version, "part": f.part}
 
 
-def _metadata(document: Document, files: Iterable[DocumentFile]) -> dict[str, Any]:
+def _metadata(document: Document, files: Iterable[DocumentFile], group_name: str) -> dict[str, Any]:
     rows = sorted(
         (_file_row(f) for f in files), key=lambda f: (f["role"], f["version"], f["part"], f["name"], f["sha256"])
     )
     return {
         "number": document.pk,
         "kind": document.kind,
-        "owner_group": document.owner_group_id,
+        "owner_group": group_name,
         "created": document.created,
         "values": document.values,
         "notes": document.notes,
@@ -67,7 +69,7 @@ def _metadata(document: Document, files: Iterable[DocumentFile]) -> dict[str, An
 
 
 def document_metadata(document: Document) -> dict[str, Any]:
-    return _metadata(document, document.files.all())
+    return _metadata(document, document.files.all(), document.owner_group.name)
 
 
 def metadata_hash(document: Document) -> str:
@@ -83,8 +85,14 @@ def metadata_hashes(
     the newest committed rows, not the transaction's older snapshot
     (``locking=False``: a plain read, for the verifier outside a transaction).
     ``files``: every file of the documents, when the caller has just written them all."""
+    groups = dict(Group.objects.filter(pk__in={d.owner_group_id for d in documents}).values_list("pk", "name"))
     if files is not None:
-        return {d.pk: hashlib.sha256(chain.canonical(_metadata(d, files.get(d.pk, ())))).hexdigest() for d in documents}
+        return {
+            d.pk: hashlib.sha256(
+                chain.canonical(_metadata(d, files.get(d.pk, ()), groups[d.owner_group_id]))
+            ).hexdigest()
+            for d in documents
+        }
     found: dict[int, list[DocumentFile]] = defaultdict(list)
     numbers = [d.pk for d in documents]
     for i in range(0, len(numbers), 500):
@@ -93,7 +101,10 @@ def metadata_hashes(
             rows = rows.select_for_update()
         for f in rows.only("document_id", "role", "name", "sha256", "size", "version", "part"):
             found[f.document_id].append(f)
-    return {d.pk: hashlib.sha256(chain.canonical(_metadata(d, found[d.pk]))).hexdigest() for d in documents}
+    return {
+        d.pk: hashlib.sha256(chain.canonical(_metadata(d, found[d.pk], groups[d.owner_group_id]))).hexdigest()
+        for d in documents
+    }
 
 
 def enabled() -> bool:
