@@ -36,7 +36,7 @@ WRITE_PATHS = {
 }
 # What counts as a content write in the code.
 WRITES = re.compile(
-    r"(Document|DocumentFile)\.objects\.(bulk_create|create)\("
+    r"\b(Document|DocumentFile)\.objects\.(bulk_create|create)\("
     r"|\.update\([^)]*\b(values|notes|owner_group|owner_group_id|sha256)="
     r"|\b(document|target|locked)\.save\("
 )
