@@ -29,6 +29,7 @@ from archive import search, selectors, services, storage, uploads
 from archive.forms import UploadForm
 from archive.integrity import audit
 from archive.integrity.audit import AuditAction, Outcome
+from archive.integrity.ledger import actor_name
 from archive.links import access_link, clipboard_payload
 from archive.models import ArchiveSettings, Document, DocumentFile
 from archive.paging import CappedPaginator
@@ -186,6 +187,7 @@ class DocumentListView(ApiView):
                     content_type=services.guess_content_type(uploaded.name),
                     owner_group=form.cleaned_data["owner_group"],
                     values=form.upload_values(),
+                    actor=actor_name(request.user),
                 )
                 created.append(document)
                 new_versions += is_version

@@ -192,10 +192,7 @@ def writer_required(view: Callable[..., HttpResponseBase]) -> Callable[..., Http
     return wrapper
 
 
-def audit_reader_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
-    """The audit log and integrity reports: administrators and auditors;
-    visitors log in, other users get 403."""
-
+def _audit_reader(view: Callable[..., HttpResponseBase], *, copies: bool) -> Callable[..., HttpResponseBase]:
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         user = request.user
@@ -203,7 +200,21 @@ def audit_reader_required(view: Callable[..., HttpResponseBase]) -> Callable[...
             return redirect_to_login(request.get_full_path())
         if not (user.is_active and (user.is_staff or selectors.is_auditor(user))):
             raise PermissionDenied("Administrators and auditors only")
-        _refuse_read_only(request)
+        if not copies:
+            _refuse_read_only(request)
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def audit_reader_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """The audit log and integrity reports: administrators and auditors;
+    visitors log in, other users get 403; an auditor only reads."""
+    return _audit_reader(view, copies=False)
+
+
+def audit_copy_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Exports and the procedure documentation: administrators and auditors, who
+    may also start one — a copy of what they may read changes nothing in the
+    archive (the auditor's export, issue 13)."""
+    return _audit_reader(view, copies=True)

@@ -43,6 +43,8 @@ from django.utils import timezone
 from archive import extraction, mailview, mimestream, storage
 from archive.backoff import backoff_delay
 from archive.errors import transient_reason
+from archive.integrity import ledger
+from archive.integrity.models import LedgerEvent
 from archive.mail import MailPart, ParsedMail, mail_limits, parse_headers, parse_message
 from archive.models import Document, DocumentFile, DocumentKind, FileRole, ProcessingStatus
 from archive.services import guess_content_type
@@ -150,9 +152,25 @@ def mail_document_process(document: Document) -> None:
         if locked.files.filter(role=FileRole.ATTACHMENT).exists():
             return  # processed concurrently
         DocumentFile.objects.bulk_create(files)
+        _record_derived(files)
         mailview.mail_view_store(original.pk, parsed.view)
         if parsed.error and not locked.parse_error:
             Document.objects.filter(pk=document.pk).update(parse_error=parsed.error)
+
+
+def _record_derived(files: list[DocumentFile]) -> None:
+    """One ``FILES_DERIVED`` ledger entry per document that got files (one append
+    for all); the documents are read again here, under the caller's row lock."""
+    blobs: dict[int, list[str]] = {}
+    for f in files:
+        blobs.setdefault(f.document_id, []).append(f.sha256)
+    if not blobs or not ledger.enabled():
+        return
+    documents = Document.objects.select_for_update().in_bulk(list(blobs))  # locked already: the newest rows
+    ledger.record_many(
+        (LedgerEvent.FILES_DERIVED, documents[pk], ledger.SYSTEM, shas, {"files": len(shas)})
+        for pk, shas in sorted(blobs.items())
+    )
 
 
 # --- outcomes, claims and the sweep ------------------------------------------------
@@ -362,7 +380,9 @@ def _process_chunk(chunk: list[_Pending]) -> dict[int, Outcome]:
                     "document_id", flat=True
                 )
             )
-            DocumentFile.objects.bulk_create(f for f in files if f.document_id in locked and f.document_id not in again)
+            new_files = [f for f in files if f.document_id in locked and f.document_id not in again]
+            DocumentFile.objects.bulk_create(new_files)
+            _record_derived(new_files)
             for pk, (original_id, view) in views.items():
                 if pk in locked and pk not in again:
                     mailview.mail_view_store(original_id, view)

@@ -14,6 +14,8 @@ from django.db import transaction
 from django.db.models import Max
 
 from archive import extraction, search, storage
+from archive.integrity import ledger
+from archive.integrity.models import LedgerEvent
 from archive.models import (
     ArchiveSettings,
     Document,
@@ -105,26 +107,34 @@ def document_create(
     files: Iterable[NewFile] = (),
     kind: str = DocumentKind.DOCUMENT,
     parse_error: str = "",
+    actor: str = ledger.SYSTEM,
 ) -> Document:
     spec = NewDocument(
         owner_group=owner_group, values=dict(values), files=list(files), kind=kind, parse_error=parse_error
     )
-    return documents_create_many([spec])[0]
+    return documents_create_many([spec], actor=actor)[0]
 
 
 @transaction.atomic
-def document_update_values(document: Document, values: Mapping[str, object]) -> Document:
+def document_update_values(document: Document, values: Mapping[str, object], *, actor: str = ledger.SYSTEM) -> Document:
     document = Document.objects.select_for_update().get(pk=document.pk)
+    old = dict(document.values)
     _apply_values(document, values)
     document.save()
+    if changes := ledger.field_changes(old, document.values):
+        ledger.record(LedgerEvent.FIELDS_CHANGED, document, actor, details={"fields": changes})
     search.index_document(document)
     return document
 
 
 @transaction.atomic
-def document_set_notes(document: Document, notes: str) -> Document:
+def document_set_notes(document: Document, notes: str, *, actor: str = ledger.SYSTEM) -> Document:
+    document = Document.objects.select_for_update().get(pk=document.pk)
+    old = document.notes
     Document.objects.filter(pk=document.pk).update(notes=notes)
     document.notes = notes
+    if old != notes:
+        ledger.record(LedgerEvent.NOTES_CHANGED, document, actor, details={"notes": {"old": old, "new": notes}})
     search.index_document(document.pk)
     return document
 
@@ -191,6 +201,7 @@ def document_create_from_upload(
     content_type: str,
     owner_group: Group,
     values: Mapping[str, object] | None = None,
+    actor: str = ledger.SYSTEM,
 ) -> tuple[Document, bool]:
     """One uploaded file → a new document, or the next version of an existing
     one when versioning matches its version key. Returns (document, is_new_version)."""
@@ -208,10 +219,11 @@ def document_create_from_upload(
     if target is None:
         values.setdefault("title", title or name)
         values.setdefault("date", dt.date.today().isoformat())
-        return document_create(owner_group=owner_group, values=values, files=[new_file]), False
+        return document_create(owner_group=owner_group, values=values, files=[new_file], actor=actor), False
     # A new version keeps the document's own fields (a title typed by a user
     # stays); only the file name and values given with the upload change.
     current = target.files.filter(role=FileRole.ORIGINAL).aggregate(v=Max("version"))["v"] or 0
+    old = dict(target.values)
     DocumentFile.objects.create(
         document=target,
         role=FileRole.ORIGINAL,
@@ -223,6 +235,8 @@ def document_create_from_upload(
     )
     _apply_values(target, values)
     target.save()
+    details = {"version": current + 1, "name": name[:255], "fields": ledger.field_changes(old, target.values)}
+    ledger.record(LedgerEvent.VERSION_ADDED, target, actor, [blob.sha256], details)
     search.index_document(target)
     extraction.schedule_for_document(target.pk)
     return target, True
@@ -234,9 +248,12 @@ def document_values_for_display(
     return [(f, field_value(document, f)) for f in fields]
 
 
-def documents_create_many(specs: list[NewDocument], *, schedule_extraction: bool = True) -> list[Document]:
+def documents_create_many(
+    specs: list[NewDocument], *, schedule_extraction: bool = True, actor: str = ledger.SYSTEM
+) -> list[Document]:
     """Create many documents in few queries (mail ingestion). Call inside the
-    caller's transaction; values are cleaned like ``document_create``'s.
+    caller's transaction; values are cleaned like ``document_create``'s, and each
+    gets its ``ARCHIVED`` ledger entry (one append for all).
     ``schedule_extraction=False``: the caller schedules text extraction itself
     (mail ingestion does, in batches, once attachments are files)."""
     fields = {f.name: f for f in FieldDefinition.objects.all()}
@@ -248,7 +265,7 @@ def documents_create_many(specs: list[NewDocument], *, schedule_extraction: bool
     Document.objects.bulk_create(documents)
     if any(d.pk is None for d in documents):  # a backend without INSERT … RETURNING
         raise RuntimeError("bulk insert did not return primary keys")
-    DocumentFile.objects.bulk_create(
+    files = [
         DocumentFile(
             document=document,
             role=f.role,
@@ -261,6 +278,17 @@ def documents_create_many(specs: list[NewDocument], *, schedule_extraction: bool
         )
         for document, spec in zip(documents, specs, strict=True)
         for f in spec.files
+    ]
+    DocumentFile.objects.bulk_create(files)
+    by_document: dict[int, list[DocumentFile]] = {}
+    for file in files:
+        by_document.setdefault(file.document_id, []).append(file)
+    ledger.record_many(
+        (
+            (LedgerEvent.ARCHIVED, d, actor, [f.blob.sha256 for f in spec.files], {"kind": d.kind})
+            for d, spec in zip(documents, specs, strict=True)
+        ),
+        files=by_document,
     )
     # Searchable by fields at commit; file text follows from the background.
     numbers = [d.pk for d in documents]

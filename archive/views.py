@@ -22,6 +22,7 @@ from archive.access import audit_note, document_access, writer_required
 from archive.forms import DocumentFieldsForm, NotesForm, UploadForm
 from archive.integrity import audit
 from archive.integrity.audit import AuditAction
+from archive.integrity.ledger import actor_name, document_history
 from archive.links import access_link, clipboard_payload
 from archive.models import ArchiveSettings, Document, DocumentFile, FileRole, PrimaryUsage
 from archive.paging import CappedPaginator
@@ -142,6 +143,7 @@ def document_detail(request: HttpRequest, access: DocumentAccess) -> HttpRespons
         context["versions"] = [f for f in files if f.role == FileRole.ORIGINAL]
         context["suggestions"] = selectors.field_suggestions(request.user, definitions, settings.combobox_elements)
         context["version_key"] = _version_key_of(document, settings)
+        context["history"] = document_history(document.pk, {d.name: d.label for d in definitions})
     return render(request, "archive/document.html", context)
 
 
@@ -199,7 +201,7 @@ def document_fields(request: HttpRequest, access: DocumentAccess) -> HttpRespons
     if form.is_valid():
         values = {d.name: form.cleaned_data[d.name] for d in form.definitions}
         try:
-            services.document_update_values(document, values)
+            services.document_update_values(document, values, actor=actor_name(request.user))
         except ValidationError as exc:
             messages.error(request, "; ".join(exc.messages))
         else:
@@ -222,7 +224,7 @@ def document_notes(request: HttpRequest, access: DocumentAccess) -> HttpResponse
     document = access.document
     form = NotesForm(request.POST)
     if form.is_valid():
-        services.document_set_notes(document, form.cleaned_data["notes"])
+        services.document_set_notes(document, form.cleaned_data["notes"], actor=actor_name(request.user))
         messages.success(request, "Notes saved.")
     return redirect(reverse("archive:document", args=[document.pk]) + "#notes")
 
@@ -259,6 +261,7 @@ def upload(request: HttpRequest) -> HttpResponse:
                     content_type=services.guess_content_type(uploaded.name),
                     owner_group=form.cleaned_data["owner_group"],
                     values=form.upload_values(),
+                    actor=actor_name(request.user),
                 )
                 created.append(document)
                 new_versions += is_version

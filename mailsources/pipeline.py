@@ -32,9 +32,11 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from archive import storage
+from archive.integrity import ledger
+from archive.integrity.models import LedgerEvent
 from archive.mail import parse_headers
 from archive.mailview import HEAD_BYTES
-from archive.models import DocumentKind, FieldDefinition, FieldType, FileRole
+from archive.models import Document, DocumentKind, FieldDefinition, FieldType, FileRole
 from archive.processing import processing_register
 from archive.services import NewDocument, NewFile, clean_field_value, documents_create_many
 from mailsources import mailbox_runner
@@ -218,7 +220,10 @@ def batch_ingest(
             )
         # Text extraction is scheduled by the processing stage, in batches and
         # once the attachments are files (a task per mail here would cost ~1.5 ms each).
-        documents = documents_create_many(specs, schedule_extraction=False)
+        actor = ledger.source_actor(source.pk)
+        # Before the new documents: their documents are locked first, then the ledger's head.
+        _record_locations_added(existing, stored, actor, {"mailbox": mailbox, "folder": folder})
+        documents = documents_create_many(specs, schedule_extraction=False, actor=actor)
         # Their processing is pending from this commit on (its sweep finds a lost task).
         processing_register(d.pk for d in documents)
         new_mails = ArchivedMail.objects.bulk_create(
@@ -294,6 +299,29 @@ def batch_ingest(
         MailSource.objects.filter(pk=source.pk).update(archived_count=F("archived_count") + result.new)
     result.archived = [(blob.sha256, message.location) for message, blob in stored]
     return result
+
+
+def _record_locations_added(
+    existing: dict[str, int], stored: list[tuple[FetchedMessage, storage.StoredBlob]], actor: str, where: dict[str, str]
+) -> None:
+    """Ledger entries for mails archived before (dedup) that this batch found in one more place."""
+    seen = {blob.sha256 for _, blob in stored if blob.sha256 in existing}
+    if not seen or not ledger.enabled():
+        return
+    # A mail whose document retention deleted (document NULL, the tombstone) has nothing to record.
+    mails = dict(
+        ArchivedMail.objects.filter(pk__in=[existing[sha] for sha in seen], document__isnull=False).values_list(
+            "pk", "document_id"
+        )
+    )
+    documents = {
+        d.pk: d for d in Document.objects.select_for_update().filter(pk__in=set(mails.values())).order_by("pk")
+    }
+    ledger.record_many(
+        (LedgerEvent.LOCATION_ADDED, documents[mails[existing[sha]]], actor, [sha], where)
+        for sha in sorted(seen)
+        if existing[sha] in mails
+    )
 
 
 def batch_ingest_deduplicated(

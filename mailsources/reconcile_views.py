@@ -10,12 +10,12 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path
 from django.views.decorators.http import require_GET
 
-from archive.access import staff_required
+from archive.access import audit_reader_required
 from mailsources import reconcile
 from mailsources.models import MailSource
 
 
-@staff_required
+@audit_reader_required
 @require_GET
 def report(request: HttpRequest) -> HttpResponse:
     """Without ``source``: the list to choose from; with it: that source's report

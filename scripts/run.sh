@@ -22,6 +22,7 @@ PORT=${PORT:-8000}
 
 PY="$VENV/bin/python"
 "$PY" manage.py migrate --noinput
+"$PY" manage.py ledger_baseline  # documents archived before the integrity ledger get their first entry (once)
 "$PY" manage.py collectstatic --noinput >/dev/null
 "$PY" manage.py ensure_admin
 

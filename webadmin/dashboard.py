@@ -10,9 +10,11 @@ from typing import Any
 
 from django.db import IntegrityError, OperationalError
 from django.utils import timezone
+from django.utils.timesince import timesince
 
 from archive import charts
 from archive import dashboard as archive_dashboard
+from archive.integrity import anchoring
 from archive.models import ArchiveDay
 from mailsources import dashboard as sources_dashboard
 
@@ -35,6 +37,14 @@ def figures_refresh(*, full: bool = False, now: dt.datetime | None = None) -> in
         return 0
 
 
+def anchor_alarms(anchor: anchoring.AnchorAge, now: dt.datetime) -> list[str]:
+    if not anchor.overdue:
+        return []
+    if anchor.newest is None:
+        return ["Nothing has been timestamped by the TSA yet (integrity anchors)."]
+    return [f"The newest integrity timestamp is {timesince(anchor.newest.created, now)} old (TSA unreachable?)."]
+
+
 def admin_dashboard(*, now: dt.datetime | None = None) -> dict[str, Any]:
     moment = now or timezone.now()
     archive = archive_dashboard.growth_and_coverage(None, now=moment)
@@ -43,9 +53,13 @@ def admin_dashboard(*, now: dt.datetime | None = None) -> dict[str, Any]:
     names = sources_dashboard.source_names()
     mailboxes = archive_dashboard.growth_per_mailbox(None, now=moment)
     backlog = archive_dashboard.queue_backlog()
+    anchor = anchoring.anchor_age(now=moment)
     return {
         **archive,
-        "alarms": archive["coverage_alarms"] + sources_dashboard.source_alarms(now=moment),
+        "anchor": anchor,
+        "alarms": archive["coverage_alarms"]
+        + sources_dashboard.source_alarms(now=moment)
+        + anchor_alarms(anchor, moment),
         "storage": charts.size(totals.bytes),
         "bytes_chart": charts.bar_chart(
             [p.label for p in days],

@@ -324,6 +324,28 @@ DASHBOARD_COVERAGE_STALL_MINUTES = env_int("DASHBOARD_COVERAGE_STALL_MINUTES", 6
 # Alarm: an enabled mail source's last finished run is older than this many intervals.
 DASHBOARD_SOURCE_STALL_INTERVALS = env_int("DASHBOARD_SOURCE_STALL_INTERVALS", 3, minimum=1)
 
+# --- Integrity (archive/integrity/): trusted timestamps and verification ---
+# The RFC 3161 TSA that timestamps both chains' heads every ANCHOR_INTERVAL seconds;
+# its answers must verify against TSA_CA_FILE (PEM roots), and, if set, be signed
+# by exactly TSA_CERT_FILE. No TSA_URL: no anchors (the WebAdmin home says so).
+TSA_URL = env_str("TSA_URL", "")
+TSA_CA_FILE = env_str("TSA_CA_FILE", "")
+TSA_CERT_FILE = env_str("TSA_CERT_FILE", "")
+ANCHOR_INTERVAL = env_int("ANCHOR_INTERVAL", 3600, minimum=60)
+# Scheduled verification: a sample of VERIFY_SAMPLE_SIZE documents daily, everything
+# every VERIFY_FULL_INTERVAL_DAYS days.
+VERIFY_SAMPLE_SIZE = env_int("VERIFY_SAMPLE_SIZE", 200, minimum=1)
+VERIFY_FULL_INTERVAL_DAYS = env_int("VERIFY_FULL_INTERVAL_DAYS", 30, minimum=1)
+# Off only for `make bench`, to measure what the ledger costs (archive/integrity/ledger.py).
+INTEGRITY_LEDGER = env_bool("INTEGRITY_LEDGER", True)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "integrity-anchor": {"task": "archive.integrity.tasks.anchor_heads", "schedule": float(ANCHOR_INTERVAL)},
+        "integrity-verify": {"task": "archive.integrity.tasks.scheduled_verification", "schedule": 86400.0},
+    }
+)
+CELERY_TASK_ROUTES["archive.integrity.tasks.*"] = {"queue": "processing"}
+
 # --- Text extraction for search (archive/extraction.py): limits per file ---
 EXTRACTION_TIMEOUT_SECONDS = env_int("EXTRACTION_TIMEOUT_SECONDS", 60, minimum=1)
 EXTRACTION_MEMORY_MB = env_int("EXTRACTION_MEMORY_MB", 1024, minimum=128)

@@ -24,6 +24,7 @@ urlpatterns = [
     path("webadmin/reconcile/", include("mailsources.reconcile_urls")),
     path("webadmin/retention/", include("archive.retention.urls")),
     path("webadmin/audit/", include("archive.integrity.audit_urls")),
+    path("webadmin/integrity/", include("archive.integrity.urls")),
     path("webadmin/manage/", admin.site.urls),
     # The original box's access links: they must keep working forever.
     path("perl/avclient/index.pl", archive_views.legacy_link, name="legacy_link"),

@@ -1,6 +1,6 @@
 """WebAdmin pages: exports (request, progress, download) and the procedure
-documentation (generate, list, open). Administrators only — the auditor role
-(issue 12) is added to ``exports_access`` when it exists."""
+documentation (generate, list, open). Administrators and auditors (who may
+start an export: it is their copy of what they may read)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from archive.access import staff_required
+from archive.access import audit_copy_required
 from archive.integrity import audit
 
 from . import procedure, services
@@ -19,7 +19,7 @@ from .forms import ExportForm
 from .models import Export, ExportStatus, ExportTarget, ProcedureDocument
 from .selection import SelectionError
 
-exports_access = staff_required
+exports_access = audit_copy_required
 
 
 def progress_text(export: Export) -> str:

@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from archive.access import SAFE_METHODS
 from archive.selectors import is_auditor
 
+from .admin import ReadOnlyAdmin
 from .models import AuditEntry
 
 _site_has_permission = admin.site.has_permission
@@ -28,24 +29,15 @@ admin.site.has_permission = _no_changes_by_auditors  # type: ignore[method-assig
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # not subscriptable at run time
+class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ("seq", "at", "actor", "action", "document", "outcome", "ip")
     list_filter = ("action", "outcome")
-    search_fields = ("actor", "action")
+    search_fields = ("=document", "actor", "action")
     ordering = ("-seq",)
     actions = None  # no "delete selected"
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         user = request.user

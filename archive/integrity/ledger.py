@@ -3,22 +3,38 @@ content, in the transaction of that change.
 
 A document's canonical metadata (``document_metadata``) is what its
 ``metadata_sha256`` covers: number, kind, owner group, created, field values,
-notes and its files (role, name, SHA-256, size, version, MIME part). Derived
+notes and its files (role, name, SHA-256, size, version, MIME part). The owner
+group is its name (readable in exports): renaming a group changes the metadata
+of its documents, so a rename must be recorded too. Derived
 state (processing status, extracted text, search entries) is not covered: it
-can always be redone."""
+can always be redone.
+
+Every write of archive content calls one of these after saving the change and
+before its transaction ends: the entry and the change commit together or not
+at all. ``settings.INTEGRITY_LEDGER = False`` switches recording off — only for
+``make bench``, to measure what the ledger costs."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import hashlib
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from archive.models import Document
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import transaction
+
+from archive.models import Document, DocumentFile
 
 from . import chain
 from .models import Chain, LedgerEntry, LedgerEvent
 
 SYSTEM = "system"
+
+Change = tuple[LedgerEvent | str, Document, str, Sequence[str], Mapping[str, Any] | None]
 
 
 def actor_name(user: Any) -> str:
@@ -28,27 +44,71 @@ def actor_name(user: Any) -> str:
     return str(user.get_username())
 
 
-def document_metadata(document: Document) -> dict[str, Any]:
-    files = sorted(
-        (
-            {"role": f.role, "name": f.name, "sha256": f.sha256, "size": f.size, "version": f.version, "part": f.part}
-            for f in document.files.all()
-        ),
-        key=lambda f: (f["role"], f["version"], f["part"], f["name"], f["sha256"]),
+def source_actor(source_id: int) -> str:
+    """The actor of what a mail source's run archives."""
+    return f"source:{source_id}"
+
+
+def _file_row(f: DocumentFile) -> dict[str, Any]:
+    return {"role": f.role, "name": f.name, "sha256": f.sha256, "size": f.size, "version": f.version, "part": f.part}
+
+
+def _metadata(document: Document, files: Iterable[DocumentFile], group_name: str) -> dict[str, Any]:
+    rows = sorted(
+        (_file_row(f) for f in files), key=lambda f: (f["role"], f["version"], f["part"], f["name"], f["sha256"])
     )
     return {
         "number": document.pk,
         "kind": document.kind,
-        "owner_group": document.owner_group.name,
+        "owner_group": group_name,
         "created": document.created,
         "values": document.values,
         "notes": document.notes,
-        "files": files,
+        "files": rows,
     }
+
+
+def document_metadata(document: Document) -> dict[str, Any]:
+    return _metadata(document, document.files.all(), document.owner_group.name)
 
 
 def metadata_hash(document: Document) -> str:
     return hashlib.sha256(chain.canonical(document_metadata(document))).hexdigest()
+
+
+def metadata_hashes(
+    documents: Sequence[Document], *, locking: bool = True, files: Mapping[int, Sequence[DocumentFile]] | None = None
+) -> dict[int, str]:
+    """Each document's metadata hash, its files read with one query per 500.
+    The documents are the caller's, current and locked (``select_for_update``);
+    the files are a locking read too, so that MariaDB's REPEATABLE READ returns
+    the newest committed rows, not the transaction's older snapshot
+    (``locking=False``: a plain read, for the verifier outside a transaction).
+    ``files``: every file of the documents, when the caller has just written them all."""
+    groups = dict(Group.objects.filter(pk__in={d.owner_group_id for d in documents}).values_list("pk", "name"))
+    if files is not None:
+        return {
+            d.pk: hashlib.sha256(
+                chain.canonical(_metadata(d, files.get(d.pk, ()), groups[d.owner_group_id]))
+            ).hexdigest()
+            for d in documents
+        }
+    found: dict[int, list[DocumentFile]] = defaultdict(list)
+    numbers = [d.pk for d in documents]
+    for i in range(0, len(numbers), 500):
+        rows = DocumentFile.objects.filter(document_id__in=numbers[i : i + 500])
+        if locking:
+            rows = rows.select_for_update()
+        for f in rows.only("document_id", "role", "name", "sha256", "size", "version", "part"):
+            found[f.document_id].append(f)
+    return {
+        d.pk: hashlib.sha256(chain.canonical(_metadata(d, found[d.pk], groups[d.owner_group_id]))).hexdigest()
+        for d in documents
+    }
+
+
+def enabled() -> bool:
+    return bool(getattr(settings, "INTEGRITY_LEDGER", True))
 
 
 def record(
@@ -57,24 +117,107 @@ def record(
     actor: str,
     blobs: Sequence[str] = (),
     details: Mapping[str, Any] | None = None,
-) -> LedgerEntry:
+) -> LedgerEntry | None:
     """Append the entry for ``event`` on ``document`` (after the change is saved)."""
-    return record_many([(event, document, actor, blobs, details)])[0]
+    entries = record_many([(event, document, actor, blobs, details)])
+    return entries[0] if entries else None
 
 
 def record_many(
-    changes: Iterable[tuple[LedgerEvent | str, Document, str, Sequence[str], Mapping[str, Any] | None]],
+    changes: Iterable[Change], *, files: Mapping[int, Sequence[DocumentFile]] | None = None
 ) -> list[LedgerEntry]:
-    """Append one entry per change, in order, with one lock and one insert (a batch of archived mail)."""
+    """Append one entry per change, in order, with one lock and one insert (a
+    batch of archived mail). ``files``: see ``metadata_hashes``."""
+    changes = list(changes)
+    if not changes or not enabled():
+        return []
+    with transaction.atomic():  # the caller's, as a rule; one of its own for a lone call
+        live = [document for event, document, *_ in changes if event != LedgerEvent.DELETED]
+        hashes = metadata_hashes(live, files=files) if live else {}
+        return _append(changes, hashes)
+
+
+def _append(changes: list[Change], hashes: dict[int, str]) -> list[LedgerEntry]:
     rows = [
         {
             "event": str(event),
             "document": document.pk,
             "actor": actor,
             "blobs": sorted(set(blobs)),
-            "metadata_sha256": metadata_hash(document) if event != LedgerEvent.DELETED else "",
+            "metadata_sha256": hashes[document.pk] if event != LedgerEvent.DELETED else "",
             "details": dict(details or {}),
         }
         for event, document, actor, blobs, details in changes
     ]
     return chain.append_many(Chain.LEDGER, rows)  # type: ignore[return-value]
+
+
+def record_deletion(document: Document, actor: str, details: Mapping[str, Any] | None = None) -> LedgerEntry | None:
+    """The ``DELETED`` entry of a document: call it in the deleting transaction
+    *before* the rows are deleted. Its ``blobs`` are the document's blobs, its
+    details carry ``deleted_metadata_sha256`` (the hash of the state that was
+    deleted, so the last state stays provable) plus the caller's details (the
+    policy, the reason); ``metadata_sha256`` is empty: there is no document after."""
+    blobs = list(document.files.values_list("sha256", flat=True))
+    state = {"deleted_metadata_sha256": metadata_hash(document), **dict(details or {})}
+    return record(LedgerEvent.DELETED, document, actor, blobs, state)
+
+
+def field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What changed between two value mappings: ``{name: {"old": …, "new": …}}``."""
+    return {
+        name: {"old": old.get(name), "new": new.get(name)}
+        for name in sorted(set(old) | set(new))
+        if old.get(name) != new.get(name)
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryChange:
+    label: str
+    old: Any
+    new: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryRow:
+    seq: int
+    at: dt.datetime
+    actor: str
+    event: str
+    changes: list[HistoryChange]
+
+
+HISTORY_ROWS = 200
+
+
+def document_history(number: int, labels: Mapping[str, str]) -> list[HistoryRow]:
+    """The document's ledger entries, newest first, with the field and note
+    changes they carry (old → new) under the fields' labels."""
+    rows = []
+    for entry in LedgerEntry.objects.filter(document=number).order_by("-seq")[:HISTORY_ROWS]:
+        details = entry.details or {}
+        changes = [
+            HistoryChange(labels.get(name, name), change.get("old"), change.get("new"))
+            for name, change in sorted((details.get("fields") or {}).items())
+        ]
+        if "notes" in details:
+            changes.append(HistoryChange("Notes", details["notes"].get("old"), details["notes"].get("new")))
+        event = LedgerEvent(entry.event).label if entry.event in LedgerEvent.values else entry.event
+        rows.append(HistoryRow(entry.seq, entry.at, entry.actor, str(event), changes))
+    return rows
+
+
+def record_baseline(batch: int = 500) -> int:
+    """An ``ARCHIVED`` entry (details ``{"baseline": true}``) for every document
+    that has none: documents archived before the ledger existed, so that their
+    state from now on is provable. Returns how many were recorded."""
+    recorded = 0
+    while True:
+        with transaction.atomic():
+            known = LedgerEntry.objects.values("document")
+            documents = list(Document.objects.select_for_update().exclude(pk__in=known).order_by("pk")[:batch])
+            if not documents:
+                return recorded
+            record_many((LedgerEvent.ARCHIVED, d, SYSTEM, [], {"baseline": True}) for d in documents)
+            recorded += len(documents)

@@ -108,7 +108,9 @@ class Anchor(models.Model):
     audit_hash = models.CharField(max_length=64)
     digest = models.CharField(max_length=64)
     tsa_url = models.CharField(max_length=500)
-    token = models.BinaryField()  # the DER TimeStampToken (CMS SignedData)
+    # The TSA's whole DER TimeStampResp (status and TimeStampToken, a CMS SignedData):
+    # what rfc3161-client re-verifies.
+    token = models.BinaryField()
     gen_time = models.DateTimeField()  # the TSA's time from the token
 
     class Meta:
@@ -116,3 +118,30 @@ class Anchor(models.Model):
 
     def __str__(self) -> str:
         return f"anchor {self.created:%Y-%m-%d %H:%M} ledger #{self.ledger_seq} audit #{self.audit_seq}"
+
+
+class VerificationStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    OK = "ok", "No findings"
+    FINDINGS = "findings", "Findings"
+    FAILED = "failed", "Could not complete"
+
+
+class VerificationRun(models.Model):
+    """One run of ``archive.integrity.verify`` (scheduled or ``manage.py verify``):
+    what it covered, what it checked and every finding (``{"kind", "subject",
+    "detail"}``), for the integrity page of WebAdmin."""
+
+    started = models.DateTimeField(db_index=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    mode = models.CharField(max_length=16)  # full / sample / since
+    status = models.CharField(max_length=16, choices=VerificationStatus.choices, default=VerificationStatus.RUNNING)
+    counts = models.JSONField(default=dict)  # blobs, bytes, documents, entries per chain, anchors
+    findings = models.JSONField(default=list)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started"]
+
+    def __str__(self) -> str:
+        return f"verification {self.started:%Y-%m-%d %H:%M} {self.mode}: {self.status}"

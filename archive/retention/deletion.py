@@ -85,7 +85,7 @@ def _delete(
         item = by_number[document.pk]
         item.status, item.hashes, item.deleted = ItemStatus.DELETED, blobs, now
     entries = ledger.record_many(changes)
-    for document, entry in zip(documents, entries, strict=True):
+    for document, entry in zip(documents, entries, strict=False):  # none with the ledger off (bench only)
         by_number[document.pk].ledger_seq = entry.seq
     numbers = [d.pk for d in documents]
     # mailsources' dedup rows and locations stay, their document set to NULL: they are the

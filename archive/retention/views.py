@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from archive.access import staff_required
+from archive.access import audit_reader_required, staff_required
 
 from . import expiry, holds, lock, services
 from .forms import LegalHoldForm, ReleaseForm, RetentionPolicyForm, source_choices
@@ -25,7 +25,7 @@ def _name_sources(objects: Sequence[RetentionPolicy | LegalHold]) -> None:
         obj.source_name = names.get(str(obj.source_id), f"#{obj.source_id}")  # type: ignore[union-attr]
 
 
-@staff_required
+@audit_reader_required
 @require_GET
 def policy_list(request: HttpRequest) -> HttpResponse:
     policies = list(RetentionPolicy.objects.select_related("field").order_by(*POLICY_ORDER))
@@ -61,7 +61,7 @@ def policy_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("retention:policies")
 
 
-@staff_required
+@audit_reader_required
 @require_GET
 def hold_list(request: HttpRequest) -> HttpResponse:
     listed = list(LegalHold.objects.select_related("created_by", "released_by")[:200])
@@ -99,7 +99,7 @@ def hold_release(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("retention:holds")
 
 
-@staff_required
+@audit_reader_required
 @require_GET
 def expiry_lists(request: HttpRequest) -> HttpResponse:
     lists = ExpiryList.objects.select_related("first_approver", "second_approver")[:100]
@@ -117,7 +117,7 @@ def expiry_build(request: HttpRequest) -> HttpResponse:
     return redirect("retention:expiry_detail", pk=built.pk)
 
 
-@staff_required
+@audit_reader_required
 @require_GET
 def expiry_detail(request: HttpRequest, pk: int) -> HttpResponse:
     expiry_list = get_object_or_404(ExpiryList.objects.select_related("first_approver", "second_approver"), pk=pk)
@@ -151,7 +151,7 @@ def expiry_decide(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("retention:expiry_detail", pk=pk)
 
 
-@staff_required
+@audit_reader_required
 @require_GET
 def expiry_report(request: HttpRequest, pk: int) -> HttpResponse:
     expiry_list = get_object_or_404(ExpiryList.objects.select_related("first_approver", "second_approver"), pk=pk)
@@ -162,7 +162,7 @@ def expiry_report(request: HttpRequest, pk: int) -> HttpResponse:
 REPORT_COLUMNS = ["number", "title", "policy", "retention_end", "outcome", "sha256", "ledger_seq", "deleted"]
 
 
-@staff_required
+@audit_reader_required
 @require_GET
 def expiry_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
     expiry_list = get_object_or_404(ExpiryList, pk=pk)

@@ -98,6 +98,40 @@ AUDITOR_OTHER_EXPECTS = {
     "healthz": (200, 405),
     "tokens": (200, 200),  # their own tokens (an upload scope is refused where it is used)
     "token_revoke": (405, 404),  # not their token
+    # Sign-in steps (no pending step: back to the login; OIDC not configured: 404); the
+    # auditor's own second factor (an empty code: 400).
+    "login_code": (302, 302),
+    "account_two_factor": (200, 400),
+    "oidc_authentication_init": (404, 404),
+    "oidc_authentication_callback": (404, 404),
+    # Imports change the archive: administrators only.
+    "mailsources:import": (403, 403),
+    "mailsources:import-upload": (403, 403),
+    # Exports and the procedure documentation: the auditor's own copies (an empty form: 200 with
+    # its errors; no export of that number: 404).
+    "exports:list": (200, 200),
+    "exports:detail": (404, 405),
+    "exports:progress": (404, 405),
+    "exports:download": (404, 405),
+    "exports:procedure": (200, 405),
+    "exports:procedure_generate": (405, 302),
+    "exports:procedure_view": (200, 405),
+    # Reports are read, never changed: reconciliation, retention, integrity.
+    "reconcile:report": (200, 403),
+    "retention:policies": (200, 403),
+    "retention:policy_create": (403, 403),
+    "retention:policy_edit": (403, 403),
+    "retention:policy_delete": (403, 403),
+    "retention:holds": (200, 403),
+    "retention:hold_create": (403, 403),
+    "retention:hold_release": (403, 403),
+    "retention:expiry_lists": (200, 403),
+    "retention:expiry_build": (403, 403),
+    "retention:expiry_detail": (404, 403),
+    "retention:expiry_decide": (403, 403),
+    "retention:expiry_report": (404, 403),
+    "retention:expiry_report_csv": (404, 403),
+    "integrity:overview": (200, 403),
 }
 # Staff routes an auditor who is also staff may read (GET) but never change.
 STAFF_GET_OK = {"webadmin:home", "webadmin:archive_settings", "mailsources:list", "mailsources:detail"}
@@ -329,3 +363,15 @@ def test_normal_users_do_not_see_the_audit_log(client, alice):
     client.force_login(alice)
     for name in ("audit:log", "audit:export_csv", "audit:export_json"):
         assert client.get(reverse(name)).status_code == 403, name
+
+
+def test_the_integrity_pages_are_for_administrators_and_auditors_only(client, alice, admin_user, auditor, doc):
+    routes = [r for r in project_routes() if r.name.startswith("integrity:")]
+    assert routes
+    for route in routes:
+        url = url_for(route, doc)
+        client.force_login(alice)
+        assert client.get(url).status_code == 403, route.name
+        for reader in (admin_user, auditor):
+            client.force_login(reader)
+            assert client.get(url).status_code == 200, route.name

@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 
 from archive.exports import builder
 from archive.exports.models import Export, ExportStatus, ExportTarget
-from archive.integrity import chain, ledger
+from archive.integrity import chain
 from archive.integrity.models import Anchor, ChainHead, LedgerEvent
 from archive.models import Document
 from mailsources.models import ArchivedMail, MailLocation, MailSource
@@ -23,8 +23,11 @@ VERIFIER = Path(builder.__file__).with_name("verifier") / "verify_export.py"
 
 
 def record_archived(document: Document, actor: str = "alice") -> None:
-    """The ledger entry archiving writes (the ledger engineer wires it into every write path)."""
-    ledger.record(LedgerEvent.ARCHIVED, document, actor, blobs=[f.sha256 for f in document.files.all()])
+    """Archiving wrote the document's ledger entry itself (archive.services), with its blobs."""
+    from archive.integrity.models import LedgerEntry
+
+    entry = LedgerEntry.objects.get(event=LedgerEvent.ARCHIVED, document=document.pk)
+    assert set(entry.blobs) >= {f.sha256 for f in document.files.filter(role="original")}, entry.blobs
 
 
 def mail_in_mailbox(raw: bytes, group: Group, source: MailSource, *, folder: str = "INBOX", uid: str = "1",

@@ -190,8 +190,10 @@ def test_a_directory_export_verifies_in_place(archive, admin_user, settings):
     assert result.returncode == 0, result.stdout
 
 
-def test_a_document_without_ledger_entries_is_a_finding(group_a, make_document, admin_user, tmp_path):
+def test_a_document_without_ledger_entries_is_a_finding(group_a, make_document, admin_user, tmp_path, settings):
+    settings.INTEGRITY_LEDGER = False  # archived before the ledger existed
     make_document(content=b"before the ledger", name="old.txt")
+    settings.INTEGRITY_LEDGER = True
     result = verify(unpacked(build(admin_user), tmp_path / "x"))
     assert result.returncode == 1 and findings(result) == {"ledger_missing"}
 

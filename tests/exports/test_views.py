@@ -105,7 +105,7 @@ def test_each_procedure_documentation_generation_is_kept_hashed_and_logged(staff
     page = staff.get(reverse("exports:procedure_view", args=[documents[0].pk]))
     text = page.content.decode()
     assert "Procedure documentation" in text and "Legal" in text and "bob" in text  # groups and their users
-    assert "Retention policies and legal holds are not installed" in text
+    assert "Retention policies and legal holds" in text and "are not installed" not in text
     style = re.search(r"<style>(.*?)</style>", text, re.S).group(1).encode()
     digest = base64.b64encode(hashlib.sha256(style).digest()).decode()
     assert f"style-src 'sha256-{digest}'" in page["Content-Security-Policy"]

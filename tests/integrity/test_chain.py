@@ -11,12 +11,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_entries_are_numbered_and_linked(make_document, alice):
-    doc = make_document(values={"title": "Invoice"})
+    doc = make_document(values={"title": "Invoice"})  # its upload is entry #1
+    archived = LedgerEntry.objects.get()
     first = ledger.record(LedgerEvent.ARCHIVED, doc, "alice", blobs=["b" * 64, "a" * 64])
     second = ledger.record(LedgerEvent.NOTES_CHANGED, doc, "alice", details={"old": "", "new": "x"})
-    assert (first.seq, second.seq) == (1, 2)
-    assert first.prev_hash == chain.GENESIS
-    assert second.prev_hash == first.entry_hash
+    assert (archived.seq, first.seq, second.seq) == (1, 2, 3)
+    assert archived.prev_hash == chain.GENESIS
+    assert first.prev_hash == archived.entry_hash and second.prev_hash == first.entry_hash
     assert first.blobs == ["a" * 64, "b" * 64]
     stored = list(LedgerEntry.objects.order_by("seq"))
     prev = chain.GENESIS
@@ -24,7 +25,7 @@ def test_entries_are_numbered_and_linked(make_document, alice):
         assert entry.entry_hash == chain.entry_hash(prev, chain.entry_payload(Chain.LEDGER, entry))
         prev = entry.entry_hash
     head = ChainHead.objects.get(chain=Chain.LEDGER)
-    assert (head.seq, head.hash) == (2, second.entry_hash)
+    assert (head.seq, head.hash) == (3, second.entry_hash)
 
 
 def test_a_changed_field_changes_the_hash(make_document):

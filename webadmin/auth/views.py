@@ -87,7 +87,7 @@ def login_code(request: HttpRequest) -> HttpResponse:
     step = totp.pending(request)
     if step is None or step.must_enrol:
         return redirect(with_next("login", safe_next(request)))
-    form = CodeForm(request.POST or None)
+    form = CodeForm(request.POST if request.method == "POST" else None)  # an empty POST is bound too
     if request.method == "POST":
         if locked_out(request, step.user):
             return lockout_response(request)
@@ -116,7 +116,7 @@ def two_factor(request: HttpRequest) -> HttpResponse:
 
 def enrol(request: HttpRequest, user: User, step: totp.Pending | None) -> HttpResponse:
     device = totp.enrolment_device(user)
-    form = CodeForm(request.POST or None)
+    form = CodeForm(request.POST if request.method == "POST" else None)  # an empty POST is bound too
     if request.method == "POST":
         if step is not None and locked_out(request, user):
             return lockout_response(request)
@@ -141,7 +141,7 @@ def enrol(request: HttpRequest, user: User, step: totp.Pending | None) -> HttpRe
 def manage(request: HttpRequest, user: User) -> HttpResponse:
     """New recovery codes, or removing the authenticator (not for administrators
     who must have one); both ask for a current code."""
-    form = CodeForm(request.POST or None)
+    form = CodeForm(request.POST if request.method == "POST" else None)  # an empty POST is bound too
     required = bool(settings.TOTP_REQUIRED_FOR_STAFF and user.is_staff)
     if request.method == "POST":
         if locked_out(request, user):
