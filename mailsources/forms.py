@@ -76,9 +76,9 @@ class SourceForm(_ModelForm):
         if not self.instance.pk:
             self._new_source_defaults()
         # The secret right after the account it belongs to.
-        order = list(self.fields)
-        order.remove("secret")
+        order = [name for name in self.fields if name not in ("name", "secret")]
         order.insert(order.index(self.secret_after) + 1, "secret")
+        order.insert(0, "name")  # the name first, as on the source list
         self.order_fields(order)
         for name in ("from", "to", "cc", "subject"):
             field = self.fields[f"{name}_field"]
