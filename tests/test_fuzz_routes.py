@@ -21,7 +21,7 @@ from tests.archive.mail_samples import archive_mail, html_mail
 from tests.archive.test_access import Route, project_routes
 
 BASE_DIR = Path(__file__).resolve().parents[1]
-VIEW_MODULES = ["archive/views.py", "archive/access.py", "webadmin/views.py", "mailsources/views.py"]
+VIEW_MODULES = ["archive/views.py", "archive/access.py", "webadmin/views.py", "webadmin/users.py", "mailsources/views.py"]
 _GET_KEY = re.compile(r"""request\.GET(?:\.get\(|\[)\s*["'](\w+)["']""")
 # Read through a loop over names (the upload form's initial values) or by Django itself.
 OTHER_PARAMETERS = {"version_key", "owner_group", "next"}
