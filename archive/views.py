@@ -109,7 +109,7 @@ def table(request: HttpRequest) -> HttpResponse:
             "page_links": page_links(page),
             "page_sizes": PAGE_SIZES,
             "page_size": per_page,
-            "folders": folder_tree(visible),
+            "folders": folder_tree(request.user),
             "mailbox": mailbox,
             "folder": folder,
             "rows": rows,

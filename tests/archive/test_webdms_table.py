@@ -176,3 +176,16 @@ def test_the_pager_shows_numbers_last_page_and_size(client, alice, make_document
     assert 'class="page-last" href="?size=25&amp;page=3"' in html
     assert '<option value="25" selected>' in html
     assert len(table(client, size="5000").context["rows"]) == 50  # not a size on offer: the default
+
+
+def test_the_tree_is_reused_until_a_mail_arrives(client, alice, mails, group_a):
+    client.force_login(alice)
+    table(client)
+    with CaptureQueriesContext(connection) as ctx:
+        first = table(client).context["folders"]
+    reused = [q["sql"] for q in ctx.captured_queries if "GROUP BY" in q["sql"].upper()]
+    assert reused == []  # the grouped count ran on the first page view only
+    archived_at(text_mail("new"), group_a, [(ALICE_BOX, "Archive/2024")])
+    fresh = table(client).context["folders"]
+    assert "Archive/2024" not in {f.folder for f in first[0].folders}
+    assert "Archive/2024" in {f.folder for f in fresh[0].folders}
