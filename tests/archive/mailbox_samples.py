@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.parser import BytesHeaderParser
+from email.utils import format_datetime, parsedate_to_datetime
 
 from archive.models import Document
 from mailsources.models import ArchivedMail, MailLocation, MailSource
@@ -44,6 +45,15 @@ def source_for(group, mailbox: str = "alice@imap.example.com") -> MailSource:
     return source
 
 
+def mail_values(raw: bytes, subject: str, sender: str = "") -> dict[str, str]:
+    """Title, subject, From and Date as a source's mapping fills them."""
+    headers = BytesHeaderParser().parsebytes(raw)
+    values = {"title": subject, "subject": subject, "from": sender or str(headers.get("From", ""))}
+    if headers.get("Date"):
+        values["date"] = parsedate_to_datetime(str(headers["Date"])).isoformat()
+    return values
+
+
 def archived_at(
     raw: bytes,
     group,
@@ -53,8 +63,9 @@ def archived_at(
     message_id: str = "",
     sender: str = "",
 ) -> Document:
-    """A mail document seen at each (mailbox, folder) of ``places``."""
-    document = archive_mail(raw, group, values={"title": subject, "subject": subject, "from": sender})
+    """A mail document seen at each (mailbox, folder) of ``places``; From and
+    Date from its headers, as a source's mapping fills them."""
+    document = archive_mail(raw, group, values=mail_values(raw, subject, sender))
     sha = hashlib.sha256(raw).hexdigest()
     by_mailbox: dict[str, ArchivedMail] = {}
     for n, (mailbox, folder) in enumerate(places):

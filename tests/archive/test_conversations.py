@@ -15,7 +15,7 @@ from archive import conversations, selectors
 from archive.forms import DocumentFieldsForm, date_from_picker
 from archive.models import Document
 from tests.archive.mail_samples import archive_mail
-from tests.archive.mailbox_samples import archived_at, thread_mail
+from tests.archive.mailbox_samples import archived_at, mail_values, thread_mail
 
 BOX = "alice@imap.example.com"
 
@@ -23,7 +23,7 @@ BOX = "alice@imap.example.com"
 def archived(raw: bytes, group, subject: str, message_id: str, *, ledger: bool = True) -> Document:
     if ledger:
         return archived_at(raw, group, [(BOX, "INBOX")], subject=subject, message_id=message_id)
-    return archive_mail(raw, group, values={"title": subject})
+    return archive_mail(raw, group, values=mail_values(raw, subject))
 
 
 @pytest.fixture
