@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, cast
 
 from django import forms
@@ -7,8 +8,9 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
 
-from archive.models import ArchiveSettings, FieldDefinition, FieldType
+from archive.models import ArchiveSettings, FieldDefinition, FieldType, parse_field_date
 from archive.services import clean_field_value
 
 
@@ -25,12 +27,7 @@ class DocumentFieldsForm(forms.Form):
             if d.type == FieldType.YESNO:
                 field: forms.Field = forms.BooleanField(label=d.label, required=False, initial=bool(initial))
             elif d.type == FieldType.DATE:
-                field = forms.CharField(
-                    label=d.label,
-                    required=False,
-                    initial=initial,
-                    widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD"}),
-                )
+                field = date_form_field(d.label, str(initial or ""))
             elif d.type == FieldType.NUMBER:
                 field = forms.CharField(
                     label=d.label,
@@ -48,11 +45,53 @@ class DocumentFieldsForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         for d in self.definitions:
+            if d.type == FieldType.DATE:
+                stored = str(self.fields[d.name].widget.attrs.get("data-stored", ""))
+                cleaned[d.name] = date_from_picker(str(cleaned.get(d.name) or ""), stored)
             try:
                 cleaned[d.name] = clean_field_value(d, cleaned.get(d.name))
             except forms.ValidationError as exc:
                 self.add_error(d.name, exc)
         return cleaned
+
+
+def date_form_field(label: str, stored: str) -> forms.CharField:
+    """A date picker for a stored ISO value: ``type=date`` for a day,
+    ``datetime-local`` (to the second) for a moment, shown in the archive's
+    time zone (``TIME_ZONE``) — the zone is named next to the field."""
+    moment = parse_field_date(stored) if "T" in stored else None
+    if moment is None:
+        attrs = {"type": "date", "data-stored": stored}
+        return forms.CharField(label=label, required=False, initial=stored[:10], widget=forms.DateInput(attrs=attrs))
+    shown = timezone.localtime(moment).strftime("%Y-%m-%dT%H:%M:%S")
+    attrs = {"type": "datetime-local", "step": "1", "data-stored": stored, "data-shown": shown}
+    return forms.CharField(
+        label=label,
+        required=False,
+        initial=shown,
+        widget=forms.DateTimeInput(attrs=attrs),
+        help_text=f"Time in {timezone.get_current_timezone_name()}",
+    )
+
+
+def date_from_picker(value: str, stored: str) -> str:
+    """What a date picker sent, as the ISO value to store: the stored value
+    itself when unchanged (its own offset kept), a picked local time made
+    aware in the archive's time zone (``2015-11-29T09:45:18+01:00``), a day as
+    ``YYYY-MM-DD``. Anything else is left to the field's validation."""
+    value = value.strip()
+    if not value or len(value) <= 10:
+        return value
+    try:
+        picked = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if picked.tzinfo is not None:
+        return picked.isoformat()
+    old = parse_field_date(stored) if "T" in stored else None
+    if old is not None and timezone.localtime(old).replace(tzinfo=None, microsecond=0) == picked:
+        return stored
+    return timezone.make_aware(picked, timezone.get_current_timezone()).isoformat()
 
 
 class NotesForm(forms.Form):

@@ -91,3 +91,31 @@ class WindowPaginator(CappedPaginator):
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
         return Page(self.fetch(self.ids[bottom : bottom + self.per_page]), number, self)
+
+
+PAGE_SIZES = (25, 50, 100, 200)
+DEFAULT_PAGE_SIZE = 50
+
+
+def page_size(value: object) -> int:
+    """``?size=``: one of PAGE_SIZES, else the default (bounds the page's queries)."""
+    text = str(value).strip()
+    return int(text) if text in {str(s) for s in PAGE_SIZES} else DEFAULT_PAGE_SIZE
+
+
+def page_links(page: Page[Any], window: int = 2) -> list[int | None]:
+    """The page numbers a pager shows: the first, those around the current
+    one, and the last when it is known (``None`` marks a gap). With counting
+    stopped at its limit the last page is not known: the list ends after
+    the window, and the pager says "more"."""
+    paginator = page.paginator
+    last = paginator.num_pages
+    wanted = {1, *range(max(1, page.number - window), min(last, page.number + window) + 1)}
+    if not getattr(paginator, "more", False):
+        wanted.add(last)
+    links: list[int | None] = []
+    for number in sorted(wanted):
+        if links and links[-1] is not None and number > links[-1] + 1:
+            links.append(None)
+        links.append(number)
+    return links

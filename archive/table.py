@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import re
+from typing import Any, cast
 
+from django.apps import apps
+from django.core.cache import cache
+from django.db.models import Count, Exists, Max, OuterRef, QuerySet
 from django.utils import timezone
 
-from archive.models import ArchiveSettings, Document, FieldDefinition, PrimaryUsage
+from archive import selectors
+from archive.models import (
+    ArchiveSettings,
+    Document,
+    DocumentFile,
+    DocumentKind,
+    FieldDefinition,
+    FileRole,
+    PrimaryUsage,
+)
 from archive.selectors import field_value
 from archive.thumbnails import Poster
 
@@ -45,8 +60,9 @@ def shows_posters(settings: ArchiveSettings) -> bool:
 @dataclasses.dataclass(frozen=True)
 class TableRow:
     document: Document
-    cells: list[tuple[FieldDefinition, object]]
+    cells: list[tuple[FieldDefinition | VirtualColumn, object]]
     poster: Poster | None = None
+    icons: Icons | None = None
 
 
 def cell_value(value: object) -> object:
@@ -58,9 +74,183 @@ def cell_value(value: object) -> object:
 
 
 def table_rows(
-    documents: list[Document], columns: list[FieldDefinition], posters: dict[int, Poster] | None = None
+    documents: list[Document],
+    columns: list[FieldDefinition | VirtualColumn],
+    posters: dict[int, Poster] | None = None,
+    *,
+    icons: bool = False,
 ) -> list[TableRow]:
+    """The page's rows; mailbox/folder columns and icons cost one query each."""
     posters = posters or {}
+    places = mail_places(documents) if any(isinstance(c, VirtualColumn) for c in columns) else {}
+    by_document = document_icons(documents) if icons and documents else {}
+
+    def value(doc: Document, column: FieldDefinition | VirtualColumn) -> object:
+        if isinstance(column, VirtualColumn):
+            place = places.get(doc.pk)
+            return "" if place is None else place[0 if column.name == "mailbox" else 1]
+        return cell_value(field_value(doc, column))
+
     return [
-        TableRow(doc, [(c, cell_value(field_value(doc, c))) for c in columns], posters.get(doc.pk)) for doc in documents
+        TableRow(doc, [(c, value(doc, c)) for c in columns], posters.get(doc.pk), by_document.get(doc.pk))
+        for doc in documents
     ]
+
+
+def with_mail_columns(
+    settings: ArchiveSettings, columns: list[FieldDefinition], documents: list[Document]
+) -> list[FieldDefinition | VirtualColumn]:
+    """Mailbox and folder after the leading columns: in a mail archive, or when the page shows mail."""
+    if settings.primary_usage != PrimaryUsage.MAILS and not any(d.kind == DocumentKind.MAIL for d in documents):
+        return list(columns)
+    lead = len(USAGE_COLUMNS.get(settings.primary_usage, ()))
+    lead = min(lead, len(columns))
+    return [*columns[:lead], *MAIL_COLUMNS, *columns[lead:]]
+
+
+# Mail: where it was archived from (mailsources' location ledger, read through
+# the app registry: archive does not import mailsources).
+
+
+@dataclasses.dataclass(frozen=True)
+class VirtualColumn:
+    """A table column that is not a field: shown, not sortable."""
+
+    name: str
+    label: str
+    virtual: bool = True
+
+
+MAIL_COLUMNS = (VirtualColumn("mailbox", "Mailbox"), VirtualColumn("folder", "Folder"))
+
+
+def _locations() -> Any:
+    return apps.get_model("mailsources", "MailLocation").objects
+
+
+def mail_places(documents: list[Document]) -> dict[int, tuple[str, str]]:
+    """Per mail document of the page: (mailbox, folder) where it was first seen,
+    with "+N" when it is in more folders. One query for the page."""
+    numbers = [d.pk for d in documents if d.kind == DocumentKind.MAIL]
+    if not numbers:
+        return {}
+    rows = (
+        _locations()
+        .filter(mail__document_id__in=numbers)
+        .order_by("mail__document_id", "seen_at", "pk")
+        .values_list("mail__document_id", "mailbox", "folder")
+    )
+    found: dict[int, list[tuple[str, str]]] = {}
+    for number, mailbox, folder in rows:
+        places = found.setdefault(number, [])
+        if (mailbox, folder) not in places:
+            places.append((mailbox, folder))
+    return {n: (p[0][0], p[0][1] + (f" (+{len(p) - 1})" if len(p) > 1 else "")) for n, p in found.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderNode:
+    mailbox: str
+    folder: str
+    label: str  # the last part of the path
+    depth: int
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class MailboxNode:
+    mailbox: str
+    count: int
+    folders: list[FolderNode]
+
+
+TREE_SECONDS = 120  # how long a user's tree is reused (until a mail arrives or moves)
+
+
+def folder_tree(user: Any) -> list[MailboxNode]:
+    """Mailbox → folders with the number of the user's mails in each (a mail
+    in two folders counts in both). One grouped query over the location
+    ledger (the visibility by owner group as constants, as the table's), kept
+    per set of groups until a location or document is added, at most
+    ``TREE_SECONDS``: the table pages of one user reuse it."""
+    groups = (
+        None
+        if selectors.sees_everything(user)
+        else sorted(selectors.groups_for_user(user).values_list("pk", flat=True))
+    )
+    if groups == []:
+        return []
+    locations = _locations()
+    latest = (locations.aggregate(m=Max("pk"))["m"], Document.objects.aggregate(m=Max("pk"))["m"])
+    key = "folder-tree:" + hashlib.sha256(repr((groups, latest)).encode()).hexdigest()
+    cached = cache.get(key)
+    if cached is not None:
+        return cast("list[MailboxNode]", cached)
+    rows = locations.all() if groups is None else locations.filter(mail__document__owner_group_id__in=groups)
+    counted = rows.values("mailbox", "folder").annotate(n=Count("mail", distinct=True)).order_by("mailbox", "folder")
+    by_mailbox: dict[str, list[FolderNode]] = {}
+    for row in counted:
+        parts = re.split(r"[/.]", row["folder"]) if row["folder"] else [""]
+        node = FolderNode(row["mailbox"], row["folder"], parts[-1] or "(root)", len(parts) - 1, row["n"])
+        by_mailbox.setdefault(row["mailbox"], []).append(node)
+    tree = [MailboxNode(m, sum(f.count for f in fs), fs) for m, fs in by_mailbox.items()]
+    cache.set(key, tree, TREE_SECONDS)
+    return tree
+
+
+def in_folder(qs: QuerySet[Document], mailbox: str, folder: str | None) -> QuerySet[Document]:
+    """The documents archived from that mailbox (and folder, when given)."""
+    where = {"mailbox": mailbox} if folder is None else {"mailbox": mailbox, "folder": folder}
+    return qs.filter(Exists(_locations().filter(mail__document_id=OuterRef("pk"), **where)))
+
+
+# Type and attachment icons (static/icons/*.svg), outside Media mode.
+
+TYPE_ICONS = (
+    ("message/rfc822", "mail", "Mail"),
+    ("application/pdf", "pdf", "PDF"),
+    ("image/", "image", "Image"),
+    ("video/", "video", "Video"),
+    ("audio/", "audio", "Audio"),
+    ("text/", "text", "Text"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Icons:
+    kind: str  # static/icons/type-<kind>.svg
+    label: str
+    attachments: int
+
+
+def _type_of(document: Document, content_type: str, name: str) -> tuple[str, str]:
+    if document.kind == DocumentKind.MAIL or name.lower().endswith(".eml"):
+        return "mail", "Mail"
+    for prefix, kind, label in TYPE_ICONS:
+        if content_type.startswith(prefix):
+            return kind, label
+    return ("file", "File") if content_type else ("none", "No file")
+
+
+def document_icons(documents: list[Document]) -> dict[int, Icons]:
+    """Per document of the page: its type (from the current original) and how
+    many attachments it has. One query for the page."""
+    files = (
+        DocumentFile.objects.filter(document__in=[d.pk for d in documents])
+        .order_by("document_id", "-version", "pk")
+        .values_list("document_id", "role", "content_type", "name", "version")
+    )
+    original: dict[int, tuple[str, str]] = {}
+    newest: dict[int, int] = {}
+    attachments: dict[int, int] = {}
+    for number, role, content_type, name, version in files:
+        newest.setdefault(number, version)
+        if role == FileRole.ORIGINAL:
+            original.setdefault(number, (content_type, name))
+        elif version == newest[number]:
+            attachments[number] = attachments.get(number, 0) + 1
+    icons = {}
+    for d in documents:
+        kind, label = _type_of(d, *original.get(d.pk, ("", "")))
+        icons[d.pk] = Icons(kind, label, attachments.get(d.pk, 0))
+    return icons

@@ -17,7 +17,18 @@ from django.utils import timezone
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from archive import dashboard, mailhtml, mailview, search, selectors, services, storage, thumbnails, uploads
+from archive import (
+    conversations,
+    dashboard,
+    mailhtml,
+    mailview,
+    search,
+    selectors,
+    services,
+    storage,
+    thumbnails,
+    uploads,
+)
 from archive.access import audit_note, document_access, writer_required
 from archive.forms import DocumentFieldsForm, NotesForm, UploadForm
 from archive.integrity import audit
@@ -25,12 +36,11 @@ from archive.integrity.audit import AuditAction
 from archive.integrity.ledger import actor_name, document_history
 from archive.links import access_link, clipboard_payload
 from archive.models import ArchiveSettings, Document, DocumentFile, FileRole, PrimaryUsage
-from archive.paging import CappedPaginator
+from archive.paging import PAGE_SIZES, CappedPaginator, page_links, page_size
 from archive.selectors import DocumentAccess
 from archive.serving import is_inline_type, serve_file
-from archive.table import shows_posters, table_columns, table_rows
+from archive.table import folder_tree, in_folder, shows_posters, table_columns, table_rows, with_mail_columns
 
-PAGE_SIZE = 50
 MAX_LINKS = 1000  # documents per copy-link request
 # ASCII digits only: str.isdigit() also takes "²" and "①", which int() refuses.
 # Longer numbers are valid syntax for a number no document has (a 404).
@@ -54,7 +64,12 @@ def table(request: HttpRequest) -> HttpResponse:
     sort_field = by_name.get(sort) or by_name.get("number")
     # prefetch, not select_related: a join to the groups makes MariaDB sort all
     # visible rows for a page instead of walking the date index.
-    qs = selectors.documents_visible_to(request.user).prefetch_related("owner_group")
+    visible = selectors.documents_visible_to(request.user)
+    qs = visible.prefetch_related("owner_group")
+    mailbox, folder = request.GET.get("mailbox"), request.GET.get("folder")
+    if mailbox is not None:  # the folder tree's filter (mail archived from there)
+        qs = in_folder(qs, mailbox, folder)
+    per_page = page_size(request.GET.get("size"))
     if sort_field is not None:
         qs = qs.order_by(selectors.order_expression(sort_field, descending), "-pk" if descending else "pk")
     q = request.GET.get("q", "").strip()
@@ -72,12 +87,12 @@ def table(request: HttpRequest) -> HttpResponse:
                     descending=descending,
                     allow_scan=request.GET.get("sort") != "relevance",  # unless relevance was asked for
                 )
-                page = results.paginator(PAGE_SIZE, page=page_param).get_page(request.GET.get("page"))
+                page = results.paginator(per_page, page=page_param).get_page(request.GET.get("page"))
                 documents = list(page.object_list)
                 snippets = results.snippets(documents)
         except search.SearchQueryError as exc:
             search_error = str(exc)
-            page = CappedPaginator(qs.none(), PAGE_SIZE).get_page(1)
+            page = CappedPaginator(qs.none(), per_page).get_page(1)
             documents = []
         else:
             sort = "relevance" if results.by_relevance else sort
@@ -85,15 +100,22 @@ def table(request: HttpRequest) -> HttpResponse:
                 document.search_snippet = snippets.get(document.pk)
         audit.log_search(request, q, page, search_error)
     else:
-        page = CappedPaginator(qs, PAGE_SIZE, page=page_param).get_page(request.GET.get("page"))
+        page = CappedPaginator(qs, per_page, page=page_param).get_page(request.GET.get("page"))
         documents = list(page.object_list)
     posters = thumbnails.posters_for(documents) if shows_posters(settings) else None
-    rows = table_rows(documents, columns, posters)
+    shown = with_mail_columns(settings, columns, documents)
+    rows = table_rows(documents, shown, posters, icons=posters is None)
     return render(
         request,
         "archive/table.html",
         {
-            "columns": columns,
+            "columns": shown,
+            "page_links": page_links(page),
+            "page_sizes": PAGE_SIZES,
+            "page_size": per_page,
+            "folders": folder_tree(request.user),
+            "mailbox": mailbox,
+            "folder": folder,
             "rows": rows,
             "page": page,
             "sort": sort,
@@ -137,6 +159,8 @@ def document_detail(request: HttpRequest, access: DocumentAccess) -> HttpRespons
     }
     if context["viewer"] == "mail" and original is not None:
         context["mail"] = mailview.mail_summary(document, original)
+        if not public:
+            context["conversation"] = conversations.conversation(selectors.documents_visible_to(request.user), document)
     if not public:
         context["fields_form"] = DocumentFieldsForm(definitions=definitions, initial_values=document.values)
         context["notes_form"] = NotesForm(initial={"notes": document.notes})
@@ -207,15 +231,19 @@ def document_fields(request: HttpRequest, access: DocumentAccess) -> HttpRespons
         else:
             messages.success(request, "Fields saved.")
     else:
-        messages.error(
-            request,
-            "Not saved: "
-            + "; ".join(
-                f"{form.fields[k].label}: {' '.join(map(str, v))}" if k in form.fields else " ".join(map(str, v))
-                for k, v in form.errors.items()
-            ),
-        )
+        messages.error(request, "Not saved: " + "; ".join(_labelled_errors(form)))
     return redirect(reverse("archive:document", args=[document.pk]) + "#fields")
+
+
+def _labelled_errors(form: DocumentFieldsForm) -> list[str]:
+    """Each error once with its field's label ("Department: 'Sales' is not one
+    of the allowed values", not "Department: Department: …")."""
+    found = []
+    for name, errors in form.errors.items():
+        label = str(form.fields[name].label) if name in form.fields else ""
+        for error in map(str, errors):
+            found.append(error if not label or error.startswith(f"{label}:") else f"{label}: {error}")
+    return found
 
 
 @document_access(audit_as=AuditAction.DOCUMENT_EDIT, writes=True)

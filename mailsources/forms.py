@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group
 from django.core.validators import validate_email
 
 from archive.models import FieldDefinition
-from mailsources.models import AfterArchive, MailSource, Security, SourceKind
+from mailsources.models import AfterArchive, MailSource, Security, SourceKind, SourceStatus
 from mailsources.services import source_set_secret
 
 ENTRA_HELP = (
@@ -21,6 +21,9 @@ ENTRA_HELP = (
     "to the archived mailboxes with an application access policy (Exchange Online PowerShell: "
     "New-ApplicationAccessPolicy -AccessRight RestrictAccess)."
 )
+
+# The status message of a new source that waits for its first successful test.
+AWAITING_TEST = "Waiting for a successful “Test connection” (or enable it on the form)."
 
 COMMON_FIELDS = [
     "name",
@@ -48,6 +51,7 @@ else:
 class SourceForm(_ModelForm):
     kind: ClassVar[SourceKind]
     secret_label = "Password"
+    secret_after = "username"  # the field the secret follows on the form
     # Changing one of these re-targets the secret: it must be entered again.
     identity_fields: tuple[str, ...] = ()
 
@@ -69,12 +73,34 @@ class SourceForm(_ModelForm):
         owner_group = self.fields["owner_group"]
         assert isinstance(owner_group, forms.ModelChoiceField)
         owner_group.queryset = Group.objects.order_by("name")
+        if not self.instance.pk:
+            self._new_source_defaults()
+        # The secret right after the account it belongs to.
+        order = [name for name in self.fields if name not in ("name", "secret")]
+        order.insert(order.index(self.secret_after) + 1, "secret")
+        order.insert(0, "name")  # the name first, as on the source list
+        self.order_fields(order)
         for name in ("from", "to", "cc", "subject"):
             field = self.fields[f"{name}_field"]
             assert isinstance(field, forms.ModelChoiceField)
             field.queryset = FieldDefinition.objects.filter(internal=False)
-            if not self.instance.pk:
-                field.initial = FieldDefinition.objects.filter(name=name).values_list("pk", flat=True).first()
+            if not self.instance.pk and self.initial.get(f"{name}_field") is None:
+                # In the form's initial, not the field's: a ModelForm's initial has the
+                # new instance's values (None here), which win over the field's.
+                self.initial[f"{name}_field"] = (
+                    FieldDefinition.objects.filter(name=name).values_list("pk", flat=True).first()
+                )
+
+    def _new_source_defaults(self) -> None:
+        groups = list(Group.objects.values_list("pk", flat=True)[:2])
+        if len(groups) == 1 and self.initial.get("owner_group") is None:  # the only possible answer
+            self.initial["owner_group"] = groups[0]
+        # Nothing is synced before the administrator tested the connection.
+        self.initial["enabled"] = False
+        self.fields["enabled"].help_text = (
+            "A new source starts disabled: it is enabled by the first successful "
+            "“Test connection”. Tick it to enable the source now."
+        )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -95,6 +121,10 @@ class SourceForm(_ModelForm):
     def save(self, commit: bool = True) -> MailSource:
         source: MailSource = super().save(commit=False)
         source.kind = self.kind
+        if not source.pk and not source.enabled:
+            source.status, source.status_message = SourceStatus.DISABLED, AWAITING_TEST
+        elif source.enabled and source.status == SourceStatus.DISABLED:  # enabled explicitly
+            source.status, source.status_message = SourceStatus.IDLE, ""
         if self.cleaned_data.get("secret"):
             source_set_secret(source, self.cleaned_data["secret"])
         if commit:
@@ -129,6 +159,7 @@ class ImapSourceForm(SourceForm):
 class M365SourceForm(SourceForm):
     kind = SourceKind.M365
     secret_label = "Client secret"
+    secret_after = "client_id"
     identity_fields = ("tenant", "client_id")
 
     class Meta:
@@ -140,8 +171,8 @@ class M365SourceForm(SourceForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["folders"].help_text = (
-            "Comma-separated folder paths (e.g. Inbox, Inbox/Projects); empty for all folders "
-            "(search folders are skipped)."
+            "Comma-separated folder paths (e.g. Inbox, Inbox/Projects); a new source archives the Inbox. "
+            "Empty for all folders (search folders are skipped)."
         )
         self.fields["after_archive"].help_text = (
             "Moving or deleting needs the application permission Mail.ReadWrite (Mail.Read only "

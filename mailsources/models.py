@@ -63,8 +63,8 @@ class MailSource(models.Model):
     folders = models.CharField(
         max_length=2000,
         blank=True,
-        default="INBOX",
-        help_text="Comma-separated folder names; empty for all folders.",
+        default="",
+        help_text="Comma-separated folder names (e.g. INBOX, Archive/2024); empty for all folders.",
     )
     owner_group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="+")
     from_field = models.ForeignKey(FieldDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

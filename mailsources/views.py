@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
+from typing import Any
+
 from django.contrib import messages
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -50,6 +54,13 @@ def status_text(source: MailSource, failing: list[MailboxStatus]) -> str:
     return text
 
 
+def status_class(source: MailSource, failing: list[MailboxStatus]) -> str:
+    """The colour of the status: its own, "partial" while a mailbox fails."""
+    if failing and source.status in (SourceStatus.OK, SourceStatus.IDLE):
+        return SourceStatus.PARTIAL
+    return str(source.status)
+
+
 def failing_text(failing: list[MailboxStatus]) -> str:
     """ "Failing mailboxes: a@x (Stopped: error), …" or ""."""
     if not failing:
@@ -76,6 +87,69 @@ def log_source_change(request: HttpRequest, source: MailSource, change: str, cha
         request,
         details={"source": source.pk, "name": audit.clip(source.name), "change": change, "fields": changes},
     )
+
+
+def duration_text(seconds: float | None) -> str:
+    """ "45 s", "3 min 05 s", "2 h 07 min"; "" for None."""
+    if seconds is None:
+        return ""
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def run_progress(run: SyncRun | None, now: datetime) -> dict[str, Any]:
+    """The progress bar of a run: percent done, time taken, and the time left
+    at the run's average pace so far (no estimate before the first mail or
+    without a total)."""
+    if run is None:
+        return {"percent": None, "elapsed": "", "eta": "", "eta_seconds": None, "running": False}
+    end = run.finished or now
+    elapsed = max(0.0, (end - run.started).total_seconds())
+    percent = None
+    eta_seconds = None
+    if run.total:
+        percent = min(100, math.floor(100 * run.done / run.total))
+        if run.finished is None and 0 < run.done < run.total and elapsed > 0:
+            eta_seconds = (run.total - run.done) * elapsed / run.done
+    return {
+        "percent": percent,
+        "elapsed": duration_text(elapsed),
+        "eta": duration_text(eta_seconds),
+        "eta_seconds": None if eta_seconds is None else round(eta_seconds),
+        "running": run.finished is None,
+    }
+
+
+def run_rows(source: MailSource, limit: int = 25) -> list[dict[str, Any]]:
+    """The run history as the page and its refresh show it: times to the second, durations."""
+    rows = []
+    for run in source.runs.all()[:limit]:
+        finished = run.finished
+        rows.append(
+            {
+                "started": _local(run.started),
+                "finished": _local(finished) if finished else "running",
+                "duration": duration_text(((finished or timezone.now()) - run.started).total_seconds()),
+                "status": run.status,
+                "status_display": run.get_status_display(),
+                "new": run.new,
+                "duplicate": run.duplicate,
+                "skipped": run.skipped,
+                "failed": run.failed,
+                "errors": run.errors[:2000],
+            }
+        )
+    return rows
+
+
+def _local(moment: datetime | None) -> str:
+    return "—" if moment is None else timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @administrators_only
@@ -135,17 +209,21 @@ def source_edit(request: HttpRequest, pk: int) -> HttpResponse:
 def source_detail(request: HttpRequest, pk: int) -> HttpResponse:
     source = get_object_or_404(MailSource, pk=pk)
     failing = failing_mailboxes(source)
+    run = source.runs.first()
     return render(
         request,
         "mailsources/detail.html",
         {
             "source": source,
             "status": status_text(source, failing),
+            "status_class": status_class(source, failing),
             "failing": failing_text(failing),
-            "progress": progress_text(source.runs.first(), source),
+            "progress": progress_text(run, source),
             "import_files": import_progress(source) if source.kind == SourceKind.IMPORT else [],
+            "bar": run_progress(run, timezone.now()),
+            "last_run": _local(source.last_run_at),
             "queued": queued_text(source),
-            "runs": source.runs.all()[:25],
+            "runs": run_rows(source),
             "mailbox_statuses": source.mailbox_statuses.order_by("mailbox"),
             "folder_cursors": source.cursors.order_by("mailbox", "folder"),
         },
@@ -162,8 +240,24 @@ def source_test(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"Connection test failed: {exc}")
     else:
         lines = [line for report in reports for line in report.lines]
-        messages.success(request, "Connection test passed. " + " · ".join(lines))
+        enabled = _enable_after_first_test(source)
+        messages.success(
+            request,
+            "Connection test passed. "
+            + " · ".join(lines)
+            + (" The source is enabled now; its first sync starts soon." if enabled else ""),
+        )
     return redirect("mailsources:detail", source.pk)
+
+
+def _enable_after_first_test(source: MailSource) -> bool:
+    """A new source waits disabled for its first successful test (forms.AWAITING_TEST);
+    one the administrator disabled later stays disabled."""
+    return bool(
+        MailSource.objects.filter(pk=source.pk, enabled=False, status=SourceStatus.DISABLED).update(
+            enabled=True, status=SourceStatus.IDLE, status_message="", next_run_at=timezone.now()
+        )
+    )
 
 
 @administrators_only
@@ -194,8 +288,12 @@ def source_progress(request: HttpRequest, pk: int) -> JsonResponse:
             "status_display": source.get_status_display(),
             "status_message": source.status_message,
             "status_text": status_text(source, failing),
+            "status_class": status_class(source, failing),
             "failing": failing_text(failing),
             "progress": progress_text(run, source),
+            "bar": run_progress(run, timezone.now()),
+            "last_run": _local(source.last_run_at),
+            "runs": run_rows(source),
             "archived": source.archived_count,
             "queued": queued_text(source),
             "run": None

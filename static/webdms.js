@@ -1,6 +1,6 @@
 // WebDMS behaviour: document tabs, and the access link (SPEC §5).
-// Ctrl+C / Cmd+C copies the access link only while the View tab is active;
-// in other tabs the browser's own copy runs untouched.
+// Ctrl+C / Cmd+C copies the access link only while the View tab is active and
+// no text is selected; otherwise the browser's own copy runs untouched.
 "use strict";
 
 (function () {
@@ -15,12 +15,19 @@
       return;
     }
     const doc = document.getElementById("document");
-    if (doc && activeTab() === "view" && doc.linkPayload) {
+    // With text selected (a sender's address, a line of the mail), Ctrl+C copies
+    // that text, as everywhere; only without a selection it copies the access link.
+    if (doc && activeTab() === "view" && doc.linkPayload && !hasSelection()) {
       event.clipboardData.setData("text/plain", doc.linkPayload.text);
       event.clipboardData.setData("text/html", doc.linkPayload.html);
       event.preventDefault();
       showStatus("Access link copied.");
     }
+  }
+
+  function hasSelection() {
+    const selection = window.getSelection ? window.getSelection() : null;
+    return Boolean(selection && !selection.isCollapsed && selection.toString().trim() !== "");
   }
 
   async function fetchLinks(url, numbers) {
@@ -193,5 +200,8 @@
     if (pdfViewer) setUpPdfViewer(pdfViewer);
     const table = document.querySelector("table.documents");
     if (table) setUpTable(table);
+    // The pager's page size applies when chosen (the button stays for keyboards without script).
+    const size = document.getElementById("page-size");
+    if (size && size.form) size.addEventListener("change", () => size.form.requestSubmit());
   });
 })();

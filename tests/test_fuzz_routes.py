@@ -25,6 +25,7 @@ VIEW_MODULES = [
     "archive/views.py",
     "archive/access.py",
     "webadmin/views.py",
+    "webadmin/users.py",
     "mailsources/views.py",
     "mailsources/reconcile_views.py",
     "archive/exports/views.py",

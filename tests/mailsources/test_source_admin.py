@@ -218,7 +218,7 @@ def test_progress_counts_what_each_run_reads_first_incremental_and_resync(
     ]
     assert progress_text(client, source) == "8 / 8 (new 8, duplicate 0) — Finished"
     page = client.get(reverse("mailsources:detail", args=[source.pk])).content.decode()
-    assert '<dd id="source-progress">8 / 8 (new 8, duplicate 0) — Finished</dd>' in page
+    assert '<span id="source-progress">8 / 8 (new 8, duplicate 0) — Finished</span>' in page
 
     # Nothing new: an incremental run that reads nothing says so.
     sync(source)
@@ -250,7 +250,7 @@ def test_a_source_with_failing_mailboxes_is_partly_failing_and_names_them(fake, 
     assert failing in listing and 'class="status-partial"' in listing
     page = client.get(reverse("mailsources:detail", args=[source.pk])).content.decode()
     assert f'<dd id="source-failing">{failing}</dd>' in page
-    assert '<dd id="source-status">Partly failing — 2 of 3 mailboxes failing' in page
+    assert '<dd id="source-status" class="status-partial">Partly failing — 2 of 3 mailboxes failing' in page
     data = client.get(reverse("mailsources:progress", args=[source.pk])).json()
     assert data["status"] == "partial" and data["failing"] == failing
     assert data["status_text"].startswith("Partly failing — 2 of 3 mailboxes failing")

@@ -92,8 +92,8 @@ def test_webadmin_home_links_every_administration_page(client, admin_user):
         "/webadmin/archive/",
         "/webadmin/sources/",
         "/webadmin/manage/archive/fielddefinition/",
-        "/webadmin/manage/auth/user/",
-        "/webadmin/manage/auth/group/",
+        "/webadmin/users/",
+        "/webadmin/groups/",
     ):
         assert f'href="{target}"' in page
         assert client.get(target).status_code == 200, target

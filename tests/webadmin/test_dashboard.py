@@ -303,8 +303,8 @@ def test_webadmin_home_is_for_staff_only_and_keeps_its_links(client, alice, admi
         reverse("webadmin:archive_settings"),
         reverse("mailsources:list"),
         reverse("admin:archive_fielddefinition_changelist"),
-        reverse("admin:auth_user_changelist"),
-        reverse("admin:auth_group_changelist"),
+        reverse("webadmin:users"),
+        reverse("webadmin:groups"),
     ):
         assert f'href="{link}"' in page
     assert 'id="dashboard"' in page and "<svg" in page and "Search coverage" in page
