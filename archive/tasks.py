@@ -17,9 +17,8 @@ def extract_document(document_id: int) -> None:
 
 @shared_task(acks_late=True, ignore_result=True)
 def extract_documents(document_ids: list[int]) -> None:
-    # A batch from mail ingestion; idempotent like extract_document.
-    for document_id in document_ids:
-        extraction.extract_document(document_id)
+    # A batch from mail ingestion, written in one transaction; idempotent like extract_document.
+    extraction.extract_documents(document_ids)
 
 
 @shared_task(ignore_result=True)
