@@ -151,15 +151,27 @@ class _Attempt:
     attempts: int = 0  # the file's attempt count to store
 
 
-def _claim(file: DocumentFile) -> bool:
-    """Claim the attempt: of two workers holding the same task, one wins."""
-    if file.extraction_status not in _RETRYABLE or file.extraction_attempts >= max_attempts():
-        return False
-    return bool(
-        DocumentFile.objects.filter(
-            pk=file.pk, extraction_status=file.extraction_status, extraction_attempts=file.extraction_attempts
-        ).update(extraction_attempts=F("extraction_attempts") + 1)
-    )
+def _claim(files: list[DocumentFile]) -> list[DocumentFile]:
+    """Claim one attempt at each file, in one transaction (one commit for the
+    batch): the rows locked, re-read, counted up. Of two workers holding the
+    same task, each attempt goes to one of them."""
+    with transaction.atomic():
+        current = dict(
+            DocumentFile.objects.select_for_update()
+            .filter(
+                pk__in=[f.pk for f in files],
+                extraction_status__in=_RETRYABLE,
+                extraction_attempts__lt=max_attempts(),
+            )
+            .values_list("pk", "extraction_attempts")
+        )
+        DocumentFile.objects.filter(pk__in=list(current)).update(extraction_attempts=F("extraction_attempts") + 1)
+    claimed = []
+    for file in files:
+        if file.pk in current:
+            file.extraction_attempts = current[file.pk]  # before this attempt
+            claimed.append(file)
+    return claimed
 
 
 def _skip_lists(files: list[DocumentFile]) -> dict[int, list[str]]:
@@ -174,10 +186,8 @@ def _skip_lists(files: list[DocumentFile]) -> dict[int, list[str]]:
     return skips
 
 
-def _attempt(file: DocumentFile, skip: list[str]) -> _Attempt | None:
-    """Claim and run one attempt at one file; None if another worker has it."""
-    if not _claim(file):
-        return None
+def _attempt(file: DocumentFile, skip: list[str]) -> _Attempt:
+    """Run one claimed attempt at one file."""
     attempts = file.extraction_attempts + 1
     try:
         path = str(storage.blob_path(file.sha256))
@@ -232,9 +242,9 @@ def extract_file(file_id: int) -> str | None:
     file = DocumentFile.objects.filter(pk=file_id).select_related("document").first()
     if file is None:
         return None
-    attempt = _attempt(file, _skip_lists([file]).get(file.document_id, []))
-    if attempt is None:
+    if not _claim([file]):
         return None
+    attempt = _attempt(file, _skip_lists([file]).get(file.document_id, []))
     _write([attempt])
     return attempt.status
 
@@ -250,8 +260,8 @@ def extract_document(document_id: int, *, reschedule: bool = True) -> dict[str, 
 
 
 def extract_documents(document_ids: list[int], *, reschedule: bool = True) -> dict[str, int]:
-    """``extract_document`` for a batch: each file's attempt claimed on its own,
-    extracted in this worker's sandboxed child, then every text and the
+    """``extract_document`` for a batch: the files' attempts claimed together,
+    each file extracted in this worker's sandboxed child, then every text and the
     documents' index entries written in one transaction."""
     files = list(
         DocumentFile.objects.filter(
@@ -267,10 +277,8 @@ def extract_documents(document_ids: list[int], *, reschedule: bool = True) -> di
     skips = _skip_lists(files)
     done: list[_Attempt] = []
     try:
-        for file in files:
-            attempt = _attempt(file, skips.get(file.document_id, []))
-            if attempt is not None:
-                done.append(attempt)
+        for file in _claim(files):
+            done.append(_attempt(file, skips.get(file.document_id, [])))
     finally:  # an unexpected error: what was extracted is kept all the same
         _write(done)
     counts: dict[str, int] = {}
