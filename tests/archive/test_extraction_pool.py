@@ -6,7 +6,7 @@ after N files or M MB; closing the pool leaves no process behind.
 
 The child is the real serve loop (``archive.extractors.serve_main``) with
 ``extract_text`` replaced for a few file names, so a test can ask it to hang,
-burn CPU, eat memory or say which process it is."""
+burn CPU, eat memory, crash or say which process it is."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ def fake(data, content_type, name, limits=None, **kw):
         while cpu() < until:
             pass
         return "burnt"
+    if name == "crash.txt":  # as the kernel's OOM killer would
+        os.kill(os.getpid(), 9)
     if name == "hog.txt":
         return str(len(bytearray(2 * 1024 ** 3)))
     return real(data, content_type, name, limits, **kw)
@@ -128,8 +130,7 @@ def test_a_child_that_exceeds_memory_is_replaced(tmp_path, settings):
 
 def test_a_child_that_crashes_is_replaced_and_the_reason_recorded(tmp_path, monkeypatch):
     first = child_pid(tmp_path)
-    os.kill(first, 9)  # as the kernel's OOM killer would
-    outcome = run(tmp_path, "note.txt", b"after the crash")
+    outcome = run(tmp_path, "crash.txt")
     assert outcome.status == ExtractionStatus.FAILED and outcome.error == "extractor crashed: killed by SIGKILL"
     assert gone(first)
     assert run(tmp_path, "note.txt", b"after the crash").text == "after the crash"
