@@ -31,6 +31,8 @@ from typing import Any
 _HEADER = struct.Struct(">I")
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 _STDERR_TAIL = 4096
+# A new child's start (the interpreter, the extractors' imports) is not the first file's time.
+START_SECONDS = 10
 
 
 class ChildFailed(Exception):
@@ -66,7 +68,7 @@ class Child:
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise ChildFailed(self._crash_reason()) from None
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout + (START_SECONDS if self.files <= 1 else 0)
         header = self._read(_HEADER.size, deadline, timeout)
         (length,) = _HEADER.unpack(header)
         if length > MAX_ANSWER_BYTES:
