@@ -17,9 +17,12 @@ for ``document_create`` and new versions, so callers of those need do nothing.
 Until the text is there — or if extraction fails — the document is searchable
 by its fields, notes and file names (they are indexed in the same transaction).
 
-Each file is extracted in a separate process (``python -m archive.extractors``)
-with a wall-clock timeout and CPU, memory and output limits, so a hostile
-attachment costs at most one timeout. Outcomes per file: ``done`` (text),
+Each file is extracted in a sandboxed child process (``archive.extraction_pool``:
+one long-lived ``python -m archive.extractors --serve`` per worker process,
+replaced after a timeout, a crash, a memory overrun or N files) with a
+wall-clock timeout and CPU, memory and output limits per file, so a hostile
+attachment costs at most one timeout and one child. A batch of documents
+(``extract_documents``) is written, texts and index, in one transaction. Outcomes per file: ``done`` (text),
 ``none`` (no text in this kind of file, or too big), ``failed`` (error
 recorded, retried with backoff up to ``EXTRACTION_MAX_ATTEMPTS``).
 """
@@ -29,10 +32,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import json
 import logging
-import signal
-import subprocess
 import sys
 
 from celery import current_app
@@ -41,18 +41,18 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from archive import storage
+from archive import extraction_pool, storage
 from archive.backoff import backoff_delay
 from archive.errors import transient_reason
 from archive.extractors import Limits
-from archive.models import DocumentFile, ExtractionStatus, FileRole
-from archive.search import index_document
+from archive.models import Document, DocumentFile, ExtractionStatus, FileRole
+from archive.search import index_documents
 
 log = logging.getLogger(__name__)
 
 _RETRYABLE = (ExtractionStatus.PENDING, ExtractionStatus.FAILED)
-# The child: reads a JSON request on stdin, limits itself, answers JSON on stdout.
-EXTRACTOR_COMMAND = [sys.executable, "-B", "-m", "archive.extractors"]
+# The reusable child: framed JSON requests on stdin, answers on stdout (extraction_pool).
+EXTRACTOR_COMMAND = [sys.executable, "-B", "-m", "archive.extractors", "--serve"]
 
 
 def _setting(name: str, default: int) -> int:
@@ -114,73 +114,81 @@ class Outcome:
 
 
 def run_sandboxed(path: str, content_type: str, name: str, skip_sha256: list[str] | None = None) -> Outcome:
-    """Extract one stored file in a child process under limits."""
+    """Extract one stored file in this worker process's sandboxed child (``extraction_pool``)."""
     timeout = _setting("EXTRACTION_TIMEOUT_SECONDS", 60)
     request = {
         "path": path,
         "content_type": content_type,
         "name": name,
         "skip_sha256": skip_sha256 or [],
-        "cpu_seconds": timeout,
+        "cpu_seconds": _setting("EXTRACTION_CPU_SECONDS", timeout),
         "memory_bytes": _setting("EXTRACTION_MEMORY_MB", 1024) * 1024 * 1024,
         "max_input_bytes": _setting("EXTRACTION_MAX_BYTES", 200 * 1024 * 1024),
         "limits": dataclasses.asdict(Limits(max_text_chars=_setting("EXTRACTION_MAX_TEXT_CHARS", 2_000_000))),
     }
     # A clean environment: the child needs nothing of ours (no secrets, no database).
     env = {"PYTHONPATH": str(settings.BASE_DIR), "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
-    try:
-        proc = subprocess.run(
-            EXTRACTOR_COMMAND,
-            input=json.dumps(request).encode(),
-            capture_output=True,
-            timeout=timeout,
-            cwd=str(settings.BASE_DIR),
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return Outcome(ExtractionStatus.FAILED, error=f"timed out after {timeout} s")
-    if proc.returncode != 0:
-        if proc.returncode < 0:
-            reason = f"killed by {signal.Signals(-proc.returncode).name}"
-            if -proc.returncode == signal.SIGXCPU:
-                reason += " (CPU time limit)"
-        else:
-            tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-            reason = f"exit status {proc.returncode}: {tail[0]}"
-            if "MemoryError" in reason:
-                reason += " (memory limit)"
-        return Outcome(ExtractionStatus.FAILED, error=f"extractor crashed: {reason}"[:1000])
-    try:
-        result = json.loads(proc.stdout)
-    except ValueError:
-        return Outcome(ExtractionStatus.FAILED, error="extractor returned no result")
-    return Outcome(result["status"], result.get("text", ""), result.get("error", ""))
+    result = extraction_pool.pool.run(
+        request,
+        command=EXTRACTOR_COMMAND,
+        env=env,
+        cwd=str(settings.BASE_DIR),
+        timeout=timeout,
+        max_files=_setting("EXTRACTION_CHILD_MAX_FILES", 500),
+        max_input_bytes=_setting("EXTRACTION_CHILD_MAX_INPUT_MB", 512) * 1024 * 1024,
+    )
+    return Outcome(str(result["status"]), str(result.get("text", "")), str(result.get("error", "")))
 
 
-def extract_file(file_id: int) -> str | None:
-    """One attempt at one file; returns its new status, or None if there was
-    nothing to do (already done, given up, or another worker took this attempt)."""
-    file = DocumentFile.objects.filter(pk=file_id).select_related("document").first()
-    if file is None or file.extraction_status not in _RETRYABLE:
-        return None
-    if file.extraction_attempts >= max_attempts():
-        return None
-    # Claim the attempt: of two workers holding the same task, one wins.
-    claimed = DocumentFile.objects.filter(
-        pk=file.pk, extraction_status=file.extraction_status, extraction_attempts=file.extraction_attempts
-    ).update(extraction_attempts=F("extraction_attempts") + 1)
-    if not claimed:
-        return None
-    attempts = file.extraction_attempts + 1
-    skip: list[str] = []
-    if file.role == FileRole.ORIGINAL and file.document.kind == "mail":
-        # Attachments archived as files of their own are extracted there, not twice.
-        skip = list(
-            DocumentFile.objects.filter(document_id=file.document_id, role=FileRole.ATTACHMENT).values_list(
-                "sha256", flat=True
+@dataclasses.dataclass
+class _Attempt:
+    """One claimed attempt at one file and what to write for it."""
+
+    file: DocumentFile
+    status: str
+    error: str = ""
+    text: str = ""
+    attempts: int = 0  # the file's attempt count to store
+
+
+def _claim(files: list[DocumentFile]) -> list[DocumentFile]:
+    """Claim one attempt at each file, in one transaction (one commit for the
+    batch): the rows locked, re-read, counted up. Of two workers holding the
+    same task, each attempt goes to one of them."""
+    with transaction.atomic():
+        current = dict(
+            DocumentFile.objects.select_for_update()
+            .filter(
+                pk__in=[f.pk for f in files],
+                extraction_status__in=_RETRYABLE,
+                extraction_attempts__lt=max_attempts(),
             )
+            .values_list("pk", "extraction_attempts")
         )
+        DocumentFile.objects.filter(pk__in=list(current)).update(extraction_attempts=F("extraction_attempts") + 1)
+    claimed = []
+    for file in files:
+        if file.pk in current:
+            file.extraction_attempts = current[file.pk]  # before this attempt
+            claimed.append(file)
+    return claimed
+
+
+def _skip_lists(files: list[DocumentFile]) -> dict[int, list[str]]:
+    """Per mail document: attachments archived as files of their own are
+    extracted there, not twice inside the original (one query for the batch)."""
+    mails = {f.document_id for f in files if f.role == FileRole.ORIGINAL and f.document.kind == "mail"}
+    skips: dict[int, list[str]] = {}
+    for document_id, sha256 in DocumentFile.objects.filter(document_id__in=mails, role=FileRole.ATTACHMENT).values_list(
+        "document_id", "sha256"
+    ):
+        skips.setdefault(document_id, []).append(sha256)
+    return skips
+
+
+def _attempt(file: DocumentFile, skip: list[str]) -> _Attempt:
+    """Run one claimed attempt at one file."""
+    attempts = file.extraction_attempts + 1
     try:
         path = str(storage.blob_path(file.sha256))
         if not storage.exists(file.sha256):
@@ -197,65 +205,104 @@ def extract_file(file_id: int) -> str | None:
     if outcome.status == ExtractionStatus.FAILED:
         error = f"attempt {attempts} of {max_attempts()}: {error}"
         log.warning("extraction of file %s (%s) failed: %s", file.pk, file.name, error)
-    DocumentFile.objects.filter(pk=file.pk).update(
-        extraction_status=outcome.status,
-        extraction_error=error[:2000],
-        text=outcome.text if outcome.status == ExtractionStatus.DONE else "",
-    )
-    return outcome.status
+    text = outcome.text if outcome.status == ExtractionStatus.DONE else ""
+    return _Attempt(file, outcome.status, error, text, attempts)
 
 
-def _attempt_given_back(file: DocumentFile, reason: str) -> str:
+def _attempt_given_back(file: DocumentFile, reason: str) -> _Attempt:
     """An outage (the store unreadable, the disk full), not the file's fault: the
     attempt is given back, so only the content can use the attempts up; the file
     waits as failed, and the retry or the sweep tries again once the outage is over."""
     log.warning("extraction of file %s (%s) postponed: %s", file.pk, file.name, reason)
-    DocumentFile.objects.filter(pk=file.pk).update(
-        extraction_status=ExtractionStatus.FAILED,
-        extraction_attempts=F("extraction_attempts") - 1,
-        extraction_error=f"will retry, not the file's fault: {reason}"[:2000],
-        text="",
-    )
-    return ExtractionStatus.FAILED
+    error = f"will retry, not the file's fault: {reason}"
+    return _Attempt(file, ExtractionStatus.FAILED, error, "", file.extraction_attempts)
 
 
-# --- a document, and the sweep -------------------------------------------------
+def _write(done: list[_Attempt]) -> None:
+    """The batch's outcomes and the index of their documents, in one transaction."""
+    if not done:
+        return
+    with transaction.atomic():
+        for attempt in done:
+            DocumentFile.objects.filter(pk=attempt.file.pk).update(
+                extraction_status=attempt.status,
+                extraction_error=attempt.error[:2000],
+                text=attempt.text,
+                extraction_attempts=attempt.attempts,
+            )
+        documents = sorted({a.file.document_id for a in done})
+        # Lock the rows: a concurrent field edit and this rewrite cannot interleave.
+        list(Document.objects.select_for_update().filter(pk__in=documents).values_list("pk", flat=True))
+        index_documents(documents)
+
+
+def extract_file(file_id: int) -> str | None:
+    """One attempt at one file; returns its new status, or None if there was
+    nothing to do (already done, given up, or another worker took this attempt)."""
+    file = DocumentFile.objects.filter(pk=file_id).select_related("document").first()
+    if file is None:
+        return None
+    if not _claim([file]):
+        return None
+    attempt = _attempt(file, _skip_lists([file]).get(file.document_id, []))
+    _write([attempt])
+    return attempt.status
+
+
+# --- documents, and the sweep -------------------------------------------------
 
 
 def extract_document(document_id: int, *, reschedule: bool = True) -> dict[str, int]:
     """Extract every file of the document that still needs it, then re-index
     the document. Failed files are retried later (with backoff) while attempts
     remain. Returns counts per outcome."""
-    file_ids = list(
+    return extract_documents([document_id], reschedule=reschedule)
+
+
+def extract_documents(document_ids: list[int], *, reschedule: bool = True) -> dict[str, int]:
+    """``extract_document`` for a batch: the files' attempts claimed together,
+    each file extracted in this worker's sandboxed child, then every text and the
+    documents' index entries written in one transaction."""
+    files = list(
         DocumentFile.objects.filter(
-            document_id=document_id,
+            document_id__in=document_ids,
             extraction_status__in=_RETRYABLE,
             extraction_attempts__lt=max_attempts(),
         )
-        .order_by("role", "id")
-        .values_list("pk", flat=True)
+        .select_related("document")
+        .order_by("document_id", "role", "id")
     )
+    order = {number: i for i, number in enumerate(document_ids)}
+    files.sort(key=lambda f: order.get(f.document_id, 0))  # stable: role, id within a document
+    skips = _skip_lists(files)
+    done: list[_Attempt] = []
+    try:
+        for file in _claim(files):
+            done.append(_attempt(file, skips.get(file.document_id, [])))
+    finally:  # an unexpected error: what was extracted is kept all the same
+        _write(done)
     counts: dict[str, int] = {}
-    for file_id in file_ids:
-        status = extract_file(file_id)
-        if status is not None:
-            counts[status] = counts.get(status, 0) + 1
-    if counts:
-        index_document(document_id)
-    if reschedule and counts.get(ExtractionStatus.FAILED):
-        retry = (
-            DocumentFile.objects.filter(
-                document_id=document_id,
-                extraction_status=ExtractionStatus.FAILED,
-                extraction_attempts__lt=max_attempts(),
-            )
-            .order_by("extraction_attempts")
-            .values_list("extraction_attempts", flat=True)
-            .first()
-        )
-        if retry is not None:
-            transaction.on_commit(functools.partial(enqueue_document, document_id, _retry_delay(retry)), robust=True)
+    for attempt in done:
+        counts[attempt.status] = counts.get(attempt.status, 0) + 1
+    if reschedule:
+        _reschedule_failed(sorted({a.file.document_id for a in done if a.status == ExtractionStatus.FAILED}))
     return counts
+
+
+def _reschedule_failed(document_ids: list[int]) -> None:
+    """A retry per document, after the backoff of its least-tried failed file."""
+    if not document_ids:
+        return
+    fewest: dict[int, int] = {}
+    for document_id, attempts in DocumentFile.objects.filter(
+        document_id__in=document_ids,
+        extraction_status=ExtractionStatus.FAILED,
+        extraction_attempts__lt=max_attempts(),
+    ).values_list("document_id", "extraction_attempts"):
+        fewest[document_id] = min(attempts, fewest.get(document_id, attempts))
+    for document_id, attempts in sorted(fewest.items()):
+        delay = _retry_delay(attempts)
+        transaction.on_commit(functools.partial(enqueue_document, document_id, delay), robust=True)
 
 
 def extraction_sweep(*, stale_minutes: int = 30, limit: int = 1000, now: dt.datetime | None = None) -> int:

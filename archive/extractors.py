@@ -1,7 +1,7 @@
 """Text out of files: plain text, HTML, mail (.eml), PDF, OOXML (docx, xlsx,
 pptx) and ODF (odt, ods, odp). Pure functions on bytes — no Django — because
-they run in a separate, resource-limited process (``archive.extraction``
-starts ``python -m archive.extractors``): a hostile file can exhaust that
+they run in a separate, resource-limited process (``archive.extraction_pool``
+keeps ``python -m archive.extractors --serve`` running): a hostile file can exhaust that
 process's CPU seconds or memory, never the worker's.
 
 Each extractor also caps what it reads and returns (``Limits``)."""
@@ -19,6 +19,7 @@ import re
 import sys
 import zipfile
 from collections.abc import Callable, Iterable
+from typing import Any, BinaryIO
 from email.message import Message
 from html.parser import HTMLParser
 from xml.parsers import expat
@@ -524,36 +525,95 @@ def _limit_resources(cpu_seconds: int, memory_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+def _extract_request(request: dict[str, Any]) -> dict[str, Any]:
+    """One request (a stored file by path, its limits) → the result as the parent wants it."""
+    max_bytes = int(request["max_input_bytes"])
+    try:
+        with open(request["path"], "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        return {"status": "failed", "error": f"unreadable: {exc}"}
+    if len(data) > max_bytes:
+        return {"status": "none", "error": f"larger than {max_bytes} bytes: not extracted"}
+    try:
+        text = extract_text(
+            data,
+            request["content_type"],
+            request["name"],
+            Limits(**request["limits"]),
+            skip_sha256=frozenset(request.get("skip_sha256", ())),
+        )
+        return {"status": "done", "text": text}
+    except NotExtractable as exc:
+        return {"status": "none", "error": str(exc)}
+    except ExtractionError as exc:
+        return {"status": "failed", "error": str(exc)}
+    except MemoryError:
+        # The memory limit: this child's heap may be in a bad state — the parent replaces it.
+        return {"status": "failed", "error": "MemoryError: the file needs too much (memory limit)", "recycle": True}
+    except RecursionError as exc:
+        return {"status": "failed", "error": f"{type(exc).__name__}: the file needs too much"}
+
+
 def child_main() -> int:
-    """Request (JSON on stdin) → result (JSON on stdout). The parent kills us at
-    the wall-clock timeout; the kernel at the CPU and memory limits."""
+    """Request (JSON on stdin) → result (JSON on stdout), one file. The parent
+    kills us at the wall-clock timeout; the kernel at the CPU and memory limits."""
     request = json.loads(sys.stdin.buffer.read())
     _limit_resources(int(request["cpu_seconds"]), int(request["memory_bytes"]))
-    max_bytes = int(request["max_input_bytes"])
-    with open(request["path"], "rb") as fh:
-        data = fh.read(max_bytes + 1)
-    result: dict[str, str]
-    if len(data) > max_bytes:
-        result = {"status": "none", "error": f"larger than {max_bytes} bytes: not extracted"}
-    else:
+    sys.stdout.write(json.dumps(_extract_request(request)))
+    return 0
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _limit_cpu_for_next_file(cpu_seconds: int) -> None:
+    """RLIMIT_CPU counts the whole process: the soft limit moves to the CPU used
+    so far plus this file's allowance (the kernel's limit has whole seconds)."""
+    import math
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = math.ceil(usage.ru_utime + usage.ru_stime)
+    resource.setrlimit(resource.RLIMIT_CPU, (used + cpu_seconds, resource.RLIM_INFINITY))
+
+
+def serve_main() -> int:
+    """The reusable child (``archive.extraction_pool``): framed requests on
+    stdin (4-byte big-endian length, JSON), framed answers on stdout, until
+    stdin closes. The memory limit is set at the first request, the CPU limit
+    before each one."""
+    import resource
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    limited = False
+    while (header := _read_exactly(stdin, 4)) is not None:
+        body = _read_exactly(stdin, int.from_bytes(header, "big"))
+        if body is None:
+            break
+        request = json.loads(body)
+        if not limited:
+            memory = int(request["memory_bytes"])
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # it reads files and writes none
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            limited = True
+        _limit_cpu_for_next_file(int(request["cpu_seconds"]))
         try:
-            text = extract_text(
-                data,
-                request["content_type"],
-                request["name"],
-                Limits(**request["limits"]),
-                skip_sha256=frozenset(request.get("skip_sha256", ())),
-            )
-            result = {"status": "done", "text": text}
-        except NotExtractable as exc:
-            result = {"status": "none", "error": str(exc)}
-        except ExtractionError as exc:
-            result = {"status": "failed", "error": str(exc)}
-        except (MemoryError, RecursionError) as exc:
-            result = {"status": "failed", "error": f"{type(exc).__name__}: the file needs too much"}
-    sys.stdout.write(json.dumps(result))
+            answer = json.dumps(_extract_request(request)).encode()
+        except MemoryError:  # the text itself too big to encode under the limit
+            answer = json.dumps({"status": "failed", "error": "MemoryError (memory limit)", "recycle": True}).encode()
+        stdout.write(len(answer).to_bytes(4, "big") + answer)
+        stdout.flush()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(child_main())
+    sys.exit(serve_main() if sys.argv[1:] == ["--serve"] else child_main())

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_process_shutdown, worker_shutdown
 
-from archive import extraction, processing
+from archive import extraction, extraction_pool, processing
 from archive.search import statistics
 
 
@@ -17,9 +18,15 @@ def extract_document(document_id: int) -> None:
 
 @shared_task(acks_late=True, ignore_result=True)
 def extract_documents(document_ids: list[int]) -> None:
-    # A batch from mail ingestion; idempotent like extract_document.
-    for document_id in document_ids:
-        extraction.extract_document(document_id)
+    # A batch from mail ingestion, written in one transaction; idempotent like extract_document.
+    extraction.extract_documents(document_ids)
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def close_extractor(**_: object) -> None:
+    # The worker process's sandboxed extractor child ends with it, reaped (no zombie).
+    extraction_pool.pool.close()
 
 
 @shared_task(ignore_result=True)

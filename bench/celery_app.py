@@ -1,8 +1,9 @@
 """The product's Celery app as the bench workers run it, plus instrumentation.
 
-- Text extraction tasks (``archive.tasks``: one subprocess per file, the search
-  stage) go to a queue no bench worker consumes, so they neither steal the two
-  cores nor count as "processed"; the bench reports how many were queued.
+- Text extraction tasks (``archive.tasks``, the search stage) go to a queue of
+  their own, consumed only by the "searchable" stage's workers
+  (``bench/searchable.py``) once ingestion is measured, so they neither steal
+  the two cores from it nor count as "processed".
 - Signals record, in the bench's Redis db, when a sync run ended and which
   documents the processing tasks finished, so the bench can time both moments
   without polling Celery.
@@ -16,9 +17,8 @@ import time
 
 from celery.signals import task_failure, task_postrun, worker_ready
 
+from bench.harness import EXTRACTION_QUEUE
 from webadmin.celery import app
-
-EXTRACTION_QUEUE = "bench-extraction"
 
 app.conf.task_routes = {"archive.tasks.*": {"queue": EXTRACTION_QUEUE}}
 
@@ -44,6 +44,8 @@ def _done(sender=None, task_id=None, args=None, state=None, **_: object) -> None
     name = getattr(sender, "name", "")
     if name == "mailsources.tasks.sync_source":
         _r().rpush("bench:sync_done", json.dumps({"t": time.time(), "state": state}))
+    elif name.startswith("archive.tasks.extract_document"):
+        _r().set("bench:extracted_last", time.time())
     elif name == "mailsources.tasks.process_mail_documents" and args and args[0] and state == "SUCCESS":
         pipe = _r().pipeline()
         pipe.sadd("bench:processed", *args[0])

@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MARIADB_URL = "mysql://root@127.0.0.1:3306/webadmin_bench"
 # Not /15 (the test suite's): a bench and `make test` may run side by side.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
+# Text extraction's queue in the benches (bench/celery_app.py routes it there).
+EXTRACTION_QUEUE = "bench-extraction"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -349,6 +349,11 @@ CELERY_TASK_ROUTES["archive.integrity.tasks.*"] = {"queue": "processing"}
 # --- Text extraction for search (archive/extraction.py): limits per file ---
 EXTRACTION_TIMEOUT_SECONDS = env_int("EXTRACTION_TIMEOUT_SECONDS", 60, minimum=1)
 EXTRACTION_MEMORY_MB = env_int("EXTRACTION_MEMORY_MB", 1024, minimum=128)
+# CPU seconds per file (RLIMIT_CPU, moved on before each file of a reused child).
+EXTRACTION_CPU_SECONDS = env_int("EXTRACTION_CPU_SECONDS", EXTRACTION_TIMEOUT_SECONDS, minimum=1)
+# A worker process's extractor child is replaced after this many files or MB of input.
+EXTRACTION_CHILD_MAX_FILES = env_int("EXTRACTION_CHILD_MAX_FILES", 500, minimum=1)
+EXTRACTION_CHILD_MAX_INPUT_MB = env_int("EXTRACTION_CHILD_MAX_INPUT_MB", 512, minimum=1)
 EXTRACTION_MAX_BYTES = env_int("EXTRACTION_MAX_BYTES", 200 * 1024 * 1024, minimum=1)
 EXTRACTION_MAX_TEXT_CHARS = env_int("EXTRACTION_MAX_TEXT_CHARS", 2_000_000, minimum=1000)
 EXTRACTION_MAX_ATTEMPTS = env_int("EXTRACTION_MAX_ATTEMPTS", 3, minimum=1)

@@ -8,6 +8,7 @@ configured database: run on SQLite and on MariaDB."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -128,3 +129,37 @@ def test_a_worker_killed_while_extracting_loses_no_file_and_doubles_no_attempt(
     # A later sweep has nothing left to do.
     with celery_broker(private_redis.url):
         assert extraction.extraction_sweep(now=timezone.now() + timedelta(hours=2)) == 0
+
+
+def extractor_children(root: int) -> list[int]:
+    """The sandboxed extractor processes below ``root`` (archive.extraction_pool)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == root and b"archive.extractors\0--serve" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_worker_shut_down_leaves_no_extractor_process_or_zombie(
+    alice, make_document, private_redis: PrivateRedis, start_extraction_worker
+):
+    with celery_broker(private_redis.url):
+        document = make_document(b"Delivery note: quokka.\n", name=file_name("quokka"))
+    worker = start_extraction_worker("worker-c", private_redis.url)
+    wait_for(
+        lambda: DocumentFile.objects.filter(extraction_status=ExtractionStatus.DONE).exists(),
+        "the file extracted",
+        [worker],
+    )
+    assert list(search.search_documents(alice, "quokka").documents) == [document]
+    children = extractor_children(worker.process.pid)  # solo pool: the worker process's own child
+    assert len(children) == 1
+
+    worker.process.send_signal(signal.SIGTERM)  # a warm shutdown, as systemd stops it
+    worker.process.wait(timeout=60)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
