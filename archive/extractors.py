@@ -19,9 +19,9 @@ import re
 import sys
 import zipfile
 from collections.abc import Callable, Iterable
-from typing import Any, BinaryIO
 from email.message import Message
 from html.parser import HTMLParser
+from typing import Any, BinaryIO
 from xml.parsers import expat
 
 from archive.charsets import decode_bytes

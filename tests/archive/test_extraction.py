@@ -397,7 +397,8 @@ def test_the_child_process_runs_under_a_memory_limit(tmp_path, monkeypatch, sett
     settings.EXTRACTION_MEMORY_MB = 300
     hog = (
         "import sys, json; from archive.extractors import _limit_resources, _read_exactly; "
-        "h = _read_exactly(sys.stdin.buffer, 4); r = json.loads(_read_exactly(sys.stdin.buffer, int.from_bytes(h, 'big'))); "
+        "h = _read_exactly(sys.stdin.buffer, 4); "
+        "r = json.loads(_read_exactly(sys.stdin.buffer, int.from_bytes(h, 'big'))); "
         "_limit_resources(r['cpu_seconds'], r['memory_bytes']); "
         "x = bytearray(1024 ** 3)"
     )
