@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from archive import services, storage
-from archive.integrity import ledger
+from archive.integrity import ledger, verify
 from archive.integrity.models import LedgerEntry, LedgerEvent
 from archive.models import ArchiveSettings, Document, DocumentFile, FieldDefinition
 from archive.processing import mail_documents_process
@@ -185,3 +185,29 @@ def test_entries_are_found_by_number_through_the_unique_index(make_document):
     _entries(make_document, 10)
     plan = _plan(*LedgerEntry.objects.filter(seq__gte=3, seq__lte=7).order_by("seq").query.sql_with_params())
     assert "seq" in plan and ("INDEX" in plan.upper() or "range" in plan)
+
+
+# --- the blob re-hashing of verify --full ----------------------------------------------------
+
+
+def test_the_hasher_reads_the_stores_files_through_its_buffer():
+    hasher = verify.BlobHasher(size=64 * 1024)
+    small = storage.put_bytes(b"small blob\n")
+    large = storage.put_bytes(bytes(range(256)) * 1000 + b"tail")  # 256 004 bytes: four reads and a bit
+    for blob in (small, large):
+        assert hasher.path(blob.sha256) == str(storage.blob_path(blob.sha256))
+        assert hasher.digest(blob.sha256) == (blob.sha256, blob.size)
+    assert hasher.digest("0" * 64) == (None, 0)  # no such file
+    for bad in ("../" + "0" * 61, "A" * 64, "0" * 63, "é" + "0" * 63):  # a name edited into no digest
+        assert hasher.path(bad) is None and hasher.digest(bad) == (None, 0)
+
+
+def test_verify_since_starts_after_the_last_entry_before_it(make_document):
+    from django.utils import timezone
+
+    make_document(b"old\n", name="old.txt")
+    cut = timezone.now()
+    new = make_document(b"new\n", name="new.txt")
+    report = verify.run(since=cut)
+    assert report.findings == [] and report.counts["documents"] == 1 and report.counts["ledger_entries"] == 1
+    assert verify._selection(None, cut) == [new.pk]
