@@ -65,12 +65,13 @@ def append_many(chain: str, rows: Iterable[Mapping[str, Any]]) -> list[ChainEntr
     there is none): locks the chain's head row, numbers and links the entries,
     writes them with one bulk insert and moves the head. The lock is held until
     the caller's transaction ends, so a rolled-back change leaves no entry and
-    no gap."""
+    no gap; there is no savepoint either: a failed append fails the caller's
+    transaction. Queries: the head locked, one insert, the head moved."""
     model = MODELS[chain]
     rows = list(rows)
     if not rows:
         return []
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         head = _locked_head(chain)
         now = timezone.now()
         entries = []

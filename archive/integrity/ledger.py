@@ -131,7 +131,9 @@ def record_many(
     changes = list(changes)
     if not changes or not enabled():
         return []
-    with transaction.atomic():  # the caller's, as a rule; one of its own for a lone call
+    # The caller's transaction, as a rule (one of its own for a lone call); no
+    # savepoint: a failed append fails the change it records (and costs no round trips).
+    with transaction.atomic(savepoint=False):
         live = [document for event, document, *_ in changes if event != LedgerEvent.DELETED]
         hashes = metadata_hashes(live, files=files) if live else {}
         return _append(changes, hashes)
