@@ -141,7 +141,9 @@ def test_a_deletion_is_recorded_before_the_rows_go(make_document):
     doc = make_document(values={"title": "Expired"})
     state = ledger.metadata_hash(doc)
     shas = list(doc.files.values_list("sha256", flat=True))
-    with transaction.atomic():
+    from archive.retention import lock
+
+    with transaction.atomic(), lock.authorised([doc.pk]):  # as the retention deletion does
         entry = ledger.record_deletion(doc, "system", {"policy": "10 years"})
         Document.objects.filter(pk=doc.pk).delete()
     assert entry.event == LedgerEvent.DELETED and entry.metadata_sha256 == "" and entry.blobs == shas
