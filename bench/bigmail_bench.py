@@ -89,6 +89,13 @@ def write_big_mail(path: Path, megabytes: int) -> int:
 
 
 def write_many_parts_mail(path: Path, parts: int) -> int:
+    data = many_parts_mail(parts)
+    path.write_bytes(data)
+    return len(data)
+
+
+def many_parts_mail(parts: int) -> bytes:
+    """A text body and ``parts - 1`` named text attachments (also the tests' mail)."""
     boundary = "bench-many-parts"
     pieces = [
         "From: sender@example.com\r\nTo: alice@example.com\r\nSubject: Many parts\r\n"
@@ -101,9 +108,7 @@ def write_many_parts_mail(path: Path, parts: int) -> int:
         for n in range(1, parts)
     ]
     pieces.append(f"--{boundary}--\r\n")
-    data = "".join(pieces).encode()
-    path.write_bytes(data)
-    return len(data)
+    return "".join(pieces).encode()
 
 
 # --------------------------------------------------------------------------- the steps (children)

@@ -15,26 +15,10 @@ from django.urls import reverse
 
 from archive import mailview, processing, views
 from archive.models import FileRole
+from bench.bigmail_bench import many_parts_mail
 from tests.archive.mail_samples import archive_mail
 
 SHOWN = 3
-
-
-def many_parts_mail(parts: int) -> bytes:
-    """A text body and ``parts - 1`` named text attachments (as the bench builds it)."""
-    boundary = "many-parts"
-    pieces = [
-        "From: sender@example.com\r\nTo: alice@example.com\r\nSubject: Many parts\r\n"
-        f'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'
-        f"--{boundary}\r\nContent-Type: text/plain\r\n\r\nA mail of {parts} parts.\r\n"
-    ]
-    pieces += [
-        f"--{boundary}\r\nContent-Type: text/plain\r\n"
-        f'Content-Disposition: attachment; filename="part-{n}.txt"\r\n\r\npart {n} of the many\r\n'
-        for n in range(1, parts)
-    ]
-    pieces.append(f"--{boundary}--\r\n")
-    return "".join(pieces).encode()
 
 
 @pytest.fixture
