@@ -392,23 +392,35 @@ def serve_part_bytes(content: PartContent, *, download: bool) -> HttpResponse:
     return response
 
 
+# The View tab lists this many of a mail's parts; the rest behind "Show all N"
+# (``mail_summary(all_parts=True)``): a list of hundreds of parts costs the
+# page more than everything else on it.
+PARTS_SHOWN = 50
+
+
 @dataclasses.dataclass
 class MailSummary:
     """What the View tab shows around the body frame."""
 
     headers: MailHeaders
     problem: str
-    attachments: list[MailAttachment]
+    attachments: list[MailAttachment]  # the first ``PARTS_SHOWN`` unless all were asked for
     remote_blocked: int  # remote images the default rendering blocks
     body_format: str
     has_text_alternative: bool  # an HTML mail that also has a text part
+    attachments_total: int = 0  # how many parts the mail lists in all
+
+    @property
+    def attachments_hidden(self) -> int:
+        return self.attachments_total - len(self.attachments)
 
 
-def mail_summary(document: Document, original: DocumentFile) -> MailSummary:
+def mail_summary(document: Document, original: DocumentFile, *, all_parts: bool = False) -> MailSummary:
     loaded = mail_load(document, original)
     # The frame renders the body itself; this rendering only counts what it blocks.
     body = mail_body(loaded, part_url=lambda path: f"/{path}/")
-    attachments = mail_attachments(loaded, body.cids_used)
+    listed = mail_attachments(loaded, body.cids_used)
+    attachments = listed if all_parts else listed[:PARTS_SHOWN]
     # One reverse() for all: a mail may list hundreds of parts.
     prefix = reverse("archive:mail_part", args=[document.pk, "1"]).removesuffix("1/")
     for attachment in attachments:
@@ -417,6 +429,7 @@ def mail_summary(document: Document, original: DocumentFile) -> MailSummary:
         headers=loaded.headers,
         problem=loaded.problem,
         attachments=attachments,
+        attachments_total=len(listed),
         remote_blocked=body.remote_blocked,
         body_format=body.format,
         has_text_alternative=body.format == "html" and loaded.has_text,

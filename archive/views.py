@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from django.contrib import messages
@@ -135,22 +136,17 @@ def document_detail(request: HttpRequest, access: DocumentAccess) -> HttpRespons
     document, public = access.document, access.public
     settings = ArchiveSettings.load()
     definitions = selectors.field_definitions()
-    original = document.original()
-    files = list(document.files.all())
-    if public:
-        # A visitor gets what the View tab shows, nothing of the rest.
-        files = [
-            f
-            for f in files
-            if original is not None
-            and f.version == original.version
-            and (f.pk == original.pk or f.role == FileRole.ATTACHMENT)
-        ]
+    all_parts = request.GET.get("parts") == "all"
+    listing = _document_files(document, public=public, all_parts=all_parts)
+    original = listing.original
     context = {
         "document": document,
         "public": public,
         "original": original,
-        "files": files,
+        "files": listing.files,
+        "files_total": listing.total,
+        # One reverse() for all rows: a mail may have hundreds of parts.
+        "file_url_prefix": reverse("archive:file", args=[document.pk, 1]).removesuffix("1/"),
         "viewer": _viewer_kind(document, original, settings.primary_usage),
         "values": services.document_values_for_display(document, definitions),
         "show_notes": settings.show_notes and not public,
@@ -158,17 +154,47 @@ def document_detail(request: HttpRequest, access: DocumentAccess) -> HttpRespons
         "read_only": public or selectors.is_auditor(request.user),
     }
     if context["viewer"] == "mail" and original is not None:
-        context["mail"] = mailview.mail_summary(document, original)
+        context["mail"] = mailview.mail_summary(document, original, all_parts=all_parts)
         if not public:
             context["conversation"] = conversations.conversation(selectors.documents_visible_to(request.user), document)
     if not public:
         context["fields_form"] = DocumentFieldsForm(definitions=definitions, initial_values=document.values)
         context["notes_form"] = NotesForm(initial={"notes": document.notes})
-        context["versions"] = [f for f in files if f.role == FileRole.ORIGINAL]
+        context["versions"] = listing.originals
         context["suggestions"] = selectors.field_suggestions(request.user, definitions, settings.combobox_elements)
         context["version_key"] = _version_key_of(document, settings)
         context["history"] = document_history(document.pk, {d.name: d.label for d in definitions})
     return render(request, "archive/document.html", context)
+
+
+# The Files tab lists this many attachment files; the rest behind "Show all N"
+# (``?parts=all``). The originals (the versions) are always listed.
+FILES_SHOWN = 50
+
+
+@dataclasses.dataclass
+class _FileListing:
+    original: DocumentFile | None  # the current version's file
+    originals: list[DocumentFile]  # every version's, as the Files tab orders them
+    files: list[DocumentFile]  # the rows shown: attachments (perhaps the first few only), then originals
+    total: int  # rows there are in all
+
+
+def _document_files(document: Document, *, public: bool, all_parts: bool) -> _FileListing:
+    """The Files tab's rows in the table's order (attachments, then originals):
+    a mail with hundreds of parts lists the first ``FILES_SHOWN`` unless all are
+    asked for. A visitor gets what the View tab shows, nothing of the rest."""
+    originals = list(document.files.filter(role=FileRole.ORIGINAL))
+    original = max(originals, key=lambda f: (f.version, f.pk), default=None)
+    attachments = document.files.filter(role=FileRole.ATTACHMENT)
+    if public:
+        originals = [original] if original is not None else []
+        attachments = attachments.filter(version=original.version) if original is not None else attachments.none()
+    shown = list(attachments if all_parts else attachments[: FILES_SHOWN + 1])
+    total = len(shown)
+    if not all_parts and total > FILES_SHOWN:
+        shown, total = shown[:FILES_SHOWN], attachments.count()
+    return _FileListing(original, originals, [*shown, *originals], total + len(originals))
 
 
 def _version_key_of(document: Document, settings: ArchiveSettings) -> str:
