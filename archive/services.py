@@ -292,7 +292,7 @@ def documents_create_many(
     )
     # Searchable by fields at commit; file text follows from the background.
     numbers = [d.pk for d in documents]
-    search.index_documents(numbers)
+    search.index_new_documents(documents, by_document, {name: f.type for name, f in fields.items()})
     if schedule_extraction:
         extraction.schedule_for_documents(numbers)
     return documents

@@ -8,6 +8,8 @@ The interface the rest of the archive uses:
 - ``index_document(document)`` — call inside the transaction that changes a
   document's fields or notes (``archive.services`` does);
 - ``index_documents(numbers)`` — bulk, for ``manage.py reindex``;
+- ``index_new_documents(documents, files, field_types)`` — the entries of just-created
+  documents from the objects in hand (``documents_create_many``);
 - ``parse_query`` / ``SearchQueryError`` — the query language (``query.py``),
   bounded in length and terms;
 - ``time_budget()`` — run a search's statements under the per-query time
@@ -34,7 +36,7 @@ from archive.models import Document, FieldDefinition
 from archive.paging import SEARCH_COUNT_LIMIT, WindowPaginator
 from archive.search.backends import backend_for
 from archive.search.budget import SearchTooComplex, time_budget
-from archive.search.indexing import index_document, index_documents
+from archive.search.indexing import index_document, index_documents, index_new_documents
 from archive.search.query import MAX_QUERY_CHARS, ParsedQuery, SearchQueryError, parse_query
 from archive.search.snippets import Snippet, snippets_for
 
@@ -47,6 +49,7 @@ __all__ = [
     "Snippet",
     "index_document",
     "index_documents",
+    "index_new_documents",
     "parse_query",
     "search_documents",
     "time_budget",

@@ -114,6 +114,21 @@ def index_document(document: Document | int) -> None:
     SearchEntry.objects.update_or_create(document_id=document.pk, defaults={"text": text})
 
 
+def index_new_documents(
+    documents: list[Document], files: dict[int, list[DocumentFile]], field_types: dict[str, str]
+) -> None:
+    """The entries of documents created in this transaction, from the rows in hand
+    (``documents_create_many``): no re-read, one INSERT — they have no entry yet."""
+    shingles = _shingles()
+    SearchEntry.objects.bulk_create(
+        SearchEntry(
+            document_id=d.pk,
+            text=entry_text(d, _current_files(files.get(d.pk, [])), field_types, shingles=shingles),
+        )
+        for d in documents
+    )
+
+
 def index_documents(numbers: list[int]) -> int:
     """Rewrite the entries of many documents in a few queries (``reindex``)."""
     documents = list(Document.objects.filter(pk__in=numbers).only("pk", "values", "notes"))
