@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, Js
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -205,11 +206,11 @@ def document_fields(request: HttpRequest, access: DocumentAccess) -> HttpRespons
         except ValidationError as exc:
             messages.error(request, "; ".join(exc.messages))
         else:
-            messages.success(request, "Fields saved.")
+            messages.success(request, _("Fields saved."))
     else:
         messages.error(
             request,
-            "Not saved: "
+            _("Not saved: ")
             + "; ".join(
                 f"{form.fields[k].label}: {' '.join(map(str, v))}" if k in form.fields else " ".join(map(str, v))
                 for k, v in form.errors.items()
@@ -225,7 +226,7 @@ def document_notes(request: HttpRequest, access: DocumentAccess) -> HttpResponse
     form = NotesForm(request.POST)
     if form.is_valid():
         services.document_set_notes(document, form.cleaned_data["notes"], actor=actor_name(request.user))
-        messages.success(request, "Notes saved.")
+        messages.success(request, _("Notes saved."))
     return redirect(reverse("archive:document", args=[document.pk]) + "#notes")
 
 
@@ -266,9 +267,13 @@ def upload(request: HttpRequest) -> HttpResponse:
                 created.append(document)
                 new_versions += is_version
         if new_versions:
-            messages.success(request, f"{len(created)} file(s) archived, {new_versions} as a new version.")
+            messages.success(
+                request,
+                _("%(files)d file(s) archived, %(versions)d as a new version.")
+                % {"files": len(created), "versions": new_versions},
+            )
         else:
-            messages.success(request, f"{len(created)} file(s) archived.")
+            messages.success(request, _("%(files)d file(s) archived.") % {"files": len(created)})
         if len(created) == 1:
             return redirect("archive:document", created[0].pk)
         return redirect("archive:table")

@@ -44,7 +44,7 @@ def status_text(source: MailSource, failing: list[MailboxStatus]) -> str:
     """The source's status as the pages show it: never "OK" while a mailbox fails."""
     text = source.get_status_display()
     if failing and source.status in (SourceStatus.OK, SourceStatus.IDLE):
-        text = SourceStatus.PARTIAL.label
+        text = str(SourceStatus.PARTIAL.label)
     if source.status_message:
         text += f" — {source.status_message}"
     return text
