@@ -395,6 +395,6 @@ def overview(request: HttpRequest) -> HttpResponse:
         if selectors.sees_everything(request.user)
         else list(selectors.groups_for_user(request.user).values_list("pk", flat=True))
     )
-    context = dashboard.growth_and_coverage(groups, now=timezone.now(), subject="Your documents")
+    context = dashboard.growth_and_coverage(groups, now=timezone.now(), subject=_("Your documents"))
     context["alarms"] = context["coverage_alarms"]
     return render(request, "archive/overview.html", context)
