@@ -7,6 +7,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import formats, timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from archive.access import staff_required
@@ -54,7 +55,7 @@ def failing_text(failing: list[MailboxStatus]) -> str:
     """ "Failing mailboxes: a@x (Stopped: error), …" or ""."""
     if not failing:
         return ""
-    return "Failing mailboxes: " + ", ".join(f"{m.mailbox} ({m.get_status_display()})" for m in failing)
+    return _("Failing mailboxes: ") + ", ".join(f"{m.mailbox} ({m.get_status_display()})" for m in failing)
 
 
 def progress_text(run: SyncRun | None, source: MailSource | None = None) -> str:
@@ -100,7 +101,9 @@ def source_create(request: HttpRequest, kind: str) -> HttpResponse:
         with transaction.atomic():  # the change and its audit entry, or neither
             source = form.save()
             log_source_change(request, source, "added", audit.form_changes(form))
-        messages.success(request, f"Mail source “{source.name}” created. Test the connection next.")
+        messages.success(
+            request, _("Mail source “%(name)s” created. Test the connection next.") % {"name": source.name}
+        )
         return redirect("mailsources:detail", source.pk)
     return render(request, "mailsources/form.html", {"form": form, "kind": SourceKind(kind)})
 
@@ -117,7 +120,7 @@ def source_edit(request: HttpRequest, pk: int) -> HttpResponse:
         with transaction.atomic():
             form.save()
             log_source_change(request, source, "changed", changes)
-        messages.success(request, "Mail source saved.")
+        messages.success(request, _("Mail source saved."))
         return redirect("mailsources:detail", source.pk)
     return render(
         request,
@@ -159,10 +162,10 @@ def source_test(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         reports = services.source_test_connection(source)
     except (SourceError, SecretUnavailable) as exc:
-        messages.error(request, f"Connection test failed: {exc}")
+        messages.error(request, _("Connection test failed: %(error)s") % {"error": exc})
     else:
         lines = [line for report in reports for line in report.lines]
-        messages.success(request, "Connection test passed. " + " · ".join(lines))
+        messages.success(request, _("Connection test passed. ") + " · ".join(lines))
     return redirect("mailsources:detail", source.pk)
 
 
@@ -176,9 +179,9 @@ def source_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         tasks.sync_enqueue(source.pk)
     except tasks.BROKER_ERRORS as exc:
-        messages.error(request, f"The task queue is unavailable, the sync was not queued: {exc}")
+        messages.error(request, _("The task queue is unavailable, the sync was not queued: %(error)s") % {"error": exc})
     else:
-        messages.success(request, "Sync queued; it starts when a sync worker is free.")
+        messages.success(request, _("Sync queued; it starts when a sync worker is free."))
     return redirect("mailsources:detail", source.pk)
 
 
