@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -25,8 +26,10 @@ def _member(request: HttpRequest) -> User:
 
 
 class TokenForm(forms.Form):
-    name = forms.CharField(max_length=100, label="Name", help_text="What the token is for, e.g. the script using it.")
-    scopes = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, label="Scopes")
+    name = forms.CharField(
+        max_length=100, label=_("Name"), help_text=_("What the token is for, e.g. the script using it.")
+    )
+    scopes = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, label=_("Scopes"))
 
     def __init__(self, *args: Any, allowed: set[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -62,5 +65,5 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     if token is None:
         raise Http404("No such token")
     tokens.token_revoke(token)
-    messages.success(request, f"Token {token.prefix}… revoked.")
+    messages.success(request, _("Token %(prefix)s… revoked.") % {"prefix": token.prefix})
     return redirect("tokens")

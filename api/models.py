@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Scope(models.TextChoices):
-    READ = "read", "Read documents, files and links"
-    UPLOAD = "upload", "Upload documents"
-    ADMIN = "admin", "Administration (mail sources; staff users only)"
+    READ = "read", _("Read documents, files and links")
+    UPLOAD = "upload", _("Upload documents")
+    ADMIN = "admin", _("Administration (mail sources; staff users only)")
 
 
 class ApiToken(models.Model):
@@ -18,14 +19,14 @@ class ApiToken(models.Model):
     # The first characters of the secret, shown in lists and logs to tell tokens apart.
     prefix = models.CharField(max_length=16, db_index=True)
     digest = models.CharField(max_length=64, unique=True, editable=False)  # SHA-256 hex of the secret
-    scopes = models.CharField(max_length=64, help_text="Comma-separated: read, upload, admin.")
+    scopes = models.CharField(max_length=64, help_text=_("Comma-separated: read, upload, admin."))
     created = models.DateTimeField(auto_now_add=True)
     last_used = models.DateTimeField(null=True, blank=True)
     revoked = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created"]
-        verbose_name = "API token"
+        verbose_name = _("API token")
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name})"

@@ -28,6 +28,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 
 from archive import charts, extraction
 from archive.models import ArchiveDay, Document, DocumentFile, ExtractionStatus
@@ -252,8 +254,15 @@ def coverage_alarms(found: Coverage, *, now: dt.datetime, stall_minutes: int | N
     if found.oldest_pending is not None and now - found.oldest_pending > dt.timedelta(minutes=limit):
         age = int((now - found.oldest_pending).total_seconds() // 60)
         alarms.append(
-            f"Search coverage stalls: {found.pending_files:,} file(s) wait for text extraction,"
-            f" the oldest for {age:,} minutes (more than {limit:,})."
+            _(
+                "Search coverage stalls: %(files)s file(s) wait for text extraction,"
+                " the oldest for %(age)s minutes (more than %(limit)s)."
+            )
+            % {
+                "files": number_format(found.pending_files, force_grouping=True),
+                "age": number_format(age, force_grouping=True),
+                "limit": number_format(limit, force_grouping=True),
+            }
         )
     return alarms
 
@@ -329,11 +338,12 @@ def _filesystem_backlog(names: list[str]) -> dict[str, int | None]:
     return dict(counts)
 
 
-def growth_and_coverage(groups: Groups, *, now: dt.datetime, subject: str = "Documents") -> dict[str, Any]:
+def growth_and_coverage(groups: Groups, *, now: dt.datetime, subject: str | None = None) -> dict[str, Any]:
     """What both dashboards show of the archive (the WebAdmin one for all of it,
     the WebDMS overview for what a user sees): totals, search coverage with its
     alarms and meter, documents per day and per month. ``subject`` names the
     documents in the chart titles ("Your documents")."""
+    subject = subject or _("Documents")
     days = growth_per_day(groups, now=now)
     months = growth_per_month(groups, now=now)
     found_totals = totals(groups)
@@ -344,17 +354,17 @@ def growth_and_coverage(groups: Groups, *, now: dt.datetime, subject: str = "Doc
         "totals": found_totals,
         "coverage": found,
         "coverage_alarms": alarms,
-        "coverage_meter": charts.meter(found.percent, title="Search coverage", alarm=bool(alarms)),
+        "coverage_meter": charts.meter(found.percent, title=_("Search coverage"), alarm=bool(alarms)),
         "per_day_chart": charts.bar_chart(
             [p.label for p in days],
-            [charts.Series("documents", [p.documents for p in days])],
-            title=f"{subject} per day (30 days)",
+            [charts.Series(_("documents"), [p.documents for p in days])],
+            title=_("%(subject)s per day (30 days)") % {"subject": subject},
             chart_id="chart-days",
         ),
         "per_month_chart": charts.bar_chart(
             [p.label for p in months],
-            [charts.Series("documents", [p.documents for p in months])],
-            title=f"{subject} per month (12 months)",
+            [charts.Series(_("documents"), [p.documents for p in months])],
+            title=_("%(subject)s per month (12 months)") % {"subject": subject},
             chart_id="chart-months",
         ),
     }

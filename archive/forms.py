@@ -9,6 +9,7 @@ from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from archive.models import ArchiveSettings, FieldDefinition, FieldType, parse_field_date
 from archive.services import clean_field_value
@@ -115,16 +116,16 @@ class MultipleFileField(forms.FileField):
 
 
 def upload_limits_text() -> str:
-    return (
-        f"At most {filesizeformat(settings.MAX_UPLOAD_BYTES)} per file and "
-        f"{filesizeformat(settings.MAX_UPLOAD_REQUEST_BYTES)} per upload."
-    )
+    return _("At most %(file)s per file and %(upload)s per upload.") % {
+        "file": filesizeformat(settings.MAX_UPLOAD_BYTES),
+        "upload": filesizeformat(settings.MAX_UPLOAD_REQUEST_BYTES),
+    }
 
 
 class UploadForm(forms.Form):
     # A declared field, not BaseForm.files: the form's metaclass moves it into base_fields.
-    files = MultipleFileField(label="Files")  # type: ignore[assignment]
-    owner_group = forms.ModelChoiceField(queryset=Group.objects.none(), label="Owner group")
+    files = MultipleFileField(label=_("Files"))  # type: ignore[assignment]
+    owner_group = forms.ModelChoiceField(queryset=Group.objects.none(), label=_("Owner group"))
 
     def __init__(
         self, *args: Any, groups: QuerySet[Group], version_key_field: FieldDefinition | None = None, **kwargs: Any
@@ -140,10 +141,10 @@ class UploadForm(forms.Form):
         self.version_key_field = version_key_field
         if version_key_field is not None:
             self.fields["version_key"] = forms.CharField(
-                label=f"Version key ({version_key_field.label})",
+                label=_("Version key (%(field)s)") % {"field": version_key_field.label},
                 required=False,
                 max_length=2000,
-                help_text="Optional: a document with this value gets the upload as its next version.",
+                help_text=_("Optional: a document with this value gets the upload as its next version."),
             )
 
     def clean_version_key(self) -> object:
@@ -208,5 +209,5 @@ class ArchiveSettingsForm(forms.ModelForm):  # type: ignore[type-arg]  # not sub
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         if cleaned.get("versioning") and not cleaned.get("version_key_field"):
-            self.add_error("version_key_field", "Versioning needs a field for the version key.")
+            self.add_error("version_key_field", _("Versioning needs a field for the version key."))
         return cleaned

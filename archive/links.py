@@ -8,6 +8,7 @@ from html import escape
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 from archive.models import ArchiveSettings, Document
 from archive.selectors import field_value
@@ -25,17 +26,17 @@ def validate_dns_name(value: str) -> None:
         return
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not value.lower().startswith(parts.scheme + "://"):
-        raise ValidationError("Must start with http:// or https://")
+        raise ValidationError(_("Must start with http:// or https://"))
     if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
-        raise ValidationError("Only http(s)://host[:port] — no path, query, fragment or user.")
+        raise ValidationError(_("Only http(s)://host[:port] — no path, query, fragment or user."))
     if not _HOST.match(parts.netloc):
-        raise ValidationError(f"{parts.netloc!r} is not a valid host name or address")
+        raise ValidationError(_("%(host)s is not a valid host name or address") % {"host": repr(parts.netloc)})
     try:
         port = parts.port
     except ValueError:
         port = -1
     if port is not None and not 0 < port < 65536:
-        raise ValidationError("Port must be between 1 and 65535")
+        raise ValidationError(_("Port must be between 1 and 65535"))
 
 
 @dataclasses.dataclass(frozen=True)

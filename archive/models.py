@@ -9,14 +9,15 @@ from typing import Any
 from django.contrib.auth.models import Group
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class FieldType(models.TextChoices):
-    TEXT = "text", "Text"
-    NUMBER = "number", "Number"
-    DATE = "date", "Date"
-    YESNO = "yesno", "Yes/No"
-    SELECTION = "selection", "Selection"
+    TEXT = "text", _("Text")
+    NUMBER = "number", _("Number")
+    DATE = "date", _("Date")
+    YESNO = "yesno", _("Yes/No")
+    SELECTION = "selection", _("Selection")
 
 
 class FieldDefinition(models.Model):
@@ -26,11 +27,13 @@ class FieldDefinition(models.Model):
     label = models.CharField(max_length=100)
     type = models.CharField(max_length=16, choices=FieldType.choices, default=FieldType.TEXT)
     internal = models.BooleanField(
-        default=False, help_text="A system field (number, owner, created…), not typed by users."
+        default=False, help_text=_("A system field (number, owner, created…), not typed by users.")
     )
-    in_reduced_table = models.BooleanField(default=True, help_text="Shown when the table is in its reduced form.")
+    in_reduced_table = models.BooleanField(default=True, help_text=_("Shown when the table is in its reduced form."))
     order = models.PositiveIntegerField(default=100)
-    choices = models.TextField(blank=True, help_text="Selection fields: one allowed value per line (empty: free text).")
+    choices = models.TextField(
+        blank=True, help_text=_("Selection fields: one allowed value per line (empty: free text).")
+    )
 
     class Meta:
         ordering = ["order", "id"]
@@ -44,20 +47,20 @@ class FieldDefinition(models.Model):
 
 
 class DocumentKind(models.TextChoices):
-    DOCUMENT = "document", "Document"
-    MAIL = "mail", "Mail"
+    DOCUMENT = "document", _("Document")
+    MAIL = "mail", _("Mail")
 
 
 class ProcessingStatus(models.TextChoices):
     """Where a mail document's processing (its parts becoming files) stands;
     ``archive.processing`` moves it, its sweep re-queues what is stuck."""
 
-    NONE = "none", "Nothing to process"  # not a mail from a source (uploads)
-    PENDING = "pending", "Pending"
-    PROCESSING = "processing", "Processing"
-    DONE = "done", "Processed"
-    FAILED_TRANSIENT = "failed_transient", "Failed, will retry"
-    FAILED_PERMANENT = "failed_permanent", "Failed"
+    NONE = "none", _("Nothing to process")  # not a mail from a source (uploads)
+    PENDING = "pending", _("Pending")
+    PROCESSING = "processing", _("Processing")
+    DONE = "done", _("Processed")
+    FAILED_TRANSIENT = "failed_transient", _("Failed, will retry")
+    FAILED_PERMANENT = "failed_permanent", _("Failed")
 
 
 class Document(models.Model):
@@ -103,15 +106,15 @@ class Document(models.Model):
 
 
 class FileRole(models.TextChoices):
-    ORIGINAL = "original", "Original"
-    ATTACHMENT = "attachment", "Attachment"
+    ORIGINAL = "original", _("Original")
+    ATTACHMENT = "attachment", _("Attachment")
 
 
 class ExtractionStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
-    NONE = "none", "Not extractable"
+    PENDING = "pending", _("Pending")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+    NONE = "none", _("Not extractable")
 
 
 class DocumentFile(models.Model):
@@ -186,44 +189,44 @@ class PublicAccess(models.Model):
 
 
 class PrimaryUsage(models.TextChoices):
-    DOCUMENTS = "documents", "Documents"
-    MAILS = "mails", "Mails"
-    MEDIA = "media", "Media"
+    DOCUMENTS = "documents", _("Documents")
+    MAILS = "mails", _("Mails")
+    MEDIA = "media", _("Media")
 
 
 class Theme(models.TextChoices):
-    BRIGHT = "bright", "New icons with bright design"
-    DARK = "dark", "Dark design"
+    BRIGHT = "bright", _("New icons with bright design")
+    DARK = "dark", _("Dark design")
 
 
 class ArchiveSettings(models.Model):
     """The "Archive administration" form of the original: one row per archive."""
 
     primary_usage = models.CharField(
-        "Primary archive usage",
+        _("Primary archive usage"),
         max_length=16,
         choices=PrimaryUsage.choices,
         default=PrimaryUsage.DOCUMENTS,
     )
-    theme = models.CharField("Layout (Theme)", max_length=16, choices=Theme.choices, default=Theme.BRIGHT)
-    hide_extended_icons = models.BooleanField("Hide extended icons", default=False)
+    theme = models.CharField(_("Layout (Theme)"), max_length=16, choices=Theme.choices, default=Theme.BRIGHT)
+    hide_extended_icons = models.BooleanField(_("Hide extended icons"), default=False)
     field_columns = models.PositiveSmallIntegerField(
-        "Number of columns for fields (1,2,3)",
+        _("Number of columns for fields (1,2,3)"),
         default=1,
         validators=[MinValueValidator(1), MaxValueValidator(3)],
     )
-    start_reduced_table = models.BooleanField("Start with reduced table", default=False)
-    hide_internal_in_reduced = models.BooleanField("Hide internal fields in reduced table", default=False)
-    suppress_title = models.BooleanField("Suppress field 'Title' in main view", default=False)
+    start_reduced_table = models.BooleanField(_("Start with reduced table"), default=False)
+    hide_internal_in_reduced = models.BooleanField(_("Hide internal fields in reduced table"), default=False)
+    suppress_title = models.BooleanField(_("Suppress field 'Title' in main view"), default=False)
     title_width = models.PositiveIntegerField(
-        "Width of field 'Title' in table",
+        _("Width of field 'Title' in table"),
         default=3000,
         validators=[MinValueValidator(1)],
-        help_text="In the original's unit, 1/15 px: 3000 → 200 px.",
+        help_text=_("In the original's unit, 1/15 px: 3000 → 200 px."),
     )
     publish_field = models.ForeignKey(
         FieldDefinition,
-        verbose_name="Field for publishing",
+        verbose_name=_("Field for publishing"),
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -231,32 +234,32 @@ class ArchiveSettings(models.Model):
     )
     filename_field = models.ForeignKey(
         FieldDefinition,
-        verbose_name="Save filename in field",
+        verbose_name=_("Save filename in field"),
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
     )
-    versioning = models.BooleanField("Versioning", default=False)
+    versioning = models.BooleanField(_("Versioning"), default=False)
     version_key_field = models.ForeignKey(
         FieldDefinition,
-        verbose_name="Field for version key",
+        verbose_name=_("Field for version key"),
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
     )
-    combobox_elements = models.PositiveIntegerField("Elements in combobox fields (0-x)", default=0)
-    show_notes = models.BooleanField("Show note field", default=True)
+    combobox_elements = models.PositiveIntegerField(_("Elements in combobox fields (0-x)"), default=0)
+    show_notes = models.BooleanField(_("Show note field"), default=True)
     dns_name = models.CharField(
-        "DNS name for API call",
+        _("DNS name for API call"),
         max_length=255,
         blank=True,
-        help_text="Base URL of access links, e.g. https://archive.example.com",
+        help_text=_("Base URL of access links, e.g. https://archive.example.com"),
     )
     link_title_field = models.ForeignKey(
         FieldDefinition,
-        verbose_name="Title field for API link (Ctrl+C WebDMS)",
+        verbose_name=_("Title field for API link (Ctrl+C WebDMS)"),
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -264,8 +267,8 @@ class ArchiveSettings(models.Model):
     )
 
     class Meta:
-        verbose_name = "archive settings"
-        verbose_name_plural = "archive settings"
+        verbose_name = _("archive settings")
+        verbose_name_plural = _("archive settings")
 
     @property
     def title_width_px(self) -> int:

@@ -12,6 +12,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
+from django.utils.translation import gettext as _
 
 from archive import extraction, search, storage
 from archive.integrity import ledger
@@ -65,7 +66,9 @@ def clean_field_value(field: FieldDefinition, raw: object) -> object:
         try:
             number = Decimal(text)
         except InvalidOperation:
-            raise ValidationError(f"{field.label}: {text!r} is not a number") from None
+            raise ValidationError(
+                _("%(field)s: %(text)s is not a number") % {"field": field.label, "text": repr(text)}
+            ) from None
         # "f": 10 stays "10" (str() of a normalised Decimal would say "1E+1").
         return format(number.normalize(), "f")
     if field.type == FieldType.DATE:
@@ -74,10 +77,14 @@ def clean_field_value(field: FieldDefinition, raw: object) -> object:
         if isinstance(raw, dt.date):
             return raw.isoformat()
         if parse_field_date(text) is None:
-            raise ValidationError(f"{field.label}: {text!r} is not a date (YYYY-MM-DD)")
+            raise ValidationError(
+                _("%(field)s: %(text)s is not a date (YYYY-MM-DD)") % {"field": field.label, "text": repr(text)}
+            )
         return text
     if field.type == FieldType.SELECTION and field.choice_list and text not in field.choice_list:
-        raise ValidationError(f"{field.label}: {text!r} is not one of the allowed values")
+        raise ValidationError(
+            _("%(field)s: %(text)s is not one of the allowed values") % {"field": field.label, "text": repr(text)}
+        )
     return text
 
 
@@ -91,9 +98,9 @@ def _apply_values(
     for name, raw in values.items():
         field = fields.get(name)
         if field is None:
-            raise ValidationError(f"Unknown field {name!r}")
+            raise ValidationError(_("Unknown field %(name)s") % {"name": repr(name)})
         if field.internal and name in COLUMN_FIELDS and name not in ("title", "date"):
-            raise ValidationError(f"{field.label} is set by the archive")
+            raise ValidationError(_("%(field)s is set by the archive") % {"field": field.label})
         document.values[name] = clean_field_value(field, raw)
     document.title = str(document.values.get("title", ""))[:500]
     document.date = parse_field_date(str(document.values.get("date", "") or ""))

@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, Js
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -255,9 +256,9 @@ def document_fields(request: HttpRequest, access: DocumentAccess) -> HttpRespons
         except ValidationError as exc:
             messages.error(request, "; ".join(exc.messages))
         else:
-            messages.success(request, "Fields saved.")
+            messages.success(request, _("Fields saved."))
     else:
-        messages.error(request, "Not saved: " + "; ".join(_labelled_errors(form)))
+        messages.error(request, _("Not saved: ") + "; ".join(_labelled_errors(form)))
     return redirect(reverse("archive:document", args=[document.pk]) + "#fields")
 
 
@@ -279,7 +280,7 @@ def document_notes(request: HttpRequest, access: DocumentAccess) -> HttpResponse
     form = NotesForm(request.POST)
     if form.is_valid():
         services.document_set_notes(document, form.cleaned_data["notes"], actor=actor_name(request.user))
-        messages.success(request, "Notes saved.")
+        messages.success(request, _("Notes saved."))
     return redirect(reverse("archive:document", args=[document.pk]) + "#notes")
 
 
@@ -320,9 +321,13 @@ def upload(request: HttpRequest) -> HttpResponse:
                 created.append(document)
                 new_versions += is_version
         if new_versions:
-            messages.success(request, f"{len(created)} file(s) archived, {new_versions} as a new version.")
+            messages.success(
+                request,
+                _("%(files)d file(s) archived, %(versions)d as a new version.")
+                % {"files": len(created), "versions": new_versions},
+            )
         else:
-            messages.success(request, f"{len(created)} file(s) archived.")
+            messages.success(request, _("%(files)d file(s) archived.") % {"files": len(created)})
         if len(created) == 1:
             return redirect("archive:document", created[0].pk)
         return redirect("archive:table")
@@ -444,6 +449,6 @@ def overview(request: HttpRequest) -> HttpResponse:
         if selectors.sees_everything(request.user)
         else list(selectors.groups_for_user(request.user).values_list("pk", flat=True))
     )
-    context = dashboard.growth_and_coverage(groups, now=timezone.now(), subject="Your documents")
+    context = dashboard.growth_and_coverage(groups, now=timezone.now(), subject=_("Your documents"))
     context["alarms"] = context["coverage_alarms"]
     return render(request, "archive/overview.html", context)

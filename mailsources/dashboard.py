@@ -10,6 +10,7 @@ from collections import defaultdict
 
 from django.conf import settings
 from django.db.models import Count, F, Max, Q, Sum
+from django.utils.translation import gettext as _
 
 from archive.dashboard import by_utc_day, day_rows_replace, utc_day, utc_start
 from archive.models import ArchiveDay
@@ -92,7 +93,7 @@ def recent_runs(limit: int = 10) -> list[RunRow]:
             started=run.started,
             seconds=(run.finished - run.started).total_seconds() if run.finished else None,
             status=run.status,
-            status_label=RunStatus(run.status).label,
+            status_label=str(RunStatus(run.status).label),
             new=run.new,
             failed=run.failed,
             errors=run.errors[:300],
@@ -125,8 +126,14 @@ def source_alarms(*, now: dt.datetime, intervals: int | None = None) -> list[str
                 f" (more than {factor} × its {source.interval_minutes}-minute interval)."
             )
         if source.status == SourceStatus.ERROR:
-            alarms.append(f"Mail source {source.name!r} stopped with an error: {source.status_message[:200]}")
+            alarms.append(
+                _("Mail source %(name)s stopped with an error: %(error)s")
+                % {"name": repr(source.name), "error": source.status_message[:200]}
+            )
     failing = MailboxStatus.objects.filter(source__enabled=True, status=SourceStatus.ERROR).select_related("source")
     for box in failing:
-        alarms.append(f"Mailbox {box.mailbox} of {box.source.name!r} fails: {box.message[:200]}")
+        alarms.append(
+            _("Mailbox %(mailbox)s of %(name)s fails: %(error)s")
+            % {"mailbox": box.mailbox, "name": repr(box.source.name), "error": box.message[:200]}
+        )
     return alarms

@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth.models import Group
 from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext_lazy as _
 
 from mailsources.imports import import_dir_entries
 from mailsources.models import ImportFormat
@@ -17,12 +18,14 @@ UPLOAD_SUFFIXES = (".mbox", ".mbx", ".zip", ".msg", ".eml")
 
 class _ImportFields(forms.Form):
     mailbox = forms.CharField(
-        label="Mailbox address",
+        label=_("Mailbox address"),
         max_length=255,
-        help_text="The mailbox the mails belong to. The mails an IMAP or Microsoft 365 source archived "
-        "from it already are not archived twice: the import adds where else they were found.",
+        help_text=_(
+            "The mailbox the mails belong to. The mails an IMAP or Microsoft 365 source archived "
+            "from it already are not archived twice: the import adds where else they were found."
+        ),
     )
-    owner_group = forms.ModelChoiceField(label="Owner", queryset=Group.objects.order_by("name"))
+    owner_group = forms.ModelChoiceField(label=_("Owner"), queryset=Group.objects.order_by("name"))
     format = forms.ChoiceField(choices=ImportFormat.choices, initial=ImportFormat.AUTO, required=False)
 
     def clean_format(self) -> str:
@@ -30,7 +33,7 @@ class _ImportFields(forms.Form):
 
 
 class ImportStartForm(_ImportFields):
-    entry = forms.ChoiceField(label="File or folder in the import directory")
+    entry = forms.ChoiceField(label=_("File or folder in the import directory"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -44,7 +47,7 @@ class ImportStartForm(_ImportFields):
 
 
 class ImportUploadForm(_ImportFields):
-    file = forms.FileField(label="MBOX, ZIP of .eml files, or Outlook .msg")
+    file = forms.FileField(label=_("MBOX, ZIP of .eml files, or Outlook .msg"))
     field_order = ["file"]
 
     def clean_file(self) -> Any:

@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from archive.access import staff_required
@@ -39,9 +40,11 @@ def _started(request: HttpRequest, source: MailSource) -> HttpResponse:
     try:
         tasks.sync_enqueue(source.pk)
     except tasks.BROKER_ERRORS as exc:
-        messages.error(request, f"The import is set up, but the task queue is unavailable: {exc}")
+        messages.error(
+            request, _("The import is set up, but the task queue is unavailable: %(error)s") % {"error": exc}
+        )
     else:
-        messages.success(request, f"Import “{source.name}” queued; its progress shows here.")
+        messages.success(request, _("Import “%(name)s” queued; its progress shows here.") % {"name": source.name})
     return redirect("mailsources:detail", source.pk)
 
 

@@ -8,63 +8,66 @@ import hashlib
 from django.contrib.auth.models import Group
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from archive.models import Document, FieldDefinition
 
 
 class SourceKind(models.TextChoices):
-    IMAP = "imap", "IMAP"
+    IMAP = "imap", _("IMAP")
     M365 = "m365", "Microsoft 365"
     # An existing archive (MBOX, .eml, .msg, PST) read from a file or directory.
-    IMPORT = "import", "Import"
+    IMPORT = "import", _("Import")
 
 
 class ImportFormat(models.TextChoices):
-    AUTO = "auto", "Detect from the files"
-    MBOX = "mbox", "MBOX (mboxo, mboxrd, mboxcl/cl2)"
+    AUTO = "auto", _("Detect from the files")
+    MBOX = "mbox", _("MBOX (mboxo, mboxrd, mboxcl/cl2)")
     # "mbox" tells mboxo from mboxrd by a line quoted twice (">>From "), which only an
     # mboxrd writer makes unless a mail had one: these two say it instead.
-    MBOXO = "mboxo", "MBOX, mboxo/mboxcl (quoted From lines kept as they are)"
-    MBOXRD = "mboxrd", "MBOX, mboxrd (quoted From lines unquoted)"
-    EML = "eml", ".eml files (a directory or a ZIP)"
-    MSG = "msg", "Outlook .msg files"
-    PST = "pst", "Outlook PST/OST"
+    MBOXO = "mboxo", _("MBOX, mboxo/mboxcl (quoted From lines kept as they are)")
+    MBOXRD = "mboxrd", _("MBOX, mboxrd (quoted From lines unquoted)")
+    EML = "eml", _(".eml files (a directory or a ZIP)")
+    MSG = "msg", _("Outlook .msg files")
+    PST = "pst", _("Outlook PST/OST")
 
 
 class Security(models.TextChoices):
-    TLS = "tls", "Implicit TLS (IMAPS, port 993)"
-    STARTTLS = "starttls", "STARTTLS (port 143)"
-    NONE = "none", "None (unencrypted)"
+    TLS = "tls", _("Implicit TLS (IMAPS, port 993)")
+    STARTTLS = "starttls", _("STARTTLS (port 143)")
+    NONE = "none", _("None (unencrypted)")
 
 
 class AfterArchive(models.TextChoices):
-    KEEP = "keep", "Keep on the server"
-    MOVE = "move", "Move to a folder"
-    DELETE = "delete", "Delete from the server"
+    KEEP = "keep", _("Keep on the server")
+    MOVE = "move", _("Move to a folder")
+    DELETE = "delete", _("Delete from the server")
 
 
 class SourceStatus(models.TextChoices):
-    IDLE = "idle", "Idle"
-    RUNNING = "running", "Running"
-    OK = "ok", "OK"
+    IDLE = "idle", _("Idle")
+    RUNNING = "running", _("Running")
+    OK = "ok", _("OK")
     # Ran, but some mailboxes or folders failed (the page names them).
-    PARTIAL = "partial", "Partly failing"
-    RETRYING = "retrying", "Retrying"
-    ERROR = "error", "Stopped: error"
-    DISABLED = "disabled", "Disabled"
+    PARTIAL = "partial", _("Partly failing")
+    RETRYING = "retrying", _("Retrying")
+    ERROR = "error", _("Stopped: error")
+    DISABLED = "disabled", _("Disabled")
 
 
 class MailSource(models.Model):
     kind = models.CharField(max_length=8, choices=SourceKind.choices)
     name = models.CharField(max_length=100, unique=True)
     enabled = models.BooleanField(default=True)
-    interval_minutes = models.PositiveIntegerField("Interval (minutes)", default=15, validators=[MinValueValidator(1)])
+    interval_minutes = models.PositiveIntegerField(
+        _("Interval (minutes)"), default=15, validators=[MinValueValidator(1)]
+    )
     # "" = all folders; else a comma-separated list ("INBOX, Archive/2024").
     folders = models.CharField(
         max_length=2000,
         blank=True,
         default="",
-        help_text="Comma-separated folder names (e.g. INBOX, Archive/2024); empty for all folders.",
+        help_text=_("Comma-separated folder names (e.g. INBOX, Archive/2024); empty for all folders."),
     )
     owner_group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="+")
     from_field = models.ForeignKey(FieldDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -73,7 +76,7 @@ class MailSource(models.Model):
     subject_field = models.ForeignKey(
         FieldDefinition, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    min_age_days = models.PositiveIntegerField("Minimum age (days)", default=0)
+    min_age_days = models.PositiveIntegerField(_("Minimum age (days)"), default=0)
     after_archive = models.CharField(max_length=8, choices=AfterArchive.choices, default=AfterArchive.KEEP)
     move_to_folder = models.CharField(max_length=255, blank=True)
 
@@ -83,14 +86,14 @@ class MailSource(models.Model):
     security = models.CharField(max_length=8, choices=Security.choices, default=Security.TLS)
     allow_unencrypted = models.BooleanField(default=False)
     username = models.CharField(max_length=255, blank=True)
-    ca_file = models.CharField("Custom CA file", max_length=500, blank=True)
+    ca_file = models.CharField(_("Custom CA file"), max_length=500, blank=True)
 
     # Microsoft 365
     tenant = models.CharField(max_length=255, blank=True)
-    client_id = models.CharField("Client ID", max_length=255, blank=True)
-    mailboxes = models.TextField(blank=True, help_text="One mailbox address per line.")
+    client_id = models.CharField(_("Client ID"), max_length=255, blank=True)
+    mailboxes = models.TextField(blank=True, help_text=_("One mailbox address per line."))
     page_size = models.PositiveIntegerField(
-        "Number of mails (Office 365)",
+        _("Number of mails (Office 365)"),
         default=25,
         validators=[MinValueValidator(1), MaxValueValidator(1000)],
     )
@@ -234,8 +237,8 @@ class MailLocation(models.Model):
 
 
 class CursorStatus(models.TextChoices):
-    OK = "ok", "OK"
-    ERROR = "error", "Error"
+    OK = "ok", _("OK")
+    ERROR = "error", _("Error")
 
 
 class FolderCursor(models.Model):
@@ -267,11 +270,11 @@ class MailboxStatus(models.Model):
 
 
 class RunStatus(models.TextChoices):
-    RUNNING = "running", "Running"
-    OK = "ok", "Finished"
-    PARTIAL = "partial", "Finished with errors"
-    RETRY = "retry", "Interrupted, will retry"
-    FAILED = "failed", "Failed"
+    RUNNING = "running", _("Running")
+    OK = "ok", _("Finished")
+    PARTIAL = "partial", _("Finished with errors")
+    RETRY = "retry", _("Interrupted, will retry")
+    FAILED = "failed", _("Failed")
 
 
 class SyncRun(models.Model):

@@ -8,6 +8,7 @@ import io
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import path
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from archive.access import audit_reader_required
@@ -25,7 +26,9 @@ def report(request: HttpRequest) -> HttpResponse:
     if not chosen:
         return render(request, "exports/reconcile.html", {"sources": sources})
     if not chosen.isascii() or not chosen.isdigit() or len(chosen) > 18:
-        return render(request, "exports/reconcile.html", {"sources": sources, "error": "Choose a source."}, status=400)
+        return render(
+            request, "exports/reconcile.html", {"sources": sources, "error": _("Choose a source.")}, status=400
+        )
     source = get_object_or_404(MailSource, pk=int(chosen))
     reports = reconcile.reconcile_source(source)
     if request.GET.get("format") == "csv":

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import formats, timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from archive.access import staff_required
@@ -48,7 +49,7 @@ def status_text(source: MailSource, failing: list[MailboxStatus]) -> str:
     """The source's status as the pages show it: never "OK" while a mailbox fails."""
     text = source.get_status_display()
     if failing and source.status in (SourceStatus.OK, SourceStatus.IDLE):
-        text = SourceStatus.PARTIAL.label
+        text = str(SourceStatus.PARTIAL.label)
     if source.status_message:
         text += f" — {source.status_message}"
     return text
@@ -65,7 +66,7 @@ def failing_text(failing: list[MailboxStatus]) -> str:
     """ "Failing mailboxes: a@x (Stopped: error), …" or ""."""
     if not failing:
         return ""
-    return "Failing mailboxes: " + ", ".join(f"{m.mailbox} ({m.get_status_display()})" for m in failing)
+    return _("Failing mailboxes: ") + ", ".join(f"{m.mailbox} ({m.get_status_display()})" for m in failing)
 
 
 def progress_text(run: SyncRun | None, source: MailSource | None = None) -> str:
@@ -174,7 +175,9 @@ def source_create(request: HttpRequest, kind: str) -> HttpResponse:
         with transaction.atomic():  # the change and its audit entry, or neither
             source = form.save()
             log_source_change(request, source, "added", audit.form_changes(form))
-        messages.success(request, f"Mail source “{source.name}” created. Test the connection next.")
+        messages.success(
+            request, _("Mail source “%(name)s” created. Test the connection next.") % {"name": source.name}
+        )
         return redirect("mailsources:detail", source.pk)
     return render(request, "mailsources/form.html", {"form": form, "kind": SourceKind(kind)})
 
@@ -191,7 +194,7 @@ def source_edit(request: HttpRequest, pk: int) -> HttpResponse:
         with transaction.atomic():
             form.save()
             log_source_change(request, source, "changed", changes)
-        messages.success(request, "Mail source saved.")
+        messages.success(request, _("Mail source saved."))
         return redirect("mailsources:detail", source.pk)
     return render(
         request,
@@ -237,15 +240,15 @@ def source_test(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         reports = services.source_test_connection(source)
     except (SourceError, SecretUnavailable) as exc:
-        messages.error(request, f"Connection test failed: {exc}")
+        messages.error(request, _("Connection test failed: %(error)s") % {"error": exc})
     else:
         lines = [line for report in reports for line in report.lines]
         enabled = _enable_after_first_test(source)
         messages.success(
             request,
-            "Connection test passed. "
+            _("Connection test passed. ")
             + " · ".join(lines)
-            + (" The source is enabled now; its first sync starts soon." if enabled else ""),
+            + (_(" The source is enabled now; its first sync starts soon.") if enabled else ""),
         )
     return redirect("mailsources:detail", source.pk)
 
@@ -270,9 +273,9 @@ def source_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         tasks.sync_enqueue(source.pk)
     except tasks.BROKER_ERRORS as exc:
-        messages.error(request, f"The task queue is unavailable, the sync was not queued: {exc}")
+        messages.error(request, _("The task queue is unavailable, the sync was not queued: %(error)s") % {"error": exc})
     else:
-        messages.success(request, "Sync queued; it starts when a sync worker is free.")
+        messages.success(request, _("Sync queued; it starts when a sync worker is free."))
     return redirect("mailsources:detail", source.pk)
 
 

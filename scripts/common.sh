@@ -37,6 +37,15 @@ ensure_debian_packages() {  # installs them as root; otherwise says exactly what
   fi
 }
 
+ensure_translations() {  # locale/*/django.po -> .mo (not in git); msgfmt comes with Debian's gettext
+  command -v msgfmt >/dev/null || ensure_debian_packages gettext
+  # compilemessages only loads the settings: a throwaway key if none is set yet (run.sh sets it later).
+  local key=()
+  [ -n "${SECRET_KEY:-}${SECRET_KEY_FILE:-}" ] || key=(SECRET_KEY=compilemessages-only)
+  env "${key[@]}" "$VENV/bin/python" manage.py compilemessages --ignore=.venv --ignore=var -v 0 \
+    || die "could not compile the translations (locale/)"
+}
+
 ensure_vendor_static() {  # PDF.js into static/vendor/ (pinned, checksummed; needs npm once)
   [ -f static/vendor/pdfjs/pdf.min.mjs ] || command -v npm >/dev/null || ensure_debian_packages npm
   bash scripts/vendor_static.sh || die "could not install the vendored static files (scripts/vendor_static.sh)"

@@ -2,9 +2,10 @@
 # `make run`: the whole product on one machine with no external service —
 # SQLite, local storage, Celery on kombu's filesystem broker — until Ctrl+C.
 source "$(dirname "$0")/common.sh"
-ensure_debian_packages libldap2-dev libsasl2-dev  # python-ldap (LDAP / Active Directory sign-in) builds against them
+ensure_debian_packages libldap2-dev libsasl2-dev gettext  # gettext: compilemessages; python-ldap (LDAP / Active Directory sign-in) builds against them
 ensure_venv ""
 ensure_vendor_static
+ensure_translations
 
 export DATA_DIR=${DATA_DIR:-$PWD/var}
 mkdir -p "$DATA_DIR"

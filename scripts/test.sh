@@ -5,9 +5,10 @@
 source "$(dirname "$0")/common.sh"
 
 ensure_debian_packages chromium dovecot-imapd isync openssl libmariadb-dev pkg-config \
-  libldap2-dev libsasl2-dev slapd ldap-utils npm  # LDAP sign-in (python-ldap, a test slapd), the test OIDC provider
+  libldap2-dev libsasl2-dev slapd ldap-utils npm gettext  # LDAP sign-in (python-ldap, a test slapd), the test OIDC provider
 ensure_venv "[test,mariadb]"
 ensure_vendor_static
+ensure_translations
 bash scripts/oidc_provider.sh || die "could not install the test OIDC provider (scripts/oidc_provider.sh)"
 
 MARIADB_URL=${TEST_MARIADB_URL:-mysql://root@127.0.0.1:3306/test}

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import IntegrityError, OperationalError
 from django.utils import timezone
 from django.utils.timesince import timesince
+from django.utils.translation import gettext as _
 
 from archive import charts
 from archive import dashboard as archive_dashboard
@@ -41,8 +42,9 @@ def anchor_alarms(anchor: anchoring.AnchorAge, now: dt.datetime) -> list[str]:
     if not anchor.overdue:
         return []
     if anchor.newest is None:
-        return ["Nothing has been timestamped by the TSA yet (integrity anchors)."]
-    return [f"The newest integrity timestamp is {timesince(anchor.newest.created, now)} old (TSA unreachable?)."]
+        return [_("Nothing has been timestamped by the TSA yet (integrity anchors).")]
+    age = timesince(anchor.newest.created, now)
+    return [_("The newest integrity timestamp is %(age)s old (TSA unreachable?).") % {"age": age}]
 
 
 def admin_dashboard(*, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -63,18 +65,18 @@ def admin_dashboard(*, now: dt.datetime | None = None) -> dict[str, Any]:
         "storage": charts.size(totals.bytes),
         "bytes_chart": charts.bar_chart(
             [p.label for p in days],
-            [charts.Series("bytes", [p.bytes for p in days])],
-            title="Stored bytes per day (30 days)",
+            [charts.Series(_("bytes"), [p.bytes for p in days])],
+            title=_("Stored bytes per day (30 days)"),
             fmt=charts.size,
             chart_id="chart-bytes",
         ),
         "mailbox_chart": charts.hbar_chart(
             [f"{names.get(m.source, f'source {m.source}')}: {m.mailbox}" for m in mailboxes],
             [
-                charts.Series("last 30 days", [m.recent for m in mailboxes]),
-                charts.Series("before", [m.documents - m.recent for m in mailboxes], css_class="s-muted"),
+                charts.Series(_("last 30 days"), [m.recent for m in mailboxes]),
+                charts.Series(_("before"), [m.documents - m.recent for m in mailboxes], css_class="s-muted"),
             ],
-            title="Mails per source and mailbox",
+            title=_("Mails per source and mailbox"),
             chart_id="chart-mailboxes",
         )
         if mailboxes
@@ -82,14 +84,17 @@ def admin_dashboard(*, now: dt.datetime | None = None) -> dict[str, Any]:
         "mailboxes": [(names.get(m.source, f"source {m.source}"), m) for m in mailboxes],
         "runs_chart": charts.bar_chart(
             [r.label for r in runs],
-            [charts.Series("finished", [r.finished for r in runs]), charts.Series("failed", [r.failed for r in runs])],
-            title="Sync runs per day (14 days)",
+            [
+                charts.Series(_("finished"), [r.finished for r in runs]),
+                charts.Series(_("failed"), [r.failed for r in runs]),
+            ],
+            title=_("Sync runs per day (14 days)"),
             chart_id="chart-runs",
         ),
         "durations_chart": charts.bar_chart(
             [r.label for r in runs],
-            [charts.Series("longest run", [r.longest_seconds for r in runs])],
-            title="Longest sync run per day",
+            [charts.Series(_("longest run"), [r.longest_seconds for r in runs])],
+            title=_("Longest sync run per day"),
             fmt=charts.seconds,
             chart_id="chart-durations",
         ),
@@ -97,8 +102,8 @@ def admin_dashboard(*, now: dt.datetime | None = None) -> dict[str, Any]:
         "backlog": sorted(backlog.items()),
         "backlog_chart": charts.bar_chart(
             [name for name, _ in sorted(backlog.items())],
-            [charts.Series("waiting", [n or 0 for _, n in sorted(backlog.items())])],
-            title="Queue backlog (messages waiting)",
+            [charts.Series(_("waiting"), [n or 0 for _, n in sorted(backlog.items())])],
+            title=_("Queue backlog (messages waiting)"),
             width=320,
             chart_id="chart-queues",
         ),

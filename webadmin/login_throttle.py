@@ -23,10 +23,11 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 log = logging.getLogger("webadmin.security")
 
-LOCKOUT_MESSAGE = (
+LOCKOUT_MESSAGE = _(
     "Too many failed logins. Logging in is blocked for a while; try again later "
     "or ask an administrator to lift the lock."
 )

@@ -49,6 +49,7 @@ MIDDLEWARE = [
     "webadmin.middleware.ContentSecurityPolicyMiddleware",
     "webadmin.middleware.OutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",  # the browser's Accept-Language, or the language cookie
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -68,6 +69,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",  # LANGUAGE_CODE, LANGUAGES for the language menu
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "archive.context_processors.archive_settings",
@@ -112,8 +114,18 @@ LOGIN_REDIRECT_URL = "archive:table"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en"
+# English, German (Swiss spelling), French and Italian: locale/*/LC_MESSAGES/django.po, compiled by
+# scripts/common.sh (ensure_translations). The user's choice (the top bar's menu, Django's set_language)
+# is kept in the language cookie for a year; without it the browser's Accept-Language decides.
+LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("fr", "Français"), ("it", "Italiano")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+FORMAT_MODULE_PATH = ["webadmin.formats"]  # English keeps its ISO dates (webadmin/formats/en)
+LANGUAGE_COOKIE_NAME = "webadmin_language"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_HTTPONLY = True
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
-USE_I18N = True
+USE_I18N = True  # Django 5.2 always localises dates and numbers by the active language (USE_L10N is gone)
 USE_TZ = True
 
 STATIC_URL = "static/"

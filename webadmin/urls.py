@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.shortcuts import redirect
 from django.urls import include, path
+from django.views.i18n import set_language
 
 from archive import views as archive_views
 from webadmin import views
@@ -17,6 +18,8 @@ urlpatterns = [
     path("oidc/authenticate/", oidc_views.AuthenticateView.as_view(), name="oidc_authentication_init"),
     path("oidc/callback/", oidc_views.CallbackView.as_view(), name="oidc_authentication_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # The top bar's language menu (POST; the choice is kept in the language cookie).
+    path("i18n/setlang/", set_language, name="set_language"),
     path("dms/", include("archive.urls")),
     path("webadmin/", include("webadmin.admin_urls")),
     path("webadmin/sources/", include("mailsources.urls")),

@@ -4,6 +4,8 @@ from django.contrib import messages
 from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from archive import dashboard as archive_dashboard
@@ -29,7 +31,11 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_POST
 def dashboard_reindex(request: HttpRequest) -> HttpResponse:
     queued = archive_dashboard.coverage_requeue()
-    messages.success(request, f"Re-index started: {queued:,} document(s) queued for text extraction.")
+    messages.success(
+        request,
+        _("Re-index started: %(queued)s document(s) queued for text extraction.")
+        % {"queued": number_format(queued, force_grouping=True)},
+    )
     return redirect("webadmin:home")
 
 
@@ -74,9 +80,9 @@ def archive_settings(request: HttpRequest) -> HttpResponse:
                     audit.log(
                         AuditAction.SETTINGS_CHANGED, request, details={"settings": "archive", "changed": changes}
                     )
-            messages.success(request, "Archive settings saved.")
+            messages.success(request, _("Archive settings saved."))
             return redirect("webadmin:archive_settings")
-        messages.error(request, "Not saved: please correct the marked settings.")
+        messages.error(request, _("Not saved: please correct the marked settings."))
     return render(request, "webadmin/archive_settings.html", {"form": form})
 
 

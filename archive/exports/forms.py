@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django.apps import apps
+from django.utils.translation import gettext_lazy as _
 
 from archive.search import MAX_QUERY_CHARS
 
@@ -30,23 +31,23 @@ def _hold_choices() -> list[tuple[str, str]]:
 class ExportForm(forms.Form):
     """What to export; every criterion is optional, those given are combined (AND)."""
 
-    name = forms.CharField(max_length=100, required=False, help_text="For your list of exports.")
+    name = forms.CharField(max_length=100, required=False, help_text=_("For your list of exports."))
     query = forms.CharField(
-        label="Search query",
+        label=_("Search query"),
         max_length=MAX_QUERY_CHARS,
         required=False,
-        help_text="The table's search language, e.g. invoice from:alice date:2024-01-01..2024-12-31.",
+        help_text=_("The table's search language, e.g. invoice from:alice date:2024-01-01..2024-12-31."),
     )
-    source_id = forms.TypedChoiceField(label="Mail source", required=False, coerce=int, empty_value=None)
+    source_id = forms.TypedChoiceField(label=_("Mail source"), required=False, coerce=int, empty_value=None)
     mailbox = forms.CharField(
-        max_length=255, required=False, help_text="user@host (IMAP) or the address (Microsoft 365)."
+        max_length=255, required=False, help_text=_("user@host (IMAP) or the address (Microsoft 365).")
     )
-    legal_hold_id = forms.TypedChoiceField(label="Legal hold", required=False, coerce=int, empty_value=None)
-    date_from = forms.DateField(label="Date from", required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(label="Date to", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    legal_hold_id = forms.TypedChoiceField(label=_("Legal hold"), required=False, coerce=int, empty_value=None)
+    date_from = forms.DateField(label=_("Date from"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(label=_("Date to"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     target = forms.ChoiceField(choices=ExportTarget.choices, initial=ExportTarget.ZIP)
-    with_mbox = forms.BooleanField(label="MBOX per mailbox", required=False, initial=True)
-    with_z3 = forms.BooleanField(label="GoBD Z3 tables (index.xml)", required=False, initial=True)
+    with_mbox = forms.BooleanField(label=_("MBOX per mailbox"), required=False, initial=True)
+    with_z3 = forms.BooleanField(label=_("GoBD Z3 tables (index.xml)"), required=False, initial=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -57,5 +58,5 @@ class ExportForm(forms.Form):
         data = super().clean() or {}
         start, end = data.get("date_from"), data.get("date_to")
         if start and end and start > end:
-            self.add_error("date_to", "The end of the date range lies before its start.")
+            self.add_error("date_to", _("The end of the date range lies before its start."))
         return data

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class ExportStatus(models.TextChoices):
-    PENDING = "pending", "Queued"
-    RUNNING = "running", "Running"
-    DONE = "done", "Ready"
-    FAILED = "failed", "Failed"
-    EXPIRED = "expired", "Expired (removed)"
+    PENDING = "pending", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Ready")
+    FAILED = "failed", _("Failed")
+    EXPIRED = "expired", _("Expired (removed)")
 
 
 class ExportTarget(models.TextChoices):
-    ZIP = "zip", "ZIP file to download"
-    DIRECTORY = "directory", "Directory on the server (large exports)"
+    ZIP = "zip", _("ZIP file to download")
+    DIRECTORY = "directory", _("Directory on the server (large exports)")
 
 
 class Export(models.Model):
@@ -37,8 +38,8 @@ class Export(models.Model):
     date_to = models.DateField(null=True, blank=True)
     legal_hold_id = models.PositiveIntegerField(null=True, blank=True)
     target = models.CharField(max_length=16, choices=ExportTarget.choices, default=ExportTarget.ZIP)
-    with_mbox = models.BooleanField("MBOX per mailbox", default=True)
-    with_z3 = models.BooleanField("GoBD Z3 tables (index.xml)", default=True)
+    with_mbox = models.BooleanField(_("MBOX per mailbox"), default=True)
+    with_z3 = models.BooleanField(_("GoBD Z3 tables (index.xml)"), default=True)
 
     status = models.CharField(max_length=16, choices=ExportStatus.choices, default=ExportStatus.PENDING)
     error = models.TextField(blank=True)

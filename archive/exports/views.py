@@ -8,6 +8,9 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from archive.access import audit_copy_required
@@ -41,9 +44,9 @@ def export_list(request: HttpRequest) -> HttpResponse:
             except SelectionError as exc:
                 form.add_error("query", str(exc))
             else:
-                messages.success(request, f"Export queued: {export.total} document(s) selected.")
+                messages.success(request, _("Export queued: %(total)s document(s) selected.") % {"total": export.total})
                 return redirect("exports:detail", export.pk)
-        messages.error(request, "Not started: please correct the marked entries.")
+        messages.error(request, _("Not started: please correct the marked entries."))
     exports = Export.objects.select_related("created_by")[:50]
     context = {"form": form, "exports": exports, "retention_days": settings.EXPORT_RETENTION_DAYS}
     return render(request, "exports/list.html", context)
@@ -96,7 +99,11 @@ def procedure_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def procedure_generate(request: HttpRequest) -> HttpResponse:
     document = procedure.procedure_generate(request)
-    messages.success(request, f"Procedure documentation generated ({document.created:%Y-%m-%d %H:%M}).")
+    messages.success(
+        request,
+        _("Procedure documentation generated (%(when)s).")
+        % {"when": date_format(localtime(document.created), "SHORT_DATETIME_FORMAT")},
+    )
     return redirect("exports:procedure_view", document.pk)
 
 

@@ -16,6 +16,7 @@ from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
 from archive.access import audit_reader_required
@@ -35,13 +36,15 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class AuditFilterForm(forms.Form):
-    q = forms.CharField(required=False, max_length=200, label="Search", help_text="In the details (query, file, user…)")
-    who = forms.CharField(required=False, max_length=150, label="Who")
-    action = forms.ChoiceField(required=False, choices=[("", "any")], label="Action")
-    outcome = forms.ChoiceField(required=False, choices=[("", "any"), *Outcome.CHOICES], label="Outcome")
-    document = forms.IntegerField(required=False, min_value=1, max_value=MAX_DOCUMENT_NUMBER, label="Document")
-    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    q = forms.CharField(
+        required=False, max_length=200, label=_("Search"), help_text=_("In the details (query, file, user…)")
+    )
+    who = forms.CharField(required=False, max_length=150, label=_("Who"))
+    action = forms.ChoiceField(required=False, choices=[("", _("any"))], label=_("Action"))
+    outcome = forms.ChoiceField(required=False, choices=[("", _("any")), *Outcome.CHOICES], label=_("Outcome"))
+    document = forms.IntegerField(required=False, min_value=1, max_value=MAX_DOCUMENT_NUMBER, label=_("Document"))
+    since = forms.DateField(required=False, label=_("From"), widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label=_("To"), widget=forms.DateInput(attrs={"type": "date"}))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -53,7 +56,7 @@ class AuditFilterForm(forms.Form):
         data = super().clean() or {}
         since, until = data.get("since"), data.get("until")
         if since and until and since > until:
-            raise forms.ValidationError("“From” is after “To”.")
+            raise forms.ValidationError(_("“From” is after “To”."))
         return data
 
     def used(self) -> dict[str, str]:

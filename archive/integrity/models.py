@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Chain(models.TextChoices):
-    LEDGER = "ledger", "Integrity ledger"
-    AUDIT = "audit", "Audit log"
+    LEDGER = "ledger", _("Integrity ledger")
+    AUDIT = "audit", _("Audit log")
 
 
 class ChainHead(models.Model):
@@ -48,15 +49,15 @@ class ChainEntry(models.Model):
 
 
 class LedgerEvent(models.TextChoices):
-    ARCHIVED = "archived", "Archived"  # a mail or an uploaded file became a document
-    LOCATION_ADDED = "location_added", "Location added"  # the same mail seen in another folder/mailbox
-    FILES_DERIVED = "files_derived", "Files derived"  # processing stored a mail's attachment files
-    VERSION_ADDED = "version_added", "Version added"
-    FIELDS_CHANGED = "fields_changed", "Fields changed"
-    NOTES_CHANGED = "notes_changed", "Notes changed"
-    OWNER_CHANGED = "owner_changed", "Owner changed"
-    MERGED = "merged", "Merged into another document"
-    DELETED = "deleted", "Deleted"
+    ARCHIVED = "archived", _("Archived")  # a mail or an uploaded file became a document
+    LOCATION_ADDED = "location_added", _("Location added")  # the same mail seen in another folder/mailbox
+    FILES_DERIVED = "files_derived", _("Files derived")  # processing stored a mail's attachment files
+    VERSION_ADDED = "version_added", _("Version added")
+    FIELDS_CHANGED = "fields_changed", _("Fields changed")
+    NOTES_CHANGED = "notes_changed", _("Notes changed")
+    OWNER_CHANGED = "owner_changed", _("Owner changed")
+    MERGED = "merged", _("Merged into another document")
+    DELETED = "deleted", _("Deleted")
 
 
 class LedgerEntry(ChainEntry):
@@ -73,8 +74,8 @@ class LedgerEntry(ChainEntry):
     details = models.JSONField(default=dict)
 
     class Meta(ChainEntry.Meta):
-        verbose_name = "ledger entry"
-        verbose_name_plural = "ledger entries"
+        verbose_name = _("ledger entry")
+        verbose_name_plural = _("ledger entries")
         indexes = [models.Index(fields=["document", "seq"], name="integrity_ledger_document_seq")]
 
     def __str__(self) -> str:
@@ -95,8 +96,8 @@ class AuditEntry(ChainEntry):
     details = models.JSONField(default=dict)
 
     class Meta(ChainEntry.Meta):
-        verbose_name = "audit entry"
-        verbose_name_plural = "audit entries"
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit entries")
         # The auditor role (group "Auditors"): every document read-only, the audit log, the integrity reports.
         permissions = [("audit", "Audit: read every document, the audit log and the integrity reports")]
 
@@ -129,10 +130,10 @@ class Anchor(models.Model):
 
 
 class VerificationStatus(models.TextChoices):
-    RUNNING = "running", "Running"
-    OK = "ok", "No findings"
-    FINDINGS = "findings", "Findings"
-    FAILED = "failed", "Could not complete"
+    RUNNING = "running", _("Running")
+    OK = "ok", _("No findings")
+    FINDINGS = "findings", _("Findings")
+    FAILED = "failed", _("Could not complete")
 
 
 class VerificationRun(models.Model):

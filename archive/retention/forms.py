@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django.apps import apps
+from django.utils.translation import gettext_lazy as _
 
 from archive import selectors
 from archive.search import SearchQueryError, parse_query
@@ -23,7 +24,7 @@ class SourceChoiceMixin:
 
     def _setup_source(self) -> None:
         self.fields["source_id"] = forms.TypedChoiceField(
-            label="Mail source", choices=source_choices(), coerce=int, empty_value=None, required=False
+            label=_("Mail source"), choices=source_choices(), coerce=int, empty_value=None, required=False
         )
 
 
@@ -60,11 +61,11 @@ class RetentionPolicyForm(SourceChoiceMixin, forms.ModelForm):  # type: ignore[t
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if data.get("preset") == Preset.CUSTOM and not any(data.get(k) for k in ("years", "months", "days")):
-            self.add_error("years", "A custom duration needs years, months or days.")
+            self.add_error("years", _("A custom duration needs years, months or days."))
         if data.get("field_value") and not data.get("field"):
-            self.add_error("field", "Choose the field whose value is given.")
+            self.add_error("field", _("Choose the field whose value is given."))
         if data.get("field") and not data.get("field_value"):
-            self.add_error("field_value", "Give the value the field must have.")
+            self.add_error("field_value", _("Give the value the field must have."))
         return data
 
 
@@ -99,11 +100,11 @@ class LegalHoldForm(SourceChoiceMixin, forms.ModelForm):  # type: ignore[type-ar
         data = super().clean() or {}
         criteria = ("query", "source_id", "mailbox", "date_from", "date_to")
         if not data.get("whole_archive") and not any(data.get(k) not in (None, "") for k in criteria):
-            raise forms.ValidationError("Give at least one criterion, or hold the whole archive.")
+            raise forms.ValidationError(_("Give at least one criterion, or hold the whole archive."))
         if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
-            self.add_error("date_to", "The range ends before it starts.")
+            self.add_error("date_to", _("The range ends before it starts."))
         return data
 
 
 class ReleaseForm(forms.Form):
-    release_reason = forms.CharField(label="Reason for the release", max_length=2000, widget=forms.Textarea)
+    release_reason = forms.CharField(label=_("Reason for the release"), max_length=2000, widget=forms.Textarea)

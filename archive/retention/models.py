@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from archive.models import DocumentKind, FieldDefinition
 
@@ -18,13 +19,13 @@ class Preset(models.TextChoices):
     DE_6 = "de6", "DE: 6 years from the end of the year (business letters)"
     DE_8 = "de8", "DE: 8 years from the end of the year (booking records, BEG IV)"
     DE_10 = "de10", "DE: 10 years from the end of the year (books, annual accounts)"
-    CUSTOM = "custom", "Custom duration"
-    FOREVER = "forever", "Keep forever"
+    CUSTOM = "custom", _("Custom duration")
+    FOREVER = "forever", _("Keep forever")
 
 
 class CountFrom(models.TextChoices):
-    END_OF_YEAR = "end_of_year", "From the end of the calendar year"
-    DATE = "date", "From the document's date"
+    END_OF_YEAR = "end_of_year", _("From the end of the calendar year")
+    DATE = "date", _("From the document's date")
 
 
 # Years counted from the end of the year, per preset.
@@ -41,10 +42,10 @@ class RetentionPolicy(models.Model):
     ``order`` decides; the default policy (at most one) comes after all others."""
 
     name = models.CharField(max_length=100, unique=True)
-    order = models.PositiveIntegerField(default=100, help_text="Lower first; the first matching policy decides.")
+    order = models.PositiveIntegerField(default=100, help_text=_("Lower first; the first matching policy decides."))
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(
-        "Default policy", default=False, help_text="Applies to documents no other policy matches (scope ignored)."
+        "Default policy", default=False, help_text=_("Applies to documents no other policy matches (scope ignored).")
     )
     preset = models.CharField(max_length=16, choices=Preset.choices, default=Preset.CH_10)
     years = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(500)])
@@ -52,10 +53,10 @@ class RetentionPolicy(models.Model):
     days = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(200_000)])
     count_from = models.CharField(max_length=16, choices=CountFrom.choices, default=CountFrom.END_OF_YEAR)
     # Scope.
-    source_id = models.PositiveIntegerField("Mail source", null=True, blank=True)
-    mailbox = models.CharField(max_length=255, blank=True, help_text="As the source names it (case-insensitive).")
-    folder = models.CharField(max_length=500, blank=True, help_text="Exact folder name, e.g. INBOX.")
-    kind = models.CharField("Document kind", max_length=16, choices=DocumentKind.choices, blank=True)
+    source_id = models.PositiveIntegerField(_("Mail source"), null=True, blank=True)
+    mailbox = models.CharField(max_length=255, blank=True, help_text=_("As the source names it (case-insensitive)."))
+    folder = models.CharField(max_length=500, blank=True, help_text=_("Exact folder name, e.g. INBOX."))
+    kind = models.CharField(_("Document kind"), max_length=16, choices=DocumentKind.choices, blank=True)
     field = models.ForeignKey(FieldDefinition, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     field_value = models.CharField(max_length=500, blank=True)
     created = models.DateTimeField(auto_now_add=True)
@@ -63,7 +64,7 @@ class RetentionPolicy(models.Model):
 
     class Meta:
         ordering = list(POLICY_ORDER)
-        verbose_name_plural = "retention policies"
+        verbose_name_plural = _("retention policies")
         constraints = [
             models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="uniq_default_policy")
         ]
@@ -86,8 +87,8 @@ class LegalHold(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created = models.DateTimeField(auto_now_add=True)
     whole_archive = models.BooleanField(default=False)
-    query = models.CharField("Search query", max_length=500, blank=True)
-    source_id = models.PositiveIntegerField("Mail source", null=True, blank=True)
+    query = models.CharField(_("Search query"), max_length=500, blank=True)
+    source_id = models.PositiveIntegerField(_("Mail source"), null=True, blank=True)
     mailbox = models.CharField(max_length=255, blank=True)
     date_from = models.DateField(null=True, blank=True)
     date_to = models.DateField(null=True, blank=True)
@@ -109,10 +110,10 @@ class LegalHold(models.Model):
 
 
 class ExpiryStatus(models.TextChoices):
-    OPEN = "open", "Waiting for approval"
-    APPROVED = "approved", "Approved, deleting"
-    DONE = "done", "Done"
-    REJECTED = "rejected", "Rejected"
+    OPEN = "open", _("Waiting for approval")
+    APPROVED = "approved", _("Approved, deleting")
+    DONE = "done", _("Done")
+    REJECTED = "rejected", _("Rejected")
 
 
 class ExpiryList(models.Model):
@@ -143,11 +144,11 @@ class ExpiryList(models.Model):
 
 
 class ItemStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    DELETED = "deleted", "Deleted"
-    KEPT_HELD = "kept_held", "Kept: on legal hold"
-    KEPT_RETENTION = "kept_retention", "Kept: retention not over"
-    GONE = "gone", "Already gone"
+    PENDING = "pending", _("Pending")
+    DELETED = "deleted", _("Deleted")
+    KEPT_HELD = "kept_held", _("Kept: on legal hold")
+    KEPT_RETENTION = "kept_retention", _("Kept: retention not over")
+    GONE = "gone", _("Already gone")
 
 
 class ExpiryItem(models.Model):

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from archive.access import audit_reader_required, staff_required
@@ -46,9 +48,9 @@ def policy_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             policy = services.policy_save(form, request)
-            messages.success(request, f"Retention policy “{policy.name}” saved.")
+            messages.success(request, _("Retention policy “%(name)s” saved.") % {"name": policy.name})
             return redirect("retention:policies")
-        messages.error(request, "Not saved: please correct the marked fields.")
+        messages.error(request, _("Not saved: please correct the marked fields."))
     return render(request, "retention/policy_form.html", {"form": form, "policy": instance})
 
 
@@ -57,7 +59,7 @@ def policy_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 def policy_delete(request: HttpRequest, pk: int) -> HttpResponse:
     policy = get_object_or_404(RetentionPolicy, pk=pk)
     services.policy_delete(policy, request)
-    messages.success(request, f"Retention policy “{policy.name}” deleted.")
+    messages.success(request, _("Retention policy “%(name)s” deleted.") % {"name": policy.name})
     return redirect("retention:policies")
 
 
@@ -80,9 +82,9 @@ def hold_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             hold = services.hold_create(form, request)
-            messages.success(request, f"Legal hold “{hold.name}” is active.")
+            messages.success(request, _("Legal hold “%(name)s” is active.") % {"name": hold.name})
             return redirect("retention:holds")
-        messages.error(request, "Not saved: please correct the marked fields.")
+        messages.error(request, _("Not saved: please correct the marked fields."))
     return render(request, "retention/hold_form.html", {"form": form})
 
 
@@ -92,10 +94,10 @@ def hold_release(request: HttpRequest, pk: int) -> HttpResponse:
     hold = get_object_or_404(LegalHold, pk=pk)
     form = ReleaseForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Not released: give the reason for the release.")
+        messages.error(request, _("Not released: give the reason for the release."))
         return redirect("retention:holds")
     services.hold_release(hold.pk, form.cleaned_data["release_reason"], request)
-    messages.success(request, f"Legal hold “{hold.name}” released.")
+    messages.success(request, _("Legal hold “%(name)s” released.") % {"name": hold.name})
     return redirect("retention:holds")
 
 
@@ -111,9 +113,13 @@ def expiry_lists(request: HttpRequest) -> HttpResponse:
 def expiry_build(request: HttpRequest) -> HttpResponse:
     built = expiry.expiry_list_build()
     if built is None:
-        messages.info(request, "No document is past its retention end (or all are held or listed already).")
+        messages.info(request, _("No document is past its retention end (or all are held or listed already)."))
         return redirect("retention:expiry_lists")
-    messages.success(request, f"Expiry list {built.pk} made: {built.items.count():,} document(s).")
+    messages.success(
+        request,
+        _("Expiry list %(number)s made: %(count)s document(s).")
+        % {"number": built.pk, "count": number_format(built.items.count(), force_grouping=True)},
+    )
     return redirect("retention:expiry_detail", pk=built.pk)
 
 
@@ -139,13 +145,13 @@ def expiry_decide(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         if request.POST.get("decision") == "reject":
             expiry.expiry_list_reject(pk, request.user, request)
-            messages.success(request, "Expiry list rejected: nothing is deleted.")
+            messages.success(request, _("Expiry list rejected: nothing is deleted."))
         else:
             decided = expiry.expiry_list_approve(pk, request.user, request)
             if decided.status == ExpiryStatus.APPROVED:
-                messages.success(request, "Approved: the documents are being deleted.")
+                messages.success(request, _("Approved: the documents are being deleted."))
             else:
-                messages.success(request, "First approval recorded: a second administrator must approve.")
+                messages.success(request, _("First approval recorded: a second administrator must approve."))
     except expiry.ApprovalError as exc:
         messages.error(request, str(exc))
     return redirect("retention:expiry_detail", pk=pk)

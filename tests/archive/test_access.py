@@ -96,6 +96,7 @@ AUDITOR_OTHER_EXPECTS = {
     "audit:export_json": (200, 403),
     "legacy_link": (302, 405),
     "healthz": (200, 405),
+    "set_language": (302, 302),  # the language menu: anyone may choose a language
     "tokens": (200, 200),  # their own tokens (an upload scope is refused where it is used)
     "token_revoke": (405, 404),  # not their token
     # Sign-in steps (no pending step: back to the login; OIDC not configured: 404); the
@@ -140,6 +141,7 @@ STAFF_GET_OK = {"webadmin:home", "webadmin:archive_settings", "mailsources:list"
 PUBLIC_ROUTES = {
     "login": 200,
     "healthz": 200,
+    "set_language": 302,  # the language menu (a GET changes nothing, back to the page)
     "legacy_link": 302,  # to the document, which then asks for a login
     "archive:links": 400,  # JSON; without ids a 400 (tested below with ids)
     # Sign-in steps (webadmin/auth/): the code step without a password first leads

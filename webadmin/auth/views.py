@@ -20,13 +20,16 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.translation import gettext_lazy as _
 
 from webadmin.auth import totp
 from webadmin.login_throttle import lockout_response
 
 DIRECTORY_MESSAGES = {
-    "failed": "Signing in through the directory did not work. Try again, or ask an administrator.",
-    "unreachable": "The sign-in service cannot be reached just now. Try again later, or log in with a local account.",
+    "failed": _("Signing in through the directory did not work. Try again, or ask an administrator."),
+    "unreachable": _(
+        "The sign-in service cannot be reached just now. Try again later, or log in with a local account."
+    ),
 }
 
 
@@ -95,7 +98,7 @@ def login_code(request: HttpRequest) -> HttpResponse:
             finish_sign_in(request, step)
             return HttpResponseRedirect(safe_next(request))
         count_failure(request, step.user)
-        form.add_error(None, "That code is not right. Enter the current code of your authenticator app.")
+        form.add_error(None, _("That code is not right. Enter the current code of your authenticator app."))
     context = {"form": form, "next": safe_next(request)}
     return render(request, "registration/login_code.html", context, status=400 if form.errors else 200)
 
@@ -127,7 +130,7 @@ def enrol(request: HttpRequest, user: User, step: totp.Pending | None) -> HttpRe
             return render(request, "registration/recovery_codes.html", {"codes": codes, "next": safe_next(request)})
         if step is not None:
             count_failure(request, user)
-        form.add_error(None, "That code is not right. Enter the code the app shows now.")
+        form.add_error(None, _("That code is not right. Enter the code the app shows now."))
     context: dict[str, Any] = {
         "form": form,
         "qr_svg": totp.qr_svg(device),
@@ -149,15 +152,15 @@ def manage(request: HttpRequest, user: User) -> HttpResponse:
         action = request.POST.get("action")
         if not form.is_valid() or not totp.verify(user, form.cleaned_data["code"]):
             count_failure(request, user)  # a stolen session must not guess its way to recovery codes
-            form.add_error(None, "That code is not right. Enter the current code of your authenticator app.")
+            form.add_error(None, _("That code is not right. Enter the current code of your authenticator app."))
         elif action == "recovery":
             return render(request, "registration/recovery_codes.html", {"codes": totp.new_recovery_codes(user)})
         elif action == "remove" and not required:
             totp.remove(user)
-            messages.success(request, "The authenticator is removed: signing in needs only the password again.")
+            messages.success(request, _("The authenticator is removed: signing in needs only the password again."))
             return redirect("account_two_factor")
         else:
-            form.add_error(None, "Administrators must keep their authenticator.")
+            form.add_error(None, _("Administrators must keep their authenticator."))
     context = {"form": form, "required": required}
     return render(request, "webadmin/account_two_factor.html", context, status=400 if form.errors else 200)
 
