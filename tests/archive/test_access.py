@@ -133,6 +133,15 @@ AUDITOR_OTHER_EXPECTS = {
     "retention:expiry_report": (404, 403),
     "retention:expiry_report_csv": (404, 403),
     "integrity:overview": (200, 403),
+    # Users and groups: administrators only.
+    "webadmin:users": (403, 403),
+    "webadmin:user_create": (403, 403),
+    "webadmin:user_edit": (403, 403),
+    "webadmin:user_password": (403, 403),
+    "webadmin:user_active": (403, 403),
+    "webadmin:groups": (403, 403),
+    "webadmin:group_create": (403, 403),
+    "webadmin:group_edit": (403, 403),
 }
 # Staff routes an auditor who is also staff may read (GET) but never change.
 STAFF_GET_OK = {"webadmin:home", "webadmin:archive_settings", "mailsources:list", "mailsources:detail"}

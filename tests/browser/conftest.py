@@ -55,13 +55,21 @@ def page(browser, live_server):
     context.close()
 
 
+@pytest.fixture(autouse=True)
+def _staff_without_required_second_step(settings):
+    """Administrators sign in with the password alone in the browser tests of other
+    pages: the required second step (TOTP_REQUIRED_FOR_STAFF, on by default) has its
+    own tests (tests/webadmin/test_totp.py, tests/browser/test_directory_signin.py)."""
+    settings.TOTP_REQUIRED_FOR_STAFF = False
+
+
 @pytest.fixture
 def login(page):
     def do_login(username: str, password: str) -> None:
         page.goto("/login/")
         page.fill("#id_username", username)
         page.fill("#id_password", password)
-        page.click("button[type=submit]")
+        page.click("main button[type=submit]")  # not the language menu's buttons
         page.wait_for_load_state()
 
     return do_login

@@ -100,6 +100,6 @@ def test_pasted_link_leads_a_logged_out_user_through_login_to_the_document(page,
     assert "/login/" in page.url
     page.fill("#id_username", "alice")
     page.fill("#id_password", "alice-pass-123")
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")  # not the language menu's buttons
     page.wait_for_url(f"**/dms/doc/{video.pk}/")
     assert page.text_content("h1").startswith("viastockalperhd.mp4")

@@ -52,7 +52,7 @@ def test_an_access_link_leads_through_the_providers_login_to_the_document(
     assert page.url.startswith(f"{provider.issuer}/interaction/")  # at the provider now
     page.fill("input[name=login]", "olga")
     page.fill("input[name=password]", "any")
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")  # not the language menu's buttons
     page.wait_for_selector("button:has-text('Continue')")  # the provider's consent page
     page.click("button:has-text('Continue')")
     page.wait_for_url(f"{live_server.url}/dms/doc/{doc.pk}/")
@@ -76,7 +76,7 @@ def test_an_access_link_leads_through_the_password_and_the_code_to_the_document(
     page.goto(access_link(doc))
     page.fill("#id_username", "alice")
     page.fill("#id_password", "alice-pass-123")
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")  # not the language menu's buttons
     page.wait_for_selector("#code-form")
     page.fill("#id_code", "000000" if current_code(device) != "000000" else "111111")
     page.click("#code-form button[type=submit]")

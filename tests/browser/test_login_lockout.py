@@ -16,12 +16,12 @@ def test_the_login_page_shows_the_lockout_even_for_the_right_password(page, live
         page.goto("/login/")
         page.fill("#id_username", "alice")
         page.fill("#id_password", f"wrong-{i}")
-        page.click("button[type=submit]")
+        page.click("main button[type=submit]")  # not the language menu's buttons
         page.wait_for_load_state()
     assert LOCKOUT_TEXT in page.text_content("#lockout")
     page.fill("#id_username", "alice")
     page.fill("#id_password", "alice-pass-123")
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")  # not the language menu's buttons
     page.wait_for_load_state()
     assert "/login/" in page.url
     assert LOCKOUT_TEXT in page.text_content("#lockout")
