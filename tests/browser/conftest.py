@@ -61,7 +61,7 @@ def login(page):
         page.goto("/login/")
         page.fill("#id_username", username)
         page.fill("#id_password", password)
-        page.click("button[type=submit]")
+        page.click("main button[type=submit]")  # not the language menu's buttons
         page.wait_for_load_state()
 
     return do_login
