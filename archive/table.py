@@ -12,6 +12,7 @@ from django.apps import apps
 from django.core.cache import cache
 from django.db.models import Count, Exists, Max, OuterRef, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from archive import selectors
 from archive.models import (
@@ -105,7 +106,7 @@ def with_mail_columns(
         return list(columns)
     lead = len(USAGE_COLUMNS.get(settings.primary_usage, ()))
     lead = min(lead, len(columns))
-    return [*columns[:lead], *MAIL_COLUMNS, *columns[lead:]]
+    return [*columns[:lead], *mail_columns(), *columns[lead:]]
 
 
 # Mail: where it was archived from (mailsources' location ledger, read through
@@ -121,7 +122,9 @@ class VirtualColumn:
     virtual: bool = True
 
 
-MAIL_COLUMNS = (VirtualColumn("mailbox", "Mailbox"), VirtualColumn("folder", "Folder"))
+def mail_columns() -> tuple[VirtualColumn, VirtualColumn]:
+    """In the request's language."""
+    return (VirtualColumn("mailbox", gettext("Mailbox")), VirtualColumn("folder", gettext("Folder")))
 
 
 def _locations() -> Any:
@@ -207,12 +210,12 @@ def in_folder(qs: QuerySet[Document], mailbox: str, folder: str | None) -> Query
 # Type and attachment icons (static/icons/*.svg), outside Media mode.
 
 TYPE_ICONS = (
-    ("message/rfc822", "mail", "Mail"),
+    ("message/rfc822", "mail", gettext_noop("Mail")),
     ("application/pdf", "pdf", "PDF"),
-    ("image/", "image", "Image"),
-    ("video/", "video", "Video"),
-    ("audio/", "audio", "Audio"),
-    ("text/", "text", "Text"),
+    ("image/", "image", gettext_noop("Image")),
+    ("video/", "video", gettext_noop("Video")),
+    ("audio/", "audio", gettext_noop("Audio")),
+    ("text/", "text", gettext_noop("Text")),
 )
 
 
@@ -225,11 +228,11 @@ class Icons:
 
 def _type_of(document: Document, content_type: str, name: str) -> tuple[str, str]:
     if document.kind == DocumentKind.MAIL or name.lower().endswith(".eml"):
-        return "mail", "Mail"
+        return "mail", gettext("Mail")
     for prefix, kind, label in TYPE_ICONS:
         if content_type.startswith(prefix):
-            return kind, label
-    return ("file", "File") if content_type else ("none", "No file")
+            return kind, gettext(label)
+    return ("file", gettext("File")) if content_type else ("none", gettext("No file"))
 
 
 def document_icons(documents: list[Document]) -> dict[int, Icons]:

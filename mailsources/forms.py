@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django import forms
 from django.contrib.auth.models import Group
 from django.core.validators import validate_email
+from django.utils.translation import gettext, gettext_lazy, gettext_noop
 
 from archive.models import FieldDefinition
 from mailsources.models import AfterArchive, MailSource, Security, SourceKind, SourceStatus
 from mailsources.services import source_set_secret
 
-ENTRA_HELP = (
+ENTRA_HELP = gettext_lazy(
     "Register an app in Microsoft Entra (App registrations → New registration). Under API "
     "permissions add the application permission Microsoft Graph → Mail.Read (Mail.ReadWrite if "
     "mails are to be moved or deleted after archiving) and grant admin consent. Create a client "
@@ -50,7 +51,8 @@ else:
 
 class SourceForm(_ModelForm):
     kind: ClassVar[SourceKind]
-    secret_label = "Password"
+    secret_label = gettext_noop("Password")  # translated where shown
+    secret_name = gettext_noop("password")  # in "Enter the …"
     secret_after = "username"  # the field the secret follows on the form
     # Changing one of these re-targets the secret: it must be entered again.
     identity_fields: tuple[str, ...] = ()
@@ -63,12 +65,12 @@ class SourceForm(_ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["secret"].label = self.secret_label
+        self.fields["secret"].label = gettext(self.secret_label)
         has_secret = bool(self.instance.pk and self.instance.secret_encrypted)
         self.fields["secret"].help_text = (
-            "Stored encrypted. Leave empty to keep the stored one."
+            gettext("Stored encrypted. Leave empty to keep the stored one.")
             if has_secret
-            else "Stored encrypted; it is never shown again."
+            else gettext("Stored encrypted; it is never shown again.")
         )
         owner_group = self.fields["owner_group"]
         assert isinstance(owner_group, forms.ModelChoiceField)
@@ -97,7 +99,7 @@ class SourceForm(_ModelForm):
             self.initial["owner_group"] = groups[0]
         # Nothing is synced before the administrator tested the connection.
         self.initial["enabled"] = False
-        self.fields["enabled"].help_text = (
+        self.fields["enabled"].help_text = gettext(
             "A new source starts disabled: it is enabled by the first successful "
             "“Test connection”. Tick it to enable the source now."
         )
@@ -108,14 +110,18 @@ class SourceForm(_ModelForm):
         creating = not self.instance.pk or not self.instance.secret_encrypted
         changed_identity = [f for f in self.identity_fields if f in self.changed_data]
         if not secret and (creating or (self.instance.pk and changed_identity)):
-            reason = (
-                ""
-                if creating
-                else " because " + " / ".join(str(self.fields[f].label) for f in changed_identity) + " changed"
-            )
-            self.add_error("secret", f"Enter the {self.secret_label.lower()}{reason}.")
+            secret_name = gettext(self.secret_name)
+            if creating:
+                message = gettext("Enter the %(secret)s.") % {"secret": secret_name}
+            else:
+                fields = " / ".join(str(self.fields[f].label) for f in changed_identity)
+                message = gettext("Enter the %(secret)s because %(fields)s changed.") % {
+                    "secret": secret_name,
+                    "fields": fields,
+                }
+            self.add_error("secret", message)
         if cleaned.get("after_archive") == AfterArchive.MOVE and not cleaned.get("move_to_folder"):
-            self.add_error("move_to_folder", "Name the folder archived mails are moved to.")
+            self.add_error("move_to_folder", gettext("Name the folder archived mails are moved to."))
         return cleaned
 
     def save(self, commit: bool = True) -> MailSource:
@@ -140,41 +146,42 @@ class ImapSourceForm(SourceForm):
         model = MailSource
         fields = ["host", "port", "security", "allow_unencrypted", "username", "ca_file", *COMMON_FIELDS]
         help_texts = {
-            "port": "Empty: 993 for implicit TLS, 143 for STARTTLS or none.",
-            "ca_file": "Path of a PEM file with the CA of an in-house server; empty: the system's CAs.",
-            "allow_unencrypted": "Allow security 'None': the password crosses the network in clear.",
+            "port": gettext_lazy("Empty: 993 for implicit TLS, 143 for STARTTLS or none."),
+            "ca_file": gettext_lazy("Path of a PEM file with the CA of an in-house server; empty: the system's CAs."),
+            "allow_unencrypted": gettext_lazy("Allow security 'None': the password crosses the network in clear."),
         }
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         if not cleaned.get("host"):
-            self.add_error("host", "Enter the IMAP server's host name.")
+            self.add_error("host", gettext("Enter the IMAP server's host name."))
         if not cleaned.get("username"):
-            self.add_error("username", "Enter the user name.")
+            self.add_error("username", gettext("Enter the user name."))
         if cleaned.get("security") == Security.NONE and not cleaned.get("allow_unencrypted"):
-            self.add_error("security", "Unencrypted IMAP needs the 'allow unencrypted' switch.")
+            self.add_error("security", gettext("Unencrypted IMAP needs the 'allow unencrypted' switch."))
         return cleaned
 
 
 class M365SourceForm(SourceForm):
     kind = SourceKind.M365
-    secret_label = "Client secret"
+    secret_label = gettext_noop("Client secret")
+    secret_name = gettext_noop("client secret")
     secret_after = "client_id"
     identity_fields = ("tenant", "client_id")
 
     class Meta:
         model = MailSource
         fields = ["tenant", "client_id", "mailboxes", "page_size", *COMMON_FIELDS]
-        help_texts = {"tenant": ENTRA_HELP, "page_size": "How many mails one request delivers (1–1000)."}
+        help_texts = {"tenant": ENTRA_HELP, "page_size": gettext_lazy("How many mails one request delivers (1–1000).")}
         widgets = {"mailboxes": forms.Textarea(attrs={"rows": 3})}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["folders"].help_text = (
+        self.fields["folders"].help_text = gettext(
             "Comma-separated folder paths (e.g. Inbox, Inbox/Projects); a new source archives the Inbox. "
             "Empty for all folders (search folders are skipped)."
         )
-        self.fields["after_archive"].help_text = (
+        self.fields["after_archive"].help_text = gettext(
             "Moving or deleting needs the application permission Mail.ReadWrite (Mail.Read only "
             "reads); it happens only after the archived copy was verified."
         )
@@ -183,7 +190,7 @@ class M365SourceForm(SourceForm):
         value = self.cleaned_data.get("mailboxes", "")
         addresses = [m.strip() for m in value.replace(",", "\n").splitlines() if m.strip()]
         if not addresses:
-            raise forms.ValidationError("Enter at least one mailbox address.")
+            raise forms.ValidationError(gettext("Enter at least one mailbox address."))
         for address in addresses:
             validate_email(address)
         return "\n".join(addresses)
@@ -192,7 +199,7 @@ class M365SourceForm(SourceForm):
         cleaned = super().clean()
         for name in ("tenant", "client_id"):
             if not cleaned.get(name):
-                self.add_error(name, "Required.")
+                self.add_error(name, gettext("Required."))
         return cleaned
 
 

@@ -17,6 +17,8 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from archive.access import staff_required
@@ -34,7 +36,7 @@ def _group_field(required: bool = False) -> forms.ModelMultipleChoiceField[Group
         queryset=Group.objects.order_by("name"),
         required=required,
         widget=forms.CheckboxSelectMultiple,
-        help_text="The user sees the documents of these groups.",
+        help_text=gettext_lazy("The user sees the documents of these groups."),
     )
 
 
@@ -44,22 +46,22 @@ class UserForm(_ModelForm):
     class Meta:
         model = User
         fields = ["username", "first_name", "last_name", "email", "is_active", "is_staff", "groups"]
-        labels = {"is_active": "Active", "is_staff": "Administrator (WebAdmin)"}
+        labels = {"is_active": gettext_lazy("Active"), "is_staff": gettext_lazy("Administrator (WebAdmin)")}
         help_texts = {
-            "is_active": "Inactive users cannot sign in; their name stays in the records.",
-            "is_staff": "May open WebAdmin: archive settings, mail sources, users and groups.",
+            "is_active": gettext_lazy("Inactive users cannot sign in; their name stays in the records."),
+            "is_staff": gettext_lazy("May open WebAdmin: archive settings, mail sources, users and groups."),
         }
 
 
 class NewUserForm(UserForm):
     password1 = forms.CharField(
-        label="Password",
+        label=gettext_lazy("Password"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text=password_validators_help_text_html(),
     )
     password2 = forms.CharField(
-        label="Password again",
+        label=gettext_lazy("Password again"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
@@ -67,7 +69,7 @@ class NewUserForm(UserForm):
     def clean_password2(self) -> str:
         first, second = self.cleaned_data.get("password1"), str(self.cleaned_data.get("password2", ""))
         if first and second and first != second:
-            raise forms.ValidationError("The two passwords differ.")
+            raise forms.ValidationError(_("The two passwords differ."))
         return second
 
     def clean(self) -> dict[str, Any]:
@@ -95,7 +97,7 @@ class GroupForm(_ModelForm):
         queryset=User.objects.order_by("username"),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Members see the documents this group owns.",
+        help_text=gettext_lazy("Members see the documents this group owns."),
     )
 
     class Meta:
@@ -116,15 +118,18 @@ class GroupForm(_ModelForm):
 def _may_change(request: HttpRequest, user: AbstractUser) -> None:
     """Only a superuser changes a superuser (a staff member could otherwise take its account)."""
     if user.is_superuser and not request.user.is_superuser:
-        raise PermissionDenied("Only a superuser may change a superuser.")
+        raise PermissionDenied(_("Only a superuser may change a superuser."))
 
 
 def _keep_oneself_admin(request: HttpRequest, form: UserForm) -> None:
     if form.instance.pk != request.user.pk:
         return
-    for name, text in (("is_active", "deactivate"), ("is_staff", "remove the administrator right of")):
+    for name, text in (
+        ("is_active", _("You cannot deactivate your own account.")),
+        ("is_staff", _("You cannot remove the administrator right of your own account.")),
+    ):
         if name in form.cleaned_data and not form.cleaned_data[name]:
-            form.add_error(name, f"You cannot {text} your own account.")
+            form.add_error(name, text)
 
 
 @staff_required
@@ -145,9 +150,9 @@ def user_create(request: HttpRequest) -> HttpResponse:
     form = NewUserForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        messages.success(request, f"User “{user.get_username()}” created.")
+        messages.success(request, _("User “%(name)s” created.") % {"name": user.get_username()})
         return redirect("webadmin:users")
-    return render(request, "webadmin/users_form.html", {"form": form, "title": "New user"})
+    return render(request, "webadmin/users_form.html", {"form": form, "title": _("New user")})
 
 
 @staff_required
@@ -160,9 +165,13 @@ def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
         _keep_oneself_admin(request, form)
         if form.is_valid():
             form.save()
-            messages.success(request, f"User “{user.get_username()}” saved.")
+            messages.success(request, _("User “%(name)s” saved.") % {"name": user.get_username()})
             return redirect("webadmin:users")
-    return render(request, "webadmin/users_form.html", {"form": form, "title": f"Edit {user}", "edited": user})
+    return render(
+        request,
+        "webadmin/users_form.html",
+        {"form": form, "title": _("Edit %(user)s") % {"user": user}, "edited": user},
+    )
 
 
 @staff_required
@@ -175,10 +184,12 @@ def user_password(request: HttpRequest, pk: int) -> HttpResponse:
         form.save()
         if user.pk == request.user.pk:
             update_session_auth_hash(request, user)  # stay signed in
-        messages.success(request, f"Password of “{user.get_username()}” set.")
+        messages.success(request, _("Password of “%(name)s” set.") % {"name": user.get_username()})
         return redirect("webadmin:users")
     return render(
-        request, "webadmin/users_form.html", {"form": form, "title": f"Set the password of {user}", "edited": user}
+        request,
+        "webadmin/users_form.html",
+        {"form": form, "title": _("Set the password of %(user)s") % {"user": user}, "edited": user},
     )
 
 
@@ -190,10 +201,11 @@ def user_active(request: HttpRequest, pk: int) -> HttpResponse:
     _may_change(request, user)
     active = request.POST.get("active") == "1"
     if user.pk == request.user.pk and not active:
-        messages.error(request, "You cannot deactivate your own account.")
+        messages.error(request, _("You cannot deactivate your own account."))
     else:
         User.objects.filter(pk=user.pk).update(is_active=active)
-        messages.success(request, f"User “{user.get_username()}” {'activated' if active else 'deactivated'}.")
+        text = _("User “%(name)s” activated.") if active else _("User “%(name)s” deactivated.")
+        messages.success(request, text % {"name": user.get_username()})
     return redirect("webadmin:users")
 
 
@@ -216,9 +228,9 @@ def group_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             chosen = {u.pk for u in form.cleaned_data["members"]}
             before = set() if group is None else set(group.user_set.values_list("pk", flat=True))
             if User.objects.filter(pk__in=chosen ^ before, is_superuser=True).exists():
-                raise PermissionDenied("Only a superuser may change a superuser.")
+                raise PermissionDenied(_("Only a superuser may change a superuser."))
         saved = form.save()
-        messages.success(request, f"Group “{saved.name}” saved.")
+        messages.success(request, _("Group “%(name)s” saved.") % {"name": saved.name})
         return redirect("webadmin:groups")
-    title = "New group" if group is None else f"Edit group {group.name}"
+    title = _("New group") if group is None else _("Edit group %(name)s") % {"name": group.name}
     return render(request, "webadmin/users_form.html", {"form": form, "title": title})
