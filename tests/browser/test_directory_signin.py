@@ -52,7 +52,7 @@ def test_an_access_link_leads_through_the_providers_login_to_the_document(
     assert page.url.startswith(f"{provider.issuer}/interaction/")  # at the provider now
     page.fill("input[name=login]", "olga")
     page.fill("input[name=password]", "any")
-    page.click("main button[type=submit]")  # not the language menu's buttons
+    page.click("button[type=submit]")  # the provider's own page
     page.wait_for_selector("button:has-text('Continue')")  # the provider's consent page
     page.click("button:has-text('Continue')")
     page.wait_for_url(f"{live_server.url}/dms/doc/{doc.pk}/")

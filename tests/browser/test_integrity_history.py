@@ -33,5 +33,5 @@ def test_the_history_tab_shows_old_and_new_values_and_who(page, login, alice, ma
     rows = page.locator("#history tbody tr")
     assert rows.count() == LedgerEntry.objects.filter(document=doc.pk).count() == 3
     newest = rows.first
-    assert "alice" in newest.inner_text() and LedgerEvent.NOTES_CHANGED.label in newest.inner_text()
+    assert "alice" in newest.inner_text() and str(LedgerEvent.NOTES_CHANGED.label) in newest.inner_text()
     assert page.locator("#panel-history").is_visible()
