@@ -3,7 +3,8 @@
 # (strict on archive/ and mailsources/, see pyproject.toml).
 source "$(dirname "$0")/common.sh"
 
-ensure_debian_packages libmariadb-dev pkg-config
+# mypy imports everything: the packages python-ldap and mysqlclient build against.
+ensure_debian_packages libmariadb-dev pkg-config libldap2-dev libsasl2-dev
 ensure_venv "[test,mariadb]"
 
 status=0
