@@ -26,6 +26,7 @@ from api import serializers as s
 from api.models import ApiToken
 from api.permissions import AdminScope, ReadScope, UploadScope
 from archive import search, selectors, services, storage, uploads
+from archive.errors import BROKER_ERRORS
 from archive.forms import UploadForm
 from archive.integrity import audit
 from archive.integrity.audit import AuditAction, Outcome
@@ -315,7 +316,7 @@ class MailSourceSyncView(ApiView):
             _audit(request, AuditAction.SOURCE_CHANGED, None, source=source.pk, change="sync requested")
         try:
             source_tasks.sync_enqueue(source.pk)
-        except source_tasks.BROKER_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             return Response({"detail": f"The task queue is unavailable, the sync was not queued: {exc}"}, status=503)
         source.refresh_from_db()
         return Response(s.MailSourceSerializer(source).data, status=202)

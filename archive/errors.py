@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import errno
 
+import kombu.exceptions
+import redis.exceptions
 from django.db import InterfaceError, OperationalError
+
+# The broker cannot take a message (Redis down, the filesystem broker's disk full):
+# Celery raises kombu's OperationalError; Redis clients used directly raise their own.
+BROKER_ERRORS: tuple[type[Exception], ...] = (
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
 
 # MariaDB/MySQL: lock wait timeout, deadlock, too many connections, server shutting
 # down, can't connect (socket, TCP), server gone away, lost connection, connection

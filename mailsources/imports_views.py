@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from archive.access import staff_required
+from archive.errors import BROKER_ERRORS
 from archive.uploads import limits_message, upload_refusal
 from mailsources import services, tasks
 from mailsources.imports import ImportSetupError, import_source_create, import_sources
@@ -39,7 +40,7 @@ def _started(request: HttpRequest, source: MailSource) -> HttpResponse:
     services.source_request_sync(source)
     try:
         tasks.sync_enqueue(source.pk)
-    except tasks.BROKER_ERRORS as exc:
+    except BROKER_ERRORS as exc:
         messages.error(
             request, _("The import is set up, but the task queue is unavailable: %(error)s") % {"error": exc}
         )

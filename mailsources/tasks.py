@@ -8,15 +8,13 @@ import math
 import uuid
 from datetime import datetime
 
-import kombu.exceptions
-import redis.exceptions
 from celery import Task, shared_task
 from django.db import DatabaseError, connection, transaction
 from django.db import Error as DatabaseErrors
 from django.utils import timezone
 
 from archive.backoff import backoff_delay, server_wait
-from archive.errors import is_disk_full, is_transient_db_error
+from archive.errors import BROKER_ERRORS, is_disk_full, is_transient_db_error
 from archive.tasks import process_mail_documents
 from mailsources import pipeline, services
 from mailsources.clients.base import TransientSourceError
@@ -26,14 +24,6 @@ logger = logging.getLogger(__name__)
 
 # Attempts in a row that commit nothing before the chain of retries stops (progress resets it).
 MAX_RETRIES = 8
-
-# The broker cannot take a message (Redis down, the filesystem broker's disk full):
-# Celery raises kombu's OperationalError; Redis clients used directly raise their own.
-BROKER_ERRORS: tuple[type[Exception], ...] = (
-    kombu.exceptions.OperationalError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-)
 
 
 def _enqueue_processing(document_ids: list[int]) -> None:

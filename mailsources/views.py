@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from archive.access import staff_required
+from archive.errors import BROKER_ERRORS
 from archive.integrity import audit
 from archive.integrity.audit import AuditAction
 from mailsources import services, tasks
@@ -272,7 +273,7 @@ def source_sync_now(request: HttpRequest, pk: int) -> HttpResponse:
         log_source_change(request, source, "sync requested", {})
     try:
         tasks.sync_enqueue(source.pk)
-    except tasks.BROKER_ERRORS as exc:
+    except BROKER_ERRORS as exc:
         messages.error(request, _("The task queue is unavailable, the sync was not queued: %(error)s") % {"error": exc})
     else:
         messages.success(request, _("Sync queued; it starts when a sync worker is free."))

@@ -7,13 +7,12 @@ import datetime as dt
 import logging
 from typing import Any
 
-import kombu.exceptions
-import redis.exceptions
 from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
+from archive.errors import BROKER_ERRORS
 from archive.integrity import audit
 
 from .builder import claimable
@@ -22,11 +21,6 @@ from .selection import export_documents
 
 logger = logging.getLogger(__name__)
 
-BROKER_ERRORS: tuple[type[Exception], ...] = (
-    kombu.exceptions.OperationalError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-)
 # A queued export not started this long after it was asked for lost its message.
 PENDING_REQUEUE = dt.timedelta(minutes=10)
 
