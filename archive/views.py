@@ -88,6 +88,7 @@ def table(request: HttpRequest) -> HttpResponse:
                     sort_field=None if by_relevance else sort_field,
                     descending=descending,
                     allow_scan=request.GET.get("sort") != "relevance",  # unless relevance was asked for
+                    within=None if mailbox is None else lambda visible: in_folder(visible, mailbox, folder),
                 )
                 page = results.paginator(per_page, page=page_param).get_page(request.GET.get("page"))
                 documents = list(page.object_list)

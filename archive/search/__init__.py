@@ -26,7 +26,7 @@ so hits, counts and snippets never include a document the user cannot open.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db.models import F, QuerySet
@@ -86,15 +86,19 @@ def search_documents(
     sort_field: FieldDefinition | None = None,
     descending: bool = True,
     allow_scan: bool = True,
+    within: Callable[[QuerySet[Document]], QuerySet[Document]] | None = None,
 ) -> SearchResults:
     """Documents visible to ``user`` matching the query ``text``, ordered by
     relevance (``sort_field`` None) or by that field. Raises SearchQueryError.
     ``allow_scan=False``: relevance even where reading documents one by one
-    (newest first) would be faster — when the user asked for relevance."""
+    (newest first) would be faster — when the user asked for relevance.
+    ``within`` narrows the visible documents first (the folder tree's choice)."""
     if definitions is None:
         definitions = selectors.field_definitions()
     parsed = parse_query(text, definitions)
     qs = selectors.documents_visible_to(user)
+    if within is not None:
+        qs = within(qs)
     if parsed.is_empty():
         return SearchResults(parsed, qs.none(), definitions, user)
     backend = backend_for(qs.db)

@@ -10,6 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from archive import search
 from archive.models import ArchiveSettings, PrimaryUsage
 from archive.paging import CappedPaginator, page_links, page_size
 from tests.archive.mail_samples import html_mail, text_mail
@@ -189,3 +190,23 @@ def test_the_tree_is_reused_until_a_mail_arrives(client, alice, mails, group_a):
     fresh = table(client).context["folders"]
     assert "Archive/2024" not in {f.folder for f in first[0].folders}
     assert "Archive/2024" in {f.folder for f in fresh[0].folders}
+
+
+@pytest.mark.django_db(transaction=True)  # InnoDB FULLTEXT sees committed rows only
+def test_a_search_stays_in_the_chosen_mailbox_and_folder(client, alice, mails):
+    """Searching with a folder chosen in the tree finds only what was archived there (the
+    search form carries the choice along); without it, the whole visible archive."""
+    search.index_documents([m.pk for m in mails])
+    client.force_login(alice)
+    numbers = lambda **p: {r.document.pk for r in table(client, **p).context["rows"]}  # noqa: E731
+    assert numbers(q="both") == {mails[2].pk}
+    assert numbers(q="both", mailbox=ALICE_BOX, folder="INBOX/Projects") == {mails[2].pk}
+    assert numbers(q="both", mailbox=ALICE_BOX) == {mails[2].pk}
+    assert numbers(q="both", mailbox=ALICE_BOX, folder="Sent") == set()
+    assert numbers(q="out", mailbox=ALICE_BOX, folder="Sent") == {mails[3].pk}
+    assert numbers(q="out", mailbox=ALICE_BOX, folder="INBOX") == set()
+    assert numbers(q="out", mailbox=SHARED_BOX) == set()
+    page = table(client, q="out", mailbox=ALICE_BOX, folder="Sent").content.decode()
+    form = re.search(r'<form class="search".*?</form>', page, re.S)
+    assert form is not None
+    assert f'name="mailbox" value="{ALICE_BOX}"' in form.group(0) and 'name="folder" value="Sent"' in form.group(0)
