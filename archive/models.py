@@ -345,3 +345,19 @@ class ArchiveDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.date} {self.owner_group_id}/{self.source}/{self.mailbox}: {self.documents}"
+
+
+class FolderCount(models.Model):
+    """Precomputed for the WebDMS folder tree (``archive/folders.py``): how many
+    mails of one owner group were seen in one mailbox folder, counting the mail
+    source locations up to number ``upto`` (the newer ones are counted live).
+    A row without a group only carries the mark."""
+
+    owner_group = models.ForeignKey(Group, null=True, on_delete=models.CASCADE, related_name="+")
+    mailbox = models.CharField(max_length=255)
+    folder = models.CharField(max_length=500)
+    mails = models.PositiveIntegerField(default=0)
+    upto = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.owner_group_id} {self.mailbox}/{self.folder}: {self.mails}"

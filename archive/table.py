@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
-import re
-from typing import Any, cast
+from typing import Any
 
 from django.apps import apps
-from django.core.cache import cache
-from django.db.models import Count, Exists, Max, OuterRef, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
-from archive import selectors
 from archive.models import (
     ArchiveSettings,
     Document,
@@ -149,62 +144,6 @@ def mail_places(documents: list[Document]) -> dict[int, tuple[str, str]]:
         if (mailbox, folder) not in places:
             places.append((mailbox, folder))
     return {n: (p[0][0], p[0][1] + (f" (+{len(p) - 1})" if len(p) > 1 else "")) for n, p in found.items()}
-
-
-@dataclasses.dataclass(frozen=True)
-class FolderNode:
-    mailbox: str
-    folder: str
-    label: str  # the last part of the path
-    depth: int
-    count: int
-
-
-@dataclasses.dataclass(frozen=True)
-class MailboxNode:
-    mailbox: str
-    count: int
-    folders: list[FolderNode]
-
-
-TREE_SECONDS = 120  # how long a user's tree is reused (until a mail arrives or moves)
-
-
-def folder_tree(user: Any) -> list[MailboxNode]:
-    """Mailbox → folders with the number of the user's mails in each (a mail
-    in two folders counts in both). One grouped query over the location
-    ledger (the visibility by owner group as constants, as the table's), kept
-    per set of groups until a location or document is added, at most
-    ``TREE_SECONDS``: the table pages of one user reuse it."""
-    groups = (
-        None
-        if selectors.sees_everything(user)
-        else sorted(selectors.groups_for_user(user).values_list("pk", flat=True))
-    )
-    if groups == []:
-        return []
-    locations = _locations()
-    latest = (locations.aggregate(m=Max("pk"))["m"], Document.objects.aggregate(m=Max("pk"))["m"])
-    key = "folder-tree:" + hashlib.sha256(repr((groups, latest)).encode()).hexdigest()
-    cached = cache.get(key)
-    if cached is not None:
-        return cast("list[MailboxNode]", cached)
-    rows = locations.all() if groups is None else locations.filter(mail__document__owner_group_id__in=groups)
-    counted = rows.values("mailbox", "folder").annotate(n=Count("mail", distinct=True)).order_by("mailbox", "folder")
-    by_mailbox: dict[str, list[FolderNode]] = {}
-    for row in counted:
-        parts = re.split(r"[/.]", row["folder"]) if row["folder"] else [""]
-        node = FolderNode(row["mailbox"], row["folder"], parts[-1] or "(root)", len(parts) - 1, row["n"])
-        by_mailbox.setdefault(row["mailbox"], []).append(node)
-    tree = [MailboxNode(m, sum(f.count for f in fs), fs) for m, fs in by_mailbox.items()]
-    cache.set(key, tree, TREE_SECONDS)
-    return tree
-
-
-def in_folder(qs: QuerySet[Document], mailbox: str, folder: str | None) -> QuerySet[Document]:
-    """The documents archived from that mailbox (and folder, when given)."""
-    where = {"mailbox": mailbox} if folder is None else {"mailbox": mailbox, "folder": folder}
-    return qs.filter(Exists(_locations().filter(mail__document_id=OuterRef("pk"), **where)))
 
 
 # Type and attachment icons (static/icons/*.svg), outside Media mode.

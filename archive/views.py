@@ -32,6 +32,7 @@ from archive import (
     uploads,
 )
 from archive.access import audit_note, document_access, writer_required
+from archive.folders import folder_tree, in_folder
 from archive.forms import DocumentFieldsForm, NotesForm, UploadForm
 from archive.integrity import audit
 from archive.integrity.audit import AuditAction
@@ -41,7 +42,7 @@ from archive.models import ArchiveSettings, Document, DocumentFile, FileRole, Pr
 from archive.paging import PAGE_SIZES, CappedPaginator, page_links, page_size
 from archive.selectors import DocumentAccess
 from archive.serving import is_inline_type, serve_file
-from archive.table import folder_tree, in_folder, shows_posters, table_columns, table_rows, with_mail_columns
+from archive.table import shows_posters, table_columns, table_rows, with_mail_columns
 
 MAX_LINKS = 1000  # documents per copy-link request
 # ASCII digits only: str.isdigit() also takes "²" and "①", which int() refuses.

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 
-from archive import charts
+from archive import charts, folders
 from archive import dashboard as archive_dashboard
 from archive.integrity import anchoring
 from archive.models import ArchiveDay
@@ -24,13 +24,17 @@ log = logging.getLogger(__name__)
 
 def figures_refresh(*, full: bool = False, now: dt.datetime | None = None) -> int:
     """The beat task's work: today and yesterday (late arrivals around midnight),
-    or every day (``full``, nightly)."""
+    or every day (``full``, nightly); the folder tree's counts nightly and when
+    many locations arrived since they were counted."""
     moment = now or timezone.now()
     since = None if full else archive_dashboard.utc_day(moment) - dt.timedelta(days=1)
     if not ArchiveDay.objects.exists():
         since = None  # the first run after the upgrade: every day, not only today's
     try:
-        return archive_dashboard.figures_refresh(since=since) + sources_dashboard.figures_refresh(since=since)
+        rows = archive_dashboard.figures_refresh(since=since) + sources_dashboard.figures_refresh(since=since)
+        if full or folders.folder_counts_due():  # the folder tree's counts (archive/folders.py)
+            rows += folders.folder_counts_refresh()
+        return rows
     except (IntegrityError, OperationalError) as exc:
         # Two refreshes at once (the nightly one and today's): one wins the
         # rows, the other gives up; the next run, minutes later, is complete.

@@ -6,15 +6,17 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from archive import search
-from archive.models import ArchiveSettings, PrimaryUsage
+from archive import folders, search
+from archive.models import ArchiveSettings, FolderCount, PrimaryUsage
 from archive.paging import CappedPaginator, page_links, page_size
 from tests.archive.mail_samples import html_mail, text_mail
 from tests.archive.mailbox_samples import archived_at
+from webadmin import dashboard
 
 ALICE_BOX = "alice@imap.example.com"
 SHARED_BOX = "info@imap.example.com"
@@ -210,3 +212,35 @@ def test_a_search_stays_in_the_chosen_mailbox_and_folder(client, alice, mails):
     form = re.search(r'<form class="search".*?</form>', page, re.S)
     assert form is not None
     assert f'name="mailbox" value="{ALICE_BOX}"' in form.group(0) and 'name="folder" value="Sent"' in form.group(0)
+
+
+def test_the_tree_reads_precomputed_counts_and_counts_only_newer_mail_live(client, alice, mails, group_a):
+    client.force_login(alice)
+    before = table(client).context["folders"]
+    assert folders.folder_counts_refresh() == 4  # alice's group: INBOX, INBOX/Projects, Sent; the other group: Secret
+    counts = lambda: {f.folder: f.count for f in table(client).context["folders"][0].folders}  # noqa: E731
+    assert table(client).context["folders"] == before  # the same tree from the stored counts
+    # The tree is read from the rows (not recounted): a changed row shows.
+    FolderCount.objects.filter(owner_group=group_a, folder="Sent").update(mails=1000)
+    cache.clear()  # (a refresh writes new rows, which ends the cached tree)
+    assert counts()["Sent"] == 1000
+    # Mail archived after the count is added live, also to a folder the rows do not know yet.
+    archived_at(text_mail("late"), group_a, [(ALICE_BOX, "Sent"), (ALICE_BOX, "Archive/2024")])
+    assert counts() == {"INBOX": 3, "INBOX/Projects": 1, "Sent": 1001, "Archive/2024": 1}
+    folders.folder_counts_refresh()
+    assert counts() == {"INBOX": 3, "INBOX/Projects": 1, "Sent": 2, "Archive/2024": 1}
+
+
+def test_the_counts_are_refreshed_when_many_locations_are_counted_live(alice, mails, group_a, monkeypatch):
+    monkeypatch.setattr(folders, "LIVE_LOCATIONS_MAX", 2)
+    assert folders.folder_counts_due()  # 6 locations, none counted yet
+    dashboard.figures_refresh()
+    assert not folders.folder_counts_due()
+    assert FolderCount.objects.filter(owner_group=group_a).count() == 3
+    for i in range(2):
+        archived_at(text_mail(f"more {i}"), group_a, [(ALICE_BOX, "INBOX")])
+    assert not folders.folder_counts_due()  # 2 counted live: not yet
+    archived_at(text_mail("one more"), group_a, [(ALICE_BOX, "INBOX")])
+    assert folders.folder_counts_due()
+    dashboard.figures_refresh()
+    assert FolderCount.objects.get(owner_group=group_a, folder="INBOX").mails == 6
