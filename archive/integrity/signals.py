@@ -21,14 +21,16 @@ from typing import Any
 from axes.signals import user_locked_out
 from django.contrib.auth.models import Group, Permission, User
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db import transaction
 from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.http import HttpRequest
 
-from archive.models import FieldDefinition
+from archive.models import Document, FieldDefinition
 
-from . import audit
+from . import audit, ledger
 from .audit import AuditAction, Outcome
+from .models import LedgerEvent
 
 AUDITORS_GROUP = "Auditors"
 AUDIT_CODENAME = "audit"
@@ -184,7 +186,40 @@ def ensure_auditors_group(**kwargs: Any) -> None:
     group.permissions.add(permission)
 
 
+# --- the ledger: a renamed owner group changes its documents' metadata -----------------
+
+RENAME_BATCH = 500
+
+
+def on_group_pre_save(sender: type[Group], instance: Group, raw: bool = False, **kwargs: Any) -> None:
+    if raw or instance.pk is None:
+        return
+    instance._ledger_name_before = Group.objects.filter(pk=instance.pk).values_list("name", flat=True).first()  # type: ignore[attr-defined]
+
+
+def on_group_post_save(sender: type[Group], instance: Group, created: bool, raw: bool = False, **kwargs: Any) -> None:
+    """The owner group's name is part of each document's canonical metadata
+    (``ledger.document_metadata``): a rename appends an ``owner_changed`` entry
+    with the new metadata hash for every document of the group, by whoever
+    renamed it (also outside a request: a rename by hand must not look like
+    tampering to ``verify``)."""
+    before = getattr(instance, "_ledger_name_before", None)
+    instance._ledger_name_before = None  # type: ignore[attr-defined]
+    if created or raw or before is None or before == instance.name or not ledger.enabled():
+        return
+    request = audit.current_request.get()
+    actor = ledger.actor_name(request.user if request is not None else None)
+    details = {"group": instance.pk, "renamed": {"old": before, "new": instance.name}}
+    with transaction.atomic():  # the rename's own, when the caller has one (the admin's, WebAdmin's)
+        numbers = list(Document.objects.filter(owner_group=instance).order_by("pk").values_list("pk", flat=True))
+        for i in range(0, len(numbers), RENAME_BATCH):
+            chunk = Document.objects.filter(pk__in=numbers[i : i + RENAME_BATCH]).order_by("pk").select_for_update()
+            ledger.record_many([(LedgerEvent.OWNER_CHANGED, d, actor, (), details) for d in chunk])
+
+
 def connect() -> None:
+    pre_save.connect(on_group_pre_save, sender=Group, dispatch_uid="ledger.group_pre_save")
+    post_save.connect(on_group_post_save, sender=Group, dispatch_uid="ledger.group_post_save")
     user_logged_in.connect(on_logged_in, dispatch_uid="audit.sign_in")
     user_logged_out.connect(on_logged_out, dispatch_uid="audit.sign_out")
     user_login_failed.connect(on_login_failed, dispatch_uid="audit.sign_in_failed")

@@ -9,6 +9,7 @@ import json
 import os
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -179,3 +180,23 @@ def test_the_scheduled_verification_is_full_when_due_and_sampled_otherwise(archi
     assert (second.mode, second.counts["documents"]) == ("sample", 2)
     assert verify.full_due(now=first.started + dt.timedelta(days=30))
     assert not verify.full_due(now=first.started + dt.timedelta(days=29))
+
+
+def test_a_renamed_owner_group_is_recorded_not_a_finding(archive, group_a):
+    """The group's name is in every document's metadata: a rename appends an
+    entry per document (in the rename's transaction), so verify stays clean."""
+    assert {d.owner_group_id for d in archive} == {group_a.pk}
+    before = LedgerEntry.objects.count()
+    group_a.name = "Accounting (renamed)"
+    group_a.save()
+    renamed = LedgerEntry.objects.filter(seq__gt=before).order_by("seq")
+    assert [(e.event, e.document) for e in renamed] == [("owner_changed", d.pk) for d in archive]
+    assert renamed[0].details["renamed"] == {"old": "Sales", "new": "Accounting (renamed)"}
+    assert verify.run().findings == []
+    group_a.save()  # saved again without a change: nothing more
+    assert LedgerEntry.objects.count() == before + 3
+
+
+def test_a_group_renamed_behind_the_ledgers_back_is_a_finding(archive, group_a):
+    Group.objects.filter(pk=group_a.pk).update(name="renamed in SQL")  # no signal: as by hand in the database
+    assert sorted(kinds(verify.run())) == sorted(("metadata_mismatch", f"document {d.pk}") for d in archive)

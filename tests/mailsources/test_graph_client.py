@@ -536,8 +536,9 @@ def test_requests_are_paced_under_the_throttle_window(fake: GraphFake, m365: Ten
     assert sorted(ledger.locations) == sorted(ids)
     stats = fake.stats(ALICE)
     assert stats.window_rejections == 0 and stats.throttled == 0
-    # ~102 requests at 60/s: at least ~0.7 s once the first window is used up, yet not crawling.
-    assert 0.6 < elapsed < 4.0
+    # ~102 requests at 60/s: the client waited for the second window (a lower bound the
+    # pacing guarantees, not a speed: no upper bound on a loaded machine).
+    assert elapsed > 0.6
 
 
 def test_a_throttled_mailbox_backs_off_as_a_whole(fake: GraphFake, m365: Tenant) -> None:
