@@ -34,8 +34,9 @@ def client_for_source(source: MailSource, mailbox: str = "") -> MailClient:
     except SecretUnavailable as exc:
         # Retrying cannot help: someone must enter the password / secret again.
         raise PermanentSourceError(str(exc), code="secret_unavailable") from None
+    from archive import storage
+
     if source.kind == SourceKind.IMAP:
-        from archive import storage
         from mailsources.clients.imap import ImapClient
 
         return ImapClient(
@@ -64,6 +65,7 @@ def client_for_source(source: MailSource, mailbox: str = "") -> MailClient:
         # Paced once: by the gate all workers share, else by the client itself.
         rate_limit=None if gate is not None else graph_rate_limit(),
         request_gate=gate,
+        raw_sink=storage.put_chunks,  # huge mails go from the response straight to the store
     )
 
 

@@ -18,7 +18,7 @@ from .delta import FolderSync, parse_time
 from .downloads import Downloader
 from .errors import ErrorClassifier, GraphError
 from .folders import Folders
-from .transport import GRAPH_RATE_LIMIT, MAX_CONCURRENT_PER_MAILBOX, GraphTransport
+from .transport import GRAPH_RATE_LIMIT, MAX_CONCURRENT_PER_MAILBOX, STREAM_BYTES, GraphTransport, Sink
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class GraphClient:
         max_batch_bytes: int = 64 * 1024 * 1024,
         max_batch_messages: int = 250,
         include_hidden_folders: bool = False,
+        raw_sink: Sink | None = None,
+        stream_bytes: int = STREAM_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Plain values only; nothing talks to the network before the first call.
@@ -64,6 +66,8 @@ class GraphClient:
         ``TransientSourceError(retry_after=...)``. ``backoff_base`` is the first backoff when a
         429/5xx carries no Retry-After. ``max_batch_bytes`` bounds the MIME held in one batch (and
         the MIME downloaded ahead of the batches), ``max_batch_messages`` its number of messages.
+        ``raw_sink`` (``archive.storage.put_chunks``) takes a mail of ``stream_bytes`` or more
+        as its body arrives (``FetchedMessage.stored``): never held in memory whole.
         ``clock`` (monotonic seconds) tells when the access token is due for renewal.
         """
         if not 1 <= int(page_size) <= 1000:
@@ -99,7 +103,13 @@ class GraphClient:
             clock=clock,
         )
         self._folders = Folders(self._http, page_size=self.page_size, include_hidden=include_hidden_folders)
-        self._downloader = Downloader(self._http, max_concurrent=max_concurrent, budget_bytes=max_batch_bytes)
+        self._downloader = Downloader(
+            self._http,
+            max_concurrent=max_concurrent,
+            budget_bytes=max_batch_bytes,
+            raw_sink=raw_sink,
+            stream_bytes=stream_bytes,
+        )
         self._sync = FolderSync(
             self._http,
             self._downloader,

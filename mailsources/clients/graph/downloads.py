@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from ..base import FetchedMessage
 from .errors import GraphError
-from .transport import GraphTransport
+from .transport import STREAM_BYTES, GraphTransport, Sink
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,18 @@ class Downloader:
     """Downloads of one mailbox on a pool of ``max_concurrent`` threads (the mailbox limiter
     keeps Graph at that many requests in flight)."""
 
-    def __init__(self, http: GraphTransport, *, max_concurrent: int, budget_bytes: int) -> None:
+    def __init__(
+        self,
+        http: GraphTransport,
+        *,
+        max_concurrent: int,
+        budget_bytes: int,
+        raw_sink: Sink | None = None,
+        stream_bytes: int = STREAM_BYTES,
+    ) -> None:
         self._http = http
+        self._sink = raw_sink
+        self._stream_bytes = stream_bytes
         self._max_concurrent = max_concurrent
         self._budget = budget_bytes
         self._pool: ThreadPoolExecutor | None = None
@@ -150,13 +160,15 @@ class Downloader:
         """The message's MIME, or None when it was deleted since it was listed."""
         url = self._http.url(f"/messages/{quote(location, safe='')}/$value")
         try:
-            _, raw = self._http.request("GET", url, stream=True)
+            _, raw = self._http.request("GET", url, stream=True, sink=self._sink, sink_from=self._stream_bytes)
         except GraphError as err:
             if err.status == 404 and err.code in {"ErrorItemNotFound", "ResourceNotFound"}:
                 # Deleted between the delta page and now: nothing left to archive.
                 log.info("Graph: message %s of %s vanished before download", location, self._http.mailbox)
                 return None
             raise
+        if raw is not None and not isinstance(raw, bytes):  # a huge mail, streamed into the store
+            return FetchedMessage(location=location, raw=b"", received_at=received, stored=raw)
         return FetchedMessage(location=location, raw=raw or b"", received_at=received)
 
     def fetch_all(self, items: list[Wanted]) -> list[FetchedMessage]:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -52,7 +53,14 @@ class _Attempt:
     bearer: str
     response: requests.Response | None = None
     body: bytes | None = None
+    stored: Any = None  # what the raw sink returned for a streamed body (then body is None)
     failure: Exception | None = None
+
+
+# A streamed body larger than this goes to the caller's sink instead of memory.
+STREAM_BYTES = 8 * 1024 * 1024
+_CHUNK = 1024 * 1024
+Sink = Callable[[Iterable[bytes]], Any]
 
 
 class GraphTransport:
@@ -180,19 +188,25 @@ class GraphTransport:
         headers: dict[str, str] | None = None,
         data: dict[str, Any] | None = None,
         stream: bool = False,
-    ) -> tuple[requests.Response, bytes | None]:
+        sink: Sink | None = None,
+        sink_from: int = STREAM_BYTES,
+    ) -> tuple[requests.Response, Any]:
         """One Graph call with the mailbox limits, token renewal and the Retry-After policy.
 
-        Returns the response (and the streamed body when ``stream``); raises ``GraphError``
+        Returns the response and, when ``stream``, the body: bytes, or — a body of
+        ``sink_from`` bytes or more with a ``sink`` — what the sink returned for it, the
+        chunks handed to the sink as they arrive and never held whole. Raises ``GraphError``
         for answers to classify and ``SourceError`` for transport/auth failures.
         """
         attempt = 0
         renewed = False
         while True:
             attempt += 1
-            tried = self._try_once(method, url, params=params, headers=headers, data=data, stream=stream)
+            tried = self._try_once(
+                method, url, params=params, headers=headers, data=data, stream=stream, sink=sink, sink_from=sink_from
+            )
             if tried.response is not None and tried.response.ok:
-                return tried.response, tried.body
+                return tried.response, tried.stored if tried.stored is not None else tried.body
             if tried.response is None:
                 self._wait_after_failure(attempt, tried.failure)
                 continue
@@ -216,6 +230,8 @@ class GraphTransport:
         headers: dict[str, str] | None,
         data: dict[str, Any] | None,
         stream: bool,
+        sink: Sink | None = None,
+        sink_from: int = STREAM_BYTES,
     ) -> _Attempt:
         with self._slot():
             tried = _Attempt(bearer=self.authenticate())
@@ -229,7 +245,9 @@ class GraphTransport:
                     data=data,
                     stream=stream,
                 )
-                if stream:
+                if stream and tried.response.ok and sink is not None:
+                    tried.body, tried.stored = _read_body_to(tried.response, sink, sink_from)
+                elif stream:
                     tried.body = _read_body(tried.response)
             except requests.HTTPError as exc:
                 tried.response = exc.response
@@ -312,11 +330,29 @@ class GraphTransport:
 def _read_body(response: requests.Response) -> bytes:
     chunks = bytearray()
     try:
-        for chunk in response.iter_content(chunk_size=1024 * 1024):
+        for chunk in response.iter_content(chunk_size=_CHUNK):
             chunks.extend(chunk)
     finally:
         response.close()
     return bytes(chunks)
+
+
+def _read_body_to(response: requests.Response, sink: Sink, sink_from: int) -> tuple[bytes | None, Any]:
+    """(body, None) for a body under ``sink_from`` bytes; (None, what the sink returned)
+    for a bigger one: the chunks read so far, then the rest as it arrives, go to the
+    sink (which stores them whole or not at all: a body broken off raises through it)."""
+    head: list[bytes] = []
+    size = 0
+    try:
+        chunks = response.iter_content(chunk_size=_CHUNK)
+        for chunk in chunks:
+            head.append(chunk)
+            size += len(chunk)
+            if size >= sink_from:
+                return None, sink(itertools.chain(head, chunks))
+        return b"".join(head), None
+    finally:
+        response.close()
 
 
 def _origin(url: str) -> str:
