@@ -35,6 +35,7 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.html import escape
 from django.utils.http import content_disposition_header
+from django.utils.translation import gettext
 
 from archive import storage
 from archive.mail import MailHeaders, MailPart, NestedMail, ParsedMail, mail_limits, parse_headers, parse_message
@@ -87,11 +88,13 @@ class LoadedMail:
 def _problem(document: Document, headers_error: str, parse_error: str) -> str:
     problems = []
     if document.parse_error:
-        problems.append(f"When it was archived, the message could not be read: {document.parse_error}.")
+        problems.append(
+            gettext("When it was archived, the message could not be read: %(error)s.") % {"error": document.parse_error}
+        )
     if headers_error and headers_error not in document.parse_error:
-        problems.append(f"The message headers could not be read: {headers_error}.")
+        problems.append(gettext("The message headers could not be read: %(error)s.") % {"error": headers_error})
     if parse_error and parse_error not in document.parse_error:
-        problems.append(f"The message could not be read completely: {parse_error}.")
+        problems.append(gettext("The message could not be read completely: %(error)s.") % {"error": parse_error})
     return " ".join(problems)
 
 
@@ -116,12 +119,15 @@ def mail_load(document: Document, original: DocumentFile, *, use_stored: bool = 
             return LoadedMail(
                 headers=parse_headers(head),
                 parsed=None,
-                problem=f"The message is too large to show in the browser ({filesizeformat(original.size)}).",
+                problem=gettext("The message is too large to show in the browser (%(size)s).")
+                % {"size": filesizeformat(original.size)},
             )
         raw = storage.read_bytes(original.sha256)
     except storage.StorageError:
         return LoadedMail(
-            headers=MailHeaders(), parsed=None, problem="The original message is missing from the archive store."
+            headers=MailHeaders(),
+            parsed=None,
+            problem=gettext("The original message is missing from the archive store."),
         )
     headers = parse_headers(raw)
     parsed = parse_message(raw, mail_limits())
