@@ -13,13 +13,14 @@ import datetime as dt
 import os
 import re
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
-from django.urls import reverse
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import formats, translation
 
 from archive.models import ArchiveSettings
@@ -29,6 +30,9 @@ LANGUAGES = ("de", "fr", "it")
 SOURCES = ("api", "archive", "mailsources", "webadmin", "templates")
 PLACEHOLDER = re.compile(r"%\(\w+\)[sd]")
 GERMAN = "de-CH,de;q=0.9,en;q=0.5"
+# English words German, French and Italian text never has: a page in those languages that
+# shows one shows an unmarked (or untranslated) English string. ("from:" is search syntax.)
+ENGLISH = re.compile(r"\b(the|and|of|is|are|with|not|your|this|these|to|for|from|has|have|was|be)\b(?!:)")
 
 
 def read_po(path: Path) -> dict[str, dict[str, object]]:
@@ -222,3 +226,84 @@ def test_dates_and_numbers_follow_the_language():
         assert formats.date_format(moment, "F") == "décembre"
     with translation.override("it"):
         assert formats.date_format(moment, "F") == "Dicembre"
+
+
+class VisibleText(HTMLParser):
+    """The text a reader sees (and hears: title, placeholder, aria-label, alt), without
+    scripts, styles and code samples (commands, file names, hashes)."""
+
+    HIDDEN = ("script", "style", "code", "pre")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = 0
+        self.texts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.hidden += tag in self.HIDDEN
+        self.texts += [v.strip() for k, v in attrs if k in ("title", "placeholder", "aria-label", "alt") and v]
+
+    def handle_endtag(self, tag: str) -> None:
+        self.hidden -= tag in self.HIDDEN
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden and data.strip():
+            self.texts.append(" ".join(data.split()))
+
+
+def page_texts(html: str) -> list[str]:
+    parser = VisibleText()
+    parser.feed(html)
+    return parser.texts
+
+
+def routes_without_parameters(patterns=None, prefix: str = "") -> list[str]:
+    """Every page of ``urlpatterns`` that takes no parameter: a new page is checked too."""
+    found = []
+    for pattern in get_resolver().url_patterns if patterns is None else patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            found += routes_without_parameters(pattern.url_patterns, route)
+        elif isinstance(pattern, URLPattern) and not re.search(r"[<(]", route):
+            found.append("/" + route.lstrip("^").rstrip("$"))
+    return found
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_no_page_shows_english_text_in_another_language(client, admin_user, make_document, language):
+    document = make_document(b"Offerte 2026", name="offerte.txt")
+    urls = [reverse("login"), reverse("archive:document", args=[document.pk])]
+    urls += [url for url in routes_without_parameters() if not url.startswith("/webadmin/manage/")]  # Django's admin
+    shown = {}
+    for url in urls:
+        if url != reverse("login"):
+            client.force_login(admin_user)
+        response = client.get(url, HTTP_ACCEPT_LANGUAGE=language)
+        if response.status_code == 200 and response["Content-Type"].startswith("text/html"):
+            shown[url] = [text for text in page_texts(response.content.decode()) if ENGLISH.search(text)]
+    assert len(shown) > 25, sorted(shown)  # the pages are really looked at
+    assert {url: texts for url, texts in shown.items() if texts} == {}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_no_translation_is_the_english_text_left_in_place(language):
+    catalogue = read_po(BASE_DIR / "locale" / language / "LC_MESSAGES" / "django.po")
+    copied = [msgid for msgid, entry in catalogue.items() if msgid in entry["strings"] and ENGLISH.search(msgid)]
+    assert copied == []
+
+
+def test_the_english_word_check_finds_english():
+    assert ENGLISH.search("The look of every WebDMS page.")
+    assert not ENGLISH.search("Das Aussehen jeder WebDMS-Seite. Suche: from:alice")
+    texts = page_texts('<p title="Copy the link">Kopieren <code>manage.py verify --all of it</code></p>')
+    assert texts == ["Copy the link", "Kopieren"]
+
+
+def test_figures_are_grouped_the_swiss_way():
+    """Not Germany's 1.234.567,5 nor Italy's: a non-breaking space and a decimal comma in all
+    three languages (webadmin/formats), English as before."""
+    expected = {"en": "1,234,567.5", "de": "1\xa0234\xa0567,5", "fr": "1\xa0234\xa0567,5", "it": "1\xa0234\xa0567,5"}
+    for language, text in expected.items():
+        with translation.override(language):
+            assert formats.number_format(1234567.5, 1, force_grouping=True) == text, language
