@@ -183,6 +183,7 @@ def meter(percent: float, *, title: str, alarm: bool = False, width: int = 320, 
         f"<title>{escape(title)}</title>"
         f'<rect class="meter-track" {_attrs(x=0, y=0, width=width, height=height, rx=4)}/>'
         f'<rect class="meter-fill" {_attrs(x=0, y=0, width=f"{filled:.1f}", height=height, rx=4)}/>'
-        f'<text class="meter-text" {_attrs(x=width / 2, y=height / 2 + 5)} text-anchor="middle">{share:.1f} %</text>'
+        f'<text class="meter-text" {_attrs(x=width / 2, y=height / 2 + 5)} text-anchor="middle">'
+        f"{_number(share, 1)} %</text>"
         "</svg>"
     )

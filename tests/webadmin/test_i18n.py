@@ -23,6 +23,7 @@ from django.test import override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import formats, translation
 
+from archive import charts
 from archive.models import ArchiveSettings
 
 BASE_DIR = Path(settings.BASE_DIR)
@@ -90,6 +91,14 @@ def compile_catalogues() -> None:
 @pytest.fixture(scope="module", autouse=True)
 def compiled() -> None:
     compile_catalogues()
+
+
+@pytest.fixture(autouse=True)
+def back_to_the_default_language():
+    """A request's language stays active in the thread after it (LocaleMiddleware does not
+    reset it): the tests after these ones must not run in German."""
+    yield
+    translation.deactivate()
 
 
 def test_the_sources_mark_the_pages_strings(marked):
@@ -307,3 +316,12 @@ def test_figures_are_grouped_the_swiss_way():
     for language, text in expected.items():
         with translation.override(language):
             assert formats.number_format(1234567.5, 1, force_grouping=True) == text, language
+
+
+def test_the_dashboard_charts_write_figures_in_the_pages_language():
+    with translation.override("de"):
+        assert charts.count(1234567) == "1\xa0234\xa0567"
+        assert charts.size(1536 * 1024) == "1,5 MiB" and charts.seconds(9000) == "2,5 h"
+        assert ">42,5 %</text>" in charts.meter(42.5, title="Suchabdeckung")
+    with translation.override("en"):
+        assert charts.count(1234567) == "1,234,567" and charts.size(1536 * 1024) == "1.5 MiB"
