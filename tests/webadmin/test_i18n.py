@@ -325,3 +325,14 @@ def test_the_dashboard_charts_write_figures_in_the_pages_language():
         assert ">42,5 %</text>" in charts.meter(42.5, title="Suchabdeckung")
     with translation.override("en"):
         assert charts.count(1234567) == "1,234,567" and charts.size(1536 * 1024) == "1.5 MiB"
+
+
+@pytest.mark.django_db
+def test_the_audit_log_names_its_acts_and_outcomes_in_the_readers_language(client, admin_user):
+    client.post(reverse("login"), {"username": "mallory", "password": "guess"})
+    client.force_login(admin_user)
+    html = client.get(reverse("audit:log"), HTTP_ACCEPT_LANGUAGE=GERMAN).content.decode()
+    rows = {row.split('data-action="')[1].split('"')[0]: row for row in html.split("<tr data-seq=")[1:]}
+    assert "Anmeldung fehlgeschlagen" in rows["sign_in_failed"] and "<td>fehlgeschlagen</td>" in rows["sign_in_failed"]
+    assert "Anmeldung" in rows["sign_in"] and "<td>ok</td>" in rows["sign_in"]
+    assert '<option value="sign_in_locked_out">Anmeldung gesperrt</option>' in html  # the filter too
