@@ -336,3 +336,15 @@ def test_the_audit_log_names_its_acts_and_outcomes_in_the_readers_language(clien
     assert "Anmeldung fehlgeschlagen" in rows["sign_in_failed"] and "<td>fehlgeschlagen</td>" in rows["sign_in_failed"]
     assert "Anmeldung" in rows["sign_in"] and "<td>ok</td>" in rows["sign_in"]
     assert '<option value="sign_in_locked_out">Anmeldung gesperrt</option>' in html  # the filter too
+
+
+@pytest.mark.django_db
+def test_the_mail_viewer_labels_a_forwarded_message_in_the_readers_language(client, alice, group_a):
+    from tests.archive.mail_samples import archive_mail, forward_as_body
+
+    doc = archive_mail(forward_as_body(), group_a)
+    client.force_login(alice)
+    response = client.get(reverse("archive:mail_body", args=[doc.pk]), HTTP_ACCEPT_LANGUAGE=GERMAN)
+    body = (b"".join(response.streaming_content) if response.streaming else response.content).decode()
+    assert "Weitergeleitete Nachricht" in body and "<dt>Von</dt>" in body and "<dt>Betreff</dt>" in body
+    assert "Forwarded message" not in body
