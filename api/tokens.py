@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser, AbstractUser, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from api.models import ApiToken, Scope
 
@@ -37,11 +38,11 @@ def token_create(user: User, name: str, scopes: list[str]) -> tuple[ApiToken, st
     """A new token and its secret; the secret is not stored and cannot be shown again."""
     wanted = set(scopes)
     if not wanted:
-        raise ValidationError("Choose at least one scope.")
+        raise ValidationError(_("Choose at least one scope."))
     if not wanted <= {s.value for s in Scope}:
-        raise ValidationError("Unknown scope.")
+        raise ValidationError(_("Unknown scope."))
     if not wanted <= allowed_scopes(user):
-        raise ValidationError("The admin scope needs a staff user.")
+        raise ValidationError(_("The admin scope needs a staff user."))
     secret = MARKER + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,

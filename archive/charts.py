@@ -10,14 +10,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
+from django.utils import formats
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 Formatter = Callable[[float], str]
 
 
+def _number(value: float, decimals: int) -> str:
+    """The figure as the active language writes it (1’234 or 1 234,5), grouped always."""
+    return formats.number_format(round(value, decimals), decimals, use_l10n=True, force_grouping=True)
+
+
 def count(value: float) -> str:
-    return f"{int(value):,}"
+    return _number(int(value), 0)
 
 
 def size(value: float) -> str:
@@ -25,18 +31,18 @@ def size(value: float) -> str:
     amount = float(value)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if amount < 1024 or unit == "TiB":
-            return f"{amount:,.0f} {unit}" if unit == "B" else f"{amount:,.1f} {unit}"
+            return f"{_number(amount, 0)} {unit}" if unit == "B" else f"{_number(amount, 1)} {unit}"
         amount /= 1024
-    return f"{amount:,.1f} PiB"  # pragma: no cover - the loop returns
+    return f"{_number(amount, 1)} PiB"  # pragma: no cover - the loop returns
 
 
 def seconds(value: float) -> str:
     value = float(value)
     if value < 120:
-        return f"{value:,.0f} s"
+        return f"{_number(value, 0)} s"
     if value < 7200:
-        return f"{value / 60:,.0f} min"
-    return f"{value / 3600:,.1f} h"
+        return f"{_number(value / 60, 0)} min"
+    return f"{_number(value / 3600, 1)} h"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +183,7 @@ def meter(percent: float, *, title: str, alarm: bool = False, width: int = 320, 
         f"<title>{escape(title)}</title>"
         f'<rect class="meter-track" {_attrs(x=0, y=0, width=width, height=height, rx=4)}/>'
         f'<rect class="meter-fill" {_attrs(x=0, y=0, width=f"{filled:.1f}", height=height, rx=4)}/>'
-        f'<text class="meter-text" {_attrs(x=width / 2, y=height / 2 + 5)} text-anchor="middle">{share:.1f} %</text>'
+        f'<text class="meter-text" {_attrs(x=width / 2, y=height / 2 + 5)} text-anchor="middle">'
+        f"{_number(share, 1)} %</text>"
         "</svg>"
     )

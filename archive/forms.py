@@ -71,7 +71,7 @@ def date_form_field(label: str, stored: str) -> forms.CharField:
         required=False,
         initial=shown,
         widget=forms.DateTimeInput(attrs=attrs),
-        help_text=f"Time in {timezone.get_current_timezone_name()}",
+        help_text=_("Time in %(zone)s") % {"zone": timezone.get_current_timezone_name()},
     )
 
 

@@ -35,6 +35,7 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.html import escape
 from django.utils.http import content_disposition_header
+from django.utils.translation import gettext
 
 from archive import storage
 from archive.mail import MailHeaders, MailPart, NestedMail, ParsedMail, mail_limits, parse_headers, parse_message
@@ -87,11 +88,13 @@ class LoadedMail:
 def _problem(document: Document, headers_error: str, parse_error: str) -> str:
     problems = []
     if document.parse_error:
-        problems.append(f"When it was archived, the message could not be read: {document.parse_error}.")
+        problems.append(
+            gettext("When it was archived, the message could not be read: %(error)s.") % {"error": document.parse_error}
+        )
     if headers_error and headers_error not in document.parse_error:
-        problems.append(f"The message headers could not be read: {headers_error}.")
+        problems.append(gettext("The message headers could not be read: %(error)s.") % {"error": headers_error})
     if parse_error and parse_error not in document.parse_error:
-        problems.append(f"The message could not be read completely: {parse_error}.")
+        problems.append(gettext("The message could not be read completely: %(error)s.") % {"error": parse_error})
     return " ".join(problems)
 
 
@@ -116,12 +119,15 @@ def mail_load(document: Document, original: DocumentFile, *, use_stored: bool = 
             return LoadedMail(
                 headers=parse_headers(head),
                 parsed=None,
-                problem=f"The message is too large to show in the browser ({filesizeformat(original.size)}).",
+                problem=gettext("The message is too large to show in the browser (%(size)s).")
+                % {"size": filesizeformat(original.size)},
             )
         raw = storage.read_bytes(original.sha256)
     except storage.StorageError:
         return LoadedMail(
-            headers=MailHeaders(), parsed=None, problem="The original message is missing from the archive store."
+            headers=MailHeaders(),
+            parsed=None,
+            problem=gettext("The original message is missing from the archive store."),
         )
     headers = parse_headers(raw)
     parsed = parse_message(raw, mail_limits())
@@ -166,7 +172,8 @@ class MailBody:
         return frame_script()[0]
 
 
-_EMPTY_BODY = '<p class="mail-empty">This mail has no text to show.</p>'
+def _empty_body() -> str:
+    return f'<p class="mail-empty">{escape(gettext("This mail has no text to show."))}</p>'
 
 
 def _render(
@@ -181,27 +188,29 @@ def _render(
 
 
 def _nested_headers_html(headers: MailHeaders) -> str:
-    rows = [("From", headers.from_), ("To", headers.to)]
+    rows = [(gettext("From"), headers.from_), (gettext("To"), headers.to)]
     if headers.cc:
         rows.append(("CC", headers.cc))
-    rows.append(("Date", headers.date.strftime("%a, %d %b %Y %H:%M %z") if headers.date else ""))
-    rows.append(("Subject", headers.subject or "(no subject)"))
-    cells = "".join(f"<dt>{name}</dt><dd>{escape(value or '—')}</dd>" for name, value in rows)
+    rows.append((gettext("Date"), headers.date.strftime("%a, %d %b %Y %H:%M %z") if headers.date else ""))
+    rows.append((gettext("Subject"), headers.subject or gettext("(no subject)")))
+    cells = "".join(f"<dt>{escape(name)}</dt><dd>{escape(value or '—')}</dd>" for name, value in rows)
     return f'<dl class="mail-nested-headers">{cells}</dl>'
 
 
 def _nested_section(path: str, name: str, headers: MailHeaders, body_html: str) -> str:
-    title = f"Attached message: {escape(name)}" if path else "Forwarded message"
+    title = (
+        escape(gettext("Attached message: %(name)s") % {"name": name}) if path else escape(gettext("Forwarded message"))
+    )
     return (
         f'<section class="mail-nested" data-part="{escape(path)}"><p class="mail-nested-title">{title}</p>'
-        f"{_nested_headers_html(headers)}{body_html or _EMPTY_BODY}</section>"
+        f"{_nested_headers_html(headers)}{body_html or _empty_body()}</section>"
     )
 
 
 def _combined(main: MailBody, nested: list[tuple[str, str, MailHeaders, MailBody]]) -> MailBody:
     """The mail's own body, then each attached message as mail (its headers and body)."""
     if not main.html and not nested:
-        return MailBody(html=_EMPTY_BODY)
+        return MailBody(html=_empty_body())
     out = MailBody(
         html=main.html if main.html or not nested else "",
         remote_blocked=main.remote_blocked,
@@ -234,7 +243,7 @@ def mail_body(
         )
     parsed = loaded.parsed
     if parsed is None:
-        return MailBody(html=_EMPTY_BODY)
+        return MailBody(html=_empty_body())
     cids = _cid_map(loaded.parts)
 
     def cid_url(cid: str) -> str | None:

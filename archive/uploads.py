@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext
 
 # Where the refusal is noted on the request: a WSGI-environ-style key, so the
 # handler and the view share it without a new attribute on HttpRequest.
@@ -24,11 +25,10 @@ REFUSAL_KEY = "webadmin.upload_refusal"
 
 
 def limits_message() -> str:
-    return (
-        f"Nothing was stored: the upload is too large. Each file may have at most "
-        f"{filesizeformat(settings.MAX_UPLOAD_BYTES)}, one upload at most "
-        f"{filesizeformat(settings.MAX_UPLOAD_REQUEST_BYTES)} in all."
-    )
+    return gettext(
+        "Nothing was stored: the upload is too large. Each file may have at most %(file)s, "
+        "one upload at most %(upload)s in all."
+    ) % {"file": filesizeformat(settings.MAX_UPLOAD_BYTES), "upload": filesizeformat(settings.MAX_UPLOAD_REQUEST_BYTES)}
 
 
 def upload_refusal(request: HttpRequest) -> str:

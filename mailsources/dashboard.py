@@ -10,6 +10,7 @@ from collections import defaultdict
 
 from django.conf import settings
 from django.db.models import Count, F, Max, Q, Sum
+from django.utils import formats
 from django.utils.translation import gettext as _
 
 from archive.dashboard import by_utc_day, day_rows_replace, utc_day, utc_start
@@ -119,11 +120,25 @@ def source_alarms(*, now: dt.datetime, intervals: int | None = None) -> list[str
         since = source.last_finished or source.created
         allowed = dt.timedelta(minutes=source.interval_minutes * factor)
         if now - since > allowed:
-            what = "no finished run since it was created" if source.last_finished is None else "its last finished run"
             age = int((now - since).total_seconds() // 60)
+            if source.last_finished is None:
+                text = _(
+                    "Mail source %(name)s stalls: no finished run since it was created %(age)s minutes ago "
+                    "(more than %(factor)s × its %(interval)s-minute interval)."
+                )
+            else:
+                text = _(
+                    "Mail source %(name)s stalls: its last finished run %(age)s minutes ago "
+                    "(more than %(factor)s × its %(interval)s-minute interval)."
+                )
             alarms.append(
-                f"Mail source {source.name!r} stalls: {what} {age:,} minutes ago"
-                f" (more than {factor} × its {source.interval_minutes}-minute interval)."
+                text
+                % {
+                    "name": repr(source.name),
+                    "age": formats.number_format(age, force_grouping=True),
+                    "factor": factor,
+                    "interval": source.interval_minutes,
+                }
             )
         if source.status == SourceStatus.ERROR:
             alarms.append(

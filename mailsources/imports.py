@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import Q
+from django.utils.translation import gettext
 
 from archive.models import FieldDefinition
 from mailsources.clients.imports import ImportClient, ProgressHook, ZipLimits, discover
@@ -31,7 +32,7 @@ def import_mailbox_resolve(address: str) -> str:
     locations to its mails rather than second documents; else the address itself."""
     address = address.strip()
     if not address or any(c.isspace() for c in address):
-        raise ImportSetupError("enter the mailbox address the mails belong to (e.g. alice@example.com)")
+        raise ImportSetupError(gettext("enter the mailbox address the mails belong to (e.g. alice@example.com)"))
     wanted = address.lower()
     for source in MailSource.objects.filter(kind=SourceKind.IMAP).order_by("pk"):
         key = source.mailbox_key()
@@ -46,9 +47,9 @@ def import_mailbox_resolve(address: str) -> str:
 def import_path_check(path: Path, *, inside: Path | None = None) -> Path:
     resolved = path.expanduser().resolve()
     if inside is not None and not resolved.is_relative_to(inside.resolve()):
-        raise ImportSetupError(f"{path} is not inside the import directory")
+        raise ImportSetupError(gettext("%(path)s is not inside the import directory") % {"path": path})
     if not resolved.exists():
-        raise ImportSetupError(f"{path} does not exist")
+        raise ImportSetupError(gettext("%(path)s does not exist") % {"path": path})
     return resolved
 
 
@@ -130,13 +131,16 @@ def import_bytes_text(source: MailSource) -> str:
     try:
         units = discover(Path(source.import_path), source.import_format)
     except OSError:
-        return "the import path is not readable"
+        return gettext("the import path is not readable")
     sizes = {unit.name: unit.size for unit in units}
     done = sum(
         sizes.get(row.name, 0) if row.done else min(row.bytes_done, sizes.get(row.name, 0))
         for row in import_progress(source)
     )
-    return f"{filesizeformat(done)} of {filesizeformat(sum(sizes.values()))} read"
+    return gettext("%(done)s of %(total)s read") % {
+        "done": filesizeformat(done),
+        "total": filesizeformat(sum(sizes.values())),
+    }
 
 
 def import_dir_entries() -> list[tuple[str, int, bool]]:

@@ -55,9 +55,12 @@ class ImportUploadForm(_ImportFields):
         name = str(upload.name or "")
         if not name.lower().endswith(UPLOAD_SUFFIXES):
             raise forms.ValidationError(
-                f"“{name}” is no mail archive this page takes ({', '.join(UPLOAD_SUFFIXES)}); "
-                "put PST files and large archives into the import directory instead."
+                _(
+                    "“%(name)s” is no mail archive this page takes (%(suffixes)s); "
+                    "put PST files and large archives into the import directory instead."
+                )
+                % {"name": name, "suffixes": ", ".join(UPLOAD_SUFFIXES)}
             )
         if upload.size == 0:
-            raise forms.ValidationError(f"“{name}” is empty.")
+            raise forms.ValidationError(_("“%(name)s” is empty.") % {"name": name})
         return upload

@@ -32,7 +32,9 @@ def queued_text(source: MailSource) -> str:
     """ "queued since …" while a run waits on the sync queue, else ""."""
     if source.queued_at is None or source.status == SourceStatus.RUNNING:
         return ""
-    return "queued since " + formats.date_format(timezone.localtime(source.queued_at), "DATETIME_FORMAT")
+    return _("queued since %(moment)s") % {
+        "moment": formats.date_format(timezone.localtime(source.queued_at), "DATETIME_FORMAT")
+    }
 
 
 def failing_mailboxes(source: MailSource, statuses: list[MailboxStatus] | None = None) -> list[MailboxStatus]:

@@ -51,7 +51,7 @@
       const status = byId("source-status");
       status.textContent = data.status_text;
       status.className = "status-" + data.status_class;
-      byId("source-failing").textContent = data.failing || "none";
+      byId("source-failing").textContent = data.failing || byId("source-failing").dataset.none;
       byId("source-archived").textContent = data.archived;
       byId("source-queued").textContent = data.queued || "—";
       byId("source-progress").textContent = data.progress;

@@ -6,6 +6,11 @@
 (function () {
   let pending = null; // {text, html} waiting for the next copy event
 
+  // The page's language: the texts come translated in data-text-* attributes of <body> (templates/base.html).
+  function uiText(key, fallback) {
+    return (document.body && document.body.dataset[key]) || fallback;
+  }
+
   function onCopy(event) {
     if (pending) {
       event.clipboardData.setData("text/plain", pending.text);
@@ -21,7 +26,7 @@
       event.clipboardData.setData("text/plain", doc.linkPayload.text);
       event.clipboardData.setData("text/html", doc.linkPayload.html);
       event.preventDefault();
-      showStatus("Access link copied.");
+      showStatus(uiText("textLinkCopied", "Access link copied."));
     }
   }
 
@@ -34,7 +39,7 @@
     const response = await fetch(url + "?ids=" + numbers.join(","), {
       credentials: "same-origin", headers: { Accept: "application/json" },
     });
-    if (!response.ok) throw new Error("The access link could not be created (" + response.status + ").");
+    if (!response.ok) throw new Error(uiText("textLinkFailed", "The access link could not be created") + " (" + response.status + ").");
     return response.json();
   }
 
@@ -51,7 +56,7 @@
     pending = payload;
     const ok = document.execCommand("copy");
     pending = null;
-    if (!ok) throw new Error("The browser refused to copy.");
+    if (!ok) throw new Error(uiText("textCopyRefused", "The browser refused to copy."));
   }
 
   function showStatus(message) {
@@ -86,7 +91,7 @@
         try {
           const payload = doc.linkPayload || (await fetchLinks(url, [number]));
           await writeClipboard(payload);
-          showStatus("Access link copied.");
+          showStatus(uiText("textLinkCopied", "Access link copied."));
         } catch (err) { showStatus(err.message); }
       });
     }
@@ -159,10 +164,10 @@
       status.hidden = true;
       viewer.dataset.rendered = String(pdf.numPages);
     } catch (err) {
-      status.textContent = "The PDF could not be shown here (" + err.message + "). ";
+      status.textContent = uiText("textPdfFailed", "The PDF could not be shown here") + " (" + err.message + "). ";
       const link = document.createElement("a");
       link.href = viewer.dataset.url + "?download=1";
-      link.textContent = "Download it";
+      link.textContent = uiText("textDownloadIt", "Download it");
       status.append(link);
       viewer.dataset.rendered = "error";
     }

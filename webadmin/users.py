@@ -36,6 +36,7 @@ def _group_field(required: bool = False) -> forms.ModelMultipleChoiceField[Group
         queryset=Group.objects.order_by("name"),
         required=required,
         widget=forms.CheckboxSelectMultiple,
+        label=gettext_lazy("Groups"),
         help_text=gettext_lazy("The user sees the documents of these groups."),
     )
 
@@ -97,6 +98,7 @@ class GroupForm(_ModelForm):
         queryset=User.objects.order_by("username"),
         required=False,
         widget=forms.CheckboxSelectMultiple,
+        label=gettext_lazy("Members"),
         help_text=gettext_lazy("Members see the documents this group owns."),
     )
 

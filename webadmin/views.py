@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from archive import dashboard as archive_dashboard
@@ -41,24 +42,33 @@ def dashboard_reindex(request: HttpRequest) -> HttpResponse:
 
 # What each setting does in the WebDMS, shown under it (SPEC §4).
 SETTING_EFFECTS = {
-    "primary_usage": "Default table columns and viewer: documents (title, date, owner), "
-    "mails (From, Subject, Date; .eml files in the mail view), "
-    "media (file name and a preview image).",
-    "theme": "The look of every WebDMS page.",
-    "hide_extended_icons": "The toolbar shows only view, search, copy link and upload.",
-    "field_columns": "Columns of the Fields tab on wide screens (narrow screens: one).",
-    "start_reduced_table": "The table opens with the reduced columns "
-    "(marked in the field definitions); users can show all columns.",
-    "hide_internal_in_reduced": "Number, owner, created and modified stay out of the reduced table.",
-    "suppress_title": "The Title column is left out of the table.",
-    "publish_field": "A Yes/No field: documents with it set open through their access link "
-    "without login, read-only. Unset it to withdraw a document.",
-    "filename_field": "Uploads store the original file name in this field.",
-    "versioning": "An upload whose version key matches a document becomes its next version.",
-    "version_key_field": "With the file name field, re-uploading a file of the same name "
-    "adds a version; with another field, the upload form asks for the key.",
-    "combobox_elements": "Selection fields suggest this many of the most used values while typing (0: no suggestions).",
-    "show_notes": "Documents show the Notes tab (notes are kept either way).",
+    "primary_usage": gettext_lazy(
+        "Default table columns and viewer: documents (title, date, owner), "
+        "mails (From, Subject, Date; .eml files in the mail view), "
+        "media (file name and a preview image)."
+    ),
+    "theme": gettext_lazy("The look of every WebDMS page."),
+    "hide_extended_icons": gettext_lazy("The toolbar shows only view, search, copy link and upload."),
+    "field_columns": gettext_lazy("Columns of the Fields tab on wide screens (narrow screens: one)."),
+    "start_reduced_table": gettext_lazy(
+        "The table opens with the reduced columns (marked in the field definitions); users can show all columns."
+    ),
+    "hide_internal_in_reduced": gettext_lazy("Number, owner, created and modified stay out of the reduced table."),
+    "suppress_title": gettext_lazy("The Title column is left out of the table."),
+    "publish_field": gettext_lazy(
+        "A Yes/No field: documents with it set open through their access link "
+        "without login, read-only. Unset it to withdraw a document."
+    ),
+    "filename_field": gettext_lazy("Uploads store the original file name in this field."),
+    "versioning": gettext_lazy("An upload whose version key matches a document becomes its next version."),
+    "version_key_field": gettext_lazy(
+        "With the file name field, re-uploading a file of the same name "
+        "adds a version; with another field, the upload form asks for the key."
+    ),
+    "combobox_elements": gettext_lazy(
+        "Selection fields suggest this many of the most used values while typing (0: no suggestions)."
+    ),
+    "show_notes": gettext_lazy("Documents show the Notes tab (notes are kept either way)."),
 }
 
 

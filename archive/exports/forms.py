@@ -12,7 +12,7 @@ from .models import ExportTarget
 
 
 def _source_choices() -> list[tuple[str, str]]:
-    choices = [("", "All sources")]
+    choices = [("", str(_("All sources")))]
     if apps.is_installed("mailsources"):
         model = apps.get_model("mailsources", "MailSource")
         choices += [(str(pk), name) for pk, name in model._default_manager.order_by("name").values_list("pk", "name")]
@@ -23,15 +23,15 @@ def _hold_choices() -> list[tuple[str, str]]:
     from archive.retention.models import LegalHold
 
     holds = LegalHold.objects.order_by("released", "-created").values_list("pk", "name", "released")
-    return [("", "No legal hold")] + [
-        (str(pk), name + (" (released)" if released else "")) for pk, name, released in holds
+    return [("", str(_("No legal hold")))] + [
+        (str(pk), name + (" " + str(_("(released)")) if released else "")) for pk, name, released in holds
     ]
 
 
 class ExportForm(forms.Form):
     """What to export; every criterion is optional, those given are combined (AND)."""
 
-    name = forms.CharField(max_length=100, required=False, help_text=_("For your list of exports."))
+    name = forms.CharField(label=_("Name"), max_length=100, required=False, help_text=_("For your list of exports."))
     query = forms.CharField(
         label=_("Search query"),
         max_length=MAX_QUERY_CHARS,
@@ -40,12 +40,15 @@ class ExportForm(forms.Form):
     )
     source_id = forms.TypedChoiceField(label=_("Mail source"), required=False, coerce=int, empty_value=None)
     mailbox = forms.CharField(
-        max_length=255, required=False, help_text=_("user@host (IMAP) or the address (Microsoft 365).")
+        label=_("Mailbox"),
+        max_length=255,
+        required=False,
+        help_text=_("user@host (IMAP) or the address (Microsoft 365)."),
     )
     legal_hold_id = forms.TypedChoiceField(label=_("Legal hold"), required=False, coerce=int, empty_value=None)
     date_from = forms.DateField(label=_("Date from"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(label=_("Date to"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    target = forms.ChoiceField(choices=ExportTarget.choices, initial=ExportTarget.ZIP)
+    target = forms.ChoiceField(label=_("Target"), choices=ExportTarget.choices, initial=ExportTarget.ZIP)
     with_mbox = forms.BooleanField(label=_("MBOX per mailbox"), required=False, initial=True)
     with_z3 = forms.BooleanField(label=_("GoBD Z3 tables (index.xml)"), required=False, initial=True)
 

@@ -20,6 +20,7 @@ from django.db import models, transaction
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from archive.integrity import audit
 from archive.integrity.models import Anchor, ChainHead
@@ -90,7 +91,7 @@ def procedure_context() -> dict[str, Any]:
         "latest_anchor": Anchor.objects.order_by("-created").first(),
         "anchors": Anchor.objects.count(),
         "verification": _latest_verification(),
-        "settings": [(name, getattr(settings, name, "— (not configured)")) for name in SETTINGS_SHOWN],
+        "settings": [(name, getattr(settings, name, gettext("— (not configured)"))) for name in SETTINGS_SHOWN],
         "archive_settings": ArchiveSettings.load(),
         "fields": list(FieldDefinition.objects.all()),
         "groups": [(g, list(g.user_set.order_by("username"))) for g in Group.objects.order_by("name")],

@@ -1,11 +1,12 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 class IntegrityConfig(AppConfig):
     name = "archive.integrity"
     label = "integrity"
-    verbose_name = "Integrity and audit"
+    verbose_name = _("Integrity and audit")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -36,6 +36,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Page
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext_lazy as _
 
 from archive.models import DocumentFile, FileRole
 
@@ -71,10 +72,32 @@ class AuditAction:
     @classmethod
     def choices(cls) -> list[tuple[str, str]]:
         return [
-            (value, value.replace("_", " ").capitalize())
+            (value, str(ACTION_LABELS.get(value, value.replace("_", " ").capitalize())))
             for name, value in vars(cls).items()
             if name.isupper() and isinstance(value, str)
         ]
+
+
+# The actions' names on the audit log page, in the reader's language.
+ACTION_LABELS = {
+    AuditAction.SIGN_IN: _("Sign in"),
+    AuditAction.SIGN_IN_FAILED: _("Sign in failed"),
+    AuditAction.SIGN_IN_LOCKED_OUT: _("Sign in locked out"),
+    AuditAction.SIGN_OUT: _("Sign out"),
+    AuditAction.DOCUMENT_VIEW: _("Document view"),
+    AuditAction.DOCUMENT_EDIT: _("Document edit"),
+    AuditAction.FILE_DOWNLOAD: _("File download"),
+    AuditAction.RAW_DOWNLOAD: _("Raw download"),
+    AuditAction.LINK_OPEN: _("Link open"),
+    AuditAction.SEARCH: _("Search"),
+    AuditAction.EXPORT: _("Export"),
+    AuditAction.SETTINGS_CHANGED: _("Settings changed"),
+    AuditAction.SOURCE_CHANGED: _("Source changed"),
+    AuditAction.FIELD_DEFINITION_CHANGED: _("Field definition changed"),
+    AuditAction.USER_CHANGED: _("User changed"),
+    AuditAction.GROUP_CHANGED: _("Group changed"),
+    AuditAction.PERMISSION_CHANGED: _("Permission changed"),
+}
 
 
 class Outcome:
@@ -82,7 +105,7 @@ class Outcome:
     DENIED = "denied"  # not allowed (not found or not yours, read-only role, locked out)
     FAILED = "failed"  # allowed, but it did not work (wrong password, no such file, bad query)
 
-    CHOICES = [(OK, "ok"), (DENIED, "denied"), (FAILED, "failed")]
+    CHOICES = [(OK, _("ok")), (DENIED, _("denied")), (FAILED, _("failed"))]
 
 
 # The request being answered, for acts recorded by model signals (a user saved

@@ -50,7 +50,7 @@ class AuditFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         action = self.fields["action"]
         assert isinstance(action, forms.ChoiceField)
-        action.choices = [("", "any"), *AuditAction.choices()]
+        action.choices = [("", _("any")), *AuditAction.choices()]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from archive.integrity import audit
 from archive.models import Document
@@ -91,14 +92,14 @@ def expiry_list_approve(
     with transaction.atomic():
         expiry_list = ExpiryList.objects.select_for_update().get(pk=expiry_list_id)
         if expiry_list.status != ExpiryStatus.OPEN:
-            raise ApprovalError("This list is not waiting for approval.")
+            raise ApprovalError(gettext("This list is not waiting for approval."))
         if not (user.is_active and user.is_staff):
-            raise ApprovalError("Only administrators approve expiry lists.")
+            raise ApprovalError(gettext("Only administrators approve expiry lists."))
         if expiry_list.first_approver_id is None:
             expiry_list.first_approver, expiry_list.first_approved = user, now
             complete = not two_approvers()
         elif expiry_list.first_approver_id == user.pk:
-            raise ApprovalError("The second approval must come from a different administrator.")
+            raise ApprovalError(gettext("The second approval must come from a different administrator."))
         else:
             expiry_list.second_approver, expiry_list.second_approved = user, now
             complete = True
@@ -126,7 +127,7 @@ def expiry_list_reject(expiry_list_id: int, user: Any, request: HttpRequest | No
     with transaction.atomic():
         expiry_list = ExpiryList.objects.select_for_update().get(pk=expiry_list_id)
         if expiry_list.status != ExpiryStatus.OPEN:
-            raise ApprovalError("This list is not waiting for approval.")
+            raise ApprovalError(gettext("This list is not waiting for approval."))
         expiry_list.status = ExpiryStatus.REJECTED
         expiry_list.finished = timezone.now()
         expiry_list.save()

@@ -14,7 +14,7 @@ from .models import LegalHold, Preset, RetentionPolicy
 
 def source_choices() -> list[tuple[str, str]]:
     sources = apps.get_model("mailsources", "MailSource").objects.order_by("name").values_list("pk", "name")
-    return [("", "Any source"), *((str(pk), name) for pk, name in sources)]
+    return [("", str(_("Any source"))), *((str(pk), name) for pk, name in sources)]
 
 
 class SourceChoiceMixin:
@@ -48,10 +48,24 @@ class RetentionPolicyForm(SourceChoiceMixin, forms.ModelForm):  # type: ignore[t
             "field",
             "field_value",
         ]
+        labels = {
+            "name": _("Name"),
+            "order": _("Order"),
+            "enabled": _("Enabled"),
+            "preset": _("Preset"),
+            "years": _("Years"),
+            "months": _("Months"),
+            "days": _("Days"),
+            "count_from": _("Count from"),
+            "mailbox": _("Mailbox"),
+            "folder": _("Folder"),
+            "field": _("Field"),
+            "field_value": _("Field value"),
+        }
         help_texts = {
-            "years": "Custom duration only.",
-            "count_from": "Custom duration only; the presets count from the end of the year.",
-            "field_value": "With a field: documents whose value is exactly this.",
+            "years": _("Custom duration only."),
+            "count_from": _("Custom duration only; the presets count from the end of the year."),
+            "field_value": _("With a field: documents whose value is exactly this."),
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -78,9 +92,18 @@ class LegalHoldForm(SourceChoiceMixin, forms.ModelForm):  # type: ignore[type-ar
             "date_from": forms.DateInput(attrs={"type": "date"}),
             "date_to": forms.DateInput(attrs={"type": "date"}),
         }
+        labels = {
+            "name": _("Name"),
+            "reason": _("Reason"),
+            "whole_archive": _("Whole archive"),
+            "query": _("Search query"),
+            "mailbox": _("Mailbox"),
+            "date_from": _("Date from"),
+            "date_to": _("Date to"),
+        }
         help_texts = {
-            "query": "The table's search language, e.g. invoice from:alice@example.com",
-            "date_from": "Mail date (archive time without one), inclusive.",
+            "query": _("The table's search language, e.g. invoice from:alice@example.com"),
+            "date_from": _("Mail date (archive time without one), inclusive."),
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

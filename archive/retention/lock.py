@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models.signals import pre_delete
+from django.utils.translation import gettext
 
 from archive.models import Document, DocumentFile
 
@@ -47,13 +48,17 @@ def _check(number: int) -> None:
         return
     if lock_enabled():
         raise DeletionRefused(
-            f"Document {number} cannot be deleted: the deletion lock is on — documents are deleted only "
-            "through an approved expiry list, after their retention end."
+            gettext(
+                "Document %(number)s cannot be deleted: the deletion lock is on — documents are deleted only "
+                "through an approved expiry list, after their retention end."
+            )
+            % {"number": number}
         )
     from .holds import is_held
 
     if is_held(number):
-        raise DeletionRefused(f"Document {number} is on legal hold and cannot be deleted.")
+        refusal = gettext("Document %(number)s is on legal hold and cannot be deleted.")
+        raise DeletionRefused(refusal % {"number": number})
 
 
 def _document_deleting(sender: Any, instance: Document, **kwargs: Any) -> None:

@@ -15,10 +15,10 @@ from archive.models import DocumentKind, FieldDefinition
 
 
 class Preset(models.TextChoices):
-    CH_10 = "ch10", "CH: 10 years from the end of the year (OR 958f, GeBüV)"
-    DE_6 = "de6", "DE: 6 years from the end of the year (business letters)"
-    DE_8 = "de8", "DE: 8 years from the end of the year (booking records, BEG IV)"
-    DE_10 = "de10", "DE: 10 years from the end of the year (books, annual accounts)"
+    CH_10 = "ch10", _("CH: 10 years from the end of the year (OR 958f, GeBüV)")
+    DE_6 = "de6", _("DE: 6 years from the end of the year (business letters)")
+    DE_8 = "de8", _("DE: 8 years from the end of the year (booking records, BEG IV)")
+    DE_10 = "de10", _("DE: 10 years from the end of the year (books, annual accounts)")
     CUSTOM = "custom", _("Custom duration")
     FOREVER = "forever", _("Keep forever")
 
@@ -45,7 +45,7 @@ class RetentionPolicy(models.Model):
     order = models.PositiveIntegerField(default=100, help_text=_("Lower first; the first matching policy decides."))
     enabled = models.BooleanField(default=True)
     is_default = models.BooleanField(
-        "Default policy", default=False, help_text=_("Applies to documents no other policy matches (scope ignored).")
+        _("Default policy"), default=False, help_text=_("Applies to documents no other policy matches (scope ignored).")
     )
     preset = models.CharField(max_length=16, choices=Preset.choices, default=Preset.CH_10)
     years = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(500)])

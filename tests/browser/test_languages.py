@@ -16,7 +16,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # Each language's word on each main page (the top bar's "Archive" link, the page's heading).
 WORDS = {
     "en": {"nav": "Archive", "login": "Log in", "home": "Archive health", "settings": "Primary archive usage"},
-    "de": {"nav": "Archiv", "login": "Anmelden", "home": "Zustand des Archivs", "settings": "Primäre Archivnutzung"},
+    "de": {
+        "nav": "Archiv",
+        "login": "Anmelden",
+        "home": "Zustand des Archivs",
+        "settings": "Primäre Archivnutzung",
+        "audit": "Audit-Protokoll",
+    },
     "fr": {
         "nav": "Archive",
         "login": "Se connecter",
@@ -35,6 +41,7 @@ def compiled() -> None:
 @pytest.fixture
 def swiss_page(browser, live_server):
     context = browser.new_context(base_url=live_server.url, locale="de-CH", viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     page = context.new_page()
     page.set_default_timeout(10_000)
     yield page
@@ -61,6 +68,8 @@ def test_a_swiss_browser_gets_german_and_switches_language(
         "document": reverse("archive:document", args=[document.pk]),
         "home": reverse("webadmin:home"),
         "settings": reverse("webadmin:archive_settings"),
+        "audit": reverse("audit:log"),
+        "sources": reverse("mailsources:list"),
     }
     for language in ("de", "fr", "it", "en"):
         if language != "de":
@@ -80,3 +89,15 @@ def test_a_swiss_browser_gets_german_and_switches_language(
     choose(page, "it")
     assert WORDS["it"]["login"] in page.text_content("h1")
     page.screenshot(path=str(artifacts_dir / "languages-it-login.png"), full_page=True)
+
+
+def test_the_scripts_messages_are_in_the_pages_language(swiss_page, live_server, admin_user, make_document):
+    """The WebDMS script's texts come translated from the page (data-text-* on <body>)."""
+    page = swiss_page
+    document = make_document(b"Offerte 2026", name="offerte.txt")
+    page.goto(reverse("login"))
+    log_in_as(page, live_server, admin_user)
+    page.goto(reverse("archive:document", args=[document.pk]))
+    page.wait_for_selector("#document[data-link-ready='true']", state="attached")
+    page.click("#copy-link")
+    page.wait_for_selector("#copy-status:has-text('Zugriffslink kopiert.')")

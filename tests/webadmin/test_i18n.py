@@ -13,15 +13,17 @@ import datetime as dt
 import os
 import re
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
-from django.urls import reverse
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import formats, translation
 
+from archive import charts
 from archive.models import ArchiveSettings
 
 BASE_DIR = Path(settings.BASE_DIR)
@@ -29,6 +31,9 @@ LANGUAGES = ("de", "fr", "it")
 SOURCES = ("api", "archive", "mailsources", "webadmin", "templates")
 PLACEHOLDER = re.compile(r"%\(\w+\)[sd]")
 GERMAN = "de-CH,de;q=0.9,en;q=0.5"
+# English words German, French and Italian text never has: a page in those languages that
+# shows one shows an unmarked (or untranslated) English string. ("from:" is search syntax.)
+ENGLISH = re.compile(r"\b(the|and|of|is|are|with|not|your|this|these|to|for|from|has|have|was|be)\b(?!:)")
 
 
 def read_po(path: Path) -> dict[str, dict[str, object]]:
@@ -86,6 +91,14 @@ def compile_catalogues() -> None:
 @pytest.fixture(scope="module", autouse=True)
 def compiled() -> None:
     compile_catalogues()
+
+
+@pytest.fixture(autouse=True)
+def back_to_the_default_language():
+    """A request's language stays active in the thread after it (LocaleMiddleware does not
+    reset it): the tests after these ones must not run in German."""
+    yield
+    translation.deactivate()
 
 
 def test_the_sources_mark_the_pages_strings(marked):
@@ -222,3 +235,116 @@ def test_dates_and_numbers_follow_the_language():
         assert formats.date_format(moment, "F") == "décembre"
     with translation.override("it"):
         assert formats.date_format(moment, "F") == "Dicembre"
+
+
+class VisibleText(HTMLParser):
+    """The text a reader sees (and hears: title, placeholder, aria-label, alt), without
+    scripts, styles and code samples (commands, file names, hashes)."""
+
+    HIDDEN = ("script", "style", "code", "pre")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = 0
+        self.texts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.hidden += tag in self.HIDDEN
+        self.texts += [v.strip() for k, v in attrs if k in ("title", "placeholder", "aria-label", "alt") and v]
+
+    def handle_endtag(self, tag: str) -> None:
+        self.hidden -= tag in self.HIDDEN
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden and data.strip():
+            self.texts.append(" ".join(data.split()))
+
+
+def page_texts(html: str) -> list[str]:
+    parser = VisibleText()
+    parser.feed(html)
+    return parser.texts
+
+
+def routes_without_parameters(patterns=None, prefix: str = "") -> list[str]:
+    """Every page of ``urlpatterns`` that takes no parameter: a new page is checked too."""
+    found = []
+    for pattern in get_resolver().url_patterns if patterns is None else patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            found += routes_without_parameters(pattern.url_patterns, route)
+        elif isinstance(pattern, URLPattern) and not re.search(r"[<(]", route):
+            found.append("/" + route.lstrip("^").rstrip("$"))
+    return found
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_no_page_shows_english_text_in_another_language(client, admin_user, make_document, language):
+    document = make_document(b"Offerte 2026", name="offerte.txt")
+    urls = [reverse("login"), reverse("archive:document", args=[document.pk])]
+    urls += [url for url in routes_without_parameters() if not url.startswith("/webadmin/manage/")]  # Django's admin
+    shown = {}
+    for url in urls:
+        if url != reverse("login"):
+            client.force_login(admin_user)
+        response = client.get(url, HTTP_ACCEPT_LANGUAGE=language)
+        if response.status_code == 200 and response["Content-Type"].startswith("text/html"):
+            shown[url] = [text for text in page_texts(response.content.decode()) if ENGLISH.search(text)]
+    assert len(shown) > 25, sorted(shown)  # the pages are really looked at
+    assert {url: texts for url, texts in shown.items() if texts} == {}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_no_translation_is_the_english_text_left_in_place(language):
+    catalogue = read_po(BASE_DIR / "locale" / language / "LC_MESSAGES" / "django.po")
+    copied = [msgid for msgid, entry in catalogue.items() if msgid in entry["strings"] and ENGLISH.search(msgid)]
+    assert copied == []
+
+
+def test_the_english_word_check_finds_english():
+    assert ENGLISH.search("The look of every WebDMS page.")
+    assert not ENGLISH.search("Das Aussehen jeder WebDMS-Seite. Suche: from:alice")
+    texts = page_texts('<p title="Copy the link">Kopieren <code>manage.py verify --all of it</code></p>')
+    assert texts == ["Copy the link", "Kopieren"]
+
+
+def test_figures_are_grouped_the_swiss_way():
+    """Not Germany's 1.234.567,5 nor Italy's: a non-breaking space and a decimal comma in all
+    three languages (webadmin/formats), English as before."""
+    expected = {"en": "1,234,567.5", "de": "1\xa0234\xa0567,5", "fr": "1\xa0234\xa0567,5", "it": "1\xa0234\xa0567,5"}
+    for language, text in expected.items():
+        with translation.override(language):
+            assert formats.number_format(1234567.5, 1, force_grouping=True) == text, language
+
+
+def test_the_dashboard_charts_write_figures_in_the_pages_language():
+    with translation.override("de"):
+        assert charts.count(1234567) == "1\xa0234\xa0567"
+        assert charts.size(1536 * 1024) == "1,5 MiB" and charts.seconds(9000) == "2,5 h"
+        assert ">42,5 %</text>" in charts.meter(42.5, title="Suchabdeckung")
+    with translation.override("en"):
+        assert charts.count(1234567) == "1,234,567" and charts.size(1536 * 1024) == "1.5 MiB"
+
+
+@pytest.mark.django_db
+def test_the_audit_log_names_its_acts_and_outcomes_in_the_readers_language(client, admin_user):
+    client.post(reverse("login"), {"username": "mallory", "password": "guess"})
+    client.force_login(admin_user)
+    html = client.get(reverse("audit:log"), HTTP_ACCEPT_LANGUAGE=GERMAN).content.decode()
+    rows = {row.split('data-action="')[1].split('"')[0]: row for row in html.split("<tr data-seq=")[1:]}
+    assert "Anmeldung fehlgeschlagen" in rows["sign_in_failed"] and "<td>fehlgeschlagen</td>" in rows["sign_in_failed"]
+    assert "Anmeldung" in rows["sign_in"] and "<td>ok</td>" in rows["sign_in"]
+    assert '<option value="sign_in_locked_out">Anmeldung gesperrt</option>' in html  # the filter too
+
+
+@pytest.mark.django_db
+def test_the_mail_viewer_labels_a_forwarded_message_in_the_readers_language(client, alice, group_a):
+    from tests.archive.mail_samples import archive_mail, forward_as_body
+
+    doc = archive_mail(forward_as_body(), group_a)
+    client.force_login(alice)
+    response = client.get(reverse("archive:mail_body", args=[doc.pk]), HTTP_ACCEPT_LANGUAGE=GERMAN)
+    body = (b"".join(response.streaming_content) if response.streaming else response.content).decode()
+    assert "Weitergeleitete Nachricht" in body and "<dt>Von</dt>" in body and "<dt>Betreff</dt>" in body
+    assert "Forwarded message" not in body

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.http import HttpRequest
+from django.utils.translation import gettext
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -97,7 +98,7 @@ def enrolment_device(user: User) -> TOTPDevice:
 
 def qr_svg(device: TOTPDevice) -> str:
     """The otpauth:// link as an inline SVG QR code (drawn here: no outside service)."""
-    svg: str = segno.make(device.config_url, error="m").svg_inline(scale=5, title="Authenticator QR code")
+    svg: str = segno.make(device.config_url, error="m").svg_inline(scale=5, title=gettext("Authenticator QR code"))
     return svg
 
 

@@ -35,7 +35,7 @@ DIRECTORY_MESSAGES = {
 
 class CodeForm(forms.Form):
     code = forms.CharField(
-        label="Code",
+        label=_("Code"),
         max_length=32,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}),
     )
@@ -73,7 +73,10 @@ class SignInView(auth_views.LoginView):
 
 def finish_sign_in(request: HttpRequest, step: totp.Pending) -> None:
     totp.clear_pending(request)
-    login(request, step.user, backend=step.backend)
+    # On the user, not only as login()'s argument: the sign-in's listeners (the audit log's
+    # "backend") read it from there, as after a one-step sign-in.
+    step.user.backend = step.backend  # type: ignore[attr-defined]  # as django.contrib.auth.authenticate() sets it
+    login(request, step.user)
 
 
 def count_failure(request: HttpRequest, user: User) -> None:
