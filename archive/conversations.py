@@ -48,6 +48,12 @@ class ThreadMail:
     is_current: bool
 
 
+class Conversation(list[ThreadMail]):
+    """The thread's mails; ``cut`` when the bounds may have left some out."""
+
+    cut: bool = False
+
+
 def base_subject(subject: str) -> str:
     """The subject without its reply and forward prefixes."""
     return _PREFIX.sub("", subject).strip()
@@ -111,29 +117,36 @@ def _join(heads: dict[int, ThreadIds], known: set[str], members: set[int]) -> No
                 grew = True
 
 
-def conversation(visible: QuerySet[Document], document: Document) -> list[ThreadMail]:
-    """The thread of a mail, oldest first, the mail itself included; [] when it
-    has no other mail the user may see (or is not a mail)."""
+def conversation(visible: QuerySet[Document], document: Document) -> Conversation:
+    """The thread of a mail, oldest first, the mail itself included; empty when it
+    has no other mail the user may see (or is not a mail). ``cut`` when a round
+    found ``MAX_CANDIDATES`` candidates or the third round still found some."""
     original = document.original()
     if original is None or (document.kind != DocumentKind.MAIL and not original.name.lower().endswith(".eml")):
-        return []
+        return Conversation()
     ids = thread_ids(_head_of(original))
     known, members = set(ids.all), {document.pk}
     found: dict[int, Document] = {document.pk: document}
     heads: dict[int, ThreadIds] = {}
     asked: set[str] = set()
+    cut = False
     for _round in range(3):  # mails found name further mails: by their ids and their subjects
         subjects = {base_subject(found[n].title) for n in members} - asked
         asked |= subjects
         new = _candidates(visible, subjects, known, set(found))
         if not new:
             break
+        cut = cut or len(new) == MAX_CANDIDATES
         found.update((d.pk, d) for d in new)
         originals = _originals({d.pk for d in new})
         heads.update((d.pk, thread_ids(_head_of(originals[d.pk]))) for d in new if d.pk in originals)
         _join(heads, known, members)
+    else:
+        cut = True  # three rounds, each finding more: there may be more still
     if len(members) == 1:
-        return []
+        return Conversation()
     chosen = [d for n, d in found.items() if n in members]
     chosen.sort(key=lambda d: (d.date is None, d.date, d.pk))
-    return [ThreadMail(d, d.title, str(d.values.get("from", "")), d.pk == document.pk) for d in chosen]
+    thread = Conversation(ThreadMail(d, d.title, str(d.values.get("from", "")), d.pk == document.pk) for d in chosen)
+    thread.cut = cut
+    return thread

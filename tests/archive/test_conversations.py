@@ -169,3 +169,20 @@ def test_a_field_error_names_the_field_once(client, alice, make_document):
     text = " ".join(str(m) for m in response.context["messages"])
     assert "Department: 'Sales' is not one of the allowed values" in text
     assert "Department: Department" not in text
+
+
+def test_a_whole_thread_is_not_marked_cut(client, alice, thread):
+    found = conversations.conversation(selectors.documents_visible_to(alice), thread["reply"])
+    assert len(found) == 3 and not found.cut
+    client.force_login(alice)
+    html = client.get(reverse("archive:document", args=[thread["reply"].pk])).content.decode()
+    assert 'id="conversation-cut"' not in html
+
+
+def test_a_thread_cut_by_the_bounds_says_so(client, alice, thread, monkeypatch):
+    monkeypatch.setattr(conversations, "MAX_CANDIDATES", 1)  # a round takes one candidate
+    found = conversations.conversation(selectors.documents_visible_to(alice), thread["root"])
+    assert found.cut and len(found) < 3
+    client.force_login(alice)
+    html = client.get(reverse("archive:document", args=[thread["root"].pk])).content.decode()
+    assert 'id="conversation-cut"' in html and "search for its subject" in html
