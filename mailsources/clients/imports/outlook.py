@@ -1,8 +1,9 @@
 """Outlook items (.msg files, PST/OST folders) to a generated .eml: they have no
 original MIME. The item itself is kept as the original (the .msg bytes; for a PST
-item, which libpff cannot write out as a .msg, a JSON dump of all its MAPI property
-records), and the .eml made from its fields with the standard library is the mail
-that is viewed and searched. Both are hashed; the location says it was converted."""
+item, which libpff cannot write out as a .msg, a JSON dump of all the MAPI property
+records of the message, its recipients and its attachments), and the .eml made from
+its fields with the standard library is the mail that is viewed and searched. Both
+are hashed; the location says it was converted."""
 
 from __future__ import annotations
 
@@ -64,7 +65,9 @@ def eml_from_item(item: OutlookItem, seed: str) -> bytes:
             value = parsed.get(name)
             if value is not None:
                 try:
-                    message[name] = str(value)
+                    # The parsed header itself, not its str(): that would lose the quotes
+                    # of a display name ("Puthigai  Savita") and so change the name.
+                    message[name] = value
                     taken.add(name)
                 except (ValueError, TypeError):
                     continue
@@ -163,19 +166,59 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _records(item: Any) -> list[dict[str, Any]]:
+def _record_set(record_set: Any) -> list[dict[str, Any]]:
     records = []
-    for record_set in getattr(item, "record_sets", []) or []:
+    for entry in record_set.entries:
+        data = entry.data
+        records.append(
+            {
+                "entry_type": entry.entry_type,
+                "value_type": entry.value_type,
+                "data": data.hex() if isinstance(data, bytes) else None,
+            }
+        )
+    return records
+
+
+def _records(item: Any) -> list[dict[str, Any]]:
+    return [record for record_set in getattr(item, "record_sets", []) or [] for record in _record_set(record_set)]
+
+
+def _original(message: Any, path: str) -> bytes:
+    """The item's MSG-equivalent original: every property record of the message, of
+    each recipient and of each attachment (its data included), as JSON."""
+    dump: dict[str, Any] = {
+        "folder": path,
+        "records": _records(message),
+        "attachments": [_records(message.get_attachment(n)) for n in range(message.number_of_attachments)],
+    }
+    try:
+        recipients = message.recipients
+        record_sets = getattr(recipients, "record_sets", []) if recipients is not None else []
+        dump["recipients"] = [_record_set(record_set) for record_set in record_sets or []]
+    except OSError as exc:
+        # A damaged recipient table: the message, its headers and attachments are still archived.
+        dump["recipients_error"] = f"{exc.__class__.__name__}: {exc}"
+    return json.dumps(dump, sort_keys=True).encode()
+
+
+# MAPI properties of an attachment's name: PR_ATTACH_LONG_FILENAME, PR_ATTACH_FILENAME,
+# PR_DISPLAY_NAME; 0x1F: UTF-16LE string, 0x1E: 8-bit string.
+_ATTACHMENT_NAME_PROPERTIES = (0x3707, 0x3704, 0x3001)
+
+
+def _attachment_name(attachment: Any) -> str:
+    name = _text(getattr(attachment, "long_filename", None)).rstrip("\x00")
+    if name:
+        return name
+    found: dict[int, str] = {}
+    for record_set in getattr(attachment, "record_sets", []) or []:
         for entry in record_set.entries:
             data = entry.data
-            records.append(
-                {
-                    "entry_type": entry.entry_type,
-                    "value_type": entry.value_type,
-                    "data": data.hex() if isinstance(data, bytes) else None,
-                }
-            )
-    return records
+            if entry.entry_type in _ATTACHMENT_NAME_PROPERTIES and isinstance(data, bytes) and data:
+                codec = "utf-16-le" if entry.value_type == 0x1F else "cp1252"
+                found.setdefault(entry.entry_type, data.decode(codec, "replace").rstrip("\x00"))
+    return next((found[key] for key in _ATTACHMENT_NAME_PROPERTIES if found.get(key)), "")
 
 
 def _pst_item(message: Any) -> OutlookItem:
@@ -192,8 +235,10 @@ def _pst_item(message: Any) -> OutlookItem:
     for number in range(message.number_of_attachments):
         attachment = message.get_attachment(number)
         size = attachment.get_size() or 0
+        if size:
+            attachment.seek_offset(0)  # reading its records (the original) may have moved it
         data = attachment.read_buffer(size) if size else b""
-        item.attachments.append((_text(getattr(attachment, "name", "")) or f"attachment-{number + 1}", data))
+        item.attachments.append((_attachment_name(attachment) or f"attachment-{number + 1}", data))
     return item
 
 
@@ -212,7 +257,7 @@ def pst_items(pst: Any, start: int) -> Iterator[PstItem]:
             try:
                 message = folder.get_sub_message(number)
                 identifier = str(message.identifier)
-                original = json.dumps({"folder": path, "records": _records(message)}, sort_keys=True).encode()
+                original = _original(message, path)
                 yield PstItem(current, identifier, path, original, _pst_item(message))
             except Exception as exc:  # noqa: BLE001 - one damaged item must not stop the file
                 yield PstItem(current, f"index-{current}", path, b"", None, f"{exc.__class__.__name__}: {exc}")
