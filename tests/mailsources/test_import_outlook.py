@@ -91,3 +91,45 @@ def test_the_same_msg_twice_is_one_document(tmp_path, owner):
     assert run is not None and (run.new, run.duplicate) == (1, 1), run.errors
     assert MailLocation.objects.filter(source=source).values("mail").distinct().count() == 1
     assert MailLocation.objects.filter(source=source).count() == 2
+
+
+REAL_MSG = Path(__file__).resolve().parents[1] / "data" / "msgreader-test.msg"
+
+
+def test_a_msg_written_by_outlook_from_a_public_package_is_archived_field_for_field(tmp_path, owner):
+    # tests/data/README.md: from the npm package msgreader 1.0.1 (ISC), a mail sent via Gmail.
+    root = tmp_path / "real"
+    root.mkdir()
+    msg_bytes = REAL_MSG.read_bytes()
+    (root / "test.msg").write_bytes(msg_bytes)
+    source = import_source_create(root, "alice@example.com", owner)
+
+    run = pipeline.source_sync(source.pk, client_factory=lambda s, a: import_client(s))
+
+    assert run is not None and (run.new, run.status) == (1, RunStatus.OK), run.errors
+    location = MailLocation.objects.select_related("mail__document").get(source=source)
+    assert location.details["converted"] is True and location.details["format"] == "msg"
+    assert storage.read_bytes(location.details["original_sha256"]) == msg_bytes
+    eml_file = location.mail.document.files.get(role=FileRole.ORIGINAL)
+    eml_bytes = storage.read_bytes(eml_file.sha256)
+    assert hashlib.sha256(eml_bytes).hexdigest() == eml_file.sha256 == location.details["eml_sha256"]
+    eml = message_from_bytes(eml_bytes, policy=policy.default)
+    theirs = extract_msg.openMsg(msg_bytes)
+    try:
+        # The item's transport headers, as Outlook kept them, are the generated mail's headers.
+        headers = message_from_bytes(theirs.headerText.encode(), policy=policy.default)
+        for name in ("From", "To", "Subject", "Date", "Message-ID"):
+            assert eml[name] == headers[name], name
+        assert eml["Subject"] == theirs.subject and eml["Message-ID"] == theirs.messageId
+        assert eml["Date"].datetime == theirs.date
+        # A MIME text part's line ends are CRLF in any case: Python reads them as "\n".
+        assert eml.get_body(("plain",)).get_content() == theirs.body.replace("\r\n", "\n")
+        # (and the standard library ends a text part with a line end)
+        html = theirs.htmlBody.decode().replace("\r\n", "\n")
+        assert eml.get_body(("html",)).get_content() == html + ("" if html.endswith("\n") else "\n")
+        assert [(a.get_filename(), a.get_content()) for a in eml.iter_attachments()] == [
+            (a.longFilename, a.data) for a in theirs.attachments
+        ]
+        assert len(theirs.attachments) == 1 and theirs.attachments[0].data[:3] == b"\xff\xd8\xff"  # a JPEG
+    finally:
+        theirs.close()
