@@ -23,6 +23,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from archive import storage
+from archive.integrity.models import LedgerEntry, LedgerEvent
 from archive.models import Document, FileRole
 from mailsources import pipeline
 from mailsources.imports import import_client, import_source_create
@@ -162,6 +163,9 @@ def test_every_item_of_a_real_pst_is_archived_as_readpst_reads_it(enron_pst, rea
             if record["entry_type"] == 0x3701
         ]
         assert sorted(kept) == sorted(data for _, data in readpst_attachments(theirs))
+        # The same ledger entry as a mail from IMAP: the archived .eml's hash in the chain.
+        entry = LedgerEntry.objects.get(event=LedgerEvent.ARCHIVED, document=location.mail.document_id)
+        assert entry.blobs == [details["eml_sha256"]]
     assert seen == set(readpst_mails)
 
 
