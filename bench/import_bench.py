@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     files = env.data_dir / "mbox"
     files.mkdir()
     results = {}
+    say(f"load average at the start: {_load()}")
     busy_before, total_before = machine_cpu_seconds()
     try:
         for label, size in (("small", int(args.gigabytes * 100 * MB)), ("big", int(args.gigabytes * 1000 * MB))):
@@ -175,9 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     (small_rss, small_size), (big_rss, big_size) = results["small"], results["big"]
     say(
         f"RSS big/small: {big_rss / small_rss:.2f} for a file {big_size / small_size:.0f}× as large "
-        f"(flat memory: close to 1); machine busy {busy:.0%} during the run (all processes)"
+        f"(flat memory: close to 1); machine busy {busy:.0%} during the run (all processes); "
+        f"load average at the end: {_load()}"
     )
     return 0
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg()) + f" (1/5/15 min, {os.cpu_count()} cores)"
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ source "$(dirname "$0")/common.sh"
 
 ensure_debian_packages chromium dovecot-imapd isync openssl libmariadb-dev pkg-config \
   libldap2-dev libsasl2-dev slapd ldap-utils gettext  # LDAP sign-in (python-ldap, a test slapd)
+ensure_debian_packages pst-utils  # readpst (libpst): the PST import tests compare with it
 # npm for the test OIDC provider: Debian's package only where no Node.js brought its own
 # (NodeSource's nodejs includes npm and conflicts with Debian's npm package).
 command -v npm >/dev/null || ensure_debian_packages npm
