@@ -18,16 +18,28 @@
    no-change rerun.
 
 Targets (issue 4): <= 1.01 requests per archived mail, >= 95 % of the ceiling, a handful of
-429s at most.
+429s at most. Issue 18 item 3: 4 mailboxes at >= 3.6x one mailbox's ceiling with 0 x 429,
+<= 1.01 requests per mail at Number of mails = 1000 and <= 1.05 at the default 25.
+
+Without any of ``--mails --mailboxes --page-size --window-requests --window-seconds`` (as
+``make bench`` runs it) the bench runs the issue's scenarios one after another (:data:`SUITE`),
+each in a process, database and fake of its own, then prints them side by side with the targets
+and the load average. Why 4 mailboxes at 1,000 requests per 60 s: that is Graph's own rate per
+mailbox (10,000 per 600 s), the window only shortened so that a run takes minutes; at the
+time-scaled 10,000 per 60 s four mailboxes would need ~670 mails/s, more than 2 cores archive
+(~7 ms of CPU per mail), so the figure would measure the CPU, not the pacing.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import multiprocessing
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,18 +58,41 @@ def mailbox_names(count: int) -> list[str]:
 DATABASE = "webadmin_bench_graph"
 
 
+# The options that shape one scenario, and their defaults when one is run on its own.
+SCENARIO_DEFAULTS: dict[str, Any] = {
+    "mails": 10_000,
+    "mailboxes": 1,
+    "page_size": 1000,
+    "window_requests": 10_000,
+    "window_seconds": 60.0,
+}
+
+# What `make bench` runs (issue 18 item 3): (name, scenario options).
+SUITE: list[tuple[str, dict[str, Any]]] = [
+    (
+        "1 mailbox at the time-scaled ceiling, Number of mails = 1000",
+        {"mails": 10_000, "mailboxes": 1, "page_size": 1000, "window_requests": 10_000, "window_seconds": 60.0},
+    ),
+    (
+        "4 mailboxes at Graph's rate per mailbox (1,000 / 60 s), Number of mails = 1000",
+        {"mails": 2_000, "mailboxes": 4, "page_size": 1000, "window_requests": 1_000, "window_seconds": 60.0},
+    ),
+    (
+        "1 mailbox, Number of mails = 25 (the default)",
+        {"mails": 5_000, "mailboxes": 1, "page_size": 25, "window_requests": 10_000, "window_seconds": 60.0},
+    ),
+]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.graph_bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--mails", type=int, default=10_000, help="mails per mailbox (default 10000)")
-    parser.add_argument(
-        "--mailboxes", type=int, default=1, help="mailboxes of the one source, synced side by side (default 1)"
-    )
-    parser.add_argument("--page-size", type=int, default=1000, help="Number of mails (Office 365), 1-1000")
-    parser.add_argument("--window-requests", type=int, default=10_000, help="throttle window: requests")
+    parser.add_argument("--mails", type=int, help="mails per mailbox (default 10000)")
+    parser.add_argument("--mailboxes", type=int, help="mailboxes of the one source, synced side by side (default 1)")
+    parser.add_argument("--page-size", type=int, help="Number of mails (Office 365), 1-1000 (default 1000)")
+    parser.add_argument("--window-requests", type=int, help="throttle window: requests (default 10000)")
     parser.add_argument(
         "--window-seconds",
         type=float,
-        default=60.0,
         help="throttle window: seconds (Graph: 600; default 60, time-scaled ×10)",
     )
     parser.add_argument("--mail-size", type=int, default=2_000, help="body bytes per mail (default 2000)")
@@ -75,7 +110,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and database")
-    return parser.parse_args(argv)
+    parser.add_argument("--json-out", metavar="FILE", help=argparse.SUPPRESS)  # the suite's figures
+    args = parser.parse_args(argv)
+    args.suite = all(getattr(args, name) is None for name in SCENARIO_DEFAULTS)
+    for name, default in SCENARIO_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    return args
 
 
 # --------------------------------------------------------------------------- the fake, in its own process
@@ -129,8 +170,9 @@ def _fake_main(conn: Any, args: dict[str, Any]) -> None:
                         "max_in_flight": max(b.max_in_flight for b in per_box),
                     }
                 )
-            elif command == "timeline":  # when each Graph request arrived (monotonic seconds)
-                conn.send(sorted(r.started for r in fake.requests if r.kind not in {"entra", "token", "discovery"}))
+            elif command == "timeline":  # when each Graph request arrived (monotonic seconds), and its kind
+                graph = [r for r in fake.requests if r.kind not in {"entra", "token", "discovery"}]
+                conn.send(sorted((r.started, r.kind) for r in graph))
             elif command == "reset_stats":
                 fake.reset_stats()
                 conn.send(True)
@@ -289,8 +331,37 @@ def verify(source_id: int, mails: int) -> list[str]:
 # --------------------------------------------------------------------------- main
 
 
+def load_average() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def steady_rate(arrivals: list[float]) -> float | None:
+    """Graph requests/s over the middle 90 % of them: the pace once every mailbox is going,
+    without the run's start (token, folder, first delta page) and end (the last commit)."""
+    if len(arrivals) < 100:
+        return None
+    low, high = arrivals[len(arrivals) // 20], arrivals[-len(arrivals) // 20]
+    return (len(arrivals) * 0.9) / (high - low) if high > low else None
+
+
+def per_mail_target(page_size: int) -> float:
+    """The issue's ceilings for requests per archived mail: 1.01 at 1000, 1.05 at 25; in
+    between and below, one delta page per ``page_size`` mails and 1 % besides."""
+    if page_size >= 1000:
+        return 1.01
+    if page_size == 25:
+        return 1.05
+    return 1 + 1 / page_size + 0.01
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.suite:
+        return run_suite(sys.argv[1:] if argv is None else argv)
+    return run_scenario(args)
+
+
+def run_scenario(args: argparse.Namespace) -> int:
     if not 1 <= args.page_size <= 1000:
         raise SystemExit("--page-size must be 1-1000")
     data_dir = Path(tempfile.mkdtemp(prefix="webadmin-bench-graph-", dir=os.environ.get("BENCH_TMPDIR")))
@@ -298,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Microsoft 365 bench: {args.mailboxes} mailbox(es) of {args.mails} mails, Number of mails = "
         f"{args.page_size}, throttle {args.window_requests} requests / {args.window_seconds:g} s and 4 "
         "concurrent per mailbox, "
-        f"{args.db}{', Redis gate' if args.redis_gate else ''}"
+        f"{args.db}{', Redis gate' if args.redis_gate else ''}; {load_average()}"
     )
     if args.mailboxes < 1:
         raise SystemExit("--mailboxes must be at least 1")
@@ -313,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         database_url = configure(args, config, data_dir)
         source_id = create_source(args, config)
+        # As in a worker that has synced before: O365 and msal (~0.5 s of CPU) are imported once
+        # per process, on its first Microsoft 365 run, not by every run.
+        import mailsources.clients.graph  # noqa: F401
+
         fake.call("reset_stats")
 
         meter = CpuMeter(
@@ -322,13 +397,21 @@ def main(argv: list[str] | None = None) -> int:
                 "mariadb": lambda: pids_named("mariadbd"),
             }
         ).start()
+        load_before = os.getloadavg()
+        began = time.monotonic()  # CLOCK_MONOTONIC: the fake's request times are on it too
         seconds, runs = run_until_done(source_id, args.timeout)
+        ended = time.monotonic()
         cpu = meter.read()
+        load_after = os.getloadavg()
         stats = fake.call("stats")
+        timeline = fake.call("timeline")
+        steady = steady_rate([t for t, _ in timeline])
+        downloads = [t for t, kind in timeline if kind == "value"]
         problems = verify(source_id, total)
 
         # requests (≈ mails) per second: each mailbox has a window of its own
-        ceiling = args.mailboxes * args.window_requests / args.window_seconds
+        one_ceiling = args.window_requests / args.window_seconds
+        ceiling = args.mailboxes * one_ceiling
         mails_per_s = total / seconds
         per_mail = stats["graph_requests"] / total
         request_rate = stats["graph_requests"] / seconds
@@ -344,13 +427,29 @@ def main(argv: list[str] | None = None) -> int:
             f"concurrency {stats['concurrency_rejections']}); max in flight {stats['max_in_flight']} per "
             f"mailbox, {stats['max_mailboxes_in_flight']} mailbox(es) at once"
         )
-        say(f"  throttle ceiling:             {ceiling:8.1f} requests/s")
+        say(f"  throttle ceiling:             {ceiling:8.1f} requests/s ({one_ceiling:.1f} per mailbox)")
         say(
             f"  mails/s of the ceiling:       {100 * mails_per_s / ceiling:8.1f} %   "
             f"(requests/s: {100 * request_rate / ceiling:.1f} %)"
         )
+        say(f"  × one mailbox's ceiling:      {mails_per_s / one_ceiling:8.2f}")
+        if steady is not None:
+            say(
+                f"  steady requests/s:            {steady:8.1f}   ({100 * steady / ceiling:.1f} % of the ceiling; "
+                "the middle 90 % of the requests, without the run's start and end)"
+            )
+        if timeline and downloads:
+            say(
+                f"  start and end:                first Graph request {timeline[0][0] - began:.2f} s, first "
+                f"download {downloads[0] - began:.2f} s after the run began; the run ended "
+                f"{ended - downloads[-1]:.2f} s after the last download"
+            )
         say(f"  tokens issued:                {stats['tokens_issued']:8d}")
         say("  " + cpu_line(cpu, ["client+pipeline", "fake", "mariadb"]))
+        say(
+            "  load average (1 min) before/after: "
+            f"{load_before[0]:.2f} / {load_after[0]:.2f} (5 min {load_after[1]:.2f})"
+        )
 
         fake.call("reset_stats")
         rerun_s, _ = run_until_done(source_id, args.timeout)
@@ -360,13 +459,39 @@ def main(argv: list[str] | None = None) -> int:
             f"{again['by_kind'].get('value', 0)} message bodies downloaded"
         )
 
-        targets = [
-            ("≤ 1.01 requests per archived mail", per_mail <= 1.01),
-            ("≥ 95 % of the throttle ceiling", mails_per_s >= 0.95 * ceiling),
-            ("at most a handful (≤ 5) of 429s", stats["throttled"] <= 5),
-        ]
+        per_mail_max = per_mail_target(args.page_size)
+        targets = [(f"≤ {per_mail_max:g} requests per archived mail", per_mail <= per_mail_max)]
+        if args.mailboxes == 1:
+            targets += [
+                # requests, not mails: at Number of mails = 25 every 25th request is a delta page
+                ("≥ 95 % of the throttle ceiling (requests/s)", request_rate >= 0.95 * ceiling),
+                ("at most a handful (≤ 5) of 429s", stats["throttled"] <= 5),
+            ]
+        else:
+            times = 0.9 * args.mailboxes  # issue 18: 3.6× at 4 mailboxes
+            targets += [
+                (f"≥ {times:g}× one mailbox's ceiling", mails_per_s >= times * one_ceiling),
+                ("0 × 429", stats["throttled"] == 0),
+            ]
         for name, ok in targets:
             say(f"  target {name}: {'met' if ok else 'MISSED'}")
+        if args.json_out:
+            Path(args.json_out).write_text(
+                json.dumps(
+                    {
+                        "mails_per_s": mails_per_s,
+                        "times_one_ceiling": mails_per_s / one_ceiling,
+                        "of_ceiling": mails_per_s / ceiling,
+                        "steady_of_ceiling": steady / ceiling if steady is not None else None,
+                        "per_mail": per_mail,
+                        "throttled": stats["throttled"],
+                        "seconds": seconds,
+                        "load": [load_before[0], load_after[0]],
+                        "targets": [[name, ok] for name, ok in targets],
+                        "problems": problems,
+                    }
+                )
+            )
         if problems:
             say("PROBLEMS: " + "; ".join(problems))
             return 1
@@ -379,6 +504,39 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(data_dir, ignore_errors=True)
             if args.db == "mariadb" and database_url:
                 _drop_database(database_url)
+
+
+def run_suite(argv: list[str]) -> int:
+    """The scenarios of :data:`SUITE`, each in a process of its own (Django is set up once per
+    process, against that scenario's fresh database), then side by side."""
+    say(f"Microsoft 365 bench, issue 18 item 3: {len(SUITE)} scenarios; {load_average()}")
+    results: list[tuple[str, dict[str, Any] | None]] = []
+    status = 0
+    for name, options in SUITE:
+        scenario = [f"--{key.replace('_', '-')}={value}" for key, value in options.items()]
+        with tempfile.NamedTemporaryFile(prefix="graph-bench-", suffix=".json") as out:
+            say(f"\n==> {name}")
+            command = [sys.executable, "-m", "bench.graph_bench", *scenario, *argv, "--json-out", out.name]
+            code = subprocess.call(command)
+            text = Path(out.name).read_text()
+        status = status or code
+        results.append((name, json.loads(text) if text else None))
+    say(f"\nMicrosoft 365, side by side ({load_average()} now):")
+    say(f"  {'scenario':<80} {'mails/s':>8} {'× 1 box':>8} {'ceiling':>8} {'steady':>7} {'req/mail':>9} {'429s':>5}")
+    for name, result in results:
+        if result is None:
+            say(f"  {name:<80} (failed)")
+            continue
+        steady = result["steady_of_ceiling"]
+        say(
+            f"  {name:<80} {result['mails_per_s']:8.1f} {result['times_one_ceiling']:8.2f} "
+            f"{100 * result['of_ceiling']:7.1f}% {'' if steady is None else f'{100 * steady:6.1f}%':>7} "
+            f"{result['per_mail']:9.4f} {result['throttled']:5d}"
+        )
+    for name, result in results:
+        for target, ok in (result or {}).get("targets", []):
+            say(f"  target {target} ({name}): {'met' if ok else 'MISSED'}")
+    return status
 
 
 def _drop_database(url: str) -> None:

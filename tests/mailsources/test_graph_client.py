@@ -290,6 +290,25 @@ def test_a_large_page_is_split_by_bytes_and_a_crash_inside_it_repeats_only_the_r
     assert set(ledger.downloads.values()) == {1}
 
 
+def test_mail_waiting_on_the_network_is_handed_out_before_its_batch_is_full(fake: GraphFake, m365: Tenant) -> None:
+    # Paced by Graph (~17 mails/s a mailbox), a batch of 250 would wait 15 s for its last
+    # mail: what has waited max_batch_wait is handed out when the next download is not there.
+    ids = add_messages(fake, "inbox", 12)
+    fake.set_latency(0.1, path=r"/\$value$")  # 4 downloads at a time, 0.1 s each: 3 waves
+    ledger = Ledger()
+    batches = ledger.sync(m365.client(page_size=100, max_batch_wait=0.0), "Inbox")
+    assert len(batches) > 1 and all(b.messages for b in batches)
+    assert all("delta_link" not in b.cursor for b in batches[:-1])  # the page is re-read on a crash
+    assert "delta_link" in batches[-1].cursor
+    assert sorted(ledger.locations) == sorted(ids) and set(ledger.downloads.values()) == {1}
+
+    # Without max_batch_wait the page is one batch, however slow its downloads.
+    fake.add_mailbox(BOB, tenant=m365.tenant)
+    bobs = add_messages(fake, "inbox", 12, mailbox=BOB)
+    batches = Ledger().sync(m365.client(BOB, page_size=100, max_batch_wait=None), "Inbox")
+    assert [sorted(m.location for m in b.messages) for b in batches] == [sorted(bobs)]
+
+
 def test_replayed_entries_and_empty_pages_are_harmless(fake: GraphFake, m365: Tenant) -> None:
     ids = add_messages(fake, "inbox", 10)
     fake.delta_replay = True
@@ -341,6 +360,38 @@ def test_about_one_graph_request_per_archived_mail_at_page_size_1000(fake: Graph
     ledger.sync(client, "Inbox")
     assert len(ledger.locations) == len(ids)
     assert fake.stats().graph_requests / len(ids) <= 1.01
+
+
+@pytest.mark.parametrize(
+    ("mails", "page_size"),
+    [(0, 25), (1, 25), (25, 25), (26, 25), (260, 25), (999, 1000), (1000, 1000), (1001, 1000)],
+)
+def test_a_mailbox_of_k_mails_at_page_size_p_costs_k_downloads_ceil_k_over_p_pages_and_one_lookup(
+    fake: GraphFake, m365: Tenant, mails: int, page_size: int
+) -> None:
+    # Issue 18: <= 1.05 requests per mail at the default 25, <= 1.01 at 1000. The floor is one
+    # $value per mail and one delta page per page_size mails; nothing else may be spent per
+    # mail (no $count, no second listing, no re-read page, no retry).
+    ids = [fake.add_message(ALICE, "inbox", raw, received) for raw, received in iter_mime_batch(mails)]
+    fake.reset_stats()
+    ledger = Ledger()
+    ledger.sync(m365.client(page_size=page_size), "Inbox")
+
+    assert sorted(ledger.locations) == sorted(ids)
+    pages = max(1, -(-mails // page_size))
+    stats = fake.stats()
+    graph = {kind: n for kind, n in stats.by_kind.items() if kind not in {"entra", "token", "discovery"}}
+    assert graph == {"folders": 1, "delta": pages, **({"value": mails} if mails else {})}
+    assert stats.graph_requests == mails + pages + 1
+    if mails >= 1000:
+        assert stats.graph_requests / mails <= 1.01
+    elif mails >= 260 and page_size == 25:
+        assert stats.graph_requests / mails <= 1.05
+
+    # A round without changes: the folder lookup and one delta page.
+    fake.reset_stats()
+    ledger.sync(m365.client(page_size=page_size), "Inbox")
+    assert fake.stats().graph_requests == 2 and fake.stats().by_kind["delta"] == 1
 
 
 def test_deleted_mail_is_reported_removed_and_vanished_mail_is_skipped(fake: GraphFake, m365: Tenant) -> None:

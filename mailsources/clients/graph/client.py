@@ -49,6 +49,7 @@ class GraphClient:
         backoff_base: float = 1.0,
         max_batch_bytes: int = 64 * 1024 * 1024,
         max_batch_messages: int = 250,
+        max_batch_wait: float | None = 2.0,
         include_hidden_folders: bool = False,
         raw_sink: Sink | None = None,
         stream_bytes: int = STREAM_BYTES,
@@ -65,7 +66,9 @@ class GraphClient:
         is slept, at most ``max_attempts`` tries per request; longer waits raise
         ``TransientSourceError(retry_after=...)``. ``backoff_base`` is the first backoff when a
         429/5xx carries no Retry-After. ``max_batch_bytes`` bounds the MIME held in one batch (and
-        the MIME downloaded ahead of the batches), ``max_batch_messages`` its number of messages.
+        the MIME downloaded ahead of the batches), ``max_batch_messages`` its number of messages;
+        a batch waiting on the network is handed out before it is full once its first mail has
+        waited ``max_batch_wait`` seconds (None: only full batches and each page's last one).
         ``raw_sink`` (``archive.storage.put_chunks``) takes a mail of ``stream_bytes`` or more
         as its body arrives (``FetchedMessage.stored``): never held in memory whole.
         ``clock`` (monotonic seconds) tells when the access token is due for renewal.
@@ -116,6 +119,7 @@ class GraphClient:
             page_size=self.page_size,
             max_batch_bytes=max_batch_bytes,
             max_batch_messages=max(1, max_batch_messages),
+            max_batch_wait=max_batch_wait,
         )
 
     def __repr__(self) -> str:

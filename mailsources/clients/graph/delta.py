@@ -29,7 +29,8 @@ reported in ``FolderBatch.known_locations`` so the pipeline can record the new l
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterator
+import time
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -247,12 +248,16 @@ class FolderSync:
         page_size: int,
         max_batch_bytes: int,
         max_batch_messages: int,
+        max_batch_wait: float | None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
         self._downloader = downloader
         self._page_size = page_size
         self._max_batch_bytes = max_batch_bytes
         self._max_batch_messages = max_batch_messages
+        self._max_batch_wait = max_batch_wait
+        self._clock = clock
 
     def batches(
         self, folder: str, ref: FolderRef, cursor: dict[str, Any] | None, known: KnownFilter, min_age_days: int
@@ -330,10 +335,26 @@ class FolderSync:
         self, page: DeltaPage, downloads: Downloads, total: int | None
     ) -> Generator[FolderBatch, None, list[FetchedMessage]]:
         """Takes the page's downloads, yielding a batch whenever one is full (it re-reads the
-        page if the run dies); returns the messages left for the page's last batch."""
+        page if the run dies); returns the messages left for the page's last batch.
+
+        A batch is also handed out before it is full when its first mail has waited
+        ``max_batch_wait`` seconds and the next download has not finished: when Graph's pacing,
+        not the pipeline, sets the speed (a mailbox gets ~17 mails/s), mail is committed every
+        few seconds instead of every 250 mails (15 s), and the run does not end with up to 250
+        mails per mailbox still to store after the last download. When downloads are ahead
+        (the pipeline is the slower part) batches stay full."""
         part: list[FetchedMessage] = []
         size = 0
+        part_since = 0.0  # when the part's first mail was taken
         for index in range(len(page.fresh)):
+            if (
+                part
+                and self._max_batch_wait is not None
+                and self._clock() - part_since >= self._max_batch_wait
+                and not downloads.next_ready()
+            ):
+                yield FolderBatch(epoch="", messages=part, cursor=page.reread, total=total, resync=page.resync)
+                part, size = [], 0
             try:
                 message = downloads.take()
             except TransientSourceError:
@@ -345,6 +366,8 @@ class FolderSync:
                     yield FolderBatch(epoch="", messages=part, cursor=page.reread, total=total, resync=page.resync)
                 raise
             if message is not None:
+                if not part:
+                    part_since = self._clock()
                 part.append(message)
                 size += len(message.raw)
             full = size >= self._max_batch_bytes or len(part) >= self._max_batch_messages

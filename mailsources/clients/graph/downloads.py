@@ -74,6 +74,11 @@ class Downloads:
             self._start_more()
         return result
 
+    def next_ready(self) -> bool:
+        """Whether :meth:`take` would return at once (the next download has finished)."""
+        with self._lock:
+            return bool(self._futures) and self._futures[0].done()
+
     def take_finished(self) -> list[FetchedMessage]:
         """What is left, as far as it has already been downloaded (in order); the rest is
         cancelled. For a consumer that must stop (throttled): it commits what it has."""
