@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -88,13 +89,15 @@ def append(chain: str, **fields: Any) -> ChainEntry:
     return append_many(chain, [fields])[0]
 
 
-def append_many(chain: str, rows: Iterable[Mapping[str, Any]]) -> list[ChainEntry]:
+def append_many(chain: str, rows: Iterable[Mapping[str, Any]], *, entries: bool = True) -> list[ChainEntry]:
     """Append entries in order, in the caller's transaction (one is opened if
     there is none): locks the chain's head row, numbers and links the entries,
     writes them with one multi-row insert and moves the head. The lock is held
     until the caller's transaction ends, so a rolled-back change leaves no entry
     and no gap; there is no savepoint either: a failed append fails the caller's
     transaction. Queries: the head locked, one insert, the head moved.
+    Returns the new entries (``entries=False``: nothing, for a caller that
+    does not need them).
 
     Cheap per entry (it runs for every archived mail): each JSON column is
     encoded once, canonically, and that text is both stored and spliced into
@@ -109,33 +112,40 @@ def append_many(chain: str, rows: Iterable[Mapping[str, Any]]) -> list[ChainEntr
     for fields in rows:  # before the transaction: a mistake here does not break the caller's
         if unknown := fields.keys() - table.settable:
             raise TypeError(f"{table.model.__name__} has no field(s) {', '.join(sorted(unknown))}")
+    prepared, defaults, canonical_form, db_order = table.prepared, table.defaults, table.template, table.db_order
     with transaction.atomic(using=table.db, savepoint=False):
         head = _locked_head(chain)
         now = timezone.now()
         stored_now, now_text = table.datetime_db(now), _scalar_text(now)
         prev, seq = head.hash, head.seq
-        values: list[list[Any]] = []  # each entry's Python values, in table.fields order
-        params: list[Any] = []  # each entry's database values, in the same order
+        values: list[dict[str, Any]] = []  # each entry's Python values (entries=True)
+        params: list[Any] = []  # each entry's database values, in table.fields order
         for fields in rows:
             seq += 1
             at = fields.get("at") or now
             own = {"seq": seq, "at": at}
             db_values = {"seq": seq, "at": stored_now if at is now else table.datetime_db(at), "prev_hash": prev}
             texts = {"seq": int.__repr__(seq), "at": now_text if at is now else _scalar_text(at)}
-            for name, prepare in table.prepared:
-                value = fields[name] if name in fields else table.defaults[name]()
-                own[name], db_values[name], texts[name] = prepare(value)
-            body = ",".join(f'"{name}":{texts[name]}' for name in table.hashed)
-            digest = hashlib.sha256(f"{prev}\n{{{body}}}".encode()).hexdigest()
-            own["prev_hash"], own["entry_hash"], db_values["entry_hash"] = prev, digest, digest
-            values.append([own[name] for name in table.fields])
-            params.extend(db_values[name] for name in table.fields)
+            for name, prepare in prepared:
+                own[name], db_values[name], texts[name] = prepare(fields[name] if name in fields else defaults[name]())
+            digest = hashlib.sha256(f"{prev}\n{canonical_form.format_map(texts)}".encode()).hexdigest()
+            db_values["entry_hash"] = digest
+            params.extend(db_order(db_values))
+            if entries:
+                own["prev_hash"], own["entry_hash"] = prev, digest
+                values.append(own)
             prev = digest
-        ids = table.insert(params, len(rows))
+        ids = table.insert(params, len(rows), returning=entries)
         ChainHead.objects.filter(chain=chain).update(seq=seq, hash=prev)
+    if not entries:
+        return []
     if not ids:  # a backend without INSERT … RETURNING: no primary keys, as with bulk_create
         ids = [None] * len(values)
-    return [table.model.from_db(table.db, table.names, [pk, *row]) for pk, row in zip(ids, values, strict=True)]
+    names = table.fields
+    return [
+        table.model.from_db(table.db, table.names, [pk, *(own[name] for name in names)])
+        for pk, own in zip(ids, values, strict=True)
+    ]
 
 
 class _Table:
@@ -153,6 +163,9 @@ class _Table:
         if [f.attname for f in meta.concrete_fields][0] != self.pk.attname:
             raise ImproperlyConfigured(f"{model.__name__}: the primary key must be the first field")
         self.fields = [f.attname for f in concrete]
+        self.db_order = operator.itemgetter(*self.fields)  # a row's database values in column order
+        # The canonical form with a slot for each hashed field's JSON text (sorted keys).
+        self.template = "{{" + ",".join(f'"{name}":{{{name}}}' for name in self.hashed) + "}}"
         self.names = [self.pk.attname, *self.fields]
         self.sql_columns = ", ".join(connections[self.db].ops.quote_name(f.column) for f in concrete)
         self._at = meta.get_field("at")
@@ -192,24 +205,24 @@ class _Table:
     def datetime_db(self, value: dt.datetime) -> Any:
         return self._at.get_db_prep_save(value, connections[self.db])
 
-    def insert(self, params: list[Any], count: int) -> list[Any]:
+    def insert(self, params: list[Any], count: int, *, returning: bool = True) -> list[Any]:
         """One multi-row INSERT (more where the backend limits a query's
         parameters); the new primary keys where the backend returns them."""
         connection = connections[self.db]
         width = len(self.fields)
         per_query = max(1, connection.ops.bulk_batch_size(self.concrete, [None] * count))
-        returning = ""
-        if connection.features.can_return_rows_from_bulk_insert:
-            returning, _ = connection.ops.return_insert_columns([self.pk])
+        returned = ""
+        if returning and connection.features.can_return_rows_from_bulk_insert:
+            returned, _ = connection.ops.return_insert_columns([self.pk])
         table = connection.ops.quote_name(self.model._meta.db_table)
         row = "(" + ", ".join(["%s"] * width) + ")"
         ids: list[Any] = []
         with connection.cursor() as cursor:
             for start in range(0, count, per_query):
                 n = min(per_query, count - start)
-                sql = f"INSERT INTO {table} ({self.sql_columns}) VALUES {', '.join([row] * n)} {returning}"
+                sql = f"INSERT INTO {table} ({self.sql_columns}) VALUES {', '.join([row] * n)} {returned}"
                 cursor.execute(sql, params[start * width : (start + n) * width])
-                if returning:
+                if returned:
                     ids.extend(r[0] for r in cursor.fetchall())
         return ids
 

@@ -63,7 +63,8 @@ def _metadata(document: Document, files: Iterable[DocumentFile], group_name: str
         "number": document.pk,
         "kind": document.kind,
         "owner_group": group_name,
-        "created": document.created,
+        # As text already: what canonical() would make of it, without its fallback per call.
+        "created": chain.format_time(created) if isinstance(created := document.created, dt.datetime) else created,
         "values": document.values,
         "notes": document.notes,
         "files": rows,
@@ -184,7 +185,8 @@ def one_append() -> Iterator[None]:
         yield
     finally:
         _pending.reset(token)
-    chain.append_many(Chain.LEDGER, rows)
+    if rows:
+        chain.append_many(Chain.LEDGER, rows, entries=False)
 
 
 def record_deletion(document: Document, actor: str, details: Mapping[str, Any] | None = None) -> LedgerEntry | None:

@@ -176,3 +176,22 @@ def test_a_failed_one_append_block_appends_nothing(make_document):
 def test_one_append_outside_a_transaction_is_refused():
     with pytest.raises(RuntimeError, match="outside a transaction"), ledger.one_append():
         pass
+
+
+def test_a_documents_metadata_hash_is_the_reference_rule_over_its_metadata(make_document):
+    """``created`` is formatted before encoding (not by the encoder's fallback):
+    the same bytes as the reference rule applied to the datetime itself."""
+    document = make_document("Grüsse".encode(), name="brief.txt", values={"title": 'Offerte "Zürich"'})
+    metadata = ledger.document_metadata(document)
+    created = document.created
+    reference = json.dumps(
+        {**metadata, "created": created},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=lambda value: value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    )
+    assert ledger.metadata_hash(document) == hashlib.sha256(reference.encode()).hexdigest()
+    assert LedgerEntry.objects.filter(document=document.pk).latest("seq").metadata_sha256 == ledger.metadata_hash(
+        document
+    )
