@@ -12,10 +12,17 @@
    with the ledger / time without) — a pair is the same mails, seconds apart,
    so a burst of the machine's load spoils one pair, not the total — next to
    the ratios of the totals (target ≤ 5 %); ``--runs`` times, then the median
-   and the range of the runs.
+   and the range of the runs, and the median over the pairs of all runs.
+   Besides that difference, the time spent *inside* the ledger's calls
+   (``ledger.record_many`` and ``chain.append_many``, timed by a wrapper that
+   calls through) as a share of the rest of the same batches: the same
+   batches on both sides of the ratio, so the machine's load scales both
+   alike (it misses what the ledger costs outside its calls: the larger
+   commit). And the bench process's CPU per mail on both sides.
 2. **verify --full**: the blob re-hashing of the verification over what was
    archived, ``--runs`` times: MB/s of blob data (target ≥ 200 MB/s), median
-   and range; then the whole verification once.
+   and range, next to MB per CPU second of the bench process (what one idle
+   core would give); then the whole verification once.
 
 The machine's load (``uptime``) and the CPU others used are printed with the
 figures: on a shared machine they only mean something next to it.
@@ -75,6 +82,37 @@ def twin(raw: bytes) -> bytes:
     return b"X-Bench-Twin: 1" + (b"\r\n" if b"\r\n" in raw[:2000] else b"\n") + raw
 
 
+class LedgerTimer:
+    """Wall time inside the ledger's calls (outermost only: ``record_many``
+    appends through ``append_many``), by wrappers that call through."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.depth = 0
+
+    def install(self) -> None:
+        from archive.integrity import chain, ledger
+
+        ledger.record_many = self.wrap(ledger.record_many)  # type: ignore[method-assign]
+        chain.append_many = self.wrap(chain.append_many)  # type: ignore[method-assign]
+
+    def wrap(self, function):  # type: ignore[no-untyped-def]
+        def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.depth += 1
+            t0 = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.depth -= 1
+                if self.depth == 0:
+                    self.seconds += time.perf_counter() - t0
+
+        return timed
+
+
+TIMER = LedgerTimer()
+
+
 def archive_stage(args: argparse.Namespace, run_number: int) -> dict[bool, dict[str, float]]:
     """Each chunk of generated mail is archived twice, once with the ledger and
     once without (the second time as twins): both sides get the same mails, in
@@ -89,7 +127,8 @@ def archive_stage(args: argparse.Namespace, run_number: int) -> dict[bool, dict[
     source = make_source(run_number)
     run = SyncRun.objects.create(source=source)
     chunks = [mails[i : i + args.batch] for i in range(0, len(mails), args.batch)]
-    times = {on: {"store": 0.0, "commit": 0.0, "mails": 0.0, "bytes": 0.0} for on in (True, False)}
+    times = {on: {"store": 0.0, "commit": 0.0, "mails": 0.0, "bytes": 0.0, "cpu": 0.0} for on in (True, False)}
+    inside = 0.0  # ledger on: seconds inside the ledger's calls
     per_batch: dict[bool, list[float]] = {True: [], False: []}
     pairs: list[float] = []  # each chunk: its time with the ledger / without
     for number, chunk in enumerate(chunks):
@@ -105,11 +144,14 @@ def archive_stage(args: argparse.Namespace, run_number: int) -> dict[bool, dict[
                 ],
                 cursor={"uid": number},
             )
+            c0, ledger0 = time.process_time(), TIMER.seconds
             t0 = time.perf_counter()
             blobs = batch_store(batch)
             t1 = time.perf_counter()
             batch_ingest(source, "", f"folder-{number % 5}-{side}", batch, run, blobs)
             t2 = time.perf_counter()
+            times[on]["cpu"] += time.process_time() - c0
+            inside += TIMER.seconds - ledger0
             times[on]["store"] += t1 - t0
             times[on]["commit"] += t2 - t1
             times[on]["mails"] += len(chunk)
@@ -121,11 +163,14 @@ def archive_stage(args: argparse.Namespace, run_number: int) -> dict[bool, dict[
     for on in (True, False):
         times[on]["median"] = statistics.median(per_batch[on])
     times[True]["paired"] = statistics.median(pairs)
+    times[True]["pairs"] = pairs  # type: ignore[assignment]
+    times[True]["inside"] = inside
     return times
 
 
-def report_archive(times: dict[bool, dict[str, float]]) -> float:
-    """Prints one run's figures; returns the ledger's share of the archive stage."""
+def report_archive(times: dict[bool, dict[str, float]]) -> tuple[float, float]:
+    """Prints one run's figures; returns the ledger's share of the archive stage
+    (paired on / off) and the share of the time inside its calls."""
     per_mail = {}
     for on in (True, False):
         t = times[on]
@@ -145,7 +190,16 @@ def report_archive(times: dict[bool, dict[str, float]]) -> float:
         f"same mails back to back; target ≤ 5 %); of the totals {extra * 100:+.1f} %, of the commit step alone "
         f"{commit * 100:+.1f} %, of the median batches {median * 100:+.1f} %"
     )
-    return paired
+    on = times[True]
+    total_on = on["store"] + on["commit"]
+    inside = on["inside"] / (total_on - on["inside"])
+    cpu_on, cpu_off = on["cpu"] / on["mails"], times[False]["cpu"] / times[False]["mails"]
+    say(
+        f"  inside the ledger's calls: {on['inside'] / on['mails'] * 1000:.3f} ms/mail = {inside * 100:+.1f} % "
+        f"of the rest of the same batches; bench process CPU {cpu_on * 1000:.3f} ms/mail on, "
+        f"{cpu_off * 1000:.3f} off ({(cpu_on / cpu_off - 1) * 100:+.1f} %)"
+    )
+    return paired, inside
 
 
 def spread(values: list[float], unit: str, scale: float = 1.0) -> str:
@@ -159,16 +213,21 @@ def report_verify(runs: int) -> None:
     from archive.models import DocumentFile
 
     shas = dict(DocumentFile.objects.values_list("sha256", "size").distinct())
-    rates, done, findings = [], 0, []
+    rates, cpu_rates, done, findings = [], [], 0, []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         findings, done = verify.blob_findings(shas)
         rates.append(done / MB / (time.perf_counter() - t0))
-        say(f"  verify blobs: {done / MB:.1f} MB of {len(shas)} blobs at {rates[-1]:.0f} MB/s  ({load()})")
+        cpu_rates.append(done / MB / (time.process_time() - c0))
+        say(
+            f"  verify blobs: {done / MB:.1f} MB of {len(shas)} blobs at {rates[-1]:.0f} MB/s, "
+            f"{cpu_rates[-1]:.0f} MB per CPU second  ({load()})"
+        )
     low, mid, high = min(rates), statistics.median(rates), max(rates)
     say(
         f"verify --full: blob data {done / MB:.1f} MB ({len(shas)} blobs, page cache warm, {len(findings)} findings): "
-        f"median {mid:.0f} MB/s (min {low:.0f}, max {high:.0f}, {runs} runs; target ≥ 200 MB/s)"
+        f"median {mid:.0f} MB/s (min {low:.0f}, max {high:.0f}, {runs} runs; target ≥ 200 MB/s); "
+        f"{statistics.median(cpu_rates):.0f} MB per CPU second of the bench process (one idle core)"
     )
     t0 = time.perf_counter()
     report = verify.run()
@@ -186,11 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         say(f"before: {load()}")
         cpu = CpuMeter({"bench": lambda: [os.getpid()], "mariadb": lambda: pids_named("mariadbd")}).start()
-        costs = []
+        TIMER.install()
+        costs, insides, pairs = [], [], []
         for number in range(args.runs):
             say(f"archive stage, run {number + 1} of {args.runs} ({load()}):")
-            costs.append(report_archive(archive_stage(args, number)))
+            times = archive_stage(args, number)
+            pairs += times[True]["pairs"]  # type: ignore[arg-type]
+            cost, inside = report_archive(times)
+            costs.append(cost)
+            insides.append(inside)
         say(f"ledger cost over the runs: {spread(costs, ' %', 100)} (target ≤ 5 %)")
+        say(
+            f"  over all {len(pairs)} pairs of the runs: median {(statistics.median(pairs) - 1) * 100:+.1f} %; "
+            f"inside the ledger's calls: {spread(insides, ' %', 100)}"
+        )
         report_verify(args.runs)
         say(cpu_line(cpu.read(), ["bench", "mariadb"]))
         say(f"after: {load()}")

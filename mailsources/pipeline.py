@@ -221,9 +221,11 @@ def batch_ingest(
         # Text extraction is scheduled by the processing stage, in batches and
         # once the attachments are files (a task per mail here would cost ~1.5 ms each).
         actor = ledger.source_actor(source.pk)
-        # Before the new documents: their documents are locked first, then the ledger's head.
-        _record_locations_added(existing, stored, actor, {"mailbox": mailbox, "folder": folder})
-        documents = documents_create_many(specs, schedule_extraction=False, actor=actor)
+        # Both calls' entries in one append, at the block's end: the documents are locked
+        # first (the mails seen before), the ledger's head last and only once.
+        with ledger.one_append():
+            _record_locations_added(existing, stored, actor, {"mailbox": mailbox, "folder": folder})
+            documents = documents_create_many(specs, schedule_extraction=False, actor=actor)
         # Their processing is pending from this commit on (its sweep finds a lost task).
         processing_register(d.pk for d in documents)
         new_mails = ArchivedMail.objects.bulk_create(

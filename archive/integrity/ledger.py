@@ -16,11 +16,13 @@ at all. ``settings.INTEGRITY_LEDGER = False`` switches recording off — only fo
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import datetime as dt
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -61,7 +63,8 @@ def _metadata(document: Document, files: Iterable[DocumentFile], group_name: str
         "number": document.pk,
         "kind": document.kind,
         "owner_group": group_name,
-        "created": document.created,
+        # As text already: what canonical() would make of it, without its fallback per call.
+        "created": chain.format_time(created) if isinstance(created := document.created, dt.datetime) else created,
         "values": document.values,
         "notes": document.notes,
         "files": rows,
@@ -127,7 +130,8 @@ def record_many(
     changes: Iterable[Change], *, files: Mapping[int, Sequence[DocumentFile]] | None = None
 ) -> list[LedgerEntry]:
     """Append one entry per change, in order, with one lock and one insert (a
-    batch of archived mail). ``files``: see ``metadata_hashes``."""
+    batch of archived mail). ``files``: see ``metadata_hashes``. Inside
+    ``one_append`` the entries wait for the block's end (and none is returned)."""
     changes = list(changes)
     if not changes or not enabled():
         return []
@@ -136,11 +140,16 @@ def record_many(
     with transaction.atomic(savepoint=False):
         live = [document for event, document, *_ in changes if event != LedgerEvent.DELETED]
         hashes = metadata_hashes(live, files=files) if live else {}
-        return _append(changes, hashes)
+        rows = _rows(changes, hashes)
+        pending = _pending.get()
+        if pending is not None:
+            pending.extend(rows)
+            return []
+        return chain.append_many(Chain.LEDGER, rows)  # type: ignore[return-value]
 
 
-def _append(changes: list[Change], hashes: dict[int, str]) -> list[LedgerEntry]:
-    rows = [
+def _rows(changes: list[Change], hashes: dict[int, str]) -> list[dict[str, Any]]:
+    return [
         {
             "event": str(event),
             "document": document.pk,
@@ -151,7 +160,33 @@ def _append(changes: list[Change], hashes: dict[int, str]) -> list[LedgerEntry]:
         }
         for event, document, actor, blobs, details in changes
     ]
-    return chain.append_many(Chain.LEDGER, rows)  # type: ignore[return-value]
+
+
+_pending: contextvars.ContextVar[list[dict[str, Any]] | None] = contextvars.ContextVar("ledger_pending", default=None)
+
+
+@contextlib.contextmanager
+def one_append() -> Iterator[None]:
+    """One append for every ``record_many`` of the block (the pipeline's batch:
+    the locations added to mails archived before, then the new mails): each
+    change's metadata hash is taken at its call (the state after that change),
+    its entry kept, and the block's end appends them all in order — one head
+    lock, one insert. Only inside the transaction of the changes (the entries
+    commit with them); a block that fails appends nothing. A nested block is
+    part of the outer one."""
+    if _pending.get() is not None:
+        yield
+        return
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("ledger.one_append() outside a transaction: the entries would not commit with the changes")
+    rows: list[dict[str, Any]] = []
+    token = _pending.set(rows)
+    try:
+        yield
+    finally:
+        _pending.reset(token)
+    if rows:
+        chain.append_many(Chain.LEDGER, rows, entries=False)
 
 
 def record_deletion(document: Document, actor: str, details: Mapping[str, Any] | None = None) -> LedgerEntry | None:

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from archive import services, storage
 from archive.integrity import ledger, verify
-from archive.integrity.models import LedgerEntry, LedgerEvent
+from archive.integrity.models import ChainHead, LedgerEntry, LedgerEvent
 from archive.models import ArchiveSettings, Document, DocumentFile, FieldDefinition
 from archive.processing import mail_documents_process
 from mailsources.clients.base import FetchedMessage, FolderBatch
@@ -56,6 +56,35 @@ def test_a_batch_costs_the_same_few_queries_whatever_its_size(source, settings, 
     inserts = [sql for sql in with_ledger if sql.lstrip().upper().startswith("INSERT") and LEDGER_TABLE in sql]
     assert len(inserts) == 1
     assert LedgerEntry.objects.filter(event=LedgerEvent.ARCHIVED).count() == 2 + count  # warm-up + this batch
+
+
+def test_mails_seen_before_and_new_mails_of_a_batch_get_one_append(source):
+    """The batch's two ledger calls (locations added to mails archived before,
+    the new mails) lock the head once and write one insert, in that order."""
+    seen = [mail(f"seen {i}") for i in range(3)]
+    new = [mail(f"new {i}") for i in range(2)]
+
+    def ingest(raws: list[bytes], folder: str) -> list[str]:
+        batch = FolderBatch(
+            epoch="1", messages=[FetchedMessage(f"{folder}-{i}", raw, None) for i, raw in enumerate(raws)], cursor={}
+        )
+        blobs = batch_store(batch)
+        with CaptureQueriesContext(connection) as queries:
+            batch_ingest(source, "", folder, batch, SyncRun.objects.create(source=source), blobs)
+        return [q["sql"] for q in queries.captured_queries]
+
+    ingest(seen, "Inbox")
+    before = LedgerEntry.objects.count()
+    sql = ingest([*seen, *new], "Archive")
+    head = ChainHead._meta.db_table
+    # The head read (and locked, where the database has SELECT … FOR UPDATE) and moved once.
+    assert len([q for q in sql if head in q and q.lstrip().upper().startswith("SELECT")]) == 1
+    assert len([q for q in sql if head in q and q.lstrip().upper().startswith("UPDATE")]) == 1
+    assert len([q for q in sql if q.lstrip().upper().startswith("INSERT") and LEDGER_TABLE in q]) == 1
+    entries = list(LedgerEntry.objects.order_by("seq"))[before:]
+    assert [e.event for e in entries] == [LedgerEvent.LOCATION_ADDED] * 3 + [LedgerEvent.ARCHIVED] * 2
+    assert all(e.details == {"mailbox": "", "folder": "Archive"} for e in entries[:3])
+    assert verify.run().findings == []
 
 
 def _in_memory(document: Document) -> tuple[Document, list[DocumentFile]]:
