@@ -108,6 +108,9 @@ class Document(models.Model):
 class FileRole(models.TextChoices):
     ORIGINAL = "original", _("Original")
     ATTACHMENT = "attachment", _("Attachment")
+    # What an imported Outlook item was before it became the mail (the .msg file, or
+    # libpff's property records of a PST item): kept, hashed and exported with it.
+    SOURCE = "source", _("Original before conversion")
 
 
 class ExtractionStatus(models.TextChoices):

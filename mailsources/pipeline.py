@@ -24,6 +24,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import PurePosixPath
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -148,6 +149,23 @@ def batch_store(batch: FolderBatch) -> list[storage.StoredBlob]:
     return [m.stored if m.stored is not None else next(blobs) for m in batch.messages]
 
 
+def _conversion_source(message: FetchedMessage) -> list[NewFile]:
+    """The item an import converted into this mail (``details.converted``: an Outlook
+    .msg or a PST item's property records, stored by the client): a file of the
+    document beside its .eml, so that the ledger, the export and retention have it."""
+    details = message.details
+    if not details.get("converted") or not details.get("original_sha256"):
+        return []
+    sha, size = str(details["original_sha256"]), int(details.get("original_size", 0))
+    if details.get("format") == "msg":
+        name = PurePosixPath(str(details.get("original_name") or f"{sha[:16]}.msg")).name
+        content_type = "application/vnd.ms-outlook"
+    else:
+        name, content_type = f"outlook-item-{sha[:16]}.json", "application/json"
+    blob = storage.StoredBlob(sha, size, created=False)
+    return [NewFile(name=name, blob=blob, content_type=content_type, role=FileRole.SOURCE)]
+
+
 def _header_bytes(message: FetchedMessage, blob: storage.StoredBlob) -> bytes:
     """What ``parse_headers`` needs: the raw mail, or the start of a streamed one."""
     if message.stored is None:
@@ -214,7 +232,8 @@ def batch_ingest(
                             blob=blob,
                             content_type="message/rfc822",
                             role=FileRole.ORIGINAL,
-                        )
+                        ),
+                        *_conversion_source(message),
                     ],
                 )
             )

@@ -23,6 +23,7 @@ from django.contrib.auth.models import Group
 from msgforge import Message
 
 from archive import storage
+from archive.integrity import verify
 from archive.models import FileRole
 from mailsources import pipeline
 from mailsources.imports import import_client, import_source_create
@@ -101,6 +102,9 @@ def test_msg_files_are_archived_as_generated_eml_with_the_msg_kept(tmp_path, own
         assert storage.read_bytes(details["original_sha256"]) == msg_bytes
         eml_file = location.mail.document.files.get(role=FileRole.ORIGINAL)
         assert eml_file.sha256 == details["eml_sha256"] and eml_file.content_type == "message/rfc822"
+        # The .msg itself is a file of the document too (in the ledger, exports, retention).
+        msg_file = location.mail.document.files.get(role=FileRole.SOURCE)
+        assert (msg_file.name, msg_file.sha256) == (location.location, details["original_sha256"])
         eml = message_from_bytes(storage.read_bytes(eml_file.sha256), policy=policy.default)
         theirs = extract_msg.openMsg(msg_bytes)
         try:
@@ -115,6 +119,7 @@ def test_msg_files_are_archived_as_generated_eml_with_the_msg_kept(tmp_path, own
             theirs.close()
         assert location.mail.document.title == theirs.subject
         assert_as_msgreader_reads(eml, msg_bytes, msgreader, tmp_path)
+    assert verify.run().findings == []  # both files' blobs and the metadata check out
 
 
 def test_the_same_msg_twice_is_one_document(tmp_path, owner):

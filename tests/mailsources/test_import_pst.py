@@ -163,9 +163,13 @@ def test_every_item_of_a_real_pst_is_archived_as_readpst_reads_it(enron_pst, rea
             if record["entry_type"] == 0x3701
         ]
         assert sorted(kept) == sorted(data for _, data in readpst_attachments(theirs))
-        # The same ledger entry as a mail from IMAP: the archived .eml's hash in the chain.
+        # The item's records are a file of the document beside the .eml (role "source"), and
+        # the ARCHIVED ledger entry holds both hashes: the conversion's input is in the chain.
+        source_file = location.mail.document.files.get(role=FileRole.SOURCE)
+        assert (source_file.sha256, source_file.size) == (details["original_sha256"], len(original))
+        assert source_file.content_type == "application/json"
         entry = LedgerEntry.objects.get(event=LedgerEvent.ARCHIVED, document=location.mail.document_id)
-        assert entry.blobs == [details["eml_sha256"]]
+        assert entry.blobs == sorted([details["eml_sha256"], details["original_sha256"]])
     assert seen == set(readpst_mails)
 
 
