@@ -249,7 +249,7 @@ def test_a_source_with_failing_mailboxes_is_partly_failing_and_names_them(fake, 
     assert "Partly failing — 2 of 3 mailboxes failing: bob@contoso.com, nobody@contoso.com" in listing
     assert failing in listing and 'class="status-partial"' in listing
     page = client.get(reverse("mailsources:detail", args=[source.pk])).content.decode()
-    assert f'<dd id="source-failing">{failing}</dd>' in page
+    assert f'<dd id="source-failing" data-none="none">{failing}</dd>' in page
     assert '<dd id="source-status" class="status-partial">Partly failing — 2 of 3 mailboxes failing' in page
     data = client.get(reverse("mailsources:progress", args=[source.pk])).json()
     assert data["status"] == "partial" and data["failing"] == failing
@@ -265,7 +265,7 @@ def test_a_source_with_failing_mailboxes_is_partly_failing_and_names_them(fake, 
     data = client.get(reverse("mailsources:progress", args=[source.pk])).json()
     assert (data["status_text"], data["failing"]) == ("OK", "")
     assert (
-        '<dd id="source-failing">none</dd>'
+        '<dd id="source-failing" data-none="none">none</dd>'
         in client.get(reverse("mailsources:detail", args=[source.pk])).content.decode()
     )
 
