@@ -61,7 +61,7 @@ def assert_as_msgreader_reads(eml: EmailMessage, msg_bytes: bytes, msgreader: Pa
         assert ours == [r["email"] for r in theirs["recipients"] if r["kind"] == kind], header
     # A MIME text part's line ends are CRLF in any case: Python reads them as "\n".
     assert eml.get_body(("plain",)).get_content() == theirs["body"].replace("\r\n", "\n")
-    assert [(a.get_filename(), a.get_content()) for a in eml.iter_attachments()] == [
+    assert [(a.get_filename(), a.get_payload(decode=True)) for a in eml.iter_attachments()] == [
         (a["fileName"], base64.b64decode(a["content"])) for a in theirs["attachments"]
     ]
 
@@ -112,13 +112,15 @@ def test_msg_files_are_archived_as_generated_eml_with_the_msg_kept(tmp_path, own
             assert eml["From"] == theirs.sender and eml["To"] == theirs.to and eml["Cc"] == theirs.cc
             assert eml["Date"].datetime == theirs.date.astimezone(UTC)
             assert eml.get_body(("plain",)).get_content() == theirs.body
-            assert [(a.get_filename(), a.get_content()) for a in eml.iter_attachments()] == [
+            assert [(a.get_filename(), a.get_payload(decode=True)) for a in eml.iter_attachments()] == [
                 (a.longFilename, a.data) for a in theirs.attachments
             ]
         finally:
             theirs.close()
         assert location.mail.document.title == theirs.subject
         assert_as_msgreader_reads(eml, msg_bytes, msgreader, tmp_path)
+        # An attachment's type by its name (the .msg says none): the CSV is text/csv.
+        assert [a.get_content_type() for a in eml.iter_attachments()] == ["text/csv"] * len(theirs.attachments)
     assert verify.run().findings == []  # both files' blobs and the metadata check out
 
 
@@ -169,7 +171,7 @@ def test_a_msg_written_by_outlook_from_a_public_package_is_archived_field_for_fi
         # msgreader does not read the HTML body; the standard library ends a text part with a line end.
         html = theirs.htmlBody.decode().replace("\r\n", "\n")
         assert eml.get_body(("html",)).get_content() == html + ("" if html.endswith("\n") else "\n")
-        assert [(a.get_filename(), a.get_content()) for a in eml.iter_attachments()] == [
+        assert [(a.get_filename(), a.get_payload(decode=True)) for a in eml.iter_attachments()] == [
             (a.longFilename, a.data) for a in theirs.attachments
         ]
         assert len(theirs.attachments) == 1 and theirs.attachments[0].data[:3] == b"\xff\xd8\xff"  # a JPEG

@@ -112,7 +112,7 @@ def assert_same_mail(ours: EmailMessage, theirs_bytes: bytes) -> None:
         assert str(ours[header] or "") == str(theirs[header] or ""), header
     assert body(ours, "plain") == body(theirs, "plain")
     assert body(ours, "html") == body(theirs, "html")
-    mine = sorted((a.get_filename() or "", a.get_content()) for a in ours.iter_attachments())
+    mine = sorted((a.get_filename() or "", a.get_payload(decode=True)) for a in ours.iter_attachments())
     assert mine == readpst_attachments(theirs_bytes)
 
 
@@ -301,6 +301,6 @@ def test_an_ost_with_outlooks_own_items_is_imported_as_readpst_reads_it(outlook_
             assert str(message["From"]) == str(reference["From"])
         assert body(message, "plain") == body(reference, "plain")
         assert body(message, "html") == body(reference, "html")
-        mine = sorted((a.get_filename() or "", a.get_content()) for a in message.iter_attachments())
+        mine = sorted((a.get_filename() or "", a.get_payload(decode=True)) for a in message.iter_attachments())
         assert mine == readpst_attachments(data)
     assert without_headers == 4  # 2 sent mails, a sync log, Outlook.com's welcome mail

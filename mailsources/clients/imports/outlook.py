@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import json
+import mimetypes
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.headerregistry import Address, Group
@@ -96,7 +97,10 @@ def eml_from_item(item: OutlookItem, seed: str) -> bytes:
         if item.html:
             message.add_alternative(item.html, subtype="html")
     for name, data in item.attachments:
-        message.add_attachment(data, maintype="application", subtype="octet-stream", filename=name or "attachment")
+        # The type by the file's name (an item's own MIME-type property is often missing).
+        guessed, encoding = mimetypes.guess_type(name or "", strict=False)
+        maintype, _, subtype = (guessed if guessed and not encoding else "application/octet-stream").partition("/")
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=name or "attachment")
     for number, part in enumerate(message.walk()):
         if part.is_multipart():
             part.set_boundary(f"=_archive_{seed[:32]}_{number}")
