@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from archive.integrity.models import AuditEntry
+from archive.retention.forms import LegalHoldForm, ReleaseForm, RetentionPolicyForm
 from archive.retention.models import ExpiryList, RetentionPolicy
 
 
@@ -90,30 +91,16 @@ def test_only_one_default_policy(client, admin_user, policy):
 
 
 HOSTILE = ["", "-1", "1e400", "9" * 30, "2024-13-45", "x" * 600, "\x00<script>"]
-FIELDS = [
-    "name",
-    "order",
-    "enabled",
-    "is_default",
-    "preset",
-    "years",
-    "months",
-    "days",
-    "count_from",
-    "source_id",
-    "mailbox",
-    "folder",
-    "kind",
-    "field",
-    "field_value",
-    "reason",
-    "whole_archive",
-    "query",
-    "date_from",
-    "date_to",
-    "release_reason",
-    "decision",
-]
+# Every field of the retention pages' forms (their own lists: a field added there is
+# fuzzed too), and the expiry list's decision button.
+FIELDS = sorted(
+    {
+        *RetentionPolicyForm.Meta.fields,
+        *LegalHoldForm.Meta.fields,
+        *ReleaseForm.base_fields,
+        "decision",
+    }
+)
 
 
 def test_no_input_to_any_retention_page_is_a_server_error(client, admin_user, policy, hold, make_mail):
