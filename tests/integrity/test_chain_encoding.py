@@ -195,3 +195,48 @@ def test_a_documents_metadata_hash_is_the_reference_rule_over_its_metadata(make_
     assert LedgerEntry.objects.filter(document=document.pk).latest("seq").metadata_sha256 == ledger.metadata_hash(
         document
     )
+
+
+AWKWARD_NAMES = ['Say "hi"\\ back\n\tnow\x00\x1f.pdf', "Grüsse, Zoë ✓ 𝄞 \u2028.eml", "", "a" * 255]
+
+
+def test_metadata_is_hashed_from_its_parts_as_the_verifier_hashes_the_whole(django_user_model):
+    """``ledger.metadata_hashes`` builds the canonical form from its parts (it
+    runs for every archived mail); the verifier encodes the whole mapping
+    (``ledger.metadata_hash``): the same bytes for awkward values, file order
+    and types (a choice for the kind and role, a date in the values)."""
+    from django.contrib.auth.models import Group
+
+    from archive.models import Document, DocumentFile, DocumentKind, FileRole
+
+    group = Group.objects.create(name='Ops "Zoë" \\ ✓')
+    for i, details in enumerate(AWKWARD_DETAILS):
+        values = {**details, "date": dt.date(2024, 2, 29)} if i % 2 else details
+        document = Document(
+            pk=1000 + i,
+            kind=DocumentKind.MAIL if i % 2 else DocumentKind.DOCUMENT,
+            owner_group=group,
+            created=dt.datetime(2024, 3, 1, 12, 30, 0, 123456, tzinfo=zoneinfo.ZoneInfo("Europe/Zurich")),
+            values=values,
+            notes=AWKWARD_NAMES[i % len(AWKWARD_NAMES)],
+        )
+        files = [
+            DocumentFile(
+                document_id=document.pk,
+                role=[FileRole.ORIGINAL, FileRole.ATTACHMENT][j % 2],
+                name=AWKWARD_NAMES[(i + j) % len(AWKWARD_NAMES)],
+                sha256=f"{j:064x}",
+                size=j * 1000,
+                version=j % 2,
+                part=f"1.{j}" if j else "",
+            )
+            for j in range(i)  # 0 to 4 files, in an order the canonical form sorts
+        ][::-1]
+        fast = ledger.metadata_hashes([document], files={document.pk: files})[document.pk]
+        reference = hashlib.sha256(chain.canonical(ledger._metadata(document, files, group.name))).hexdigest()
+        assert fast == reference, (i, values)
+
+
+@pytest.mark.parametrize("blobs", [[], ["a" * 64], ["a" * 64, "b" * 64], ['q"uote\\', "ü"], [1, "a"], ["a", None]])
+def test_a_list_of_blobs_is_encoded_canonically(blobs):
+    assert chain._json_text(blobs) == json.dumps(blobs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
