@@ -97,6 +97,7 @@ def test_short_words_and_stopwords_are_searchable(alice, archive):
     archive("Muster GmbH")
     assert found(alice, "ag") == [ag]
     assert found(alice, '"to be or not to be"') == [ag]
+    assert found(alice, "not") == [ag]  # a stopword of InnoDB's default list, 3 letters (not padded)
     assert found(alice, "the") == []
 
 
