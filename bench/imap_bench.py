@@ -95,27 +95,32 @@ def load_mailbox(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     server = DovecotServer()
     server.start()
     user = server.add_user("benchuser")
-    mailbox = server.mailbox(user)
     t = time.monotonic()
-    by_folder = defaultdict(list)
-    for mail in mails:
-        by_folder[mail.folder].append(mail)
-    for folder, _share in FOLDERS:
-        items = by_folder.get(folder, [])
-        for i in range(0, len(items), IMPORT_CHUNK):
-            chunk = items[i : i + IMPORT_CHUNK]
-            mailbox.import_many(
-                folder, [m.raw for m in chunk], internal_dates=[m.internal_date for m in chunk], seen=folder != "INBOX"
-            )
+    by_folder = import_mails(server.mailbox(user), mails)
     counts = ", ".join(f"{f} {len(by_folder.get(f, []))}" for f, _ in FOLDERS)
     say(f"loaded into Dovecot in {time.monotonic() - t:.1f} s: {counts}")
     return server, user, len(mails), distinct, wire
 
 
+def import_mails(mailbox, mails, raws=None):  # type: ignore[no-untyped-def]
+    """Generated mails into their folders of a Dovecot mailbox (``raws``: other
+    bytes for the same mails); returns the mails by folder."""
+    by_folder = defaultdict(list)
+    for mail, raw in zip(mails, raws or [m.raw for m in mails], strict=True):
+        by_folder[mail.folder].append((mail, raw))
+    for folder, _share in FOLDERS:
+        items = by_folder.get(folder, [])
+        for i in range(0, len(items), IMPORT_CHUNK):
+            chunk = items[i : i + IMPORT_CHUNK]
+            raws_here, dates = [raw for _, raw in chunk], [m.internal_date for m, _ in chunk]
+            mailbox.import_many(folder, raws_here, internal_dates=dates, seen=folder != "INBOX")
+    return by_folder
+
+
 # --------------------------------------------------------------------------- our ingestion
 
 
-def create_source(server, user):  # type: ignore[no-untyped-def]
+def create_source(server, user, name: str = "bench"):  # type: ignore[no-untyped-def]
     from django.contrib.auth.models import Group
 
     from archive.models import FieldDefinition
@@ -125,7 +130,7 @@ def create_source(server, user):  # type: ignore[no-untyped-def]
     fields = {f.name: f for f in FieldDefinition.objects.filter(name__in=["from", "to", "cc", "subject"])}
     source = MailSource(
         kind=SourceKind.IMAP,
-        name="bench",
+        name=name,
         folders="",
         owner_group=Group.objects.get_or_create(name="Archive")[0],
         host=server.host,

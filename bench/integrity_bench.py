@@ -19,7 +19,17 @@
    batches on both sides of the ratio, so the machine's load scales both
    alike (it misses what the ledger costs outside its calls: the larger
    commit). And the bench process's CPU per mail on both sides.
-2. **verify --full**: the blob re-hashing of the verification over what was
+2. **The IMAP bench's archive stage with and without the ledger**
+   (``--imap-mails``, 0 to skip): what ``bench.imap_bench`` times as
+   "archived" — a sync through real Celery workers from a private Dovecot:
+   fetch, store and fsync, commit — for ``--imap-rounds`` rounds of four
+   syncs, ledger on, off, off, on (the workers started again for each with
+   ``INTEGRITY_LEDGER``), each of a mailbox of its own holding the same
+   generated mails with one more header (as many bytes, new blobs). The
+   processing queue is not consumed, so only the archive stage runs. Prints
+   both sides' time and CPU per mail (workers and MariaDB) and the ledger's
+   cost in both (target ≤ 5 %).
+3. **verify --full**: the blob re-hashing of the verification over what was
    archived, ``--runs`` times: MB/s of blob data (target ≥ 200 MB/s), median
    and range, next to MB per CPU second of the bench process (what one idle
    core would give); then the whole verification once.
@@ -31,6 +41,7 @@ figures: on a shared machine they only mean something next to it.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -48,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="archive stage and blob re-hashing runs (default 3)")
     parser.add_argument("--seed", type=int, default=20240612)
     parser.add_argument("--database", default="webadmin_bench_integrity", help="bench database (dropped first)")
+    parser.add_argument("--imap-mails", type=int, default=2000, help="mails per sync of the IMAP stage (0: skip it)")
+    parser.add_argument("--imap-rounds", type=int, default=2, help="rounds of four syncs (on, off, off, on)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and database")
     return parser.parse_args(argv)
 
@@ -77,9 +90,10 @@ def make_source(number: int = 0):  # type: ignore[no-untyped-def]
     )
 
 
-def twin(raw: bytes) -> bytes:
-    """The same mail with one more header: as many bytes (+17), another SHA-256."""
-    return b"X-Bench-Twin: 1" + (b"\r\n" if b"\r\n" in raw[:2000] else b"\n") + raw
+def twin(raw: bytes, header: bytes = b"X-Bench-Twin: 1") -> bytes:
+    """The same mail with one more header: as many more bytes for every ``header``
+    of one length, another SHA-256."""
+    return header + (b"\r\n" if b"\r\n" in raw[:2000] else b"\n") + raw
 
 
 class LedgerTimer:
@@ -239,6 +253,97 @@ def report_verify(runs: int) -> None:
     )
 
 
+def imap_stage(args: argparse.Namespace, env: BenchEnv) -> None:
+    """The IMAP bench's archive stage, ledger on and off in ABBA order (see the module's docstring)."""
+    from archive.integrity.models import LedgerEntry
+    from bench.harness import Workers, process_tree
+    from bench.imap_bench import create_source, import_mails
+    from mailsources.tasks import sync_source
+    from tests.imap_server import DovecotServer
+
+    mails = MailGenerator(args.seed + 100).mailbox(args.imap_mails)
+    order = [True, False, False, True] * args.imap_rounds
+    sequence = " ".join("on" if o else "off" for o in order)
+    say(f"IMAP archive stage: {len(order)} syncs of {len(mails)} mails, ledger {sequence}")
+    server = DovecotServer()
+    server.start()
+    r = env.redis()
+    sides: dict[bool, dict[str, float]] = {on: {"seconds": 0.0, "cpu": 0.0, "mails": 0.0} for on in (True, False)}
+    pairs: list[float] = []  # each (on, off) neighbour pair: time on / time off
+    try:
+        sources = []
+        for number in range(len(order)):
+            user = server.add_user(f"ledger{number}")
+            header = b"X-Bench-Twin: %02d" % number
+            import_mails(server.mailbox(user), mails, [twin(m.raw, header) for m in mails])
+            sources.append(create_source(server, user, name=f"bench ledger {number}"))
+        previous: float | None = None
+        for number, (on, source) in enumerate(zip(order, sources, strict=True)):
+            os.environ["INTEGRITY_LEDGER"] = "true" if on else "false"
+            workers = Workers(env, concurrency=2, queues="celery,sync", name=f"bench-ledger-{number}").start()
+            try:
+                r.delete("bench:sync_done")
+                entries = LedgerEntry.objects.count()
+                meter = CpuMeter(
+                    {"workers": functools.partial(process_tree, workers.pid), "mariadb": lambda: pids_named("mariadbd")}
+                ).start()
+                t0 = time.time()
+                sync_source.delay(source.pk)
+                done = wait_for_sync(r, workers, t0)
+                cpu = meter.read()
+            finally:
+                workers.stop()
+            seconds = done - t0
+            written = LedgerEntry.objects.count() - entries
+            if (written > 0) != on:
+                raise SystemExit(f"sync {number}: ledger {'on' if on else 'off'} but {written} entries written")
+            side = sides[on]
+            side["seconds"] += seconds
+            side["cpu"] += cpu["workers"] + cpu["mariadb"]
+            side["mails"] += len(mails)
+            say(
+                f"  sync {number + 1}, ledger {'on ' if on else 'off'}: {seconds:6.2f} s, "
+                f"{len(mails) / seconds:5.0f} mails/s, CPU workers {cpu['workers']:5.2f} + MariaDB "
+                f"{cpu['mariadb']:5.2f} s, {written} ledger entries  ({load()})"
+            )
+            if number % 2:
+                pairs.append(seconds / previous if on else previous / seconds)  # type: ignore[operator]
+            previous = seconds
+    finally:
+        os.environ.pop("INTEGRITY_LEDGER", None)
+        server.stop()
+    on, off = sides[True], sides[False]
+    wall = on["seconds"] / off["seconds"] - 1
+    cpu_cost = (on["cpu"] / on["mails"]) / (off["cpu"] / off["mails"]) - 1
+    say(
+        f"IMAP archive stage: ledger on {on['mails'] / on['seconds']:.0f} mails/s, "
+        f"{on['cpu'] / on['mails'] * 1000:.2f} ms CPU per mail (workers + MariaDB); off "
+        f"{off['mails'] / off['seconds']:.0f} mails/s, {off['cpu'] / off['mails'] * 1000:.2f} ms"
+    )
+    say(
+        f"  ledger cost in the IMAP archive stage: time {wall * 100:+.1f} % (the totals; pairs "
+        f"{', '.join(f'{(p - 1) * 100:+.1f}' for p in pairs)} %), CPU per mail {cpu_cost * 100:+.1f} % (target ≤ 5 %)"
+    )
+
+
+def wait_for_sync(r, workers, t0: float, timeout: float = 900) -> float:  # type: ignore[no-untyped-def]
+    """The time the sync task ended (``bench.celery_app`` records it)."""
+    import json
+
+    while True:
+        for item in r.lrange("bench:sync_done", 0, -1):
+            done = json.loads(item)
+            if done["state"] == "SUCCESS":
+                return float(done["t"])
+            if done["state"] != "RETRY":
+                raise SystemExit(f"the sync task ended in state {done['state']}; see {workers.log_path}")
+        if not workers.alive():
+            raise SystemExit(f"the worker died; see {workers.log_path}")
+        if time.time() - t0 > timeout:
+            raise SystemExit(f"the sync timed out after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env = BenchEnv.create(args.database, keep=args.keep)
@@ -259,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  over all {len(pairs)} pairs of the runs: median {(statistics.median(pairs) - 1) * 100:+.1f} %; "
             f"inside the ledger's calls: {spread(insides, ' %', 100)}"
         )
+        if args.imap_mails:
+            imap_stage(args, env)
         report_verify(args.runs)
         say(cpu_line(cpu.read(), ["bench", "mariadb"]))
         say(f"after: {load()}")
