@@ -203,7 +203,9 @@ def load(n_docs: int, seed: int) -> dict[str, object]:
         }
         text = f"From: {mail['from']}\nTo: {mail['to']}\nSubject: {mail['subject']}\n\n{mail['body']}"
         group = groups[number % len(groups)]
-        doc_rows.append((number, "mail", group, json.dumps(values), str(mail["subject"])[:500], date, "", now, now, ""))
+        doc_rows.append(
+            (number, "mail", group, json.dumps(values), str(mail["subject"])[:500], date, "", now, now, "", "done")
+        )
         file_rows.append(
             (
                 number,
@@ -267,7 +269,8 @@ def _insert(doc_rows: list[tuple], file_rows: list[tuple], entry_rows: list[tupl
         # executemany of mysqlclient turns these into multi-row INSERT statements.
         cursor.executemany(
             "INSERT INTO archive_document (id, kind, owner_group_id, `values`, title, date, notes, created,"
-            " modified, parse_error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " modified, parse_error, processing_status, processing_attempts, processing_error, processing_lost)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, '', 0)",
             doc_rows,
         )
         cursor.executemany(
