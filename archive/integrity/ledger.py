@@ -55,10 +55,13 @@ def _file_row(f: DocumentFile) -> dict[str, Any]:
     return {"role": f.role, "name": f.name, "sha256": f.sha256, "size": f.size, "version": f.version, "part": f.part}
 
 
+def _in_order(files: Iterable[DocumentFile]) -> list[DocumentFile]:
+    """A document's files in the order of its canonical metadata."""
+    return sorted(files, key=lambda f: (f.role, f.version, f.part, f.name, f.sha256))
+
+
 def _metadata(document: Document, files: Iterable[DocumentFile], group_name: str) -> dict[str, Any]:
-    rows = sorted(
-        (_file_row(f) for f in files), key=lambda f: (f["role"], f["version"], f["part"], f["name"], f["sha256"])
-    )
+    rows = [_file_row(f) for f in _in_order(files)]
     return {
         "number": document.pk,
         "kind": document.kind,
@@ -80,7 +83,7 @@ def _metadata_bytes(document: Document, files: Iterable[DocumentFile], group_nam
     rows = ",".join(
         f'{{"name":{text(f.name)},"part":{text(f.part)},"role":{text(f.role)},"sha256":{text(f.sha256)},'
         f'"size":{text(f.size)},"version":{text(f.version)}}}'
-        for f in sorted(files, key=lambda f: (f.role, f.version, f.part, f.name, f.sha256))
+        for f in _in_order(files)
     )
     created = document.created
     return (
