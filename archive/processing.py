@@ -40,7 +40,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from archive import extraction, mailview, mimestream, storage
+from archive import bulk, extraction, mailview, mimestream, storage
 from archive.backoff import backoff_delay
 from archive.errors import transient_reason
 from archive.integrity import ledger
@@ -151,7 +151,7 @@ def mail_document_process(document: Document) -> None:
         locked = Document.objects.select_for_update().get(pk=document.pk)
         if locked.files.filter(role=FileRole.ATTACHMENT).exists():
             return  # processed concurrently
-        DocumentFile.objects.bulk_create(files)
+        bulk.create(files)
         _record_derived(files)
         mailview.mail_view_store(original.pk, parsed.view)
         if parsed.error and not locked.parse_error:
@@ -381,7 +381,7 @@ def _process_chunk(chunk: list[_Pending]) -> dict[int, Outcome]:
                 )
             )
             new_files = [f for f in files if f.document_id in locked and f.document_id not in again]
-            DocumentFile.objects.bulk_create(new_files)
+            bulk.create(new_files)
             _record_derived(new_files)
             for pk, (original_id, view) in views.items():
                 if pk in locked and pk not in again:

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils.translation import gettext as _
 
-from archive import extraction, search, storage
+from archive import bulk, extraction, search, storage
 from archive.integrity import ledger
 from archive.integrity.models import LedgerEvent
 from archive.models import (
@@ -269,7 +269,7 @@ def documents_create_many(
         document = Document(kind=spec.kind, owner_group=spec.owner_group, values={}, parse_error=spec.parse_error)
         _apply_values(document, spec.values, fields)
         documents.append(document)
-    Document.objects.bulk_create(documents)
+    bulk.create(documents)
     if any(d.pk is None for d in documents):  # a backend without INSERT … RETURNING
         raise RuntimeError("bulk insert did not return primary keys")
     files = [
@@ -286,7 +286,7 @@ def documents_create_many(
         for document, spec in zip(documents, specs, strict=True)
         for f in spec.files
     ]
-    DocumentFile.objects.bulk_create(files)
+    bulk.create(files)
     by_document: dict[int, list[DocumentFile]] = {}
     for file in files:
         by_document.setdefault(file.document_id, []).append(file)

@@ -32,7 +32,7 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from archive import storage
+from archive import bulk, storage
 from archive.integrity import ledger
 from archive.integrity.models import LedgerEvent
 from archive.mail import parse_headers
@@ -247,7 +247,7 @@ def batch_ingest(
             documents = documents_create_many(specs, schedule_extraction=False, actor=actor)
         # Their processing is pending from this commit on (its sweep finds a lost task).
         processing_register(d.pk for d in documents)
-        new_mails = ArchivedMail.objects.bulk_create(
+        new_mails = bulk.create(
             ArchivedMail(
                 source=source,
                 mailbox=mailbox,
@@ -273,7 +273,7 @@ def batch_ingest(
             source=source, mailbox=mailbox, epoch=batch.epoch, **source.location_scope(folder)
         )
         known_mail_ids = dict(_exact_locations(seen_before, batch.known_locations, "mail_id"))
-        MailLocation.objects.bulk_create(
+        bulk.create(
             [
                 MailLocation(
                     source=source,

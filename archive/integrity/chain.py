@@ -19,6 +19,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connections, models, router, transaction
 from django.utils import timezone
 
+from archive import bulk
+
 from .models import AuditEntry, Chain, ChainEntry, ChainHead, LedgerEntry
 
 GENESIS = "0" * 64
@@ -175,7 +177,6 @@ class _Table:
         # The canonical form with a slot for each hashed field's JSON text (sorted keys).
         self.template = "{{" + ",".join(f'"{name}":{{{name}}}' for name in self.hashed) + "}}"
         self.names = [self.pk.attname, *self.fields]
-        self.sql_columns = ", ".join(connections[self.db].ops.quote_name(f.column) for f in concrete)
         self._at = meta.get_field("at")
         own = {"seq", "at", "prev_hash", "entry_hash"}
         self.settable = frozenset(self.fields) - {"seq", "prev_hash", "entry_hash"}
@@ -243,59 +244,10 @@ class _Table:
         return self._at.get_db_prep_save(value, connections[self.db])
 
     def insert(self, params: list[Any], count: int, *, returning: bool = True) -> list[Any]:
-        """One multi-row INSERT (more where the backend limits a query's
-        parameters); the new primary keys where the backend returns them."""
-        connection = connections[self.db]
-        width = len(self.fields)
-        per_query = max(1, connection.ops.bulk_batch_size(self.concrete, [None] * count))
-        returned = ""
-        if returning and connection.features.can_return_rows_from_bulk_insert:
-            returned, _ = connection.ops.return_insert_columns([self.pk])
-        table = connection.ops.quote_name(self.model._meta.db_table)
-        row = "(" + ", ".join(["%s"] * width) + ")"
-        literal = _literals(connection)
-        ids: list[Any] = []
-        with connection.cursor() as cursor:
-            for start in range(0, count, per_query):
-                n = min(per_query, count - start)
-                chunk = params[start * width : (start + n) * width]
-                if literal is None:
-                    sql = f"INSERT INTO {table} ({self.sql_columns}) VALUES {', '.join([row] * n)} {returned}"
-                    cursor.execute(sql, chunk)
-                else:  # the values as the driver would have quoted them, no parameters
-                    rows = ", ".join(
-                        "(" + ", ".join(map(literal, chunk[i : i + width])) + ")" for i in range(0, len(chunk), width)
-                    )
-                    cursor.execute(f"INSERT INTO {table} ({self.sql_columns}) VALUES {rows} {returned}")
-                if returned:
-                    ids.extend(r[0] for r in cursor.fetchall())
-        return ids
-
-
-def _literals(connection: Any) -> Callable[[Any], str] | None:
-    """MySQL: a function from a database value to its SQL literal, quoted by the
-    driver's own escaping (what it does to each parameter of a query), each
-    distinct text quoted once — an entry's time, actor, event and details are
-    the same for a whole batch, its ``prev_hash`` is the previous entry's hash.
-    Cheaper than a query with a thousand parameters, which the driver quotes
-    one by one. Other databases: ``None`` (they bind parameters)."""
-    if connection.vendor != "mysql":
-        return None
-    driver = connection.connection
-    escape, encoding = driver.literal, driver.encoding
-    quoted: dict[Any, str] = {}
-
-    def literal(value: Any) -> str:
-        if type(value) is int:
-            return int.__repr__(value)
-        if value is None:
-            return "NULL"
-        text = quoted.get(value)
-        if text is None:
-            text = quoted[value] = escape(value).decode(encoding)
-        return text
-
-    return literal
+        """One multi-row INSERT (``bulk.insert_rows``); the new primary keys where the backend returns them."""
+        return bulk.insert_rows(
+            self.model, self.concrete, params, count, using=self.db, returning=self.pk if returning else None
+        )
 
 
 @functools.cache

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Max
 
+from archive import bulk
 from archive.models import Document, DocumentFile, FieldDefinition, FieldType, FileRole, SearchEntry
 from archive.search import tokens as tk
 
@@ -120,12 +121,14 @@ def index_new_documents(
     """The entries of documents created in this transaction, from the rows in hand
     (``documents_create_many``): no re-read, one INSERT — they have no entry yet."""
     shingles = _shingles()
-    SearchEntry.objects.bulk_create(
-        SearchEntry(
-            document_id=d.pk,
-            text=entry_text(d, _current_files(files.get(d.pk, [])), field_types, shingles=shingles),
-        )
-        for d in documents
+    bulk.create(
+        [
+            SearchEntry(
+                document_id=d.pk,
+                text=entry_text(d, _current_files(files.get(d.pk, [])), field_types, shingles=shingles),
+            )
+            for d in documents
+        ]
     )
 
 
