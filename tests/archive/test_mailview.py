@@ -192,6 +192,44 @@ def test_a_text_body_is_escaped_and_its_links_open_in_a_new_tab():
     assert '<a href="https://example.com/a?b=1" target="_blank" rel="noopener noreferrer">' in html
 
 
+def _mail_texts(count: int) -> list[str]:
+    import email
+
+    from bench.mailgen import MailGenerator
+
+    texts = []
+    for generated in MailGenerator(11).mailbox(count):
+        for part in email.message_from_bytes(generated.raw).walk():
+            if part.get_content_type() == "text/plain" and (payload := part.get_payload(decode=True)):
+                texts.append(payload.decode("utf-8", "replace"))
+    return texts
+
+
+def test_linked_text_is_what_urlize_makes_of_a_text():
+    """The fast path only skips words urlize would escape: the same string on
+    generated mail bodies and on random text of link-like pieces."""
+    import random
+
+    from django.utils.html import urlize
+
+    from archive.mailhtml import linked_text
+
+    rnd = random.Random(20261202)
+    links = ["https://example.com/a?b=1&c=2.", "(www.example.org)", "alice@example.ch,", "<http://x.net/>", "Bob.NET!"]
+    texts = []
+    for text in _mail_texts(60):  # mail bodies, links put between their words
+        words = text.split(" ")
+        for _ in range(5):
+            words.insert(rnd.randrange(len(words) + 1), rnd.choice(links))
+        texts.append(" ".join(words))
+    assert sum(urlize(t, autoescape=True).count("<a ") for t in texts) >= 250
+    pieces = [*"ab.@:/ <>\"'&\n\t()[]é-_=?#%;,!\u00a0\u2028", "www.", "WWW.", "http://", "HTTPS://", "mailto:"]
+    pieces += ["x.com", ".ORG", ".net/", "a@b.ch", "&amp;", "&lt;", "&#64;", "[::1]", "ftp://", "user@[127.0.0.1]"]
+    texts += ["".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 40))) for _ in range(5000)]
+    for text in texts:
+        assert linked_text(text) == urlize(text, nofollow=False, autoescape=True), text
+
+
 def test_the_body_policy_allows_remote_images_only_when_asked_for():
     strict = body_csp(allow_remote=False)
     assert "default-src 'none'" in strict and "img-src 'self';" in strict and "http" not in strict
