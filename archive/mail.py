@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import email
 import email.errors
+import email.feedparser
 import email.policy
 import io
 import re
@@ -24,6 +25,10 @@ from email.utils import getaddresses, parsedate_to_datetime
 from archive.charsets import charset_codec, decode_bytes
 
 _HEADER_PARSER = BytesHeaderParser(policy=email.policy.compat32)
+# The feed parser's own rules (``read_headers``): a header line, a line's end.
+_HEADER_LINE: re.Pattern[str] = email.feedparser.headerRE  # type: ignore[attr-defined]
+_LINE_END: re.Pattern[str] = email.feedparser.NLCRE_eol  # type: ignore[attr-defined]
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _EXTENSIONS = {
     "message/rfc822": ".eml",
@@ -167,16 +172,49 @@ def header_block(raw: bytes) -> bytes:
     if it has none): the header parser reads the whole body otherwise."""
     # "\n\n" and "\n\r\n" always end a line with an empty one (also for CRLF);
     # a lone-CR empty line is caught by the parser itself in the longer slice.
-    end = raw.find(b"\n\r\n")
-    lf_end = raw.find(b"\n\n", 0, end if end >= 0 else len(raw))  # not the whole of a CRLF mail
-    end = lf_end if lf_end >= 0 else end
-    return raw[: end + 1] if end >= 0 else raw
+    # One search for the first of the two (two finds read all of a mail without one).
+    found = _BLANK_LINE.search(raw)
+    return raw[: found.start() + 1] if found else raw
+
+
+def read_headers(block: bytes) -> Message:
+    """The headers (and envelope line) of ``_HEADER_PARSER.parsebytes(block)``,
+    without the feed parser's buffering and generators (a third of the archive
+    step's header parsing): the lines split as its buffer splits them, read by
+    the rules of ``email.feedparser`` (``_parsegen``: the header lines end at the
+    first line that is none; ``_parse_headers``: continuations, the envelope
+    line, a missing name). Defects are not recorded and the rest is not kept as
+    the payload. ``tests/archive/test_header_fastpath.py`` holds the two equal."""
+    msg = Message(policy=email.policy.compat32)
+    lines = []
+    for line in io.StringIO(block.decode("ascii", "surrogateescape"), newline="").readlines():
+        if not _HEADER_LINE.match(line):
+            break
+        lines.append(line)
+    value: list[str] = []  # the lines of the header being read
+    for number, line in enumerate(lines):
+        if line[0] in " \t":
+            if value:  # a continuation (of nothing, at the start: dropped)
+                value.append(line)
+            continue
+        if value:
+            msg.set_raw(*email.policy.compat32.header_source_parse(value))
+            value = []
+        if line.startswith("From "):
+            if number == 0:
+                msg.set_unixfrom(_LINE_END.sub("", line, count=1))
+            continue  # elsewhere: misplaced (or, last, the body's first line), ignored
+        if line.find(":") > 0:  # at 0: no name, ignored
+            value = [line]
+    if value:
+        msg.set_raw(*email.policy.compat32.header_source_parse(value))
+    return msg
 
 
 def parse_headers(raw: bytes) -> MailHeaders:
     """Only the header block: ~4× faster than a full parse; never raises."""
     try:
-        msg = _HEADER_PARSER.parsebytes(header_block(raw))
+        msg = read_headers(header_block(raw))
         # Raw 8-bit header bytes are most likely in the charset the body declares.
         hint = msg.get_content_charset()
         headers = MailHeaders(

@@ -65,3 +65,56 @@ def test_hard_values_still_go_through_the_parser() -> None:
     headers = parse_headers(b"From: Ann Lee <ann@example.org>\r\nTo: b@example.org, C D <c@example.org>\r\n\r\nbody")
     assert headers.from_ == "Ann Lee <ann@example.org>"
     assert headers.to == "b@example.org, C D <c@example.org>"
+
+
+# Pieces of header blocks, well-formed and not: names, colons, folding, the
+# envelope line, line ends of every kind (a lone CR splits lines too), 8-bit bytes.
+HEADER_PIECES = st.sampled_from(
+    [
+        b"From ",
+        b"From: ",
+        b"Subject: ",
+        b"To:",
+        b"Cc: ",
+        b"Content-Type: text/plain; charset=",
+        b"Message-ID: <a@b>",
+        b"Date: Tue, 1 Dec 2026 10:00:00 +0100",
+        b"X-Odd",
+        b":",
+        b" ",
+        b"\t",
+        b"\r",
+        b"\n",
+        b"\r\n",
+        b"\f",
+        b"a",
+        b"Alice <alice@example.com>, bob@example.org",
+        b"=?utf-8?q?J=C3=BCrg?=",
+        b"\xc3\xa9",
+        b"\xff",
+        b"\x00",
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(HEADER_PIECES, max_size=30).map(b"".join))
+def test_the_header_reader_reads_as_the_email_parser_does(block: bytes) -> None:
+    from archive import mail
+
+    slow = mail._HEADER_PARSER.parsebytes(block)
+    fast = mail.read_headers(block)
+    assert fast._headers == slow._headers  # type: ignore[attr-defined]
+    assert fast.get_unixfrom() == slow.get_unixfrom()
+    assert fast.get_content_charset() == slow.get_content_charset()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(HEADER_PIECES, max_size=30).map(b"".join), st.sampled_from([b"", b"\n\nBody: text\n", b"\r\n\r\nx"]))
+def test_the_header_block_holds_every_header_of_the_mail(head: bytes, rest: bytes) -> None:
+    from archive.mail import _HEADER_PARSER, header_block
+
+    raw = head + rest
+    block = header_block(raw)
+    assert raw.startswith(block)
+    assert _HEADER_PARSER.parsebytes(block)._headers == _HEADER_PARSER.parsebytes(raw)._headers  # type: ignore[attr-defined]
