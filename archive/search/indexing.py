@@ -54,9 +54,9 @@ def entry_text(
 
     def add(text: str, field: str) -> None:
         folded = tk.words(text)
-        plain.extend(tk.pad(w) for w in folded)
+        plain.extend(tk.padded(folded))
         prefix = tk.field_prefix(field)
-        fielded.extend(tk.field_token(prefix, w) for w in folded)
+        fielded.extend(tk.prefixed(prefix, folded))
         if shingles:
             plain.extend(tk.shingles(folded))
             fielded.extend(tk.shingles(folded, prefix))
@@ -81,7 +81,7 @@ def entry_text(
         if room <= 0:
             break
         folded = tk.words(text[:room])
-        chunk = " ".join(tk.pad(w) for w in folded)
+        chunk = " ".join(tk.padded(folded))
         if shingles:
             chunk += " " + " ".join(tk.shingles(folded))
         out = f"{out} {chunk}" if out and chunk else out or chunk

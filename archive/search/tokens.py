@@ -71,6 +71,14 @@ def pad(word: str) -> str:
     return word[:MAX_TOKEN_CHARS]
 
 
+def padded(folded: list[str]) -> list[str]:
+    """``[pad(w) for w in folded]`` without a call per word (every word of every
+    text the index holds goes through here)."""
+    short, cut, fill = MIN_TOKEN_CHARS, MAX_TOKEN_CHARS, "_" * MIN_TOKEN_CHARS
+    return [w[:cut] if len(w) >= short else (w + fill)[:short] for w in folded]
+
+
+@functools.lru_cache(maxsize=4096)
 def field_prefix(field_name: str) -> str:
     """``from`` → ``from``, ``e-mail_2`` → ``email2``: letters and digits only."""
     return "".join(_WORD.findall(_fold(field_name))) or "field"
@@ -92,14 +100,22 @@ def shingles(folded: list[str], prefix: str = "") -> list[str]:
     most of the archive. A phrase is matched by its word pairs instead: one
     index lookup per pair (exact for two words; for longer phrases every pair
     must occur, in practice the phrase)."""
-    return [shingle(a, b, prefix) for a, b in zip(folded, folded[1:], strict=False)]
+    cut = MAX_TOKEN_CHARS  # shingle() for each pair, without a call per pair
+    if prefix:
+        return [f"{prefix}_{a}__{b}"[:cut] for a, b in zip(folded, folded[1:], strict=False)]
+    return [f"{a}__{b}"[:cut] for a, b in zip(folded, folded[1:], strict=False)]
 
 
 def tokens(text: str) -> list[str]:
     """Index/query tokens of free text."""
-    return [pad(w) for w in words(text)]
+    return padded(words(text))
 
 
 def field_tokens(field_name: str, text: str) -> list[str]:
-    prefix = field_prefix(field_name)
-    return [field_token(prefix, w) for w in words(text)]
+    return prefixed(field_prefix(field_name), words(text))
+
+
+def prefixed(prefix: str, folded: list[str]) -> list[str]:
+    """``[field_token(prefix, w) for w in folded]`` without a call per word."""
+    cut = MAX_TOKEN_CHARS
+    return [f"{prefix}_{w}"[:cut] for w in folded]

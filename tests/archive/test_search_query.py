@@ -297,3 +297,17 @@ def test_prefixes_are_bounded_apart_from_words():
     parse_query(" ".join(f"p{i}*" for i in range(MAX_PREFIX_TERMS)), FIELDS)
     with pytest.raises(SearchQueryError, match=f"{MAX_PREFIX_TERMS + 1} words ending in \\*; at most"):
         parse_query(" ".join(f"p{i}*" for i in range(MAX_PREFIX_TERMS + 1)), FIELDS)
+
+
+def test_the_token_lists_are_the_tokens_of_each_word():
+    """``padded``, ``prefixed`` and ``shingles`` build whole lists at once: the
+    same tokens as ``pad``, ``field_token`` and ``shingle`` word by word."""
+    long = "x" * 90
+    cases = [[], ["a"], ["ab", "abc", "abcd"], [long, "é", "z"], tk.words("Straße Müller 42 a b c d " + long + " fin")]
+    for folded in cases:
+        assert tk.padded(folded) == [tk.pad(w) for w in folded]
+        assert tk.prefixed("subject", folded) == [tk.field_token("subject", w) for w in folded]
+        for prefix in ("", "from", "x" * 80):
+            expected = [tk.shingle(a, b, prefix) for a, b in zip(folded, folded[1:], strict=False)]
+            assert tk.shingles(folded, prefix) == expected
+    assert tk.padded(["a", "ab", long]) == ["a__", "ab_", "x" * tk.MAX_TOKEN_CHARS]
