@@ -19,12 +19,11 @@ from collections.abc import Callable, Iterator
 from email.generator import BytesGenerator
 from email.header import Header, decode_header
 from email.message import Message
-from email.parser import BytesHeaderParser, BytesParser
+from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
 from archive.charsets import charset_codec, decode_bytes
 
-_HEADER_PARSER = BytesHeaderParser(policy=email.policy.compat32)
 # The feed parser's own rules (``read_headers``): a header line, a line's end.
 _HEADER_LINE: re.Pattern[str] = email.feedparser.headerRE  # type: ignore[attr-defined]
 _LINE_END: re.Pattern[str] = email.feedparser.NLCRE_eol  # type: ignore[attr-defined]
@@ -178,7 +177,7 @@ def header_block(raw: bytes) -> bytes:
 
 
 def read_headers(block: bytes) -> Message:
-    """The headers (and envelope line) of ``_HEADER_PARSER.parsebytes(block)``,
+    """The headers (and envelope line) of ``BytesHeaderParser(policy=compat32).parsebytes(block)``,
     without the feed parser's buffering and generators (a third of the archive
     step's header parsing): the lines split as its buffer splits them, read by
     the rules of ``email.feedparser`` (``_parsegen``: the header lines end at the

@@ -21,14 +21,12 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import email.policy
 import itertools
 import quopri
 import re
 import tempfile
 from collections.abc import Callable, Iterator
 from email.message import Message
-from email.parser import BytesHeaderParser
 from typing import IO, BinaryIO
 
 from archive import storage
@@ -43,6 +41,7 @@ from archive.mail import (
     eml_name,
     leaf_role,
     parse_headers,
+    read_headers,
 )
 
 # Mails smaller than this are parsed by ``email.parser`` (memory ~8× the mail).
@@ -57,7 +56,6 @@ HEADER_MAX = 1024 * 1024
 _SPOOL_BYTES = 1024 * 1024
 _DECODE_BYTES = 1024 * 1024
 
-_HEADER_PARSER = BytesHeaderParser(policy=email.policy.compat32)
 # email.feedparser.headerRE, on bytes.
 _HEADER_LINE = re.compile(rb"^(From |[\041-\071\073-\176]*:|[\t ])")
 _EMPTY_LINE = re.compile(rb"^(\r\n|\r|\n)")
@@ -252,7 +250,7 @@ class _Walk:
             if size <= HEADER_MAX:
                 block.append(line)
         data = b"".join(block)
-        return _HEADER_PARSER.parsebytes(data), data
+        return read_headers(data), data
 
     def attached_message(self, message: Message, path: str, depth: int, *, in_multipart: bool) -> None:
         """An attached message: read as mail (its body and parts, as
