@@ -29,7 +29,9 @@ def _running(patterns: tuple[str, ...]) -> bool:
     """A statement matching one of ``patterns`` (SQL LIKE) is running: waiting for the other's locks."""
     with connections["default"].cursor() as cursor:
         where = " OR ".join(["info LIKE %s"] * len(patterns))
-        cursor.execute(f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE {where}", patterns)
+        cursor.execute(
+            f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE id != CONNECTION_ID() AND ({where})", patterns
+        )
         return int(cursor.fetchone()[0]) > 0
 
 
