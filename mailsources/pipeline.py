@@ -201,7 +201,12 @@ def batch_ingest(
         shas = {blob.sha256 for _, blob in stored}
         # Dedup per mailbox across sources (SPEC §2 rule 2): another source on the same
         # account archived these already? Then this one adds locations, not documents.
-        existing = dict(ArchivedMail.objects.filter(mailbox_key=identity, sha256__in=shas).values_list("sha256", "pk"))
+        found = list(
+            ArchivedMail.objects.filter(mailbox_key=identity, sha256__in=shas).values_list("sha256", "pk", "document")
+        )
+        existing = {sha: pk for sha, pk, _ in found}
+        # A mail whose document retention deleted (document NULL, the tombstone) has none.
+        documents_of = {sha: number for sha, _, number in found if number is not None}
         to_create: dict[str, tuple[FetchedMessage, storage.StoredBlob]] = {}
         for message, blob in stored:
             if blob.sha256 in existing or blob.sha256 in to_create:
@@ -243,7 +248,7 @@ def batch_ingest(
         # Both calls' entries in one append, at the block's end: the documents are locked
         # first (the mails seen before), the ledger's head last and only once.
         with ledger.one_append():
-            _record_locations_added(existing, stored, actor, {"mailbox": mailbox, "folder": folder})
+            _record_locations_added(documents_of, stored, actor, {"mailbox": mailbox, "folder": folder})
             documents = documents_create_many(specs, schedule_extraction=False, actor=actor)
         # Their processing is pending from this commit on (its sweep finds a lost task).
         processing_register(d.pk for d in documents)
@@ -323,25 +328,26 @@ def batch_ingest(
 
 
 def _record_locations_added(
-    existing: dict[str, int], stored: list[tuple[FetchedMessage, storage.StoredBlob]], actor: str, where: dict[str, str]
+    documents_of: dict[str, int],
+    stored: list[tuple[FetchedMessage, storage.StoredBlob]],
+    actor: str,
+    where: dict[str, str],
 ) -> None:
-    """Ledger entries for mails archived before (dedup) that this batch found in one more place."""
-    seen = {blob.sha256 for _, blob in stored if blob.sha256 in existing}
+    """Ledger entries for mails archived before (dedup) that this batch found in
+    one more place. ``documents_of``: the document of each such mail (SHA-256 →
+    number)."""
+    seen = {blob.sha256 for _, blob in stored if blob.sha256 in documents_of}
     if not seen or not ledger.enabled():
         return
-    # A mail whose document retention deleted (document NULL, the tombstone) has nothing to record.
-    mails = dict(
-        ArchivedMail.objects.filter(pk__in=[existing[sha] for sha in seen], document__isnull=False).values_list(
-            "pk", "document_id"
-        )
-    )
     documents = {
-        d.pk: d for d in Document.objects.select_for_update().filter(pk__in=set(mails.values())).order_by("pk")
+        d.pk: d
+        for d in Document.objects.select_for_update().filter(pk__in={documents_of[sha] for sha in seen}).order_by("pk")
     }
+    # (A document deleted since it was looked up is gone: nothing to record for it.)
     ledger.record_many(
-        (LedgerEvent.LOCATION_ADDED, documents[mails[existing[sha]]], actor, [sha], where)
+        (LedgerEvent.LOCATION_ADDED, documents[documents_of[sha]], actor, [sha], where)
         for sha in sorted(seen)
-        if existing[sha] in mails
+        if documents_of[sha] in documents
     )
 
 

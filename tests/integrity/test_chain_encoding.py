@@ -14,6 +14,8 @@ import zoneinfo
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from archive.integrity import chain, ledger, verify
 from archive.integrity.audit import AuditAction
@@ -240,3 +242,22 @@ def test_metadata_is_hashed_from_its_parts_as_the_verifier_hashes_the_whole():
 @pytest.mark.parametrize("blobs", [[], ["a" * 64], ["a" * 64, "b" * 64], ['q"uote\\', "ü"], [1, "a"], ["a", None]])
 def test_a_list_of_blobs_is_encoded_canonically(blobs):
     assert chain._json_text(blobs) == json.dumps(blobs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+_JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.text(), _JSON_SCALARS | st.lists(st.text(), max_size=3), max_size=8))
+def test_a_mapping_is_encoded_as_the_json_encoder_encodes_it(values):
+    """``canonical_text`` takes a short way for flat mappings (a document's field
+    values): the encoder's bytes for every mix of keys and values."""
+    assert chain.canonical_text(values) == json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.datetimes(timezones=st.timezones()))
+def test_a_time_is_written_as_strftime_writes_it_in_utc(value):
+    """``format_time``'s short way (``isoformat``) is strftime's text: years before 1000 included."""
+    utc = value.astimezone(dt.UTC)
+    assert chain.format_time(value) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
