@@ -11,6 +11,8 @@ The data goes into its own database, ``webadmin_search_bench``, on the MariaDB
 server of ``BENCH_MARIADB_URL`` (default mysql://root@127.0.0.1:3306/), which
 the script creates and migrates (``--database-url`` to choose another). Rows are written with multi-row INSERTs
 and the FULLTEXT index is built once after loading, as a restore would.
+``--database-url sqlite:////var/tmp/search_bench.sqlite3`` runs it on SQLite (the
+embedded default), its FTS5 index built once after loading in the same way.
 Targets at 1M documents: search p95 <= 300 ms, table page p95 <= 100 ms.
 
 Then hostile queries (issue 11): the penetration test's ``a*`` × 1,300, many
@@ -25,6 +27,7 @@ import argparse
 import contextlib
 import datetime as dt
 import hashlib
+import importlib
 import json
 import os
 import random
@@ -170,18 +173,30 @@ def load(n_docs: int, seed: int) -> dict[str, object]:
     from django.db import connection
 
     from archive.models import Document, FieldDefinition
+    from archive.search.backends import FTS5_TABLE, backend_for
     from archive.search.indexing import entry_text
 
     gen = Generator(seed)
     groups = [Group.objects.get_or_create(name=name)[0].pk for name in GROUPS]
     field_types = dict(FieldDefinition.objects.values_list("name", "type"))
+    sqlite = connection.vendor == "sqlite"
+    shingles = backend_for().shingles
+    tables = ("archive_searchentry", "archive_documentfile", "archive_publicaccess", "archive_document")
     with connection.cursor() as cursor:
-        cursor.execute("SET SESSION unique_checks = 0, foreign_key_checks = 0")
-        for table in ("archive_searchentry", "archive_documentfile", "archive_publicaccess", "archive_document"):
-            cursor.execute(f"TRUNCATE TABLE {table}")
-        cursor.execute("SHOW INDEX FROM archive_searchentry WHERE Key_name = 'archive_searchentry_text_ft'")
-        if cursor.fetchall():
-            cursor.execute("ALTER TABLE archive_searchentry DROP INDEX archive_searchentry_text_ft")
+        if sqlite:  # the index is built once after loading, not row by row by the trigger
+            cursor.execute("DROP TRIGGER IF EXISTS archive_searchentry_ai")
+            for table in tables:
+                cursor.execute(f"DELETE FROM {table}")
+            cursor.execute(f"DELETE FROM {FTS5_TABLE}")
+        else:
+            cursor.execute("SET SESSION unique_checks = 0, foreign_key_checks = 0")
+            for table in tables:
+                cursor.execute(f"TRUNCATE TABLE {table}")
+            cursor.execute("SHOW INDEX FROM archive_searchentry WHERE Key_name = 'archive_searchentry_text_ft'")
+            if cursor.fetchall():
+                cursor.execute("ALTER TABLE archive_searchentry DROP INDEX archive_searchentry_text_ft")
+    # SQLite stores times as Django writes them (text); mysqlclient quotes datetimes itself.
+    stamp = connection.ops.adapt_datetimefield_value if sqlite else (lambda value: value)
 
     # Statistics for picking queries: document frequency on a sample.
     sample_df: dict[str, int] = {}
@@ -189,7 +204,7 @@ def load(n_docs: int, seed: int) -> dict[str, object]:
     phrases: list[str] = []
     names: list[str] = []
     started = time.monotonic()
-    now = dt.datetime.now(dt.UTC)
+    now = stamp(dt.datetime.now(dt.UTC))
     doc_rows, file_rows, entry_rows = [], [], []
     for number in range(1, n_docs + 1):
         mail = gen.mail()
@@ -204,7 +219,19 @@ def load(n_docs: int, seed: int) -> dict[str, object]:
         text = f"From: {mail['from']}\nTo: {mail['to']}\nSubject: {mail['subject']}\n\n{mail['body']}"
         group = groups[number % len(groups)]
         doc_rows.append(
-            (number, "mail", group, json.dumps(values), str(mail["subject"])[:500], date, "", now, now, "", "done")
+            (
+                number,
+                "mail",
+                group,
+                json.dumps(values),
+                str(mail["subject"])[:500],
+                stamp(date),
+                "",
+                now,
+                now,
+                "",
+                "done",
+            )
         )
         file_rows.append(
             (
@@ -225,7 +252,7 @@ def load(n_docs: int, seed: int) -> dict[str, object]:
             )
         )
         document = Document(values=values, notes="", owner_group_id=group)
-        entry_rows.append((number, entry_text(document, [("mail.eml", text)], field_types, shingles=True), now))
+        entry_rows.append((number, entry_text(document, [("mail.eml", text)], field_types, shingles=shingles), now))
         if number <= sample_size:
             body_words = str(mail["body"]).lower().replace(".", "").split()
             for w in set(body_words):
@@ -240,13 +267,20 @@ def load(n_docs: int, seed: int) -> dict[str, object]:
             rate = number / (time.monotonic() - started)
             print(f"\r  inserted {number:,}/{n_docs:,} documents ({rate:,.0f}/s)", end="", flush=True)
     print()
-    print("  building the FULLTEXT index …", flush=True)
+    print("  building the full-text index …", flush=True)
     t0 = time.monotonic()
     with connection.cursor() as cursor:
-        cursor.execute("SET SESSION innodb_ft_enable_stopword = OFF")
-        cursor.execute("ALTER TABLE archive_searchentry ADD FULLTEXT INDEX archive_searchentry_text_ft (text)")
-        cursor.execute("ANALYZE TABLE archive_document, archive_documentfile, archive_searchentry")
-        cursor.fetchall()
+        if sqlite:
+            cursor.execute(f"INSERT INTO {FTS5_TABLE}({FTS5_TABLE}) VALUES ('rebuild')")
+            # The insert trigger again, as archive/migrations/0003_search_index.py creates it.
+            migration = importlib.import_module("archive.migrations.0003_search_index")
+            cursor.execute(next(sql for sql in migration.SQLITE_FORWARD if "archive_searchentry_ai" in sql))
+            cursor.execute("ANALYZE")
+        else:
+            cursor.execute("SET SESSION innodb_ft_enable_stopword = OFF")
+            cursor.execute("ALTER TABLE archive_searchentry ADD FULLTEXT INDEX archive_searchentry_text_ft (text)")
+            cursor.execute("ANALYZE TABLE archive_document, archive_documentfile, archive_searchentry")
+            cursor.fetchall()
     print(f"  index built in {time.monotonic() - t0:,.0f} s; total load {time.monotonic() - started:,.0f} s")
     meta = {
         "docs": n_docs,
@@ -288,7 +322,10 @@ def existing_meta(n_docs: int) -> dict[str, object] | None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SHOW TABLES LIKE 'bench_meta'")
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT name FROM sqlite_master WHERE name = 'bench_meta'")
+        else:
+            cursor.execute("SHOW TABLES LIKE 'bench_meta'")
         if not cursor.fetchall():
             return None
         cursor.execute("SELECT data FROM bench_meta")
@@ -438,14 +475,24 @@ def report(timings: dict[str, list[float]], meta: dict[str, object], queries: li
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT VERSION(), @@innodb_buffer_pool_size")
-        version, pool = cursor.fetchone()
-        cursor.execute(
-            "SELECT table_name, ROUND((data_length + index_length) / 1048576) FROM information_schema.tables"
-            " WHERE table_schema = DATABASE() AND table_name LIKE 'archive_%%' ORDER BY 2 DESC LIMIT 4"
-        )
-        sizes = ", ".join(f"{name} {mb} MB" for name, mb in cursor.fetchall())
-    print(f"\nMariaDB {version}, buffer pool {int(pool) // 1048576} MB; {meta['docs']:,} documents; {sizes}")
+        if connection.vendor == "sqlite":
+            import sqlite3
+
+            size = Path(connection.settings_dict["NAME"]).stat().st_size
+            cursor.execute("PRAGMA cache_size")
+            (cache,) = cursor.fetchone()
+            engine = f"SQLite {sqlite3.sqlite_version}, page cache {cache} (PRAGMA cache_size), file {size >> 20} MB"
+            sizes = "FTS5"
+        else:
+            cursor.execute("SELECT VERSION(), @@innodb_buffer_pool_size")
+            version, pool = cursor.fetchone()
+            cursor.execute(
+                "SELECT table_name, ROUND((data_length + index_length) / 1048576) FROM information_schema.tables"
+                " WHERE table_schema = DATABASE() AND table_name LIKE 'archive_%%' ORDER BY 2 DESC LIMIT 4"
+            )
+            sizes = ", ".join(f"{name} {mb} MB" for name, mb in cursor.fetchall())
+            engine = f"MariaDB {version}, buffer pool {int(pool) // 1048576} MB"
+    print(f"\n{engine}; {meta['docs']:,} documents; {sizes}")
     print(f"{'':34}{'n':>6}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'max ms':>10}")
 
     def other(label: str) -> bool:
@@ -525,10 +572,12 @@ def main() -> None:
         "--buffer-pool-mb", type=int, help="run with this innodb_buffer_pool_size (SET GLOBAL; restored afterwards)"
     )
     args = parser.parse_args()
-    if not args.database_url.startswith("mysql://"):
-        raise SystemExit("the benchmark runs on MariaDB: --database-url mysql://…")
-
-    create_database(args.database_url)
+    if not args.database_url.startswith(("mysql://", "sqlite:///")):
+        raise SystemExit("the benchmark runs on MariaDB or SQLite: --database-url mysql://… or sqlite:///…")
+    if args.database_url.startswith("mysql://"):
+        create_database(args.database_url)
+    elif args.buffer_pool_mb:
+        raise SystemExit("--buffer-pool-mb is MariaDB's")
     configure_django(args.database_url)
     from django.core.management import call_command
 
