@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import translation
 
 from archive import selectors
 from archive.models import ArchiveSettings, FieldDefinition, FieldType, PrimaryUsage
@@ -153,3 +155,27 @@ def test_a_page_far_past_the_end_shows_the_last_page(client, alice, make_documen
     client.force_login(alice)
     response = client.get(reverse("archive:table"), {"page": "9" * 30})
     assert response.status_code == 200 and "only.txt" in response.content.decode()
+
+
+def test_every_cell_links_to_its_document_and_yes_no_values_read_in_the_language(client, alice, make_document):
+    """The cells as the table shows them: each one the document's link (built once
+    per row), a yes/no field as a word of the user's language, nothing for no value."""
+    FieldDefinition.objects.create(name="paid", label="Paid", type=FieldType.YESNO)
+    FieldDefinition.objects.create(name="ref", label="Reference", type=FieldType.TEXT)
+    paid = make_document(content=b"a", name="paid.pdf", values={"paid": True, "ref": "R-1"})
+    open_ = make_document(content=b"b", name="open.pdf", values={"paid": False})
+    client.force_login(alice)
+    try:
+        response = client.get(reverse("archive:table"), {"reduced": "0"}, HTTP_ACCEPT_LANGUAGE="de")
+    finally:
+        translation.activate(settings.LANGUAGE_CODE)  # the request's language stays active in the thread
+    rows = {row.document.pk: row for row in response.context["rows"]}
+    for document in (paid, open_):
+        assert rows[document.pk].url == reverse("archive:document", args=[document.pk])
+    shown = {pk: {c.name: value for c, value in row.cells} for pk, row in rows.items()}
+    assert (shown[paid.pk]["paid"], shown[open_.pk]["paid"]) == ("ja", "nein")
+    assert (shown[paid.pk]["ref"], shown[open_.pk]["ref"]) == ("R-1", "")
+    html = response.content.decode()
+    link = reverse("archive:document", args=[paid.pk])
+    assert html.count(f'class="cell-link" href="{link}"') == len(rows[paid.pk].cells)
+    assert f'href="{link}" tabindex="-1" title="ja">ja</a>' in html
