@@ -66,7 +66,11 @@ def canonical_text(data: Any) -> str:
     return _ENCODER.encode(data)
 
 
-_FLAT = {str: _encode_string, int: int.__repr__, bool: lambda v: "true" if v else "false"}
+def _boolean_text(value: bool) -> str:
+    return "true" if value else "false"
+
+
+_FLAT: dict[type, Callable[[Any], str]] = {str: _encode_string, int: int.__repr__, bool: _boolean_text}
 
 
 def _flat_object(data: dict[Any, Any]) -> str | None:
