@@ -73,7 +73,8 @@ class SQLiteFTS5:
     def plan(
         self, parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | None, *, window: int, allow_scan: bool
     ) -> Plan:
-        return Plan()  # FTS5 seeks its posting lists by rowid: the index is always right
+        # Ranking by relevance, or the date index walked for a common word (planner.py).
+        return planner.plan_fts5(parsed, group_ids, window=window, allow_scan=allow_scan)
 
     def filter(self, qs: QuerySet[Document], terms: list[TextTerm], plan: Plan) -> QuerySet[Document]:
         positive = [t for t in terms if not t.negate]
@@ -82,6 +83,15 @@ class SQLiteFTS5:
             expr = fts5_expression(positive)
             if negative:
                 expr = f"({expr}) NOT ({' OR '.join(_fts5_term(t) for t in negative)})"
+            if plan.scan:
+                # Newest first along the date index, each document looked up in the
+                # matches ("+" keeps SQLite from starting at the matches instead); no rank.
+                return qs.extra(
+                    where=[
+                        f'+"archive_document"."id" IN (SELECT rowid FROM "{FTS5_TABLE}" WHERE "{FTS5_TABLE}" MATCH %s)'
+                    ],
+                    params=[expr],
+                )
             # The FTS5 table joined (Django has no relation to it): SQLite starts
             # from the match and looks the documents up by rowid; its rank
             # (bm25, lower is better) is there for ordering, computed once per hit.

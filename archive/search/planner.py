@@ -1,4 +1,6 @@
-"""For MariaDB: the full-text index or documents one by one, newest first?
+"""The full-text index, or documents newest first?
+
+MariaDB (``plan``):
 
 InnoDB answers a FULLTEXT query by reading the complete posting list of every
 term (about 2 µs per document that has the term) before it returns a row. For a
@@ -19,6 +21,13 @@ budget (``budget.py``) cannot cut an index read short. Where the posting lists
 alone would outlast the budget, the plan reads documents one by one instead
 (which the budget does stop) or, when relevance was asked for, the search is
 "too complex" before it starts.
+
+SQLite (``plan_fts5``): FTS5 finds the documents of a word quickly (~0.5 µs
+each), but ranking them by relevance costs ~1.2 µs more per document, all of
+them before the first row: 0.7 s for a word in 57 % of a million documents. For
+a common word the date index is walked instead, newest first, each document
+looked up in the word's matches (~1 µs per document walked), until the count
+window is full: 0.2 s for that word (bench/search_bench.py, SQLite 3.40).
 """
 
 from __future__ import annotations
@@ -40,6 +49,9 @@ SECONDS_PER_SCANNED_DOCUMENT = 45e-6
 UNKNOWN_FRACTION = 0.0005  # not in the figures: rarer than the sample can tell
 LATE_EXCLUSION_FRACTION = 0.01
 RANGE_PROBE = 20_000  # documents of a date range counted to size it
+# SQLite FTS5 (plan_fts5)
+SECONDS_PER_RANKED_HIT = 1.2e-6  # bm25 and the sort, per matching document
+SECONDS_PER_WALKED_DOCUMENT = 1e-6  # the date index, a document probed in the matches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,3 +117,35 @@ def plan(
     # A scan the budget stops rather than an index read it cannot stop.
     scan = scan_cost < index_cost or index_read > budget_seconds()
     return Plan(scan=scan, late_exclusions=late)
+
+
+def plan_fts5(parsed: ParsedQuery, group_ids: list[int] | None, *, window: int, allow_scan: bool) -> Plan:
+    """SQLite: relevance through FTS5's ranking, or the date index walked
+    newest first (``Plan(scan=True)``) where that fills the count window
+    sooner than ranking every match would take. Only words, field words and
+    prefixes count as common: a phrase's words may be common and the phrase
+    rare, and walking for a rare phrase would read the whole archive."""
+    positive = parsed.positive_terms
+    if not allow_scan or not positive:
+        return Plan()
+    words = [term for term in parsed.terms if len(term.tokens) == 1]
+    est = statistics.lookup(
+        (term.tokens[0] for term in words if not term.prefix),
+        (term.tokens[0] for term in words if term.prefix),
+        group_ids,
+    )
+    if not est.total:
+        return Plan()
+
+    def share(term: TextTerm) -> float:
+        if len(term.tokens) > 1:
+            return UNKNOWN_FRACTION  # a phrase: as if rare
+        if term.prefix:
+            return est.prefix(term.tokens[0], UNKNOWN_FRACTION)
+        return est.fraction(term.tokens[0], UNKNOWN_FRACTION)
+
+    matching = math.prod(share(t) for t in positive)
+    selectivity = matching * math.prod(1 - share(t) for t in parsed.negative_terms)
+    ranked = est.total * matching * SECONDS_PER_RANKED_HIT
+    walked = min(est.total, window / max(selectivity * est.visible, 1e-9)) * SECONDS_PER_WALKED_DOCUMENT
+    return Plan(scan=walked < ranked)
