@@ -28,6 +28,10 @@ them before the first row: 0.7 s for a word in 57 % of a million documents. For
 a common word the date index is walked instead, newest first, each document
 looked up in the word's matches (~1 µs per document walked), until the count
 window is full: 0.2 s for that word (bench/search_bench.py, SQLite 3.40).
+A prefix stands for all its words, whose lists FTS5 merges inside one step of
+the statement, which the budget's progress handler cannot interrupt: ``s*``
+is 2.9 s at a million documents. A search whose prefixes would outlast the
+budget is "too complex" before it starts, either way.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ RANGE_PROBE = 20_000  # documents of a date range counted to size it
 # SQLite FTS5 (plan_fts5)
 SECONDS_PER_RANKED_HIT = 1.2e-6  # bm25 and the sort, per matching document
 SECONDS_PER_WALKED_DOCUMENT = 1e-6  # the date index, a document probed in the matches
+SECONDS_PER_PREFIX_POSTING = 0.3e-6  # a prefix's words merged (0.2-0.33 µs measured at 1M)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,10 +129,9 @@ def plan_fts5(parsed: ParsedQuery, group_ids: list[int] | None, *, window: int, 
     newest first (``Plan(scan=True)``) where that fills the count window
     sooner than ranking every match would take. Only words, field words and
     prefixes count as common: a phrase's words may be common and the phrase
-    rare, and walking for a rare phrase would read the whole archive."""
+    rare, and walking for a rare phrase would read the whole archive. Raises
+    SearchTooComplex where the prefixes alone would outlast the time budget."""
     positive = parsed.positive_terms
-    if not allow_scan or not positive:
-        return Plan()
     words = [term for term in parsed.terms if len(term.tokens) == 1]
     est = statistics.lookup(
         (term.tokens[0] for term in words if not term.prefix),
@@ -135,6 +139,14 @@ def plan_fts5(parsed: ParsedQuery, group_ids: list[int] | None, *, window: int, 
         group_ids,
     )
     if not est.total:
+        return Plan()
+    prefix_read = est.total * SECONDS_PER_PREFIX_POSTING
+    if (
+        prefix_read * sum(est.prefix_postings(t.tokens[0], UNKNOWN_FRACTION) for t in words if t.prefix)
+        > budget_seconds()
+    ):
+        raise SearchTooComplex()
+    if not allow_scan or not positive:
         return Plan()
 
     def share(term: TextTerm) -> float:

@@ -135,3 +135,18 @@ def test_sqlite_walks_the_date_index_for_a_common_word_and_ranks_a_rare_one(grou
     assert not fts5_plan_for("-the", [group_a.pk]).scan  # only an exclusion: nothing to walk for
     SearchStatistic.objects.all().delete()
     assert fts5_plan_for("the", [group_a.pk]) == planner.Plan()  # no figures: ranked
+
+
+def test_sqlite_refuses_prefixes_it_could_not_stop_in_time(group_a, settings):
+    """FTS5 merges a prefix's words inside one step the progress handler cannot
+    interrupt: ``s*`` with ~9 words per document of a million is ~2.6 s."""
+    s_words = {f"s{a}{b}": 0.9 for a in "aeiou" for b in "nt"}  # 9 postings per document
+    figures(1_000_000, {group_a.pk: 0.5}, {**s_words, "invoice": 0.03})
+    settings.SEARCH_TIME_BUDGET_MS = 900
+    for text in ("s*", "invoice s*", "invoice -s*"):
+        for allow_scan in (True, False):
+            with pytest.raises(search.SearchTooComplex):
+                fts5_plan_for(text, [group_a.pk], allow_scan=allow_scan)
+    assert fts5_plan_for("inv*", [group_a.pk]) == fts5_plan_for("invoice", [group_a.pk])  # 30,000 to merge
+    settings.SEARCH_TIME_BUDGET_MS = 5000
+    assert fts5_plan_for("s*", [group_a.pk]).scan  # within a longer budget
