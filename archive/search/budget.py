@@ -16,6 +16,7 @@ snippets) is bounded by the query limits in ``query.py``."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +44,19 @@ def budget_seconds() -> float:
     return int(getattr(settings, "SEARCH_TIME_BUDGET_MS", DEFAULT_BUDGET_MS)) / 1000
 
 
+# The deadline of the time budget the current code runs in, and its clock.
+_active: contextvars.ContextVar[tuple[float, Callable[[], float]] | None] = contextvars.ContextVar(
+    "search_time_budget", default=None
+)
+
+
+def remaining_seconds() -> float | None:
+    """What is left of the time budget in force, ``None`` outside one (a legal
+    hold's or an export's search runs to its end)."""
+    active = _active.get()
+    return None if active is None else active[0] - active[1]()
+
+
 @contextlib.contextmanager
 def time_budget(
     seconds: float | None = None, *, using: str = "default", clock: Callable[[], float] = time.monotonic
@@ -67,6 +81,7 @@ def time_budget(
         connection.ensure_connection()
         raw = connection.connection
         raw.set_progress_handler(lambda: 1 if clock() > deadline else 0, PROGRESS_STEPS)
+    token = _active.set((deadline, clock))
     try:
         with connection.execute_wrapper(limited):
             yield
@@ -75,6 +90,7 @@ def time_budget(
             raise SearchTooComplex() from None
         raise
     finally:
+        _active.reset(token)
         if raw is not None:
             with contextlib.suppress(sqlite3.ProgrammingError):  # closed meanwhile: nothing to undo
                 raw.set_progress_handler(None, 0)

@@ -30,8 +30,8 @@ looked up in the word's matches (~1 µs per document walked), until the count
 window is full: 0.2 s for that word (bench/search_bench.py, SQLite 3.40).
 A prefix stands for all its words, whose lists FTS5 merges inside one step of
 the statement, which the budget's progress handler cannot interrupt: ``s*``
-is 2.9 s at a million documents. A search whose prefixes would outlast the
-budget is "too complex" before it starts, either way.
+is 2.9 s at a million documents. A search under a time budget whose prefixes
+would outlast it is "too complex" before it starts, either way.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from django.db.models import QuerySet
 from archive.models import Document
 from archive.search import statistics
 from archive.search import tokens as tk
-from archive.search.budget import SearchTooComplex, budget_seconds
+from archive.search.budget import SearchTooComplex, budget_seconds, remaining_seconds
 from archive.search.query import ParsedQuery, TextTerm
 
 SECONDS_PER_POSTING = 2e-6
@@ -130,7 +130,8 @@ def plan_fts5(parsed: ParsedQuery, group_ids: list[int] | None, *, window: int, 
     sooner than ranking every match would take. Only words, field words and
     prefixes count as common: a phrase's words may be common and the phrase
     rare, and walking for a rare phrase would read the whole archive. Raises
-    SearchTooComplex where the prefixes alone would outlast the time budget."""
+    SearchTooComplex where the prefixes alone would outlast the rest of the
+    time budget in force (``budget.time_budget``; none: no limit)."""
     positive = parsed.positive_terms
     words = [term for term in parsed.terms if len(term.tokens) == 1]
     est = statistics.lookup(
@@ -140,12 +141,11 @@ def plan_fts5(parsed: ParsedQuery, group_ids: list[int] | None, *, window: int, 
     )
     if not est.total:
         return Plan()
-    prefix_read = est.total * SECONDS_PER_PREFIX_POSTING
-    if (
-        prefix_read * sum(est.prefix_postings(t.tokens[0], UNKNOWN_FRACTION) for t in words if t.prefix)
-        > budget_seconds()
-    ):
-        raise SearchTooComplex()
+    remaining = remaining_seconds()
+    if remaining is not None:  # (a search without a budget, a legal hold's, runs to its end)
+        postings = sum(est.prefix_postings(t.tokens[0], UNKNOWN_FRACTION) for t in words if t.prefix)
+        if est.total * postings * SECONDS_PER_PREFIX_POSTING > remaining:
+            raise SearchTooComplex()
     if not allow_scan or not positive:
         return Plan()
 
