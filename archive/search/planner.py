@@ -134,6 +134,8 @@ def plan_fts5(parsed: ParsedQuery, group_ids: list[int] | None, *, window: int, 
     time budget in force (``budget.time_budget``; none: no limit)."""
     positive = parsed.positive_terms
     words = [term for term in parsed.terms if len(term.tokens) == 1]
+    if (not allow_scan or not positive) and not any(term.prefix for term in words):
+        return Plan()  # ranked, and no prefix to weigh against the budget: the statistics change nothing
     est = statistics.lookup(
         (term.tokens[0] for term in words if not term.prefix),
         (term.tokens[0] for term in words if term.prefix),

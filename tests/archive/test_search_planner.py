@@ -118,7 +118,7 @@ def fts5_plan_for(text: str, group_ids=None, allow_scan: bool = True) -> planner
     return planner.plan_fts5(parsed, group_ids, window=500, allow_scan=allow_scan)
 
 
-def test_sqlite_walks_the_date_index_for_a_common_word_and_ranks_a_rare_one(group_a):
+def test_sqlite_walks_the_date_index_for_a_common_word_and_ranks_a_rare_one(group_a, django_assert_num_queries):
     """FTS5 ranks every match before the first row: for "the" in 60 % of a million
     documents 0.7 s, where walking newest first fills the window after ~1,700."""
     figures(1_000_000, {group_a.pk: 0.5}, {"the": 0.6, "invoice": 0.03, "zebra": 0.004, "from_anna": 0.2})
@@ -133,6 +133,13 @@ def test_sqlite_walks_the_date_index_for_a_common_word_and_ranks_a_rare_one(grou
     assert not fts5_plan_for('"the the"', [group_a.pk]).scan  # a phrase may be rare: ranked
     assert not fts5_plan_for("the", [group_a.pk], allow_scan=False).scan  # relevance asked for
     assert not fts5_plan_for("-the", [group_a.pk]).scan  # only an exclusion: nothing to walk for
+    fields = FieldDefinition.objects.all()
+    word, exclusion, prefix = (search.parse_query(text, fields) for text in ("the", "-the", "th*"))
+    with django_assert_num_queries(0):  # ranked either way: the figures are not read
+        assert planner.plan_fts5(word, [group_a.pk], window=500, allow_scan=False) == planner.Plan()
+        assert planner.plan_fts5(exclusion, [group_a.pk], window=500, allow_scan=True) == planner.Plan()
+    with django_assert_num_queries(2):  # a prefix is weighed against the budget even when ranked
+        assert planner.plan_fts5(prefix, [group_a.pk], window=500, allow_scan=False) == planner.Plan()
     SearchStatistic.objects.all().delete()
     assert fts5_plan_for("the", [group_a.pk]) == planner.Plan()  # no figures: ranked
 
