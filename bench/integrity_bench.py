@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=20240612)
     parser.add_argument("--database", default="webadmin_bench_integrity", help="bench database (dropped first)")
     parser.add_argument("--imap-mails", type=int, default=2000, help="mails per sync of the IMAP stage (0: skip it)")
-    parser.add_argument("--imap-rounds", type=int, default=3, help="rounds of four syncs (on, off, off, on)")
+    parser.add_argument("--imap-rounds", type=int, default=6, help="rounds of four syncs (on, off, off, on)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and database")
     return parser.parse_args(argv)
 
