@@ -7,7 +7,7 @@
 #   bash bench/private_mariadb.sh start [DIR] [PORT]   # default /var/tmp/webadmin-mariadb 3307
 #   bash bench/private_mariadb.sh stop  [DIR]
 #
-# then e.g. BENCH_MARIADB_URL=mysql://root@127.0.0.1:3307/ python -m bench.search_bench --buffer-pool-mb 1536
+# then e.g. BENCH_MARIADB_URL=mysql://root@127.0.0.1:3307/ python -m bench.search_bench --buffer-pool-mb 2304
 set -euo pipefail
 
 action=${1:?start or stop}
@@ -16,21 +16,30 @@ port=${3:-3307}
 
 case "$action" in
 start)
+    if [ -f "$dir/mariadb.pid" ] && kill -0 "$(cat "$dir/mariadb.pid")" 2>/dev/null; then
+        echo "a private MariaDB runs on $dir already (pid $(cat "$dir/mariadb.pid"))" >&2
+        exit 1
+    fi
     mkdir -p "$dir"
-    if [ ! -d "$dir/data/mysql" ]; then
-        mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
+    dir=$(realpath "$dir") # mariadbd takes relative paths as relative to its datadir
+    data=$dir/data
+    if [ ! -d "$data/mysql" ]; then
+        mariadb-install-db --no-defaults --datadir="$data" --auth-root-authentication-method=normal \
             --skip-test-db --user="$(id -un)" >"$dir/install.log" 2>&1
     fi
     # The shared server's settings where they matter here: utf8mb4, fsync at
     # every commit, O_DIRECT, the default 128 MB pool (SET GLOBAL changes it).
-    setsid mariadbd --no-defaults --datadir="$dir/data" --port="$port" --socket="$dir/mariadb.sock" \
+    setsid mariadbd --no-defaults --datadir="$data" --port="$port" --socket="$dir/mariadb.sock" \
         --pid-file="$dir/mariadb.pid" --bind-address=127.0.0.1 --user="$(id -un)" --skip-log-bin \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
         --innodb-buffer-pool-size=128M --innodb-flush-log-at-trx-commit=1 --innodb-flush-method=O_DIRECT \
         >"$dir/server.log" 2>&1 </dev/null &
+    server=$!
     for _ in $(seq 1 600); do
-        if mariadb --no-defaults -uroot -h127.0.0.1 -P"$port" -e 'SELECT 1' >/dev/null 2>&1; then
-            echo "private MariaDB on 127.0.0.1:$port (datadir $dir/data, log $dir/server.log)"
+        kill -0 "$server" 2>/dev/null || break # it exited: see its log
+        # Ready once the server on the port is this one (not another that holds the port).
+        if [ "$(mariadb --no-defaults -uroot -h127.0.0.1 -P"$port" -N -e 'SELECT @@datadir' 2>/dev/null)" = "$data/" ]; then
+            echo "private MariaDB on 127.0.0.1:$port (datadir $data, log $dir/server.log)"
             exit 0
         fi
         sleep 0.1
@@ -39,13 +48,14 @@ start)
     exit 1
     ;;
 stop)
-    if [ -f "$dir/mariadb.pid" ]; then
-        kill "$(cat "$dir/mariadb.pid")" 2>/dev/null || true
-        for _ in $(seq 1 600); do
-            [ -f "$dir/mariadb.pid" ] || exit 0
-            sleep 0.1
-        done
-    fi
+    [ -f "$dir/mariadb.pid" ] || exit 0 # not running (the server removes its pid file as it stops)
+    kill "$(cat "$dir/mariadb.pid")" 2>/dev/null || true
+    for _ in $(seq 1 600); do
+        [ -f "$dir/mariadb.pid" ] || exit 0
+        sleep 0.1
+    done
+    echo "the private MariaDB did not stop within 60 s; see $dir/server.log" >&2
+    exit 1
     ;;
 *)
     echo "usage: $0 start|stop [DIR] [PORT]" >&2
