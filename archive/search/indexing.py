@@ -45,7 +45,8 @@ def entry_text(
     shingles: bool = False,
 ) -> str:
     """The token stream of a document. ``files`` are (name, extracted text);
-    ``shingles``: add word-pair tokens (the MariaDB engine matches phrases by them).
+    ``shingles``: add word-pair tokens (the MariaDB engine matches phrases by
+    them) and cap each token's repeats (``tokens.capped``: no positions needed).
 
     Fields, notes and file names come first and file text last, so the cap on
     a huge attachment's text never cuts a field off."""
@@ -87,7 +88,8 @@ def entry_text(
         out = f"{out} {chunk}" if out and chunk else out or chunk
     if len(out) > limit:  # padding and pairs make the tokens longer than their text
         out = out[:limit].rsplit(" ", 1)[0]
-    return out
+    # MariaDB's entry needs no word positions (phrases are pairs): repeats capped.
+    return tk.capped(out) if shingles else out
 
 
 def _current_files(files: list[DocumentFile]) -> list[tuple[str, str]]:

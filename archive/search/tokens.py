@@ -14,7 +14,8 @@ database's own rules matter little:
 - a field value is indexed twice: as plain words, and as field tokens
   ``<field>_<word>`` (``from_alice``) which ``from:alice`` matches;
 - on MariaDB, pairs of adjacent words are indexed too (``annual__report``),
-  for phrases (see ``shingles``).
+  for phrases (see ``shingles``), and a token's repeats beyond a few are
+  dropped (``capped``): nothing there uses word positions.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterator
 
 MIN_TOKEN_CHARS = 3
@@ -40,9 +42,27 @@ def fold(text: str) -> str:
     return _fold(text)
 
 
+# An accented Latin letter's mark after NFKD: U+0300–036F, less U+034F (the
+# grapheme joiner, which has no combining class and stays, as in the table).
+_LATIN_MARKS = re.compile("[\u0300-\u034e\u0350-\u036f]+")
+_ABOVE_MARKS = re.compile("[\u0370-\U0010ffff]+")  # where the other blocks' marks are
+
+
 def _fold(text: str) -> str:
     if text.isascii():
         return text.lower()
+    # ``translate`` over the whole text costs ~60 ns a character: the marks of
+    # accented Latin letters (most of a European mail's) go by one expression,
+    # and only runs of characters above them are looked up one by one.
+    folded = _LATIN_MARKS.sub("", unicodedata.normalize("NFKD", text.casefold()))
+    if folded.isascii():
+        return folded
+    marks = _combining_marks()
+    return _ABOVE_MARKS.sub(lambda run: run.group().translate(marks), folded)
+
+
+def fold_reference(text: str) -> str:
+    """``fold`` in its plainest form, which the tests hold it to."""
     return unicodedata.normalize("NFKD", text.casefold()).translate(_combining_marks())
 
 
@@ -104,6 +124,28 @@ def shingles(folded: list[str], prefix: str = "") -> list[str]:
     if prefix:
         return [f"{prefix}_{a}__{b}"[:cut] for a, b in zip(folded, folded[1:], strict=False)]
     return [f"{a}__{b}"[:cut] for a, b in zip(folded, folded[1:], strict=False)]
+
+
+def _kept(count: int) -> int:
+    """How many of a token's ``count`` occurrences an entry keeps (``capped``):
+    all up to three, then one more for each doubling (6 → 4, 12 → 5, 100 → 8)."""
+    if count <= 3:
+        return count
+    return 3 + (count // 3).bit_length() - 1
+
+
+def capped(stream: str) -> str:
+    """A token stream with each token's repeats cut to ``_kept`` of them, the
+    repeats side by side, in the order of first occurrence. For an engine that
+    matches by the tokens' presence only (MariaDB: phrases by word pairs, the
+    row check by LIKE): what matches is unchanged, a word said more often still
+    ranks higher, and InnoDB, which indexes every occurrence, indexes ~20 %
+    fewer in a mail's text (the word "the" 100 times becomes 8)."""
+    tokens = stream.split()
+    counts = Counter(tokens)
+    if len(counts) == len(tokens):
+        return stream
+    return " ".join([token if n == 1 else " ".join([token] * _kept(n)) for token, n in counts.items()])
 
 
 def tokens(text: str) -> list[str]:
