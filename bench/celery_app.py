@@ -60,9 +60,10 @@ def _failed(sender=None, exception=None, **_: object) -> None:  # type: ignore[n
 
 # --------------------------------------------------------------------------- phases
 
-# With BENCH_PHASES=1 the workers time the steps of each task (wall clock, in
-# the task's own thread) and add them up per task name in Redis: where the
-# archiving and the processing time goes, without a profiler's overhead.
+# With BENCH_PHASES=1 the workers time the steps of each task (wall clock, and
+# the CPU of the thread that ran the step as "cpu: …"; the ledger's calls and
+# the garbage collector's runs too) and add them up per task name in Redis:
+# where the archiving and the processing time goes, without a profiler's overhead.
 _current_task = ""
 _phase_totals: dict[str, float] = {}
 
@@ -74,11 +75,13 @@ def _timed(owner: object, attribute: str, phase: str) -> None:
 
     @functools.wraps(original)
     def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         try:
             return original(*args, **kwargs)
         finally:
             _phase_totals[phase] = _phase_totals.get(phase, 0.0) + time.perf_counter() - start
+            key = f"cpu: {phase}"
+            _phase_totals[key] = _phase_totals.get(key, 0.0) + time.thread_time() - cpu
 
     setattr(owner, attribute, wrapper)
 
@@ -102,6 +105,22 @@ def _install_phase_timers() -> None:
     _timed(storage_module(), "read_bytes", "store: read_bytes")
     _timed(extraction, "enqueue_document", "broker: enqueue extraction (per document)")
     _timed(BaseDatabaseWrapper, "commit", "db: COMMIT")
+    from archive.integrity import chain, ledger
+
+    _timed(ledger, "record_many", "ledger: record_many")
+    _timed(chain, "append_many", "ledger: append_many")
+    import gc
+
+    gc_start: list[float] = []
+
+    def gc_timer(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_start[:] = [time.perf_counter()]
+        elif gc_start:
+            key = f"gc: generation {info.get('generation')}"
+            _phase_totals[key] = _phase_totals.get(key, 0.0) + time.perf_counter() - gc_start[0]
+
+    gc.callbacks.append(gc_timer)
     del search
 
 

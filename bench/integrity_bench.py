@@ -32,6 +32,8 @@
    from the same database — this stage runs first, before the others fill it. Prints
    both sides' time and CPU per mail (workers and MariaDB) and the ledger's
    cost in both (target ≤ 5 %): of the totals, and the median over the pairs.
+   With ``BENCH_PHASES=1`` each sync's steps are printed too (``bench.celery_app``:
+   wall and thread CPU of the fetch, the store, the commit and the ledger's calls).
 3. **verify --full**: the blob re-hashing of the verification over what was
    archived, ``--runs`` times: MB/s of blob data (target ≥ 200 MB/s), median
    and range, next to MB per CPU second of the bench process (what one idle
@@ -307,6 +309,10 @@ def imap_stage(args: argparse.Namespace, env: BenchEnv) -> None:
             if (written > 0) != on:
                 raise SystemExit(f"sync {number}: ledger {'on' if on else 'off'} but {written} entries written")
             forget_sync()
+            if os.environ.get("BENCH_PHASES"):
+                phases = {k.decode(): float(v) for k, v in r.hgetall("bench:phases:sync_source").items()}
+                r.delete("bench:phases:sync_source")
+                say("    phases: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(phases.items())))
             if number == 0:
                 say(f"  warm-up sync, ledger on: {seconds:6.2f} s, {len(mails) / seconds:5.0f} mails/s  ({load()})")
                 continue
