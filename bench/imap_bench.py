@@ -338,7 +338,8 @@ def mbsync(env: BenchEnv, server, user) -> tuple[float, float, int, float]:  # t
 
 def print_phases(phases: dict[str, dict[bytes, bytes]]) -> None:
     """Wall-clock seconds per step inside the tasks (steps nest: a batch_ingest
-    contains its put_many, parse, inserts and COMMIT)."""
+    contains its put_many, parse, inserts and COMMIT); a "cpu: …" line is the
+    CPU of the thread that ran that step, as a share of the same wall time."""
     for task, values in phases.items():
         if not values:
             continue

@@ -61,11 +61,6 @@ def _fold(text: str) -> str:
     return _ABOVE_MARKS.sub(lambda run: run.group().translate(marks), folded)
 
 
-def fold_reference(text: str) -> str:
-    """``fold`` in its plainest form, which the tests hold it to."""
-    return unicodedata.normalize("NFKD", text.casefold()).translate(_combining_marks())
-
-
 def words(text: str) -> list[str]:
     """The folded words of ``text``, unpadded."""
     return _WORD.findall(_fold(text))
