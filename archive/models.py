@@ -181,6 +181,19 @@ class SearchStatistic(models.Model):
     fraction = models.FloatField()
 
 
+class SearchIndexState(models.Model):
+    """How much of the index predates its current token stream (one row, or none).
+
+    Entries of documents numbered up to ``stale_through`` may have been
+    written before entries held the month of their document date
+    (``archive.search.tokens.month_token``): ``archive.search.upgrade``
+    rewrites them, highest number first, and lowers it to 0. Until then the
+    MariaDB search does not ask the index for a date range's months. No row
+    (a database made after migration 0011, or flushed) means nothing is stale."""
+
+    stale_through = models.BigIntegerField(default=0)
+
+
 class PublicAccess(models.Model):
     """A visitor without login opened a published document."""
 

@@ -6,7 +6,7 @@ from celery import shared_task
 from celery.signals import worker_process_shutdown, worker_shutdown
 
 from archive import extraction, extraction_pool, processing
-from archive.search import statistics
+from archive.search import statistics, upgrade
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -37,6 +37,12 @@ def extraction_sweep() -> None:
 @shared_task(ignore_result=True)
 def refresh_search_statistics() -> None:
     statistics.refresh()
+
+
+@shared_task(ignore_result=True)
+def upgrade_search_index() -> None:
+    # Entries from before the month tokens, rewritten for a minute's share of work.
+    upgrade.upgrade()
 
 
 # Registered under the name it had in mailsources.tasks: messages already queued,

@@ -173,14 +173,14 @@ def load(n_docs: int, seed: int) -> dict[str, object]:
     from django.db import connection
 
     from archive.models import Document, FieldDefinition
-    from archive.search.backends import FTS5_TABLE, backend_for
-    from archive.search.indexing import entry_text
+    from archive.search.backends import FTS5_TABLE
+    from archive.search.indexing import entry_text, stream_options
 
     gen = Generator(seed)
     groups = [Group.objects.get_or_create(name=name)[0].pk for name in GROUPS]
     field_types = dict(FieldDefinition.objects.values_list("name", "type"))
     sqlite = connection.vendor == "sqlite"
-    shingles = backend_for().shingles
+    options = stream_options()
     tables = ("archive_searchentry", "archive_documentfile", "archive_publicaccess", "archive_document")
     with connection.cursor() as cursor:
         if sqlite:  # the index is built once after loading, not row by row by the trigger
@@ -251,8 +251,8 @@ def load(n_docs: int, seed: int) -> dict[str, object]:
                 text,
             )
         )
-        document = Document(values=values, notes="", owner_group_id=group)
-        entry_rows.append((number, entry_text(document, [("mail.eml", text)], field_types, shingles=shingles), now))
+        document = Document(values=values, notes="", owner_group_id=group, date=date)
+        entry_rows.append((number, entry_text(document, [("mail.eml", text)], field_types, **options), now))
         if number <= sample_size:
             body_words = str(mail["body"]).lower().replace(".", "").split()
             for w in set(body_words):

@@ -27,10 +27,12 @@ def _max_index_chars() -> int:
     return int(getattr(settings, "SEARCH_MAX_INDEX_CHARS", 4_000_000))
 
 
-def _shingles() -> bool:
+def stream_options() -> dict[str, bool]:
+    """``entry_text``'s keywords for the engine in use (see ``SearchBackend``)."""
     from archive.search.backends import backend_for
 
-    return backend_for(SearchEntry.objects.db).shingles
+    backend = backend_for(SearchEntry.objects.db)
+    return {"shingles": backend.shingles, "months": backend.month_tokens}
 
 
 def _field_types() -> dict[str, str]:
@@ -43,14 +45,17 @@ def entry_text(
     field_types: dict[str, str],
     *,
     shingles: bool = False,
+    months: bool = False,
 ) -> str:
     """The token stream of a document. ``files`` are (name, extracted text);
     ``shingles``: add word-pair tokens (the MariaDB engine matches phrases by
-    them) and cap each token's repeats (``tokens.capped``: no positions needed).
+    them) and cap each token's repeats (``tokens.capped``: no positions needed);
+    ``months``: begin with the month token of the document date, where no cap
+    on the length can cut it off (``tokens.month_token``).
 
     Fields, notes and file names come first and file text last, so the cap on
     a huge attachment's text never cuts a field off."""
-    plain: list[str] = []
+    plain: list[str] = [tk.month_token(document.date)] if months and document.date else []
     fielded: list[str] = []
 
     def add(text: str, field: str) -> None:
@@ -113,7 +118,7 @@ def index_document(document: Document | int) -> None:
             return
         document = found
     files = list(DocumentFile.objects.filter(document_id=document.pk).only("name", "text", "role", "version"))
-    text = entry_text(document, _current_files(files), _field_types(), shingles=_shingles())
+    text = entry_text(document, _current_files(files), _field_types(), **stream_options())
     SearchEntry.objects.update_or_create(document_id=document.pk, defaults={"text": text})
 
 
@@ -122,12 +127,12 @@ def index_new_documents(
 ) -> None:
     """The entries of documents created in this transaction, from the rows in hand
     (``documents_create_many``): no re-read, one INSERT — they have no entry yet."""
-    shingles = _shingles()
+    options = stream_options()
     bulk.create(
         [
             SearchEntry(
                 document_id=d.pk,
-                text=entry_text(d, _current_files(files.get(d.pk, [])), field_types, shingles=shingles),
+                text=entry_text(d, _current_files(files.get(d.pk, [])), field_types, **options),
             )
             for d in documents
         ]
@@ -136,7 +141,7 @@ def index_new_documents(
 
 def index_documents(numbers: list[int]) -> int:
     """Rewrite the entries of many documents in a few queries (``reindex``)."""
-    documents = list(Document.objects.filter(pk__in=numbers).only("pk", "values", "notes"))
+    documents = list(Document.objects.filter(pk__in=numbers).only("pk", "values", "notes", "date"))
     newest = dict(
         DocumentFile.objects.filter(document_id__in=numbers, role=FileRole.ORIGINAL)
         .values("document_id")
@@ -152,10 +157,9 @@ def index_documents(numbers: list[int]) -> int:
         if doc_id not in newest or version == newest[doc_id]:
             files[doc_id].append((name, text))
     field_types = _field_types()
-    shingles = _shingles()
+    options = stream_options()
     entries = [
-        SearchEntry(document_id=d.pk, text=entry_text(d, files[d.pk], field_types, shingles=shingles))
-        for d in documents
+        SearchEntry(document_id=d.pk, text=entry_text(d, files[d.pk], field_types, **options)) for d in documents
     ]
     # MySQL's upsert has no conflict target (the primary key is the only unique key).
     features = connections[SearchEntry.objects.db].features

@@ -15,6 +15,15 @@ A small date range bounds it the same way. The token figures come from
 An excluded word that is common is checked on the row rather than in the
 index, for the same reason.
 
+A word and a date range: InnoDB cannot intersect its full-text index with the
+date index, so without help it ranks every match of the word and reads rows
+until enough of them fall in the range (for a word in 13 % of the documents
+and a range of 5 %: 0.76 s at a million). Every entry also holds the month
+of its document date as a token (``tokens.month_token``), so the range can be
+asked of the index as "one of these months", at the cost of reading the
+months' posting lists; the plan takes whichever costs less, and the exact
+date condition stays on the row either way.
+
 InnoDB does not stop reading posting lists when a statement runs out of time
 (``max_statement_time`` takes effect only between rows), so the search's time
 budget (``budget.py``) cannot cut an index read short. Where the posting lists
@@ -42,14 +51,20 @@ import math
 from django.db.models import QuerySet
 
 from archive.models import Document
-from archive.search import statistics
+from archive.search import statistics, upgrade
 from archive.search import tokens as tk
 from archive.search.budget import SearchTooComplex, budget_seconds, remaining_seconds
 from archive.search.query import ParsedQuery, TextTerm
 
 SECONDS_PER_POSTING = 2e-6
-SECONDS_PER_HIT_ROW = 15e-6  # a hit's search row and document row
-SECONDS_PER_SCANNED_DOCUMENT = 45e-6
+# A hit's document row, in relevance order: rows all over the table, seldom in
+# the buffer pool (with a quarter of the data in it, ~39 µs a row against
+# ~1.2 µs a posting: bench/README.md).
+SECONDS_PER_HIT_ROW = 60e-6
+SECONDS_PER_SCANNED_DOCUMENT = 45e-6  # newest first: the newest rows are in the pool
+# The same inside a date range, whose rows are seldom in the pool (~85 µs a
+# document against ~1.2 µs a posting).
+SECONDS_PER_SCANNED_RANGE_DOCUMENT = 140e-6
 UNKNOWN_FRACTION = 0.0005  # not in the figures: rarer than the sample can tell
 LATE_EXCLUSION_FRACTION = 0.01
 RANGE_PROBE = 20_000  # documents of a date range counted to size it
@@ -63,6 +78,7 @@ SECONDS_PER_PREFIX_POSTING = 0.3e-6  # a prefix's words merged (0.2-0.33 µs mea
 class Plan:
     scan: bool = False  # documents newest first, matched one by one
     late_exclusions: tuple[TextTerm, ...] = ()  # excluded terms checked on the row
+    months: tuple[str, ...] = ()  # one of these month tokens required in the index (a date range)
 
 
 def _index_tokens(term: TextTerm) -> list[str]:
@@ -76,8 +92,13 @@ def plan(
     parsed: ParsedQuery, qs: QuerySet[Document], group_ids: list[int] | None, *, window: int, allow_scan: bool
 ) -> Plan:
     terms = parsed.terms
+    positive = [t for t in terms if not t.negate]
+    # A date range's months, where every entry has its month token (upgrade.py).
+    months = parsed.date_months() if positive else []
+    if months and not upgrade.months_ready():
+        months = []
     est = statistics.lookup(
-        (t for term in terms if not term.prefix for t in _index_tokens(term)),
+        [*(t for term in terms if not term.prefix for t in _index_tokens(term)), *months],
         (term.tokens[0] for term in terms if term.prefix),
         group_ids,
     )
@@ -96,32 +117,54 @@ def plan(
         # errs towards the index (bounded by the pairs' lists) over a long scan.
         return math.prod(est.fraction(t, UNKNOWN_FRACTION) for t in _index_tokens(term))
 
-    positive = [t for t in terms if not t.negate]
     late = tuple(t for t in terms if t.negate and share(t) >= LATE_EXCLUSION_FRACTION)
     n, visible = est.total, max(est.visible, 1e-6)
     index_read = n * sum(postings(t) for t in terms if t not in late) * SECONDS_PER_POSTING
-    if not allow_scan or not positive:
+    if not positive or (not allow_scan and not months):
         if index_read > budget_seconds():  # InnoDB would not stop in time
             raise SearchTooComplex()
         return Plan(late_exclusions=late)
+    month_share = min(1.0, sum(est.fraction(m, UNKNOWN_FRACTION) for m in months))
     scan_limit = n * visible  # documents the user may open
     in_range = 1.0  # share of those the other conditions leave
-    if parsed.narrows_by_index:
+    # Counting a range to RANGE_PROBE costs time too (~0.35 s for 20,000 at a million): where
+    # its months say it is far bigger than that, their share stands for it.
+    by_months = bool(months) and n * visible * month_share > 2 * RANGE_PROBE
+    if parsed.narrows_by_index and not by_months:
         counted = qs.order_by()[: RANGE_PROBE + 1].count()
         if counted <= RANGE_PROBE:
             in_range = min(1.0, counted / scan_limit)
             scan_limit = counted
+        by_months = bool(months) and counted > RANGE_PROBE
+    if by_months:  # the months' share of the documents (the range's edges counted whole)
+        in_range = month_share
+        scan_limit *= month_share
     matching = math.prod(share(t) for t in positive)
     selectivity = matching * math.prod(1 - share(t) for t in terms if t.negate)
-    # The index: every posting list, then rows in index order until the window is full.
-    hit_rows = min(n * matching, window / max(visible * in_range, 1e-9))
-    index_cost = index_read + hit_rows * (SECONDS_PER_SCANNED_DOCUMENT if late else SECONDS_PER_HIT_ROW)
+    row_cost = SECONDS_PER_SCANNED_DOCUMENT if late else SECONDS_PER_HIT_ROW
+    # The index: every posting list, then rows in index order until the window is
+    # full — with the months asked too, (nearly) every hit is in the range.
+    chosen: tuple[str, ...] = ()
+    read = index_read
+    index_cost = index_read + min(n * matching, window / max(visible * in_range, 1e-9)) * row_cost
+    if months:
+        month_read = index_read + n * month_share * SECONDS_PER_POSTING
+        month_cost = month_read + min(n * matching * in_range, window / visible) * row_cost
+        if month_cost < index_cost and month_read <= max(index_read, budget_seconds()):
+            chosen, read, index_cost = tuple(months), month_read, month_cost
+    if not allow_scan:
+        if read > budget_seconds():  # InnoDB would not stop in time
+            raise SearchTooComplex()
+        return Plan(late_exclusions=late, months=chosen)
     # One by one: until the window is full, or the end of the range.
     scanned = min(scan_limit, window / max(selectivity, 1e-9))
-    scan_cost = scanned * SECONDS_PER_SCANNED_DOCUMENT
+    scan_cost = scanned * (
+        SECONDS_PER_SCANNED_RANGE_DOCUMENT if parsed.narrows_by_index else SECONDS_PER_SCANNED_DOCUMENT
+    )
     # A scan the budget stops rather than an index read it cannot stop.
-    scan = scan_cost < index_cost or index_read > budget_seconds()
-    return Plan(scan=scan, late_exclusions=late)
+    if scan_cost < index_cost or read > budget_seconds():
+        return Plan(scan=True, late_exclusions=late)
+    return Plan(late_exclusions=late, months=chosen)
 
 
 def plan_fts5(parsed: ParsedQuery, group_ids: list[int] | None, *, window: int, allow_scan: bool) -> Plan:

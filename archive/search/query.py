@@ -93,6 +93,17 @@ class ParsedQuery:
     # A positive range on an indexed column (date, created, modified, number):
     # it may leave few enough documents to search them one by one (backends).
     narrows_by_index: bool = False
+    # Positive ranges on the document date, [start, end) with None for an open end.
+    date_ranges: list[tuple[dt.datetime | None, dt.datetime | None]] = dataclasses.field(default_factory=list)
+
+    def date_months(self) -> list[str]:
+        """The month tokens (``tokens.month_tokens``) of the document dates
+        the date ranges leave: empty where they leave no bounded range."""
+        starts = [start for start, _end in self.date_ranges if start is not None]
+        ends = [end for _start, end in self.date_ranges if end is not None]
+        if not starts or not ends:
+            return []
+        return tk.month_tokens(max(starts), min(ends))
 
     @property
     def positive_terms(self) -> list[TextTerm]:
@@ -223,8 +234,11 @@ def _add_field_condition(query: ParsedQuery, field: _Field, value: str, *, negat
         condition = _number_condition("pk", value, field.label, integer=True)
         query.narrows_by_index |= not negate
     elif field.type == FieldType.DATE or field.name in _DATE_COLUMNS:
-        condition = _date_condition(field, value)
+        start, end = _date_bounds(value)
+        condition = _date_condition(field, start, end)
         query.narrows_by_index |= not negate and field.name in _DATE_COLUMNS
+        if not negate and field.name == "date":
+            query.date_ranges.append((_aware(start) if start else None, _aware(end) if end else None))
     elif field.type == FieldType.YESNO:
         condition = _yesno_condition(field, value)
     elif field.type == FieldType.NUMBER and ".." in value and not quoted:
@@ -286,8 +300,7 @@ def _aware(day: dt.date) -> dt.datetime:
     return timezone.make_aware(dt.datetime.combine(day, dt.time()), timezone.get_current_timezone())
 
 
-def _date_condition(field: _Field, value: str) -> Q:
-    start, end = _date_bounds(value)
+def _date_condition(field: _Field, start: dt.date | None, end: dt.date | None) -> Q:
     q = Q()
     if field.name in _DATE_COLUMNS:
         column = _DATE_COLUMNS[field.name]

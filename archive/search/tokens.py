@@ -15,11 +15,16 @@ database's own rules matter little:
   ``<field>_<word>`` (``from_alice``) which ``from:alice`` matches;
 - on MariaDB, pairs of adjacent words are indexed too (``annual__report``),
   for phrases (see ``shingles``), and a token's repeats beyond a few are
-  dropped (``capped``): nothing there uses word positions.
+  dropped (``capped``): nothing there uses word positions;
+- on MariaDB, the month of the document date is a token too (``_m201810``:
+  ``month_token``), so that the full-text index can answer a date range
+  together with the words. It starts with ``_``, which no word or field token
+  does, so no query text can produce it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 import unicodedata
@@ -142,6 +147,35 @@ def capped(stream: str) -> str:
     if len(counts) == len(tokens):
         return stream
     return " ".join([token if n == 1 else " ".join([token] * _kept(n)) for token, n in counts.items()])
+
+
+MONTH_PREFIX = "_m"
+MAX_MONTH_TOKENS = 240  # a longer range is not worth reading by its month tokens
+
+
+def month_token(moment: dt.datetime) -> str:
+    """The token of the month (UTC) of an aware ``moment``: ``_m201810``."""
+    utc = moment.astimezone(dt.UTC)
+    return f"{MONTH_PREFIX}{utc.year:04d}{utc.month:02d}"
+
+
+def month_tokens(start: dt.datetime, end: dt.datetime) -> list[str]:
+    """The month tokens of every moment in ``[start, end)`` (aware), oldest
+    first: UTC months, so that they agree with ``month_token`` whatever the
+    time zone of the bounds. Empty for an empty range, or one of more than
+    ``MAX_MONTH_TOKENS`` months."""
+    if end <= start:
+        return []
+    first = start.astimezone(dt.UTC)
+    last = (end - dt.timedelta(microseconds=1)).astimezone(dt.UTC)
+    count = (last.year - first.year) * 12 + last.month - first.month + 1
+    if count > MAX_MONTH_TOKENS:
+        return []
+    out = []
+    for i in range(count):
+        year, month = divmod(first.month - 1 + i, 12)
+        out.append(f"{MONTH_PREFIX}{first.year + year:04d}{month + 1:02d}")
+    return out
 
 
 def tokens(text: str) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
+from django.utils import timezone
 
 from archive import search, services, storage
 from archive.models import Document, DocumentFile, ExtractionStatus, FieldDefinition, FieldType, SearchEntry
@@ -323,6 +324,55 @@ def test_matching_document_by_document_finds_what_the_index_finds(alice, archive
                 dates = [d.date for d in results.documents]
                 assert not results.by_relevance and dates == sorted(dates, reverse=True), query
         monkeypatch.undo()
+
+
+def test_an_entry_holds_the_month_of_its_document_date_where_the_engine_uses_it(group_a):
+    """Written with the document (``index_new_documents``), rewritten on a change of the date."""
+    from archive.search.backends import backend_for
+
+    blob = storage.put_bytes(b"x")
+    document = services.document_create(
+        owner_group=group_a, values={"title": "Offer", "date": "2018-11-05"}, files=[services.NewFile("x", blob)]
+    )
+    months = [t for t in SearchEntry.objects.get(document=document).text.split() if t.startswith("_m")]
+    assert months == (["_m201811"] if backend_for().month_tokens else [])
+    services.document_update_values(document, {"date": "2019-02-01"})
+    months = [t for t in SearchEntry.objects.get(document=document).text.split() if t.startswith("_m")]
+    assert months == (["_m201902"] if backend_for().month_tokens else [])
+
+
+def test_a_range_asked_of_the_index_by_its_months_finds_what_the_date_finds(alice, archive, monkeypatch):
+    """MariaDB may ask the index for one of a date range's months
+    (``tokens.month_token``, UTC) besides the words; the date condition stays
+    exact. Documents at the edges of a range in Zurich lie in other UTC months."""
+    from archive.search import planner
+
+    with timezone.override("Europe/Zurich"):
+        inside = [
+            archive("Offer", text="solar offer", date="2024-03-01T00:30:00+01:00"),  # 29 February in UTC
+            archive("Offer", text="solar", date="2024-03-31T23:30:00+02:00"),  # 21:30 UTC
+            archive("Offer", text="solar", date="2024-03-15"),
+        ]
+        outside = [
+            archive("Offer", text="solar", date="2024-02-29T23:30:00+01:00"),
+            archive("Offer", text="solar", date="2024-04-01T00:10:00+02:00"),  # 31 March in UTC
+            archive("Offer", text="solar", date="2023-03-15"),
+            archive("Undated", text="solar"),
+        ]
+        assert len(outside) == 4
+        for query in ("solar date:2024-03", "solar date:2024-03-01..2024-03-31 -nothing", "offer solar date:2024-03"):
+            expected = set(found(alice, query))
+            assert expected <= set(inside) and expected, query
+            months = tuple(search.parse_query(query, FieldDefinition.objects.all()).date_months())
+            assert months[0] == "_m202402", query
+            monkeypatch.setattr(planner, "plan", lambda *a, months=months, **k: planner.Plan(months=months))
+            assert set(found(alice, query)) == expected, query
+            assert set(found(alice, query, allow_scan=False)) == expected, query
+            monkeypatch.undo()
+        if connection.vendor == "mysql":  # the index is asked: a month without documents finds none
+            assert SearchEntry.objects.get(document=inside[0]).text.split()[0] == "_m202402"
+            monkeypatch.setattr(planner, "plan", lambda *a, **k: planner.Plan(months=("_m209901",)))
+            assert found(alice, "solar date:2024-03") == []
 
 
 # --- the time budget (issue 11): "too complex" instead of a worker held for long ---------

@@ -3,9 +3,12 @@ becomes, and the tokenizer both search engines share."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import timezone
 
 from archive.models import FieldDefinition
 from archive.search import tokens as tk
@@ -110,6 +113,42 @@ def test_date_ranges_become_filters():
     assert not parsed.terms and len(parsed.filters) == 1
     for value in ("2024", "2024-03", "31.3.2024", "..2024-06-30", "2024-01..", "3.2024"):
         assert parse_query(f"date:{value}", FIELDS).filters, value
+
+
+def test_a_month_token_is_the_utc_month_and_no_text_can_produce_one():
+    zurich = ZoneInfo("Europe/Zurich")
+    assert tk.month_token(dt.datetime(2024, 3, 1, 0, 30, tzinfo=zurich)) == "_m202402"  # 23:30 UTC
+    assert tk.month_token(dt.datetime(2024, 12, 31, 23, 0, tzinfo=dt.UTC)) == "_m202412"
+    assert tk.tokens("_m202402 m202402") == ["m202402", "m202402"]
+    assert all(not t.startswith("_") for t in tk.field_tokens("m", "_m202402") + tk.shingles(["x", "_m202402"]))
+
+
+def test_month_tokens_cover_every_moment_of_a_range_in_any_time_zone():
+    zurich = ZoneInfo("Europe/Zurich")
+    march = (dt.datetime(2024, 3, 1, tzinfo=zurich), dt.datetime(2024, 4, 1, tzinfo=zurich))
+    assert tk.month_tokens(*march) == ["_m202402", "_m202403"]  # 1 March 00:00 is 29 February in UTC
+    utc = (dt.datetime(2018, 10, 1, tzinfo=dt.UTC), dt.datetime(2019, 5, 1, tzinfo=dt.UTC))
+    assert tk.month_tokens(*utc) == [f"_m2018{m}" for m in ("10", "11", "12")] + [f"_m20190{m}" for m in range(1, 5)]
+    assert tk.month_tokens(utc[1], utc[0]) == []  # empty
+    decades = (dt.datetime(2000, 1, 1, tzinfo=dt.UTC), dt.datetime(2021, 1, 1, tzinfo=dt.UTC))
+    assert tk.month_tokens(*decades) == []  # 252 months: more than worth reading
+    moments = [march[0] + dt.timedelta(hours=h) for h in range(0, 31 * 24, 7)]
+    assert {tk.month_token(m) for m in moments} <= set(tk.month_tokens(*march))
+
+
+def test_the_date_ranges_of_a_query_leave_their_months():
+    with timezone.override("UTC"):
+        assert parse_query("date:2018-10..2019-04 invoice", FIELDS).date_months() == tk.month_tokens(
+            dt.datetime(2018, 10, 1, tzinfo=dt.UTC), dt.datetime(2019, 5, 1, tzinfo=dt.UTC)
+        )
+        assert parse_query("date:2024 date:2024-03", FIELDS).date_months() == ["_m202403"]  # both hold
+        assert parse_query("date:2024-01..2024-06 date:2024-04..", FIELDS).date_months() == [
+            "_m202404",
+            "_m202405",
+            "_m202406",
+        ]
+        for text in ("date:2024..", "date:..2024", "-date:2024", "due:2024", "created:2024", "date:2024 date:2023"):
+            assert parse_query(text, FIELDS).date_months() == [], text
 
 
 @pytest.mark.parametrize("value", ["2024-13-01", "yesterday", "..", "2024-02-30"])
@@ -311,3 +350,20 @@ def test_the_token_lists_are_the_tokens_of_each_word():
             expected = [tk.shingle(a, b, prefix) for a, b in zip(folded, folded[1:], strict=False)]
             assert tk.shingles(folded, prefix) == expected
     assert tk.padded(["a", "ab", long]) == ["a__", "ab_", "x" * tk.MAX_TOKEN_CHARS]
+
+
+def test_a_mariadb_entry_begins_with_its_month_where_no_cap_can_cut_it(settings):
+    from archive.models import Document
+    from archive.search.indexing import entry_text
+
+    settings.SEARCH_MAX_INDEX_CHARS = 200
+    document = Document(values={"title": "Offer"}, notes="", date=dt.datetime(2018, 11, 5, tzinfo=dt.UTC))
+    text = entry_text(document, [("mail.eml", "word " * 1000)], {}, shingles=True, months=True)
+    assert text.split()[0] == "_m201811" and len(text) <= 200
+    assert not _months(entry_text(document, [("mail.eml", "word")], {}))  # SQLite's: no months
+    document.date = None
+    assert not _months(entry_text(document, [("mail.eml", "word")], {}, shingles=True, months=True))
+
+
+def _months(stream: str) -> list[str]:
+    return [token for token in stream.split() if token.startswith(tk.MONTH_PREFIX)]

@@ -12,7 +12,7 @@ from django.db import connection
 
 from archive import extraction, search
 from archive.models import Document, DocumentFile, ExtractionStatus
-from archive.search import statistics
+from archive.search import statistics, upgrade
 from archive.search.tokens import MIN_TOKEN_CHARS
 
 
@@ -96,6 +96,8 @@ class Command(BaseCommand):
             indexed += search.index_documents(batch)
             progress.advance(len(batch))
         progress.finish()
+        if not numbers:
+            upgrade.mark_current()  # every entry is in the current token stream now
         if options["optimize"]:
             self.optimize()
         statistics.refresh()  # the planner's figures, from the new index
