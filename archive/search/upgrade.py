@@ -36,11 +36,14 @@ def months_ready() -> bool:
 
 
 @transaction.atomic
-def upgrade_batch(size: int = BATCH) -> int:
+def upgrade_batch(size: int = BATCH) -> int | None:
     """Rewrite the entries of the ``size`` highest stale documents; returns the
-    new ``stale_through``. Runs one at a time: the state row is locked."""
-    state = SearchIndexState.objects.select_for_update().filter(pk=1).first()
-    if state is None or not state.stale_through:
+    new ``stale_through``, or None while another upgrade holds the state row
+    (one runs at a time; the other's batch is not waited for)."""
+    state = SearchIndexState.objects.select_for_update(skip_locked=True).filter(pk=1).first()
+    if state is None:
+        return None if SearchIndexState.objects.filter(pk=1).exists() else 0
+    if not state.stale_through:
         return 0
     numbers = list(
         Document.objects.select_for_update()
@@ -56,13 +59,13 @@ def upgrade_batch(size: int = BATCH) -> int:
 
 
 def upgrade(seconds: float = SECONDS, size: int = BATCH) -> int:
-    """Batches until none is stale or ``seconds`` have passed; returns what is
-    left (``stale_through``)."""
+    """Batches until none is stale, ``seconds`` have passed or another upgrade
+    runs; returns what is left (``stale_through``)."""
     deadline = time.monotonic() + seconds
-    left = stale_through()
+    left: int | None = stale_through()
     while left and time.monotonic() < deadline:
         left = upgrade_batch(size)
-    return left
+    return stale_through() if left is None else left
 
 
 def mark_current() -> None:

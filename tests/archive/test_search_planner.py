@@ -205,18 +205,3 @@ def test_months_are_not_asked_while_entries_without_them_remain(group_a, dated, 
         assert upgrade.upgrade_batch() == 0
         assert plan_for("proposal date:2018-10..2019-04", [group_a.pk]).months
 
-
-def test_a_range_its_months_show_to_be_big_is_not_counted(group_a, dated, django_assert_num_queries):
-    """Counting 20,000 documents of a range cost ~0.35 s at a million; the
-    months' figures size it without that."""
-    figures(1_000_000, {}, {"proposal": 0.13, **dict.fromkeys(MONTHS_2018_10_TO_2019_04, 0.0076)})
-    fields = list(FieldDefinition.objects.all())
-    with timezone.override("UTC"):
-        long, short = (
-            search.parse_query(text, fields) for text in ("proposal date:2018-10..2019-04", "proposal date:2018-11")
-        )
-        qs = Document.objects.all()
-        with django_assert_num_queries(2):  # the index's state and the figures
-            assert planner.plan(long, qs.filter(*long.filters), None, window=500, allow_scan=True).months
-        with django_assert_num_queries(3):  # a month of 0.76 % may be small: counted
-            planner.plan(short, qs.filter(*short.filters), None, window=500, allow_scan=True)

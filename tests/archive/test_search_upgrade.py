@@ -76,3 +76,33 @@ def test_the_migration_marks_mariadbs_existing_entries_stale(documents):
     assert SearchIndexState.objects.get(pk=1).stale_through == expected
     SearchIndexState.objects.all().delete()
     assert upgrade.months_ready()  # no row: a database made after the migration
+
+
+def test_an_upgrade_does_not_wait_for_another_that_runs(documents):
+    """Beat may start the next task while one still works: it leaves at once."""
+    import threading
+
+    from django.db import transaction
+
+    if not connection.features.has_select_for_update_skip_locked:
+        pytest.skip("SQLite locks the whole database, and its entries are never stale")
+    SearchIndexState.objects.update_or_create(pk=1, defaults={"stale_through": documents[3].pk})
+    held, release = threading.Event(), threading.Event()
+
+    def other_upgrade() -> None:
+        with transaction.atomic():
+            SearchIndexState.objects.select_for_update().get(pk=1)
+            held.set()
+            release.wait(30)
+        connection.close()
+
+    thread = threading.Thread(target=other_upgrade)
+    thread.start()
+    try:
+        assert held.wait(30)
+        assert upgrade.upgrade_batch() is None
+        assert upgrade.upgrade() == documents[3].pk  # nothing done, nothing waited for
+    finally:
+        release.set()
+        thread.join()
+    assert upgrade.upgrade() == 0
