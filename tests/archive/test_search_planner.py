@@ -204,4 +204,3 @@ def test_months_are_not_asked_while_entries_without_them_remain(group_a, dated, 
         assert not plan_for("proposal date:2018-10..2019-04", [group_a.pk]).months
         assert upgrade.upgrade_batch() == 0
         assert plan_for("proposal date:2018-10..2019-04", [group_a.pk]).months
-
