@@ -182,16 +182,18 @@ class SearchStatistic(models.Model):
 
 
 class SearchIndexState(models.Model):
-    """How much of the index predates its current token stream (one row, or none).
+    """Whether every index entry holds its current token stream (one row, or none).
 
-    Entries of documents numbered up to ``stale_through`` may have been
-    written before entries held the month of their document date
-    (``archive.search.tokens.month_token``): ``archive.search.upgrade``
-    rewrites them, highest number first, and lowers it to 0. Until then the
-    MariaDB search does not ask the index for a date range's months. No row
-    (a database made after migration 0011, or flushed) means nothing is stale."""
+    ``pending``: entries may lack the month of their document date
+    (``archive.search.tokens.month_token``), as those written before it did.
+    ``archive.search.upgrade`` checks the entries in document order, rewrites
+    those that lack it, and clears ``pending`` once no entry is left above
+    ``checked_through``; until then the MariaDB search does not ask the index
+    for a date range's months. No row (a database made after migration 0011,
+    or flushed) means nothing is pending."""
 
-    stale_through = models.BigIntegerField(default=0)
+    pending = models.BooleanField(default=False)
+    checked_through = models.BigIntegerField(default=0)  # the last document number checked
 
 
 class PublicAccess(models.Model):

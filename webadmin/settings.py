@@ -289,7 +289,7 @@ CELERY_BEAT_SCHEDULE = {
     "extraction-sweep": {"task": "archive.tasks.extraction_sweep", "schedule": 600.0},
     # How common words are, for the MariaDB search planner (archive/search/statistics.py).
     "search-statistics": {"task": "archive.tasks.refresh_search_statistics", "schedule": 86400.0},
-    # Index entries of an older token stream rewritten (archive/search/upgrade.py); idle once done.
+    # Index entries of an older token stream checked and rewritten (archive/search/upgrade.py); idle once done.
     "search-index-upgrade": {"task": "archive.tasks.upgrade_search_index", "schedule": 60.0},
     "temporary-files-sweep": {
         "task": "archive.housekeeping_tasks.temporary_files_sweep",

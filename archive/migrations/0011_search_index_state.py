@@ -1,17 +1,19 @@
 """The search index's state (``SearchIndexState``): on MariaDB, the entries
 that exist now were written without the month of their document date, so
-they are marked for ``archive.search.upgrade`` to rewrite. SQLite's entries
-need no month tokens (FTS5 does not use them) and nothing is marked."""
+the state says "pending" for ``archive.search.upgrade`` to check and rewrite
+them (and any that a worker of the old code writes until it is restarted).
+SQLite's entries need no month tokens (FTS5 does not use them): nothing is
+pending there."""
 
 from django.db import migrations, models
-from django.db.models import Max
 
 
-def mark_stale(apps, schema_editor):
-    entries = apps.get_model("archive", "SearchEntry").objects.using(schema_editor.connection.alias)
-    state = apps.get_model("archive", "SearchIndexState").objects.using(schema_editor.connection.alias)
-    highest = entries.aggregate(n=Max("document_id"))["n"] if schema_editor.connection.vendor == "mysql" else None
-    state.create(pk=1, stale_through=highest or 0)
+def mark_pending(apps, schema_editor):
+    alias = schema_editor.connection.alias
+    entries = apps.get_model("archive", "SearchEntry").objects.using(alias)
+    state = apps.get_model("archive", "SearchIndexState").objects.using(alias)
+    pending = schema_editor.connection.vendor == "mysql" and entries.exists()
+    state.create(pk=1, pending=pending, checked_through=0)
 
 
 class Migration(migrations.Migration):
@@ -24,8 +26,9 @@ class Migration(migrations.Migration):
             name="SearchIndexState",
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("stale_through", models.BigIntegerField(default=0)),
+                ("pending", models.BooleanField(default=False)),
+                ("checked_through", models.BigIntegerField(default=0)),
             ],
         ),
-        migrations.RunPython(mark_stale, migrations.RunPython.noop),
+        migrations.RunPython(mark_pending, migrations.RunPython.noop),
     ]

@@ -1,21 +1,23 @@
-"""Entries written before the month tokens: marked stale, rewritten in the
-background (highest number first) or by ``reindex``, and until then the
-search does not count on them (archive/search/upgrade.py)."""
+"""Entries written before the month tokens: the index is marked pending, each
+entry is checked and rewritten in the background or by ``reindex``, and until
+then the search does not count on them (archive/search/upgrade.py)."""
 
 from __future__ import annotations
 
 import importlib
+import threading
 import types
 
 import pytest
 from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 
 from archive import services, storage, tasks
 from archive.models import SearchEntry, SearchIndexState
 from archive.search import upgrade
+from archive.search.backends import backend_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,7 +33,7 @@ def documents(group_a):
         )
         for i in range(5)
     ]
-    SearchEntry.objects.update(text="stale")  # as an older token stream left them
+    made.append(services.document_create(owner_group=group_a, values={"title": "undated"}, files=[]))
     return made
 
 
@@ -40,53 +42,59 @@ def texts(documents) -> list[str]:
     return [entries[d.pk] for d in documents]
 
 
-def test_stale_entries_are_rewritten_highest_number_first_in_batches(documents):
-    SearchIndexState.objects.update_or_create(pk=1, defaults={"stale_through": documents[3].pk})
+def pending() -> None:
+    SearchIndexState.objects.update_or_create(pk=1, defaults={"pending": True, "checked_through": 0})
+
+
+def test_entries_without_their_month_are_found_by_content_and_rewritten(documents):
+    if not backend_for().month_tokens:
+        pending()
+        assert upgrade.upgrade_batch() is False and upgrade.months_ready()  # SQLite's need none
+        return
+    old = [documents[1], documents[3]]  # as the old code wrote them, also after the migration
+    for document in old:
+        text = SearchEntry.objects.get(document=document).text
+        SearchEntry.objects.filter(document=document).update(text=text.split(" ", 1)[1])
+    current = {d.pk: t for d, t in zip(documents, texts(documents), strict=True) if d not in old}
+    pending()
     assert not upgrade.months_ready()
-    assert upgrade.upgrade_batch(size=2) == documents[2].pk - 1
-    assert [t == "stale" for t in texts(documents)] == [True, True, False, False, True]  # 5th: newer, current
-    assert "offer" in texts(documents)[3] and not upgrade.months_ready()
-    assert upgrade.upgrade(seconds=0, size=2) == documents[2].pk - 1  # no time: nothing done
-    assert upgrade.upgrade(size=2) == 0
-    assert upgrade.months_ready()
-    assert [t == "stale" for t in texts(documents)] == [False, False, False, False, True]
-    if connection.vendor == "mysql":  # MariaDB's entries begin with their month
-        assert [t.split()[0] for t in texts(documents)[:4]] == ["_m201801", "_m201802", "_m201803", "_m201804"]
-    assert upgrade.upgrade_batch() == 0  # idle once done
+    assert upgrade.upgrade_batch(size=2) is True  # documents 0 and 1: 1 rewritten
+    assert texts(documents)[1].split()[0] == "_m201802" and not texts(documents)[3].startswith("_m")
+    assert not upgrade.months_ready()
+    assert upgrade.upgrade(seconds=0, size=2) is False  # no time: nothing done
+    assert upgrade.upgrade(size=2) is True and upgrade.months_ready()
+    assert [t.split()[0] for t in texts(documents)[:5]] == [f"_m20180{m}" for m in range(1, 6)]
+    assert {d.pk: t for d, t in zip(documents, texts(documents), strict=True) if d not in old} == current
+    assert upgrade.upgrade_batch() is False  # idle once done
 
 
-def test_the_beat_task_upgrades_and_reindex_marks_everything_current(documents):
+def test_the_beat_task_upgrades_and_a_full_reindex_clears_pending(documents):
     schedule = {entry["task"]: entry["schedule"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert schedule["archive.tasks.upgrade_search_index"] == 60.0
-    SearchIndexState.objects.update_or_create(pk=1, defaults={"stale_through": documents[1].pk})
+    pending()
     tasks.upgrade_search_index()
-    assert upgrade.months_ready() and [t == "stale" for t in texts(documents)][:2] == [False, False]
-    SearchIndexState.objects.update_or_create(pk=1, defaults={"stale_through": documents[4].pk})
+    assert upgrade.months_ready()
+    pending()
     call_command("reindex", str(documents[0].pk), stdout=open("/dev/null", "w"), stderr=open("/dev/null", "w"))
-    assert not upgrade.months_ready()  # some documents only: the rest may still be stale
+    assert not upgrade.months_ready()  # some documents only: others may still lack it
     call_command("reindex", stdout=open("/dev/null", "w"), stderr=open("/dev/null", "w"))
-    assert upgrade.months_ready() and "stale" not in texts(documents)
+    assert upgrade.months_ready()
 
 
-def test_the_migration_marks_mariadbs_existing_entries_stale(documents):
+def test_the_migration_marks_mariadbs_existing_entries_pending(documents):
     migration = importlib.import_module("archive.migrations.0011_search_index_state")
     SearchIndexState.objects.all().delete()
-    migration.mark_stale(apps, types.SimpleNamespace(connection=connection))
-    expected = documents[-1].pk if connection.vendor == "mysql" else 0  # SQLite's need no months
-    assert SearchIndexState.objects.get(pk=1).stale_through == expected
+    migration.mark_pending(apps, types.SimpleNamespace(connection=connection))
+    assert SearchIndexState.objects.get(pk=1).pending == (connection.vendor == "mysql")  # SQLite's need none
     SearchIndexState.objects.all().delete()
     assert upgrade.months_ready()  # no row: a database made after the migration
 
 
 def test_an_upgrade_does_not_wait_for_another_that_runs(documents):
     """Beat may start the next task while one still works: it leaves at once."""
-    import threading
-
-    from django.db import transaction
-
     if not connection.features.has_select_for_update_skip_locked:
-        pytest.skip("SQLite locks the whole database, and its entries are never stale")
-    SearchIndexState.objects.update_or_create(pk=1, defaults={"stale_through": documents[3].pk})
+        pytest.skip("SQLite locks the whole database, and its entries need no months")
+    pending()
     held, release = threading.Event(), threading.Event()
 
     def other_upgrade() -> None:
@@ -101,8 +109,8 @@ def test_an_upgrade_does_not_wait_for_another_that_runs(documents):
     try:
         assert held.wait(30)
         assert upgrade.upgrade_batch() is None
-        assert upgrade.upgrade() == documents[3].pk  # nothing done, nothing waited for
+        assert upgrade.upgrade() is False  # nothing done, nothing waited for
     finally:
         release.set()
         thread.join()
-    assert upgrade.upgrade() == 0
+    assert upgrade.upgrade() is True

@@ -97,7 +97,7 @@ class Command(BaseCommand):
             progress.advance(len(batch))
         progress.finish()
         if not numbers:
-            upgrade.mark_current()  # every entry is in the current token stream now
+            upgrade.mark_current()  # every entry holds the current token stream now
         if options["optimize"]:
             self.optimize()
         statistics.refresh()  # the planner's figures, from the new index
