@@ -17,6 +17,7 @@ from archive import charts, folders
 from archive import dashboard as archive_dashboard
 from archive.integrity import anchoring
 from archive.models import ArchiveDay
+from archive.search import upgrade
 from mailsources import dashboard as sources_dashboard
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def admin_dashboard(*, now: dt.datetime | None = None) -> dict[str, Any]:
     anchor = anchoring.anchor_age(now=moment)
     return {
         **archive,
+        "index_upgrade": upgrade.progress(),
         "anchor": anchor,
         "alarms": archive["coverage_alarms"]
         + sources_dashboard.source_alarms(now=moment)

@@ -20,6 +20,7 @@ import datetime as dt
 import time
 
 from django.db import transaction
+from django.db.models import Max
 from django.db.models.functions import Substr
 
 from archive.models import Document, SearchEntry, SearchIndexState
@@ -34,6 +35,15 @@ _HEAD = len("_m200001 ")  # an entry's first characters: its month token and a s
 def months_ready() -> bool:
     """Whether every entry holds its month token."""
     return not SearchIndexState.objects.filter(pk=1, pending=True).exists()
+
+
+def progress() -> tuple[int, int] | None:
+    """(the last document number checked, the highest with an entry) while
+    entries are pending, for the WebAdmin home; None once none is."""
+    checked = SearchIndexState.objects.filter(pk=1, pending=True).values_list("checked_through", flat=True).first()
+    if checked is None:
+        return None
+    return checked, SearchEntry.objects.aggregate(n=Max("document_id"))["n"] or 0
 
 
 def _lacks_month(head: str, date: dt.datetime | None) -> bool:

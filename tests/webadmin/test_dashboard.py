@@ -401,3 +401,14 @@ def test_the_refresh_task_runs_the_service(make_document):
     make_document()
     tasks.refresh_dashboard_figures()
     assert dashboard.totals(None).documents == 1
+
+
+def test_the_home_page_shows_a_search_index_upgrade_while_one_is_pending(client, admin_user, make_document):
+    from archive.models import SearchIndexState
+
+    documents = [make_document() for _ in range(3)]
+    client.force_login(admin_user)
+    assert 'id="index-upgrade"' not in client.get(reverse("webadmin:home")).content.decode()
+    SearchIndexState.objects.update_or_create(pk=1, defaults={"pending": True, "checked_through": documents[0].pk})
+    page = client.get(reverse("webadmin:home")).content.decode()
+    assert f"entries up to document {documents[0].pk} of {documents[-1].pk} are checked" in page
