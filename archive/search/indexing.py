@@ -164,7 +164,29 @@ def index_documents(numbers: list[int]) -> int:
     # MySQL's upsert has no conflict target (the primary key is the only unique key).
     features = connections[SearchEntry.objects.db].features
     target = ["document"] if features.supports_update_conflicts_with_target else None
-    SearchEntry.objects.bulk_create(
-        entries, update_conflicts=True, unique_fields=target, update_fields=["text", "indexed"]
-    )
+    for chunk in _by_size(entries, STATEMENT_BYTES):
+        SearchEntry.objects.bulk_create(
+            chunk, update_conflicts=True, unique_fields=target, update_fields=["text", "indexed"]
+        )
     return len(entries)
+
+
+# A statement's text at most (more than one entry): MariaDB refuses a statement
+# longer than max_allowed_packet (16 MB by default), and 500 mails' entries are more.
+STATEMENT_BYTES = 4 * 1024 * 1024
+
+
+def _by_size(entries: list[SearchEntry], limit: int) -> Iterable[list[SearchEntry]]:
+    """The entries in runs of at most ``limit`` bytes of text (an entry longer
+    than that on its own)."""
+    chunk: list[SearchEntry] = []
+    size = 0
+    for entry in entries:
+        n = len(entry.text) if entry.text.isascii() else len(entry.text.encode())
+        if chunk and size + n > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(entry)
+        size += n
+    if chunk:
+        yield chunk

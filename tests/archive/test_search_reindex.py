@@ -59,3 +59,22 @@ def test_it_can_reindex_single_documents(group_a):
     call_command("reindex", str(two.pk), stdout=io.StringIO(), stderr=io.StringIO())
     assert list(SearchEntry.objects.values_list("document_id", flat=True)) == [two.pk]
     assert one.pk != two.pk
+
+
+def test_many_big_entries_are_written_in_statements_the_server_accepts(alice, group_a, monkeypatch):
+    """MariaDB refuses a statement above max_allowed_packet (16 MB by default):
+    500 mails of 40 KB of text are more. Entries go in runs of STATEMENT_BYTES."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from archive.search import indexing
+
+    documents = [_document(group_a, f"Große Reise{i}") for i in range(5)]
+    sizes = [len(e.text.encode()) for e in SearchEntry.objects.order_by("document_id")]
+    monkeypatch.setattr(indexing, "STATEMENT_BYTES", max(sizes))
+    assert 2 * min(sizes) > max(sizes), sizes  # two entries never fit in one statement
+    with CaptureQueriesContext(connection) as queries:
+        assert indexing.index_documents([d.pk for d in documents]) == 5
+    table = connection.ops.quote_name("archive_searchentry")
+    assert len([q for q in queries if q["sql"].startswith(f"INSERT INTO {table}")]) == 5
+    assert [d for d in search.search_documents(alice, "reise3").documents] == [documents[3]]
