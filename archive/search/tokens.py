@@ -156,7 +156,11 @@ MAX_MONTH_TOKENS = 240  # a longer range is not worth reading by its month token
 def month_token(moment: dt.datetime) -> str:
     """The token of the month (UTC) of an aware ``moment``: ``_m201810``."""
     utc = moment.astimezone(dt.UTC)
-    return f"{MONTH_PREFIX}{utc.year:04d}{utc.month:02d}"
+    return _month(utc.year, utc.month)
+
+
+def _month(year: int, month: int) -> str:
+    return f"{MONTH_PREFIX}{year:04d}{month:02d}"
 
 
 def month_tokens(start: dt.datetime, end: dt.datetime) -> list[str]:
@@ -171,11 +175,8 @@ def month_tokens(start: dt.datetime, end: dt.datetime) -> list[str]:
     count = (last.year - first.year) * 12 + last.month - first.month + 1
     if count > MAX_MONTH_TOKENS:
         return []
-    out = []
-    for i in range(count):
-        year, month = divmod(first.month - 1 + i, 12)
-        out.append(f"{MONTH_PREFIX}{first.year + year:04d}{month + 1:02d}")
-    return out
+    months = (divmod(first.month - 1 + i, 12) for i in range(count))
+    return [_month(first.year + years, month + 1) for years, month in months]
 
 
 def tokens(text: str) -> list[str]:

@@ -181,7 +181,7 @@ def test_a_common_word_in_a_long_range_asks_the_index_for_the_months(group_a, da
     0.76 %), a user who sees half: ranked and filtered by date, ~19,000 rows
     to read for 500 hits in the range; one by one in the range, ~3,800
     documents out of the pool; by its months, 183,000 postings and the hits
-    (measured at a million: 0.94 s, 0.56 s and 0.2 s, bench/README.md)."""
+    (this search, measured by hand at a million: 0.94 s, 0.56 s and 0.22 s)."""
     monkeypatch.setattr(planner, "RANGE_PROBE", 0)  # the range as if too big to count
     figures(1_000_000, {group_a.pk: 0.5}, {"proposal": 0.13, **dict.fromkeys(MONTHS_2018_10_TO_2019_04, 0.0076)})
     with timezone.override("UTC"):
